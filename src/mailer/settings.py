@@ -1,0 +1,241 @@
+"""Configuration: config/mailer.toml, then MAILER_* environment variables, into one frozen,
+validated Settings object. Loaded once at start; a bad value stops the program there."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+import zoneinfo
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from schwifty import IBAN
+from schwifty.exceptions import SchwiftyException
+
+from mailer.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/mailer.toml")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _address(value: str) -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"an email address ({exc})") from None
+
+
+class Publication(Section):
+    name: str = Field(min_length=1)
+    base_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    from_address: str
+    from_name: str = ""
+    reply_to: str = ""
+    postal_address: str = Field(min_length=1)
+    language: str = Field(default="en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    timezone: str = "Europe/Oslo"
+
+    @field_validator("from_address")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str) -> str:
+        return _address(value) if value else ""
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError("an IANA time zone such as Europe/Oslo") from None
+        return value
+
+    @property
+    def sender_name(self) -> str:
+        return self.from_name or self.name
+
+
+class Database(Section):
+    url: str = Field(default="sqlite:///subscribers.db", pattern=r"^[a-z0-9+]+://")
+
+
+class Smtp(Section):
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=1025, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    timeout: float = Field(default=30, gt=0)
+    max_connections: int = Field(default=1, ge=1, le=64)
+    max_rate_per_second: float = Field(default=0, ge=0)
+    # Only ever from MAILER_SMTP_PASSWORD; the loader refuses it in the file.
+    password: str = Field(default="", repr=False)
+
+
+class Delivery(Section):
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_seconds: float = Field(default=300, ge=0)
+    lease_seconds: float = Field(default=300, gt=0)
+
+
+class Donation(Section):
+    heading: str = ""
+    appeal: str = ""
+    bank_name: str = ""
+    account_number: str = ""
+    iban: str = ""
+    vipps: str = Field(default="", pattern=r"^[0-9 ]*$")
+    url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return IBAN(value).formatted
+        except SchwiftyException as exc:
+            raise ValueError(f"a valid IBAN ({exc})") from None
+
+
+class Sources(Section):
+    boilerplate_patterns: tuple[str, ...] = ()
+
+    @field_validator("boilerplate_patterns")
+    @classmethod
+    def _regexes(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"regular expressions ({pattern!r}: {exc})") from None
+        return patterns
+
+
+class Security(Section):
+    secret_key_file: str = "var/secret_key"
+    secret_key: str = Field(default="", repr=False)
+
+
+class Settings(Section):
+    publication: Publication
+    database: Database = Database()
+    smtp: Smtp = Smtp()
+    delivery: Delivery = Delivery()
+    donation: Donation = Donation()
+    sources: Sources = Sources()
+    security: Security = Security()
+    config_path: Path | None = None
+
+    @property
+    def secret_key(self) -> str:
+        return self.security.secret_key or _secret_from_file(Path(self.security.secret_key_file))
+
+    def replace(self, **sections: dict[str, Any]) -> Settings:
+        """A copy with some keys of some sections changed, validated again."""
+        data = self.model_dump()
+        for name, values in sections.items():
+            data[name] = {**data[name], **values}
+        return _validate(data)
+
+
+def load_settings(path: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the config file (explicit path, $MAILER_CONFIG, ./config/mailer.toml, or the
+    packaged default) and overlay MAILER_<SECTION>_<KEY> variables."""
+    env = dict(os.environ if environ is None else environ)
+    path = _find_config(path or (Path(env["MAILER_CONFIG"]) if env.get("MAILER_CONFIG") else None))
+    data = _read_toml(path)
+    if "password" in data.get("smtp", {}):
+        raise ConfigError(
+            f"{path}: [smtp] password must not be in the file; set MAILER_SMTP_PASSWORD instead"
+        )
+    _overlay_environment(data, env)
+    data["config_path"] = path
+    return _validate(data)
+
+
+def _find_config(path: Path | None) -> Path:
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    if DEFAULT_CONFIG.is_file():
+        return DEFAULT_CONFIG
+    return Path(str(resources.files("mailer.bundled.config") / "mailer.toml"))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
+    sections = {name for name, field in Settings.model_fields.items() if name != "config_path"}
+    for variable, value in env.items():
+        if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
+            continue
+        section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
+        if variable == "MAILER_SECRET_KEY":
+            section, key = "security", "secret_key"
+        elif section not in sections or not key:
+            raise ConfigError(
+                f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> with a section "
+                f"among {', '.join(sorted(sections))}"
+            )
+        data.setdefault(section, {})[key] = value
+
+
+def _validate(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, data.get("config_path"))) from None
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = [f"invalid configuration in {path or 'settings'}:"]
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        variable = "MAILER_" + "_".join(str(part) for part in error["loc"]).upper()
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+            continue
+        if error["type"] == "missing":
+            lines.append(f"  {key}: missing (set it in the file or as {variable})")
+            continue
+        expected = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
+        lines.append(f"  {key} = {error.get('input')!r}: expected {expected} (file or {variable})")
+    return "\n".join(lines)
+
+
+def _secret_from_file(path: Path) -> str:
+    """The signing key from its file, created with a fresh random key on first use."""
+    if path.is_file():
+        key = path.read_text(encoding="utf-8").strip()
+        if len(key) < 32:
+            raise ConfigError(f"{path}: the secret key is too short; delete the file to renew it")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(key + "\n")
+    return key
