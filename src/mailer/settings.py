@@ -8,7 +8,6 @@ import re
 import secrets
 import tomllib
 import zoneinfo
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,7 +176,14 @@ def _find_config(path: Path | None) -> Path:
         return path
     if DEFAULT_CONFIG.is_file():
         return DEFAULT_CONFIG
-    return Path(str(resources.files("mailer.bundled.config") / "mailer.toml"))
+    return bundled_path("config") / "mailer.toml"
+
+
+def bundled_path(name: str) -> Path:
+    """A top-level folder of the project (config, templates): the source checkout's, or
+    the copy a wheel installs inside the package."""
+    checkout = Path(__file__).resolve().parents[2] / name
+    return checkout if checkout.is_dir() else Path(__file__).resolve().parent / "bundled" / name
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

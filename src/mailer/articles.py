@@ -1,0 +1,88 @@
+"""Storing ingested articles: a draft from `sources` becomes an Article row, deduplicated
+by its guid (canonical url, or a hash of the text), so ingesting again updates it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from mailer.db import session_scope
+from mailer.donation import payment_numbers
+from mailer.models import Article, utcnow
+from mailer.settings import Settings
+from mailer.sources import ArticleDraft, read_article
+from mailer.sources.cleanup import Boilerplate
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    article: Article
+    outcome: str  # "new", "updated" or "unchanged"
+    title_derived: bool
+
+
+def boilerplate(settings: Settings) -> Boilerplate:
+    """The newsroom's boilerplate rules: configured patterns and its own donation appeal."""
+    donation = settings.donation
+    return Boilerplate(
+        patterns=settings.sources.boilerplate_patterns,
+        phrases=tuple(p for p in (donation.heading, donation.appeal) if p),
+        numbers=payment_numbers(donation),
+    )
+
+
+def ingest_file(
+    engine: Engine,
+    settings: Settings,
+    path: Path,
+    *,
+    title: str | None = None,
+    url: str | None = None,
+    published: datetime | None = None,
+) -> IngestResult:
+    draft = read_article(path, boilerplate(settings), title=title, url=url, published=published)
+    return store(engine, draft)
+
+
+def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
+    with session_scope(engine) as session:
+        article = session.exec(select(Article).where(Article.guid == draft.guid)).first()
+        if article is None:
+            article = Article(
+                guid=draft.guid,
+                url=draft.url,
+                title=draft.title,
+                author=draft.author,
+                published_at=draft.published_at or utcnow(),
+                summary=draft.summary,
+                body_html=draft.body_html,
+                source=draft.source,
+            )
+            session.add(article)
+            session.flush()
+            return IngestResult(article, "new", draft.title_derived)
+        changes = {
+            "url": draft.url or article.url,
+            "author": draft.author or article.author,
+            "published_at": draft.published_at or article.published_at,
+            "summary": draft.summary,
+            "body_html": draft.body_html,
+            # an editor's title stays unless a new one is given
+            "title": article.title if draft.title_derived else draft.title,
+        }
+        changed = {k: v for k, v in changes.items() if getattr(article, k) != v}
+        for key, value in changed.items():
+            setattr(article, key, value)
+        session.add(article)
+        return IngestResult(article, "updated" if changed else "unchanged", draft.title_derived)
+
+
+def list_articles(engine: Engine) -> list[Article]:
+    with session_scope(engine) as session:
+        query = select(Article).order_by(col(Article.published_at).desc().nulls_last(),
+                                         col(Article.id).desc())
+        return list(session.exec(query).all())

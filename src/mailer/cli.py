@@ -1,0 +1,366 @@
+"""The `mailer` command line: each command parses its input, calls the domain functions,
+and prints. Domain errors (MailerError) become a message on stderr and exit status 1;
+bad usage exits 2."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.progress import Progress
+
+from mailer import subscribers as subs
+from mailer.articles import ingest_file, list_articles
+from mailer.catcher import start_catcher
+from mailer.db import open_database
+from mailer.delivery import Outbox, SendReport, count_recipients, deliver
+from mailer.errors import MailerError
+from mailer.issues import article_issue, find_article
+from mailer.messages import MessageBuilder, Recipient, fill
+from mailer.models import DeliveryStatus, SubscriberStatus
+from mailer.render import RenderedIssue, render_article_issue
+from mailer.report import issue_report, list_issues
+from mailer.settings import Settings, load_settings
+from mailer.smtp import PermanentFailure, SMTPTransport, TemporaryFailure
+
+app = typer.Typer(
+    help="Newsletter and donation-appeal mailer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
+articles_app = typer.Typer(help="Articles that have been ingested.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(articles_app, name="articles")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.find_root().obj
+    return settings
+
+
+@app.callback()
+def load(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", help="Config file (default: config/mailer.toml or $MAILER_CONFIG)."
+    ),
+) -> None:
+    ctx.obj = load_settings(config)
+
+
+def say(message: str = "") -> None:
+    typer.echo(message)
+
+
+@app.command()
+def init(ctx: typer.Context) -> None:
+    """Create the database, or upgrade an older one in place."""
+    settings = settings_of(ctx)
+    open_database(settings.database.url)
+    say(f"Database ready: {settings.database.url}")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """Run the whole pipeline on the embedded default, with a local SMTP catcher."""
+    from mailer.demo import run_demo
+
+    run_demo(settings_of(ctx), say)
+
+
+@app.command()
+def catcher(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(1025, help="Port to listen on."),
+    maildir: Path = typer.Option(Path("var/maildir"), help="Maildir to store messages in."),
+) -> None:
+    """A local SMTP server that stores every message it receives and delivers nothing."""
+    controller = start_catcher(maildir, host, port, on_message=_announce)
+    say(f"Catching mail on {host}:{port}, storing it in {maildir}/ (Ctrl-C to stop)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        say("Stopped.")
+    finally:
+        controller.stop()
+
+
+def _announce(content: bytes) -> None:
+    from email import message_from_bytes, policy
+
+    message = message_from_bytes(content, policy=policy.default)
+    say(f"stored: to {message['To']}: {message['Subject']}")
+
+
+# --- subscribers -------------------------------------------------------------------
+
+
+@subscribers_app.command("add")
+def subscribers_add(
+    ctx: typer.Context,
+    email: str,
+    name: str | None = typer.Option(None, help="The subscriber's name."),
+    confirmed: bool = typer.Option(False, help="They have already agreed: add as active."),
+    weekly: bool = typer.Option(False, help="Weekly digest instead of every article."),
+) -> None:
+    """Add a subscriber (pending until confirmed, unless --confirmed)."""
+    engine = open_database(settings_of(ctx).database.url)
+    subscriber = subs.add_subscriber(
+        engine, email, name, confirmed=confirmed, frequency="weekly" if weekly else "every"
+    )
+    say(f"Added {subscriber.email} ({subscriber.status}).")
+    if subscriber.status == SubscriberStatus.PENDING:
+        say("They receive no mail until confirmed; use --confirmed if they already agreed.")
+
+
+@subscribers_app.command("list")
+def subscribers_list(
+    ctx: typer.Context, status: str | None = typer.Option(None, help="Only this status.")
+) -> None:
+    """List subscribers in the order they joined."""
+    engine = open_database(settings_of(ctx).database.url)
+    count = 0
+    for s in subs.list_subscribers(engine, status):
+        joined = s.created_at.date().isoformat() if s.created_at else ""
+        say(f"{s.id:>6}  {s.status:<12} {s.frequency:<6} {joined}  {s.email}  {s.name or ''}")
+        count += 1
+    say(f"{count} subscriber{'s' if count != 1 else ''}")
+
+
+@subscribers_app.command("remove")
+def subscribers_remove(
+    ctx: typer.Context,
+    email: str,
+    purge: bool = typer.Option(False, help="Also erase their address and name."),
+) -> None:
+    """Unsubscribe an address; --purge erases their personal data."""
+    engine = open_database(settings_of(ctx).database.url)
+    subs.remove_subscriber(engine, email, purge=purge)
+    address = subs.normalise_address(email)
+    say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
+
+
+@subscribers_app.command("import")
+def subscribers_import(ctx: typer.Context, file: Path) -> None:
+    """Import a CSV file with a header row: email[,name][,status][,frequency]."""
+    engine = open_database(settings_of(ctx).database.url)
+    report = subs.import_csv(engine, file)
+    for line, reason in report.rejected:
+        typer.echo(f"line {line}: rejected: {reason}", err=True)
+    for line, reason in report.skipped:
+        typer.echo(f"line {line}: skipped: {reason}", err=True)
+    if report.ignored_columns:
+        say(f"Ignored columns: {', '.join(report.ignored_columns)}")
+    say(
+        f"Imported {report.added}; skipped {len(report.skipped)} already on the list; "
+        f"rejected {len(report.rejected)}."
+    )
+
+
+@subscribers_app.command("export")
+def subscribers_export(
+    ctx: typer.Context, file: Path | None = typer.Argument(None, help="Default: standard output.")
+) -> None:
+    """Export subscribers as CSV (importable again)."""
+    engine = open_database(settings_of(ctx).database.url)
+    if file is None:
+        subs.export_csv(engine, sys.stdout)
+        return
+    with file.open("w", encoding="utf-8", newline="") as out:
+        count = subs.export_csv(engine, out)
+    say(f"Exported {count} subscribers to {file}.")
+
+
+# --- articles ------------------------------------------------------------------------
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    source: Path,
+    title: str | None = typer.Option(None, help="The article's title."),
+    url: str | None = typer.Option(None, help="The article's address on your site."),
+    published: datetime | None = typer.Option(
+        None, formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        help="Publication date (ISO), in the publication's time zone.",
+    ),
+) -> None:
+    """Bring in an article from a text file."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    when = None
+    if published is not None:
+        from zoneinfo import ZoneInfo
+
+        when = published.replace(tzinfo=ZoneInfo(settings.publication.timezone)).astimezone(UTC)
+    result = ingest_file(engine, settings, source, title=title, url=url, published=when)
+    article = result.article
+    say(f"Article {article.id} ({result.outcome}): {article.title}")
+    if result.title_derived and result.outcome == "new":
+        say(f"The title was derived from the text; change it with: "
+            f"mailer ingest {source} --title \"...\"")
+
+
+@articles_app.command("list")
+def articles_list(ctx: typer.Context) -> None:
+    """List articles, newest first."""
+    engine = open_database(settings_of(ctx).database.url)
+    for a in list_articles(engine):
+        day = a.published_at.date().isoformat() if a.published_at else "-"
+        say(f"{a.id:>5}  {day}  {a.title}")
+
+
+# --- preview, send, status -----------------------------------------------------------
+
+
+@app.command()
+def preview(
+    ctx: typer.Context,
+    article: int | None = typer.Option(None, help="Article id."),
+    latest: bool = typer.Option(False, help="The latest article."),
+    out: Path | None = typer.Option(None, help="Write the HTML to this file."),
+    text: bool = typer.Option(False, help="Print the plain-text part instead."),
+) -> None:
+    """Show the email as a reader will get it."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    rendered = render_article_issue(settings, find_article(engine, _article_choice(article, latest)))
+    builder = MessageBuilder(settings, rendered)
+    sample = "reader@example.org"
+    part = rendered.text if text else rendered.html
+    filled = fill(part, sample, builder.unsubscribe_url(0))
+    if out is None:
+        typer.echo(filled)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(filled, encoding="utf-8")
+    say(f"Wrote {out} ({'text' if text else 'HTML'}): “{rendered.subject}”")
+
+
+def _article_choice(article: int | None, latest: bool) -> int | None:
+    if article is None and not latest:
+        raise typer.BadParameter("choose an article: --article ID or --latest")
+    return article
+
+
+@app.command()
+def send(
+    ctx: typer.Context,
+    article: int | None = typer.Option(None, help="Article id."),
+    latest: bool = typer.Option(False, help="The latest article."),
+    test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
+    dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """Send an article to every subscriber who gets every article."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    chosen = find_article(engine, _article_choice(article, latest))
+    if test_to is not None:
+        _send_test(settings, render_article_issue(settings, chosen), test_to)
+        return
+    if dry_run:
+        rendered = render_article_issue(settings, chosen)
+        count = count_recipients(engine, "article")
+        say(f"Dry run: “{rendered.subject}” would go to {count} subscribers. Nothing sent.")
+        return
+    issue = article_issue(engine, settings, chosen)
+    pending = Outbox(engine, issue, settings.delivery).pending_recipients()
+    say(f"Issue {issue.id}: “{issue.subject}”")
+    if pending == 0:
+        say("Nothing to send: every subscriber has it already.")
+        return
+    say(f"To send: {pending} subscribers, from {settings.publication.from_address} "
+        f"via {settings.smtp.host}:{settings.smtp.port}.")
+    _confirm(yes)
+    with progress_reporter(pending) as progress:
+        report = deliver(engine, settings, issue, progress)
+    print_report(report, f"mailer send --article {chosen.id}")
+
+
+def _confirm(yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise MailerError("not sending without confirmation; add --yes to send from a script")
+    typer.confirm("Send now?", abort=True)
+
+
+def _send_test(settings: Settings, rendered: RenderedIssue, address: str) -> None:
+    recipient = subs.normalise_address(address)
+    builder = MessageBuilder(settings, rendered, subject_prefix="[Test] ")
+    message = builder.build(Recipient(0, recipient))
+    with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
+        try:
+            reply = transport.send(message.sender, message.recipient, message.data)
+        except (TemporaryFailure, PermanentFailure) as exc:
+            raise MailerError(f"test copy to {recipient} not sent: {exc.reply}") from None
+    say(f"Test copy sent to {recipient} ({reply}). It is not recorded as a delivery.")
+
+
+@contextmanager
+def progress_reporter(total: int) -> Iterator[Callable[[str], None]]:
+    """A progress bar on a terminal; plain lines every so often otherwise."""
+    if sys.stderr.isatty():
+        with Progress(transient=True) as bar:
+            task = bar.add_task("Sending", total=total)
+            yield lambda _status: bar.advance(task)
+        return
+    done = 0
+
+    def advance(_status: str) -> None:
+        nonlocal done
+        done += 1
+        if done % 1000 == 0:
+            typer.echo(f"{done}/{total} handled", err=True)
+
+    yield advance
+
+
+def print_report(report: SendReport, again: str) -> None:
+    c = report.counts
+    say(f"Sent {c.get(DeliveryStatus.SENT, 0)}, deferred {c.get(DeliveryStatus.DEFERRED, 0)}, "
+        f"failed {c.get(DeliveryStatus.FAILED, 0)}, skipped {c.get(DeliveryStatus.SKIPPED, 0)}.")
+    if report.bounced:
+        say(f"{report.bounced} addresses do not exist and are now marked bounced.")
+    if c.get(DeliveryStatus.DEFERRED):
+        say(f"Deferred messages are retried by running `{again}` again.")
+
+
+@app.command()
+def status(
+    ctx: typer.Context, issue: int | None = typer.Argument(None, help="One issue in detail.")
+) -> None:
+    """Deliveries per state for each issue, and the errors."""
+    engine = open_database(settings_of(ctx).database.url)
+    if issue is None:
+        reports = list_issues(engine)
+        if not reports:
+            say("No issues yet.")
+        for r in reports:
+            counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v) or "nothing queued"
+            say(f"{r.issue.id:>4}  {r.issue.status:<8} {r.issue.subject}\n      {counts}")
+        return
+    report = issue_report(engine, issue)
+    say(f"Issue {issue}: “{report.issue.subject}” ({report.issue.status})")
+    for state, count in report.counts.items():
+        say(f"  {state:<9} {count}")
+    for p in report.problems:
+        retry = f", next attempt {p.next_attempt_at:%Y-%m-%d %H:%M} UTC" if p.next_attempt_at else ""
+        say(f"  {p.status} x{p.count} (e.g. {p.example}){retry}: {p.reply}")
+
+
+def main() -> None:
+    try:
+        app()
+    except MailerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,83 @@
+"""Per-recipient messages: a RenderedIssue and one subscriber -> the bytes on the wire.
+
+The compliance headers (List-Id, List-Unsubscribe, List-Unsubscribe-Post, Message-ID)
+are set here, by code, never by templates."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+from urllib.parse import urlsplit
+
+from mailer.models import utcnow
+from mailer.render import EMAIL, UNSUBSCRIBE_URL, RenderedIssue, one_line
+from mailer.settings import Settings
+from mailer.tokens import UNSUBSCRIBE, make_token
+
+
+@dataclass(frozen=True)
+class Recipient:
+    subscriber_id: int
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+
+
+class MessageBuilder:
+    """Builds the messages of one issue; everything shared is worked out once here."""
+
+    def __init__(self, settings: Settings, rendered: RenderedIssue, subject_prefix: str = ""):
+        publication = settings.publication
+        self.sender = publication.from_address
+        self.domain = self.sender.rpartition("@")[2]
+        self.unsubscribe_base = f"{publication.base_url}/unsubscribe/"
+        self.secret_key = settings.secret_key
+        self.rendered = rendered
+        self.subject = one_line(subject_prefix + rendered.subject)
+        self.headers = {
+            "From": formataddr((one_line(publication.sender_name), self.sender)),
+            "Reply-To": publication.reply_to,
+            "List-Id": f"{one_line(publication.name)} <newsletter.{_list_domain(publication.base_url)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+
+    def unsubscribe_url(self, subscriber_id: int) -> str:
+        return self.unsubscribe_base + make_token(self.secret_key, UNSUBSCRIBE, subscriber_id)
+
+    def build(self, recipient: Recipient) -> OutgoingMessage:
+        unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
+        message_id = make_msgid(idstring=f"{recipient.subscriber_id}", domain=self.domain)
+        message = EmailMessage(policy=SMTP)
+        message["From"] = self.headers["From"]
+        message["To"] = formataddr((one_line(recipient.name or ""), recipient.email))
+        if self.headers["Reply-To"]:
+            message["Reply-To"] = self.headers["Reply-To"]
+        message["Subject"] = self.subject
+        message["Date"] = format_datetime(utcnow())
+        message["Message-ID"] = message_id
+        message["List-Id"] = self.headers["List-Id"]
+        message["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        message["List-Unsubscribe-Post"] = self.headers["List-Unsubscribe-Post"]
+        text = fill(self.rendered.text, recipient.email, unsubscribe_url)
+        html_part = fill(self.rendered.html, html.escape(recipient.email), unsubscribe_url)
+        message.set_content(text, cte="quoted-printable")
+        message.add_alternative(html_part, subtype="html", cte="quoted-printable")
+        return OutgoingMessage(message_id, self.sender, recipient.email, message.as_bytes())
+
+
+def fill(part: str, email: str, unsubscribe_url: str) -> str:
+    return part.replace(EMAIL, email).replace(UNSUBSCRIBE_URL, unsubscribe_url)
+
+
+def _list_domain(base_url: str) -> str:
+    return (urlsplit(base_url).hostname or "localhost").lower()

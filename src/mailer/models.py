@@ -1,0 +1,118 @@
+"""The tables: subscribers, articles, issues and the outbox of deliveries.
+
+Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlmodel import Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use an aware one")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+
+
+class SubscriberStatus:
+    PENDING = "pending"
+    ACTIVE = "active"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    ALL = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED)
+
+
+class DeliveryStatus:
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    # the subscriber left or bounced after the issue was queued: never sent
+    SKIPPED = "skipped"
+    ALL = (QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
+
+
+class Subscriber(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # normalised by email-validator; lower-cased for the uniqueness check; an erased
+    # subscriber keeps only "erased:<sha256>" here so the address cannot return by accident
+    email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    name: str | None = None
+    status: str = Field(default=SubscriberStatus.PENDING, index=True)
+    frequency: str = "every"
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    confirmed_at: datetime | None = _when()
+    unsubscribed_at: datetime | None = _when()
+
+
+class Article(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    guid: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    url: str | None = None
+    title: str
+    author: str | None = None
+    published_at: datetime | None = _when()
+    summary: str = ""
+    body_html: str = Field(sa_column=Column(Text, nullable=False))
+    source: str = ""
+    ingested_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+
+
+class Issue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = "article"
+    # "article:<id>" or "digest:<ISO week>": one issue per key, however often it is asked for
+    key: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    subject: str
+    preheader: str = ""
+    article_ids: str = ""  # comma-separated Article ids, in the order shown
+    html: str = Field(default="", sa_column=Column(Text, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # draft -> sending -> sent (from recorded outcomes only)
+    status: str = "draft"
+    scheduled_at: datetime | None = _when()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    sent_at: datetime | None = _when()
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("issue_id", "subscriber_id"),
+        Index("ix_delivery_issue_status", "issue_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    issue_id: int = Field(foreign_key="issue.id")
+    subscriber_id: int = Field(foreign_key="subscriber.id")
+    status: str = DeliveryStatus.QUEUED
+    attempts: int = 0
+    next_attempt_at: datetime | None = _when()
+    lease_until: datetime | None = _when()
+    message_id: str | None = None
+    smtp_response: str | None = None
+    sent_at: datetime | None = _when()

@@ -1,0 +1,160 @@
+"""Issue rendering: articles -> subject, preheader, inlined HTML and plain text, once per
+issue. The per-recipient parts are left as placeholders that `messages` fills in with a
+plain string replacement, so nothing per recipient pays for templating or CSS inlining."""
+
+from __future__ import annotations
+
+import logging
+import zoneinfo
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+from premailer import Premailer
+
+from mailer.donation import donation_block
+from mailer.models import Article
+from mailer.settings import Settings, bundled_path
+from mailer.textpart import html_to_text
+
+# Word characters only: lxml and premailer leave them untouched inside attributes
+# (a "{{ url }}" in an href comes out as "{{%20url%20}}").
+EMAIL = "__MAILER_EMAIL__"
+UNSUBSCRIBE_URL = "__MAILER_UNSUBSCRIBE_URL__"
+PLACEHOLDERS = (EMAIL, UNSUBSCRIBE_URL)
+RTL_LANGUAGES = {"ar", "fa", "he", "ps", "ur", "yi", "ckb", "sd", "ug", "dv"}
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ArticleView:
+    title: str
+    url: str | None
+    author: str | None
+    published_at: datetime | None
+    summary: str
+    body_html: Markup
+    body_text: str
+
+
+def one_line(text: str) -> str:
+    """A header-safe line: CR, LF and runs of white space become single spaces."""
+    return " ".join(text.split())
+
+
+def template_dirs(settings: Settings) -> list[Path]:
+    """Where templates are looked up, first match wins: templates/ beside the config
+    directory (a newsroom's own), then the shipped ones."""
+    candidates = [bundled_path("templates")]
+    if settings.config_path is not None:
+        candidates.insert(0, settings.config_path.resolve().parent.parent / "templates")
+    unique = dict.fromkeys(path for path in candidates if (path / "email").is_dir())
+    return list(unique)
+
+
+@cache
+def _environment(dirs: tuple[Path, ...], timezone: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    zone = zoneinfo.ZoneInfo(timezone)
+    env.filters["date"] = lambda value: (
+        value.astimezone(zone).strftime("%-d %B %Y") if value else ""
+    )
+    return env
+
+
+def environment(settings: Settings) -> jinja2.Environment:
+    return _environment(tuple(template_dirs(settings)), settings.publication.timezone)
+
+
+def inline_css(html: str) -> str:
+    """Move the <style> rules into style attributes, as Gmail and Outlook need. Media
+    queries stay in the <style> tag, with their !important (premailer strips it by default)."""
+    return Premailer(
+        html,
+        strip_important=False,
+        keep_style_tags=True,
+        disable_validation=True,
+        allow_network=False,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+
+
+def article_view(article: Article) -> ArticleView:
+    return ArticleView(
+        title=one_line(article.title),
+        url=article.url,
+        author=article.author,
+        published_at=article.published_at,
+        summary=article.summary,
+        # Article HTML was sanitised with nh3 at ingest; a placeholder smuggled into an
+        # article must not become somebody's personal link.
+        body_html=Markup(_defuse_placeholders(article.body_html)),
+        body_text=_defuse_placeholders(html_to_text(article.body_html)),
+    )
+
+
+def _defuse_placeholders(text: str) -> str:
+    return text.replace("__MAILER_", "_\u200b_MAILER_")
+
+
+def _context(settings: Settings, subject: str, preheader: str) -> dict[str, object]:
+    publication = settings.publication
+    return {
+        "publication": {
+            "name": publication.name,
+            "base_url": publication.base_url,
+            "postal_address": publication.postal_address,
+            "language": publication.language,
+            "dir": "rtl" if publication.language.split("-")[0] in RTL_LANGUAGES else "ltr",
+            "sender_name": publication.sender_name,
+        },
+        "issue": {"subject": subject, "preheader": preheader},
+        "donation": donation_block(settings.donation),
+        "recipient": {"email": EMAIL, "unsubscribe_url": UNSUBSCRIBE_URL},
+    }
+
+
+def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
+    """The single-article issue: the article, then the donation appeal once, then the footer."""
+    view = article_view(article)
+    subject = view.title
+    preheader = one_line(view.summary)[:150]
+    context = {**_context(settings, subject, preheader), "article": view}
+    return _render(settings, "article", context, subject, preheader)
+
+
+def _render(
+    settings: Settings, name: str, context: dict[str, object], subject: str, preheader: str
+) -> RenderedIssue:
+    env = environment(settings)
+    html = inline_css(env.get_template(f"email/{name}.html").render(context))
+    text = env.get_template(f"email/{name}.txt").render(context)
+    _check_placeholders(html, text)
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
+
+
+def _check_placeholders(*parts: str) -> None:
+    for part in parts:
+        missing: Sequence[str] = [p for p in PLACEHOLDERS if p not in part]
+        if missing:
+            raise jinja2.TemplateError(
+                f"the email templates must show {', '.join(missing)} (the reader's address "
+                "and unsubscribe link) in both the HTML and the text part"
+            )

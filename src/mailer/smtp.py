@@ -1,0 +1,151 @@
+"""SMTP transport: one connection, reused across messages, in the configured security
+mode. It sends one message and says what happened, classifying every failure:
+temporary (4xx, a refused or dropped connection, a time-out) or permanent (5xx)."""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import socket
+import ssl
+from types import TracebackType
+
+from mailer.errors import DeliveryError
+from mailer.settings import Smtp
+
+# RFC 3463 "bad destination mailbox" codes, and the wording servers use without them.
+_NO_SUCH_USER = re.compile(
+    r"\b5\.1\.(1|10)\b|user unknown|unknown user|no such user|does not exist|"
+    r"mailbox (unavailable|not found)|recipient (address )?rejected|invalid recipient",
+    re.IGNORECASE,
+)
+
+
+class TemporaryFailure(Exception):
+    """Try again later: a 4xx reply, or the connection failed or dropped."""
+
+    def __init__(self, reply: str):
+        super().__init__(reply)
+        self.reply = reply
+
+
+class ConnectionFailure(TemporaryFailure):
+    """No connection could be made: nothing can be sent until the server is back."""
+
+
+class PermanentFailure(Exception):
+    """A 5xx reply: this message to this recipient will never be accepted."""
+
+    def __init__(self, reply: str, bounce: bool):
+        super().__init__(reply)
+        self.reply = reply
+        self.bounce = bounce
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}"
+
+
+def _failure(code: int, message: bytes | str) -> Exception:
+    reply = _reply(code, message)
+    if 400 <= code < 500 or code < 200:
+        return TemporaryFailure(reply)
+    return PermanentFailure(reply, bounce=bool(_NO_SUCH_USER.search(reply)))
+
+
+class SMTPTransport:
+    """Sends messages over one SMTP connection, opened on first use and reopened after a
+    drop; use it as a context manager so the connection is closed with QUIT."""
+
+    def __init__(self, settings: Smtp, local_hostname: str = "localhost"):
+        self.settings = settings
+        self.local_hostname = local_hostname
+        self._connection: smtplib.SMTP | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def __enter__(self) -> SMTPTransport:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            connection.quit()
+        except (smtplib.SMTPException, OSError):
+            connection.close()
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context()
+        try:
+            if s.security == "tls":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                    s.host, s.port, self.local_hostname, timeout=s.timeout, context=context
+                )
+            else:
+                connection = smtplib.SMTP(s.host, s.port, self.local_hostname, timeout=s.timeout)
+            connection.ehlo()
+            if s.security == "starttls":
+                connection.starttls(context=context)
+                connection.ehlo()
+            if s.username:
+                connection.login(s.username, s.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise DeliveryError(
+                f"SMTP server {self.address} refused the login of {s.username!r}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}; check [smtp] username and "
+                "MAILER_SMTP_PASSWORD"
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise DeliveryError(f"SMTP server {self.address}: {exc}; check [smtp] security") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionFailure(f"cannot connect to {self.address}: {exc}") from None
+        return connection
+
+    def send(self, sender: str, recipient: str, data: bytes) -> str:
+        """Send one message; return the server's reply, or raise Temporary/PermanentFailure."""
+        if self._connection is None:
+            self._connection = self._connect()
+        connection = self._connection
+        try:
+            code, message = connection.mail(sender)
+            if code == 250:
+                code, message = connection.rcpt(recipient)
+            if code in (250, 251):
+                code, message = connection.data(data)
+            if code == 250:
+                return _reply(code, message)
+            failure = _failure(code, message)
+        except smtplib.SMTPResponseException as exc:
+            failure = _failure(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+            self._drop()
+            raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
+        self._reset(failure)
+        raise failure
+
+    def _reset(self, failure: Exception) -> None:
+        """After a refusal, clear the transaction so the connection can be reused."""
+        if isinstance(failure, TemporaryFailure) and failure.reply.startswith("421"):
+            self._drop()  # 421: the server is closing the connection
+            return
+        try:
+            assert self._connection is not None
+            self._connection.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()

@@ -1,0 +1,97 @@
+"""Ingest, first step for files: the bytes of an article file become text.
+
+Editors save articles from whatever they have at hand: a UTF-8 editor, Word's "plain
+text" (often Windows-1252 or UTF-16), a copy from the site. We accept UTF-8 (with or
+without BOM), UTF-16 with a BOM, and otherwise Windows-1252, strictly: a byte that none of
+these can decode, or a binary file, stops the ingest with the offset of the culprit rather
+than sending subscribers mojibake.
+"""
+
+import codecs
+import re
+
+from mailer.errors import SourceError
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# C0 controls other than tab, newline, form feed and CR: text never holds them, binaries do.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1f]")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
+# A lead byte and its continuation bytes: how UTF-8 writes any non-ASCII character.
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
+_NEWLINES = re.compile(r"\r\n?|[\u2028\u2029]")
+_MUST_BE_TEXT = "The file must be UTF-8 or Windows-1252 text"
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """Decode an article file's bytes; newlines become "\\n". Raises SourceError."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _NEWLINES.sub("\n", _decode_with_bom(data, name, encoding, len(bom)))
+    match = _CONTROL_BYTES.search(data)
+    if match:
+        raise _binary_error(name, match.start(), data[match.start()])
+    return _NEWLINES.sub("\n", _decode_plain(data, name))
+
+
+def _decode_with_bom(data: bytes, name: str, encoding: str, bom_length: int) -> str:
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as error:
+        label = "UTF-8" if encoding == "utf-8-sig" else "UTF-16"
+        why = f"is not valid {label}, the encoding its byte-order mark announces"
+        raise _undecodable_error(name, error.start, data[error.start], why) from None
+    match = _CONTROL_CHARS.search(text)
+    if match:
+        # UTF-16 code units are 2 or 4 bytes; re-encode the prefix to report a byte offset.
+        codec = "utf-8" if encoding == "utf-8-sig" else "utf-16-le"
+        offset = bom_length + len(text[: match.start()].encode(codec, "surrogatepass"))
+        raise _binary_error(name, offset, ord(match.group()))
+    return text
+
+
+def _decode_plain(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as utf8_error:
+        if _looks_like_damaged_utf8(data):
+            offset = utf8_error.start
+            why = "is not valid UTF-8, though the rest of the file is UTF-8 (damaged or mixed text)"
+            raise _undecodable_error(name, offset, data[offset], why) from None
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError as error:
+        why = "is neither UTF-8 nor Windows-1252"
+        raise _undecodable_error(name, error.start, data[error.start], why) from None
+
+
+def _looks_like_damaged_utf8(data: bytes) -> bool:
+    """Most non-ASCII bytes form UTF-8 sequences: a UTF-8 file with a stray byte.
+
+    Falling back to Windows-1252 there would turn every “ into â€œ across the whole
+    article, so we report the stray byte instead. Real Windows-1252 text forms such
+    sequences only by accident (an "É" right before a curly quote), far less often than it
+    has lone non-ASCII bytes.
+    """
+    in_sequences = _UTF8_SEQUENCE.findall(data)
+    sequence_bytes = sum(len(sequence) for sequence in in_sequences)
+    stray_bytes = sum(byte >= 0x80 for byte in data) - sequence_bytes
+    return len(in_sequences) > stray_bytes
+
+
+def _undecodable_error(name: str, offset: int, value: int, why: str) -> SourceError:
+    return SourceError(
+        f"{name}: byte 0x{value:02X} at offset {offset} {why}. {_MUST_BE_TEXT}: "
+        "delete or retype that character, or save the file again as UTF-8, then ingest it again."
+    )
+
+
+def _binary_error(name: str, offset: int, value: int) -> SourceError:
+    return SourceError(
+        f"{name} looks like a binary file, not text: it holds the control character "
+        f"0x{value:02X} at byte offset {offset}. {_MUST_BE_TEXT}, for example the article "
+        "pasted into a .txt file."
+    )

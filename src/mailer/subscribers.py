@@ -1,0 +1,221 @@
+"""The subscriber list: add, list, remove (or erase), import and export.
+
+Addresses are validated and normalised with email-validator (no DNS look-ups) and kept
+lower-case, so the same reader never appears twice whatever the spelling."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from mailer.db import session_scope
+from mailer.errors import SubscriberError
+from mailer.models import Subscriber, SubscriberStatus, utcnow
+
+FREQUENCIES = ("every", "weekly")
+IMPORT_COLUMNS = ("email", "name", "status", "frequency")
+EXPORT_COLUMNS = ("email", "name", "status", "frequency", "created_at", "confirmed_at",
+                  "unsubscribed_at")
+
+
+def normalise_address(raw: str) -> str:
+    """The canonical form of an address, or SubscriberError saying what is wrong with it."""
+    try:
+        checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise SubscriberError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
+    return (checked.ascii_email or checked.normalized).lower()
+
+
+def erased_marker(address: str) -> str:
+    """What an erased subscriber's row keeps: a one-way hash that blocks re-adding."""
+    return "erased:" + hashlib.sha256(address.encode()).hexdigest()
+
+
+def _existing(session: Session, address: str) -> Subscriber | None:
+    query = select(Subscriber).where(
+        col(Subscriber.email).in_((address, erased_marker(address)))
+    )
+    return session.exec(query).first()
+
+
+def _refusal(found: Subscriber) -> str:
+    if found.email.startswith("erased:"):
+        return "erased at the reader's request; only they can subscribe again"
+    return f"already on the list ({found.status})"
+
+
+def add_subscriber(
+    engine: Engine,
+    email: str,
+    name: str | None = None,
+    *,
+    confirmed: bool = False,
+    frequency: str = "every",
+) -> Subscriber:
+    address = normalise_address(email)
+    with session_scope(engine) as session:
+        found = _existing(session, address)
+        if found is not None:
+            raise SubscriberError(f"{address} is {_refusal(found)}")
+        subscriber = _new(address, name, SubscriberStatus.ACTIVE if confirmed else None, frequency)
+        session.add(subscriber)
+        return subscriber
+
+
+def _new(address: str, name: str | None, status: str | None, frequency: str) -> Subscriber:
+    status = status or SubscriberStatus.PENDING
+    now = utcnow()
+    return Subscriber(
+        email=address,
+        name=" ".join(name.split()) if name and name.strip() else None,
+        status=status,
+        frequency=frequency,
+        created_at=now,
+        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
+        unsubscribed_at=now if status == SubscriberStatus.UNSUBSCRIBED else None,
+    )
+
+
+def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subscriber]:
+    """Every subscriber in id order, read in batches so a long list needs little memory."""
+    if status is not None and status not in SubscriberStatus.ALL:
+        raise SubscriberError(f"unknown status {status!r}; use one of {', '.join(SubscriberStatus.ALL)}")
+    after = 0
+    while True:
+        with session_scope(engine) as session:
+            query = select(Subscriber).where(col(Subscriber.id) > after)
+            if status is not None:
+                query = query.where(Subscriber.status == status)
+            batch = session.exec(query.order_by(col(Subscriber.id)).limit(500)).all()
+        if not batch:
+            return
+        yield from batch
+        after = batch[-1].id or after
+
+
+def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Subscriber:
+    """Unsubscribe; with purge, also erase name and address, keeping only a hash of it so
+    the address cannot be imported again by mistake."""
+    address = normalise_address(email)
+    with session_scope(engine) as session:
+        subscriber = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
+        if subscriber is None:
+            raise SubscriberError(f"{address} is not on the list")
+        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.unsubscribed_at = utcnow()
+        if purge:
+            subscriber.email = erased_marker(address)
+            subscriber.name = None
+        session.add(subscriber)
+        return subscriber
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+
+
+def import_csv(engine: Engine, path: Path) -> ImportReport:
+    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) in one
+    transaction; report each rejected row with its line number and reason. A file that
+    is not UTF-8 CSV with an email column is refused whole and changes nothing."""
+    rows, report = _read_csv(path)
+    good: dict[str, tuple[int, Subscriber]] = {}
+    for line, values in rows:
+        try:
+            subscriber = _row_to_subscriber(values)
+        except SubscriberError as exc:
+            report.rejected.append((line, str(exc)))
+            continue
+        if subscriber.email in good:
+            report.rejected.append((line, f"{subscriber.email} repeats line {good[subscriber.email][0]}"))
+            continue
+        good[subscriber.email] = (line, subscriber)
+    with session_scope(engine) as session:
+        for address, (line, subscriber) in good.items():
+            found = _existing(session, address)
+            if found is not None:
+                report.skipped.append((line, f"{address} is {_refusal(found)}"))
+                continue
+            session.add(subscriber)
+            report.added += 1
+    return report
+
+
+def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportReport]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SubscriberError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SubscriberError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save it as “CSV UTF-8” and import again. Nothing was imported."
+        ) from None
+    if "\x00" in text:
+        raise SubscriberError(f"{path} is not a CSV text file. Nothing was imported.")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [name.strip().lower() for name in next(reader, [])]
+        if "email" not in header:
+            raise SubscriberError(
+                f"{path}: the first row must be a header with an 'email' column "
+                f"(found {', '.join(repr(h) for h in header) or 'nothing'}). Nothing was imported."
+            )
+        report = ImportReport(ignored_columns=[h for h in header if h not in IMPORT_COLUMNS])
+        rows = []
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            if len(values) != len(header):
+                report.rejected.append(
+                    (reader.line_num, f"expected {len(header)} fields, found {len(values)}")
+                )
+                continue
+            rows.append((reader.line_num, dict(zip(header, values, strict=True))))
+    except csv.Error as exc:
+        raise SubscriberError(
+            f"{path}: not valid CSV at line {reader.line_num}: {exc}. Nothing was imported."
+        ) from None
+    return rows, report
+
+
+def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
+    status = values.get("status", "").strip().lower() or SubscriberStatus.ACTIVE
+    if status not in SubscriberStatus.ALL:
+        raise SubscriberError(f"unknown status {status!r} (use {', '.join(SubscriberStatus.ALL)})")
+    frequency = values.get("frequency", "").strip().lower() or "every"
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(f"unknown frequency {frequency!r} (use every or weekly)")
+    return _new(normalise_address(values["email"]), values.get("name"), status, frequency)
+
+
+def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
+    """Write the list as CSV (importable again); erased subscribers are left out."""
+    writer = csv.writer(out)
+    writer.writerow(EXPORT_COLUMNS)
+    count = 0
+    for subscriber in list_subscribers(engine, status):
+        if subscriber.email.startswith("erased:"):
+            continue
+        row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
+        writer.writerow(["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v
+                         for v in row])
+        count += 1
+    return count

@@ -1,0 +1,204 @@
+"""Sending an issue end to end: the sample article to every subscriber over real SMTP,
+read back as received and as recorded."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import Session, select
+
+from mailer.articles import ingest_file
+from mailer.delivery import deliver
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.errors import DeliveryError
+from mailer.issues import article_issue
+from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
+from mailer.settings import Settings
+from mailer.subscribers import add_subscriber, remove_subscriber
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler
+from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
+
+ACTIVE = ["ana@example.org", "bo@example.org", "cy@example.net"]
+IBAN = "NO15 0530 2294 668"
+APPEAL_START = "If there were ever a time to join us"
+
+
+@pytest.fixture
+def article(engine: Engine, settings: Settings) -> Article:
+    for address in ACTIVE:
+        add_subscriber(engine, address, address.split("@")[0].title(), confirmed=True)
+    add_subscriber(engine, "pending@example.org")
+    add_subscriber(engine, "gone@example.org", confirmed=True)
+    remove_subscriber(engine, "gone@example.org")
+    add_subscriber(engine, "weekly@example.org", confirmed=True, frequency="weekly")
+    return ingest_file(engine, settings, SAMPLE_ARTICLE).article
+
+
+def send(engine: Engine, settings: Settings, article: Article):
+    return deliver(engine, settings, article_issue(engine, settings, article))
+
+
+def deliveries(engine: Engine) -> dict[str, Delivery]:
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery, Subscriber).join(Subscriber)).all()
+        return {subscriber.email: delivery for delivery, subscriber in rows}
+
+
+def parts(message) -> tuple[str, str]:
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    return text, html
+
+
+def test_every_active_subscriber_gets_exactly_one_message(engine, settings, article, smtp):
+    report = send(engine, settings, article)
+    assert report.sent == 3
+    assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(ACTIVE)
+    for address in ("pending@example.org", "gone@example.org", "weekly@example.org"):
+        assert smtp.to(address) == []
+    assert smtp.connections == 1, "one SMTP connection is reused for the whole issue"
+    with Session(engine) as session:
+        issue = session.exec(select(Issue)).one()
+    assert issue.status == "sent" and issue.sent_at is not None
+
+
+def test_message_has_both_parts_the_donation_once_and_no_boilerplate(engine, settings, article, smtp):
+    send(engine, settings, article)
+    message = smtp.to("ana@example.org")[0]
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = parts(message)
+    for part in (text, html):
+        assert part.count(IBAN) == 1
+        assert part.count(APPEAL_START) == 1
+        assert "557320" in part and "0530 2294668" in part
+        assert "Comments are closed" not in part
+        assert "DNB Bank AC #" not in part
+        assert "Account for international payments" not in part
+        assert "Vipps: #557320" not in part
+        assert "MOSCOW – In a significant move" in part
+        assert "ana@example.org" in part  # why the reader gets this email
+    assert "Lavrov’s Dual-Message" in message["Subject"]
+
+
+def test_headers_and_a_per_subscriber_unsubscribe_token(engine, settings, article, smtp):
+    send(engine, settings, article)
+    by_address = {s.email: s.id for s in _subscribers(engine)}
+    for address in ACTIVE:
+        message = smtp.to(address)[0]
+        for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):
+            assert message[header], header
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        link = re.fullmatch(r"<(https://dawatmedia\.example/unsubscribe/(\S+))>",
+                            str(message["List-Unsubscribe"]))
+        assert link, message["List-Unsubscribe"]
+        url, token = link.groups()
+        assert read_token(TEST_SECRET_KEY, UNSUBSCRIBE, token) == by_address[address]
+        with pytest.raises(TokenError):
+            read_token(TEST_SECRET_KEY, CONFIRM, token)
+        with pytest.raises(TokenError):
+            read_token("another-secret-key-" + "y" * 30, UNSUBSCRIBE, token)
+        text, html = parts(message)
+        assert url in text and f'href="{url}"' in html
+        assert deliveries(engine)[address].message_id == message["Message-ID"]
+
+
+def test_rerun_sends_nothing_twice(engine, settings, article, smtp):
+    send(engine, settings, article)
+    second = send(engine, settings, article)
+    assert second.sent == 0
+    assert len(smtp.received) == 3
+
+
+def test_a_refused_recipient_fails_alone_and_no_such_user_is_bounced(engine, settings, article, smtp):
+    smtp.refuse["bo@example.org"] = "550 5.1.1 <bo@example.org>: Recipient address rejected: User unknown"
+    report = send(engine, settings, article)
+    assert report.sent == 2 and report.bounced == 1
+    rows = deliveries(engine)
+    assert rows["bo@example.org"].status == "failed"
+    assert "5.1.1" in (rows["bo@example.org"].smtp_response or "")
+    assert rows["ana@example.org"].status == "sent" and rows["cy@example.net"].status == "sent"
+    assert {s.email: s.status for s in _subscribers(engine)}["bo@example.org"] == "bounced"
+    # a later issue does not go to the bounced address
+    second = ingest_file(engine, settings, SAMPLE_ARTICLE, title="Another issue",
+                         url="https://dawatmedia.example/another").article
+    smtp.refuse.clear()
+    send(engine, settings, second)
+    assert len(smtp.to("bo@example.org")) == 0
+
+
+def test_a_policy_refusal_fails_without_bouncing(engine, settings, article, smtp):
+    smtp.refuse["cy@example.net"] = "554 5.7.1 Message rejected as spam"
+    send(engine, settings, article)
+    assert deliveries(engine)["cy@example.net"].status == "failed"
+    assert {s.email: s.status for s in _subscribers(engine)}["cy@example.net"] == "active"
+
+
+def test_temporary_failures_are_deferred_and_a_second_send_delivers(engine, settings, article, smtp):
+    smtp.refuse_all = "451 4.3.0 Try again later"
+    report = send(engine, settings, article)
+    assert report.counts == {"deferred": 3}
+    rows = deliveries(engine)
+    assert all(rows[a].status == "deferred" and rows[a].next_attempt_at for a in ACTIVE)
+    assert smtp.received == []
+    smtp.refuse_all = None
+    report = send(engine, settings, article)
+    assert report.sent == 3
+    assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(ACTIVE)
+    assert all(row.attempts == 2 for row in deliveries(engine).values())
+
+
+def test_a_dropped_connection_defers_one_and_the_rest_go_out(engine, settings, article, smtp):
+    smtp.drop.add("bo@example.org")
+    report = send(engine, settings, article)
+    assert report.sent == 2
+    rows = deliveries(engine)
+    assert rows["bo@example.org"].status == "deferred"
+    assert "lost" in (rows["bo@example.org"].smtp_response or "")
+    smtp.drop.clear()
+    send(engine, settings, article)
+    assert len(smtp.to("bo@example.org")) == 1
+    assert len(smtp.received) == 3
+
+
+def test_unreachable_server_stops_and_keeps_everything_queued(engine, settings, article, smtp):
+    from mailer.catcher import free_port
+
+    closed = settings.replace(smtp={"port": free_port()})
+    with pytest.raises(DeliveryError, match="cannot connect to 127.0.0.1"):
+        send(engine, closed, article)
+    assert {row.status for row in deliveries(engine).values()} == {"queued"}
+    send(engine, settings, article)
+    assert len(smtp.received) == 3
+
+
+def test_an_unsubscribe_after_queueing_is_honoured(engine, settings, article, smtp):
+    smtp.refuse_all = "451 4.3.0 Try again later"
+    send(engine, settings, article)
+    remove_subscriber(engine, "ana@example.org")
+    smtp.refuse_all = None
+    send(engine, settings, article)
+    assert smtp.to("ana@example.org") == []
+    assert deliveries(engine)["ana@example.org"].status == "skipped"
+
+
+def test_a_crashed_senders_claims_are_resumed_after_their_lease(engine, settings, article, smtp):
+    from mailer.delivery import Outbox
+
+    issue = article_issue(engine, settings, article)
+    outbox = Outbox(engine, issue, settings.delivery)
+    outbox.enqueue()
+    claimed = outbox.claim()  # a sender claims the batch, then dies
+    assert len(claimed) == 3
+    assert deliver(engine, settings, issue).sent == 0, "a live lease is respected"
+    with engine.begin() as connection:  # the lease runs out
+        connection.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert deliver(engine, settings, issue).sent == 3
+    assert len(smtp.received) == 3
+
+
+def _subscribers(engine: Engine) -> list[Subscriber]:
+    with Session(engine) as session:
+        return list(session.exec(select(Subscriber)).all())
