@@ -65,6 +65,11 @@ def draft() -> ArticleDraft:
     return parse()
 
 
+@pytest.fixture
+def titled() -> ArticleDraft:
+    return parse(title="Moscow talks")
+
+
 def test_sample_has_the_article_above_the_appeal() -> None:
     """Guards the fixture: 20 article lines, then the site's appeal."""
     assert len(ARTICLE_LINES) == 20
@@ -88,15 +93,21 @@ def test_no_donation_boilerplate_survives(draft: ArticleDraft) -> None:
         assert text not in draft.summary
 
 
-def test_every_article_paragraph_survives_in_order(draft: ArticleDraft) -> None:
+def test_every_article_paragraph_survives_in_order(titled: ArticleDraft) -> None:
     """Each of the 20 article lines is one block, verbatim, in the published order."""
-    assert [text for _, text in blocks(draft.body_html)] == ARTICLE_LINES
+    assert [text for _, text in blocks(titled.body_html)] == ARTICLE_LINES
 
 
-def test_subheadings_become_h2_and_everything_else_p(draft: ArticleDraft) -> None:
-    found = blocks(draft.body_html)
+def test_subheadings_become_h2_and_everything_else_p(titled: ArticleDraft) -> None:
+    found = blocks(titled.body_html)
     assert [text for tag, text in found if tag == "h2"] == SUBHEADINGS
     assert {tag for tag, text in found if text not in SUBHEADINGS} == {"p"}
+
+
+def test_a_title_derived_from_a_subheading_is_not_repeated_below_it(draft) -> None:
+    found = blocks(draft.body_html)
+    assert [text for _, text in found] == [line for line in ARTICLE_LINES if line != draft.title]
+    assert [text for tag, text in found if tag == "h2"] == SUBHEADINGS[1:]
 
 
 def test_quotations_stay_whole_paragraphs_with_curly_quotes(draft: ArticleDraft) -> None:
@@ -140,7 +151,7 @@ def test_given_title_is_used_on_one_line_and_keeps_the_guid(draft: ArticleDraft)
     assert titled.title == "Russia hosts the Taliban in Moscow"
     assert titled.title_derived is False
     assert titled.guid == draft.guid
-    assert titled.body_html == draft.body_html
+    assert f"<h2>{draft.title}</h2>" in titled.body_html, "the subheading is back in the body"
 
 
 def test_url_is_the_guid_when_given() -> None:
@@ -256,7 +267,7 @@ def test_hard_wrapped_prose_is_joined_into_paragraphs() -> None:
         "\n"
         "As the great powers recalibrate their approach, the meeting confirmed it.\n"
     )
-    assert blocks(parse(text).body_html) == [
+    assert blocks(parse(text, title="Wrapped").body_html) == [
         ("p", "MOSCOW – In a significant move that underscores shifting geopolitical "
          "alignments, Russia hosted a high-level delegation from the Taliban government "
          "on Tuesday."),

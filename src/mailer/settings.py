@@ -194,17 +194,20 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
-    sections = {name for name, field in Settings.model_fields.items() if name != "config_path"}
+    sections = {name for name in Settings.model_fields if name != "config_path"}
     for variable, value in env.items():
         if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
             continue
         section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
         if variable == "MAILER_SECRET_KEY":
             section, key = "security", "secret_key"
-        elif section not in sections or not key:
+        elif (
+            section not in sections
+            or key not in Settings.model_fields[section].annotation.model_fields
+        ):  # type: ignore[union-attr]
             raise ConfigError(
-                f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> with a section "
-                f"among {', '.join(sorted(sections))}"
+                f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> naming a key "
+                "of config/mailer.toml, such as MAILER_SMTP_HOST"
             )
         data.setdefault(section, {})[key] = value
 

@@ -61,8 +61,14 @@ def parse_text(
     url = _check_url(url, name)
     # Only the article text identifies it: a new --title must not make it a new article.
     digest = hashlib.sha256("\n".join(paragraphs).encode("utf-8")).hexdigest()
+    title = given_title or file_title
+    if not title:
+        title = _derive_title(body, headings)
+        # A title taken from the first subheading is not shown again under itself.
+        body = [paragraph for paragraph in body if paragraph != title]
+        headings = {i for i in range(1, len(body) - 1) if _is_heading(body[i])}
     return ArticleDraft(
-        title=given_title or file_title or _derive_title(body, headings),
+        title=title,
         body_html=sanitize_html(_to_html(body, headings)),
         summary=shorten(body[0], SUMMARY_CHARS),
         guid=url or f"sha256:{digest}",

@@ -1,0 +1,231 @@
+"""The `mailer` command as an editor runs it: a real process, a real SQLite file in a
+fresh directory, a real SMTP server; exit codes and messages as the user sees them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler
+
+IBAN = "NO15 0530 2294 668"
+
+
+class Mailer:
+    def __init__(self, cwd: Path, smtp_port: int):
+        self.cwd = cwd
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        self.env.update(MAILER_SECRET_KEY=TEST_SECRET_KEY, MAILER_SMTP_PORT=str(smtp_port))
+
+    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mailer", *args],
+            cwd=self.cwd,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self(*args)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    def fails(self, *args: str, env: dict[str, str] | None = None, code: int = 1) -> str:
+        result = self(*args, env=env)
+        assert result.returncode == code, (result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        return result.stderr
+
+
+@pytest.fixture
+def mailer(tmp_path: Path, smtp: RecordingHandler) -> Mailer:
+    return Mailer(tmp_path, smtp.port)
+
+
+def test_demo_runs_twice_from_a_fresh_directory_without_sending_twice(tmp_path):
+    demo = Mailer(tmp_path, 1)  # the demo starts its own SMTP server
+    first = demo.ok("demo")
+    assert "sent 5" in first
+    maildir = tmp_path / "var" / "maildir" / "new"
+    assert len(list(maildir.iterdir())) == 5
+    assert (tmp_path / "subscribers.db").is_file()
+    assert IBAN in (tmp_path / "var" / "preview.html").read_text(encoding="utf-8")
+    assert str(maildir) in first and "preview.html" in first
+    second = demo.ok("demo")
+    assert "sent 0" in second
+    assert len(list(maildir.iterdir())) == 5
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("MAILER_DONATION_IBAN", "NO15 0530 2294 669", "donation.iban = 'NO15 0530 2294 669': expected a valid IBAN"),
+        ("MAILER_PUBLICATION_FROM_ADDRESS", "newsroom@", "publication.from_address = 'newsroom@': expected an email address"),
+        ("MAILER_SMTP_SECURITY", "ssl", "smtp.security = 'ssl': expected 'none', 'starttls' or 'tls'"),
+        ("MAILER_SMTP_PORT", "twenty-five", "smtp.port = 'twenty-five'"),
+        ("MAILER_SMTP_HSOT", "relay.example", "MAILER_SMTP_HSOT: unknown setting"),
+    ],
+)
+def test_a_bad_setting_stops_before_anything_happens(mailer, variable, value, expected):
+    stderr = mailer.fails("subscribers", "add", "ana@example.org", env={variable: value})
+    assert expected in stderr
+    assert not (mailer.cwd / "subscribers.db").exists()
+
+
+def test_an_unknown_key_or_a_password_in_the_config_file_is_refused(mailer, tmp_path):
+    shipped = (Path(__file__).parents[1] / "config" / "mailer.toml").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(shipped.replace("[smtp]\n", "[smtp]\nhots = \"relay\"\n"), encoding="utf-8")
+    assert "smtp.hots: unknown key" in mailer.fails("--config", str(bad), "init")
+    bad.write_text(shipped.replace("[smtp]\n", "[smtp]\npassword = \"hunter2\"\n"), encoding="utf-8")
+    assert "MAILER_SMTP_PASSWORD" in mailer.fails("--config", str(bad), "init")
+
+
+def test_subscribers_add_list_remove_export(mailer):
+    assert "Added ana@example.org (active)" in mailer.ok(
+        "subscribers", "add", "Ana@Example.org", "--name", "Ana", "--confirmed"
+    )
+    assert "already on the list" in mailer.fails("subscribers", "add", "ANA@example.ORG")
+    assert "not a valid email address" in mailer.fails("subscribers", "add", "ana@@example")
+    mailer.ok("subscribers", "add", "bo@example.org")
+    listing = mailer.ok("subscribers", "list")
+    assert "ana@example.org" in listing and "pending" in listing and "2 subscribers" in listing
+    assert "bo@example.org" not in mailer.ok("subscribers", "list", "--status", "active")
+    mailer.ok("subscribers", "remove", "bo@example.org")
+    exported = mailer.ok("subscribers", "export").splitlines()
+    assert exported[0].startswith("email,name,status,frequency")
+    assert exported[1].startswith("ana@example.org,Ana,active,every")
+    assert exported[2].startswith("bo@example.org,,unsubscribed")
+
+
+def test_purge_erases_the_address_and_blocks_a_reimport(mailer, tmp_path):
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    mailer.ok("subscribers", "remove", "ana@example.org", "--purge")
+    assert "ana@example.org" not in mailer.ok("subscribers", "list")
+    assert "erased" in mailer.fails("subscribers", "add", "ana@example.org")
+    csv = tmp_path / "again.csv"
+    csv.write_text("email\nana@example.org\n", encoding="utf-8")
+    assert "line 2: skipped: ana@example.org is erased" in mailer(
+        "subscribers", "import", str(csv)
+    ).stderr
+
+
+def test_import_keeps_good_rows_and_reports_each_bad_one(mailer, tmp_path):
+    mailer.ok("subscribers", "add", "old@example.org", "--confirmed")
+    csv = tmp_path / "list.csv"
+    csv.write_text(
+        "email,name,status\n"
+        "ana@example.org,Ana,active\n"
+        "not-an-address,Nobody,active\n"
+        "bo@example.org,Bo\n"
+        "ANA@example.org,Ana again,active\n"
+        "old@example.org,Old,active\n"
+        "cy@example.net,\"Cy, Jr.\",subscribed\n"
+        "dee@example.net,Dee,\n",
+        encoding="utf-8",
+    )
+    result = mailer("subscribers", "import", str(csv))
+    assert result.returncode == 0, result.stderr
+    assert "line 3: rejected: 'not-an-address' is not a valid email address" in result.stderr
+    assert "line 4: rejected: expected 3 fields, found 2" in result.stderr
+    assert "line 5: rejected: ana@example.org repeats line 2" in result.stderr
+    assert "line 6: skipped: old@example.org is already on the list (active)" in result.stderr
+    assert "line 7: rejected: unknown status 'subscribed'" in result.stderr
+    assert "Imported 2; skipped 1 already on the list; rejected 4." in result.stdout
+    listing = mailer.ok("subscribers", "list")
+    assert "ana@example.org" in listing and "dee@example.net" in listing
+    assert "3 subscribers" in listing
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("email,name\nåse@example.org,Åse\n".encode("latin-1"), "is not UTF-8 text"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not"),
+        (b"name;address\nAna;ana@example.org\n", "must be a header with an 'email' column"),
+    ],
+)
+def test_a_file_that_is_not_utf8_csv_is_refused_whole(mailer, tmp_path, content, expected):
+    csv = tmp_path / "list.csv"
+    csv.write_bytes(content)
+    assert expected in mailer.fails("subscribers", "import", str(csv))
+    assert "0 subscribers" in mailer.ok("subscribers", "list")
+
+
+def test_ingest_derives_a_title_and_a_second_ingest_updates_it(mailer):
+    out = mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    assert "Article 1 (new): Lavrov’s Dual-Message" in out and "--title" in out
+    out = mailer.ok("ingest", str(SAMPLE_ARTICLE), "--title", "Moscow hosts the Taliban")
+    assert "Article 1 (updated): Moscow hosts the Taliban" in out
+    listing = mailer.ok("articles", "list").splitlines()
+    assert len(listing) == 1 and "Moscow hosts the Taliban" in listing[0]
+
+
+def test_ingest_reads_windows_1252_and_refuses_undecodable_bytes(mailer, tmp_path):
+    text = SAMPLE_ARTICLE.read_text(encoding="utf-8")
+    legacy = tmp_path / "legacy.txt"
+    legacy.write_bytes(text.encode("cp1252"))
+    assert "(new)" in mailer.ok("ingest", str(legacy), "--title", "Legacy")
+    broken = tmp_path / "broken.txt"
+    broken.write_bytes(b"MOSCOW \x81\x8d and more text.\n")
+    stderr = mailer.fails("ingest", str(broken))
+    assert "broken.txt" in stderr and "0x81" in stderr
+    assert mailer.fails("ingest", str(tmp_path / "missing.txt"))
+
+
+def test_preview_writes_html_and_prints_text(mailer, tmp_path):
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    out = tmp_path / "preview.html"
+    mailer.ok("preview", "--latest", "--out", str(out))
+    html = out.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.count(IBAN) == 1
+    assert "__MAILER_" not in html
+    text = mailer.ok("preview", "--latest", "--text")
+    assert text.count(IBAN) == 1 and "Unsubscribe" in text
+    assert mailer.fails("preview", code=2)
+
+
+def test_send_asks_first_then_sends_and_reports(mailer, smtp):
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    for address in ("ana@example.org", "bo@example.org"):
+        mailer.ok("subscribers", "add", address, "--confirmed")
+    assert "add --yes" in mailer.fails("send", "--latest")
+    assert "would go to 2 subscribers" in mailer.ok("send", "--latest", "--dry-run")
+    assert smtp.received == []
+    out = mailer.ok("send", "--latest", "--yes")
+    assert "To send: 2 subscribers" in out and "Sent 2, deferred 0, failed 0" in out
+    assert len(smtp.received) == 2
+    assert "Nothing to send" in mailer.ok("send", "--article", "1", "--yes")
+    status = mailer.ok("status", "1")
+    assert "sent      2" in status and "(sent)" in status
+    assert "no article with id 7" in mailer.fails("send", "--article", "7", "--yes")
+
+
+def test_a_test_copy_goes_to_one_address_and_is_not_recorded(mailer, smtp):
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    assert "Test copy sent to editor@example.org" in mailer.ok(
+        "send", "--latest", "--test-to", "editor@example.org"
+    )
+    assert [r.rcpt_tos for r in smtp.received] == [["editor@example.org"]]
+    assert smtp.received[0].message["Subject"].startswith("[Test] ")
+    assert "No issues yet" in mailer.ok("status")
+
+
+def test_send_reports_deferred_and_an_unreachable_server(mailer, smtp):
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    smtp.refuse_all = "451 4.7.1 Greylisted, try again"
+    out = mailer.ok("send", "--latest", "--yes")
+    assert "deferred 1" in out and "mailer send --article 1" in out
+    assert "Greylisted" in mailer.ok("status", "1")
+    stderr = mailer.fails("send", "--latest", "--yes", env={"MAILER_SMTP_PORT": "1"})
+    assert "cannot connect to 127.0.0.1:1" in stderr
