@@ -22,7 +22,9 @@ class Mailer:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
         self.env.update(MAILER_SECRET_KEY=TEST_SECRET_KEY, MAILER_SMTP_PORT=str(smtp_port))
 
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "mailer", *args],
             cwd=self.cwd,
@@ -67,9 +69,21 @@ def test_demo_runs_twice_from_a_fresh_directory_without_sending_twice(tmp_path):
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("MAILER_DONATION_IBAN", "NO15 0530 2294 669", "donation.iban = 'NO15 0530 2294 669': expected a valid IBAN"),
-        ("MAILER_PUBLICATION_FROM_ADDRESS", "newsroom@", "publication.from_address = 'newsroom@': expected an email address"),
-        ("MAILER_SMTP_SECURITY", "ssl", "smtp.security = 'ssl': expected 'none', 'starttls' or 'tls'"),
+        (
+            "MAILER_DONATION_IBAN",
+            "NO15 0530 2294 669",
+            "donation.iban = 'NO15 0530 2294 669': expected a valid IBAN",
+        ),
+        (
+            "MAILER_PUBLICATION_FROM_ADDRESS",
+            "newsroom@",
+            "publication.from_address = 'newsroom@': expected an email address",
+        ),
+        (
+            "MAILER_SMTP_SECURITY",
+            "ssl",
+            "smtp.security = 'ssl': expected 'none', 'starttls' or 'tls'",
+        ),
         ("MAILER_SMTP_PORT", "twenty-five", "smtp.port = 'twenty-five'"),
         ("MAILER_SMTP_HSOT", "relay.example", "MAILER_SMTP_HSOT: unknown setting"),
     ],
@@ -83,9 +97,9 @@ def test_a_bad_setting_stops_before_anything_happens(mailer, variable, value, ex
 def test_an_unknown_key_or_a_password_in_the_config_file_is_refused(mailer, tmp_path):
     shipped = (Path(__file__).parents[1] / "config" / "mailer.toml").read_text(encoding="utf-8")
     bad = tmp_path / "bad.toml"
-    bad.write_text(shipped.replace("[smtp]\n", "[smtp]\nhots = \"relay\"\n"), encoding="utf-8")
+    bad.write_text(shipped.replace("[smtp]\n", '[smtp]\nhots = "relay"\n'), encoding="utf-8")
     assert "smtp.hots: unknown key" in mailer.fails("--config", str(bad), "init")
-    bad.write_text(shipped.replace("[smtp]\n", "[smtp]\npassword = \"hunter2\"\n"), encoding="utf-8")
+    bad.write_text(shipped.replace("[smtp]\n", '[smtp]\npassword = "hunter2"\n'), encoding="utf-8")
     assert "MAILER_SMTP_PASSWORD" in mailer.fails("--config", str(bad), "init")
 
 
@@ -113,9 +127,10 @@ def test_purge_erases_the_address_and_blocks_a_reimport(mailer, tmp_path):
     assert "erased" in mailer.fails("subscribers", "add", "ana@example.org")
     csv = tmp_path / "again.csv"
     csv.write_text("email\nana@example.org\n", encoding="utf-8")
-    assert "line 2: skipped: ana@example.org is erased" in mailer(
-        "subscribers", "import", str(csv)
-    ).stderr
+    assert (
+        "line 2: skipped: ana@example.org is erased"
+        in mailer("subscribers", "import", str(csv)).stderr
+    )
 
 
 def test_import_keeps_good_rows_and_reports_each_bad_one(mailer, tmp_path):
@@ -128,7 +143,7 @@ def test_import_keeps_good_rows_and_reports_each_bad_one(mailer, tmp_path):
         "bo@example.org,Bo\n"
         "ANA@example.org,Ana again,active\n"
         "old@example.org,Old,active\n"
-        "cy@example.net,\"Cy, Jr.\",subscribed\n"
+        'cy@example.net,"Cy, Jr.",subscribed\n'
         "dee@example.net,Dee,\n",
         encoding="utf-8",
     )
@@ -229,3 +244,31 @@ def test_send_reports_deferred_and_an_unreachable_server(mailer, smtp):
     assert "Greylisted" in mailer.ok("status", "1")
     stderr = mailer.fails("send", "--latest", "--yes", env={"MAILER_SMTP_PORT": "1"})
     assert "cannot connect to 127.0.0.1:1" in stderr
+
+
+def test_catcher_stores_what_it_receives_in_a_maildir(tmp_path):
+    import signal
+    import smtplib
+
+    from mailer.catcher import free_port
+
+    port, maildir = free_port(), tmp_path / "var" / "maildir"
+    env = Mailer(tmp_path, port).env
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "catcher", "--port", str(port), "--maildir", str(maildir)],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert f"Catching mail on 127.0.0.1:{port}" in process.stdout.readline()
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("a@example.org", ["b@example.org"], b"Subject: hi\r\n\r\nhello\r\n")
+        assert "stored: to b@example.org: hi" in process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    stored = list((maildir / "new").iterdir())
+    assert len(stored) == 1
+    content = stored[0].read_bytes()
+    assert b"Delivered-To: b@example.org" in content and content.endswith(b"hello\r\n")

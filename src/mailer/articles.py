@@ -83,6 +83,7 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
 
 def list_articles(engine: Engine) -> list[Article]:
     with session_scope(engine) as session:
-        query = select(Article).order_by(col(Article.published_at).desc().nulls_last(),
-                                         col(Article.id).desc())
+        query = select(Article).order_by(
+            col(Article.published_at).desc().nulls_last(), col(Article.id).desc()
+        )
         return list(session.exec(query).all())

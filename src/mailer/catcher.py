@@ -19,7 +19,7 @@ class MaildirHandler:
     """Stores each message as received, byte for byte, with the envelope recipients
     recorded the way a delivering MTA does (Return-Path, Delivered-To)."""
 
-    def __init__(self, maildir: Path, on_message: Callable[[bytes], None] | None = None):
+    def __init__(self, maildir: Path, on_message: Callable[[list[str], bytes], None] | None = None):
         maildir.parent.mkdir(parents=True, exist_ok=True)
         self.maildir = mailbox.Maildir(maildir, create=True)
         self.on_message = on_message
@@ -30,7 +30,7 @@ class MaildirHandler:
             trace = f"Return-Path: <{envelope.mail_from}>\r\nDelivered-To: {recipient}\r\n"
             self.maildir.add(trace.encode() + content)
         if self.on_message is not None:
-            self.on_message(content)
+            self.on_message(list(envelope.rcpt_tos), content)
         return "250 2.0.0 Message stored"
 
 
@@ -44,7 +44,7 @@ def start_catcher(
     maildir: Path,
     host: str = "127.0.0.1",
     port: int = 1025,
-    on_message: Callable[[bytes], None] | None = None,
+    on_message: Callable[[list[str], bytes], None] | None = None,
 ) -> Controller:
     """Start the catcher in a background thread; stop it with .stop()."""
     controller = Controller(MaildirHandler(maildir, on_message), hostname=host, port=port)

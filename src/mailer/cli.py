@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import typer
@@ -93,11 +94,9 @@ def catcher(
         controller.stop()
 
 
-def _announce(content: bytes) -> None:
-    from email import message_from_bytes, policy
-
+def _announce(recipients: list[str], content: bytes) -> None:
     message = message_from_bytes(content, policy=policy.default)
-    say(f"stored: to {message['To']}: {message['Subject']}")
+    say(f"stored: to {', '.join(recipients)}: {message['Subject']}")
 
 
 # --- subscribers -------------------------------------------------------------------
@@ -189,7 +188,8 @@ def ingest(
     title: str | None = typer.Option(None, help="The article's title."),
     url: str | None = typer.Option(None, help="The article's address on your site."),
     published: datetime | None = typer.Option(
-        None, formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
+        None,
+        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
         help="Publication date (ISO), in the publication's time zone.",
     ),
 ) -> None:
@@ -205,8 +205,10 @@ def ingest(
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
     if result.title_derived and result.outcome == "new":
-        say(f"The title was derived from the text; change it with: "
-            f"mailer ingest {source} --title \"...\"")
+        say(
+            f"The title was derived from the text; change it with: "
+            f'mailer ingest {source} --title "..."'
+        )
 
 
 @articles_app.command("list")
@@ -232,7 +234,9 @@ def preview(
     """Show the email as a reader will get it."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
-    rendered = render_article_issue(settings, find_article(engine, _article_choice(article, latest)))
+    rendered = render_article_issue(
+        settings, find_article(engine, _article_choice(article, latest))
+    )
     builder = MessageBuilder(settings, rendered)
     sample = "reader@example.org"
     part = rendered.text if text else rendered.html
@@ -278,8 +282,10 @@ def send(
     if pending == 0:
         say("Nothing to send: every subscriber has it already.")
         return
-    say(f"To send: {pending} subscribers, from {settings.publication.from_address} "
-        f"via {settings.smtp.host}:{settings.smtp.port}.")
+    say(
+        f"To send: {pending} subscribers, from {settings.publication.from_address} "
+        f"via {settings.smtp.host}:{settings.smtp.port}."
+    )
     _confirm(yes)
     with progress_reporter(pending) as progress:
         report = deliver(engine, settings, issue, progress)
@@ -327,8 +333,10 @@ def progress_reporter(total: int) -> Iterator[Callable[[str], None]]:
 
 def print_report(report: SendReport, again: str) -> None:
     c = report.counts
-    say(f"Sent {c.get(DeliveryStatus.SENT, 0)}, deferred {c.get(DeliveryStatus.DEFERRED, 0)}, "
-        f"failed {c.get(DeliveryStatus.FAILED, 0)}, skipped {c.get(DeliveryStatus.SKIPPED, 0)}.")
+    say(
+        f"Sent {c.get(DeliveryStatus.SENT, 0)}, deferred {c.get(DeliveryStatus.DEFERRED, 0)}, "
+        f"failed {c.get(DeliveryStatus.FAILED, 0)}, skipped {c.get(DeliveryStatus.SKIPPED, 0)}."
+    )
     if report.bounced:
         say(f"{report.bounced} addresses do not exist and are now marked bounced.")
     if c.get(DeliveryStatus.DEFERRED):
@@ -354,7 +362,9 @@ def status(
     for state, count in report.counts.items():
         say(f"  {state:<9} {count}")
     for p in report.problems:
-        retry = f", next attempt {p.next_attempt_at:%Y-%m-%d %H:%M} UTC" if p.next_attempt_at else ""
+        retry = (
+            f", next attempt {p.next_attempt_at:%Y-%m-%d %H:%M} UTC" if p.next_attempt_at else ""
+        )
         say(f"  {p.status} x{p.count} (e.g. {p.example}){retry}: {p.reply}")
 
 

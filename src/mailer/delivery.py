@@ -243,7 +243,9 @@ def _deliver(
     report: SendReport,
 ) -> str:
     if claimed.subscriber_status != SubscriberStatus.ACTIVE:
-        outbox.record(claimed.delivery_id, K, smtp_response=f"not sent: {claimed.subscriber_status}")
+        outbox.record(
+            claimed.delivery_id, K, smtp_response=f"not sent: {claimed.subscriber_status}"
+        )
         return K
     message: OutgoingMessage = builder.build(claimed.recipient)
     attempts = claimed.attempts + 1

@@ -56,14 +56,18 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     port = free_port()
     catcher = start_catcher(MAILDIR, port=port)
     try:
-        local = settings.replace(smtp={"host": "127.0.0.1", "port": port, "security": "none",
-                                       "username": ""})
+        local = settings.replace(
+            smtp={"host": "127.0.0.1", "port": port, "security": "none", "username": ""}
+        )
         issue = article_issue(engine, local, article)
         report = deliver(engine, local, issue)
     finally:
         catcher.stop()
-    say(f"Issue {issue.id}: sent {report.sent} now through the local catcher on 127.0.0.1:{port}"
-        + ("" if report.sent else " (every subscriber had it already)") + ".")
+    say(
+        f"Issue {issue.id}: sent {report.sent} now through the local catcher on 127.0.0.1:{port}"
+        + ("" if report.sent else " (every subscriber had it already)")
+        + "."
+    )
     say(f"Maildir: {MAILDIR.resolve()}/new ({_count(MAILDIR)} messages in all)")
     say(f"HTML preview: {PREVIEW.resolve()}")
     say(f"Delivery report: mailer status {issue.id}")

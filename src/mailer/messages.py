@@ -47,7 +47,7 @@ class MessageBuilder:
         self.headers = {
             "From": formataddr((one_line(publication.sender_name), self.sender)),
             "Reply-To": publication.reply_to,
-            "List-Id": f"{one_line(publication.name)} <newsletter.{_list_domain(publication.base_url)}>",
+            "List-Id": f"{one_line(publication.name)} <{_list_id(publication.base_url)}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
 
@@ -79,5 +79,6 @@ def fill(part: str, email: str, unsubscribe_url: str) -> str:
     return part.replace(EMAIL, email).replace(UNSUBSCRIBE_URL, unsubscribe_url)
 
 
-def _list_domain(base_url: str) -> str:
-    return (urlsplit(base_url).hostname or "localhost").lower()
+def _list_id(base_url: str) -> str:
+    """RFC 2919 list identifier: stable across issues, in a domain the newsroom owns."""
+    return f"newsletter.{(urlsplit(base_url).hostname or 'localhost').lower()}"

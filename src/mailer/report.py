@@ -47,9 +47,7 @@ def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, in
 
 def list_issues(engine: Engine, limit: int = 20) -> list[IssueReport]:
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(Issue).order_by(col(Issue.id).desc()).limit(limit)
-        ).all()
+        rows = connection.execute(select(Issue).order_by(col(Issue.id).desc()).limit(limit)).all()
     issues = [Issue.model_validate(row._mapping) for row in rows]
     counts = issue_counts(engine, [i.id for i in issues if i.id is not None])
     return [IssueReport(i, counts[i.id or 0], []) for i in issues]
@@ -80,4 +78,3 @@ def issue_report(engine: Engine, issue_id: int) -> IssueReport:
     issue = Issue.model_validate(row._mapping)
     listed = [Problem(s, r or "", n, e, t) for s, r, n, e, t in problems]
     return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], listed)
-

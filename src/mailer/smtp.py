@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import socket
 import ssl
 from types import TracebackType
 
@@ -107,7 +106,9 @@ class SMTPTransport:
                 "MAILER_SMTP_PASSWORD"
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise DeliveryError(f"SMTP server {self.address}: {exc}; check [smtp] security") from None
+            raise DeliveryError(
+                f"SMTP server {self.address}: {exc}; check [smtp] security"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"cannot connect to {self.address}: {exc}") from None
         return connection
@@ -128,7 +129,7 @@ class SMTPTransport:
             failure = _failure(code, message)
         except smtplib.SMTPResponseException as exc:
             failure = _failure(exc.smtp_code, exc.smtp_error)
-        except (smtplib.SMTPServerDisconnected, OSError, socket.timeout) as exc:
+        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
         self._reset(failure)

@@ -23,8 +23,15 @@ from mailer.models import Subscriber, SubscriberStatus, utcnow
 
 FREQUENCIES = ("every", "weekly")
 IMPORT_COLUMNS = ("email", "name", "status", "frequency")
-EXPORT_COLUMNS = ("email", "name", "status", "frequency", "created_at", "confirmed_at",
-                  "unsubscribed_at")
+EXPORT_COLUMNS = (
+    "email",
+    "name",
+    "status",
+    "frequency",
+    "created_at",
+    "confirmed_at",
+    "unsubscribed_at",
+)
 
 
 def normalise_address(raw: str) -> str:
@@ -42,9 +49,7 @@ def erased_marker(address: str) -> str:
 
 
 def _existing(session: Session, address: str) -> Subscriber | None:
-    query = select(Subscriber).where(
-        col(Subscriber.email).in_((address, erased_marker(address)))
-    )
+    query = select(Subscriber).where(col(Subscriber.email).in_((address, erased_marker(address))))
     return session.exec(query).first()
 
 
@@ -89,7 +94,9 @@ def _new(address: str, name: str | None, status: str | None, frequency: str) -> 
 def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subscriber]:
     """Every subscriber in id order, read in batches so a long list needs little memory."""
     if status is not None and status not in SubscriberStatus.ALL:
-        raise SubscriberError(f"unknown status {status!r}; use one of {', '.join(SubscriberStatus.ALL)}")
+        raise SubscriberError(
+            f"unknown status {status!r}; use one of {', '.join(SubscriberStatus.ALL)}"
+        )
     after = 0
     while True:
         with session_scope(engine) as session:
@@ -142,7 +149,9 @@ def import_csv(engine: Engine, path: Path) -> ImportReport:
             report.rejected.append((line, str(exc)))
             continue
         if subscriber.email in good:
-            report.rejected.append((line, f"{subscriber.email} repeats line {good[subscriber.email][0]}"))
+            report.rejected.append(
+                (line, f"{subscriber.email} repeats line {good[subscriber.email][0]}")
+            )
             continue
         good[subscriber.email] = (line, subscriber)
     with session_scope(engine) as session:
@@ -215,7 +224,8 @@ def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
         if subscriber.email.startswith("erased:"):
             continue
         row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
-        writer.writerow(["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v
-                         for v in row])
+        writer.writerow(
+            ["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row]
+        )
         count += 1
     return count

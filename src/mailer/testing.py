@@ -67,7 +67,9 @@ class RecordingHandler:
             server.transport.close()
             return "421 closing"
         self.received.append(
-            Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b"")
+            Received(
+                envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
+            )
         )
         return "250 2.0.0 Ok: queued"
 
@@ -77,7 +79,9 @@ class RecordingHandler:
 
 
 @contextmanager
-def smtp_server(handler: RecordingHandler | None = None) -> Iterator[tuple[Controller, RecordingHandler]]:
+def smtp_server(
+    handler: RecordingHandler | None = None,
+) -> Iterator[tuple[Controller, RecordingHandler]]:
     """A started aiosmtpd server on 127.0.0.1 and a free port; stopped afterwards."""
     handler = handler or RecordingHandler()
     controller = Controller(handler, hostname="127.0.0.1", port=free_port())
@@ -95,8 +99,13 @@ def make_settings(directory: Path, smtp_port: int = 25, **sections: dict[str, An
     base = load_settings(environ={})
     overrides: dict[str, dict[str, Any]] = {
         "database": {"url": f"sqlite:///{directory / 'subscribers.db'}"},
-        "smtp": {"host": "127.0.0.1", "port": smtp_port, "security": "none", "username": "",
-                 "timeout": 5},
+        "smtp": {
+            "host": "127.0.0.1",
+            "port": smtp_port,
+            "security": "none",
+            "username": "",
+            "timeout": 5,
+        },
         "security": {"secret_key": TEST_SECRET_KEY},
     }
     for name, values in sections.items():

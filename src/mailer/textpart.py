@@ -34,12 +34,20 @@ def _block_text(element: lxml.html.HtmlElement, width: int) -> str:
     if element.tag in {"h2", "h3", "h4"}:
         return f"{text}\n{('=' if element.tag == 'h2' else '-') * min(len(text), width)}"
     if element.tag == "blockquote":
-        inner = "\n\n".join(_block_text(child, width - 2) for child in element if child.tag in BLOCKS)
+        inner = "\n\n".join(
+            _block_text(child, width - 2) for child in element if child.tag in BLOCKS
+        )
         body = inner or textwrap.fill(text, width - 2)
         return "\n".join(f"> {line}".rstrip() for line in body.splitlines())
     prefix = "- " if element.tag == "li" else ""
-    return textwrap.fill(text, width, initial_indent=prefix, subsequent_indent=" " * len(prefix),
-                         break_long_words=False, break_on_hyphens=False)
+    return textwrap.fill(
+        text,
+        width,
+        initial_indent=prefix,
+        subsequent_indent=" " * len(prefix),
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def _inline_text(element: lxml.html.HtmlElement) -> str:

@@ -1,0 +1,71 @@
+"""Configuration: the shipped file is valid and holds the newsroom's details; the
+environment overrides it; secrets never come from the file."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from mailer.errors import ConfigError
+from mailer.settings import load_settings
+
+
+def test_shipped_config_holds_the_newsrooms_details():
+    settings = load_settings(environ={})
+    assert settings.publication.name == "Dawat Media Center"
+    donation = settings.donation
+    assert (donation.bank_name, donation.account_number) == ("DNB Bank", "0530 2294668")
+    assert donation.iban == "NO15 0530 2294 668"
+    assert donation.vipps == "557320"
+    assert donation.appeal.startswith("If there were ever a time to join us, it is now.")
+    assert (settings.smtp.host, settings.smtp.port) == ("127.0.0.1", 1025)
+    assert settings.database.url == "sqlite:///subscribers.db"
+
+
+def test_environment_overrides_each_key_with_its_type():
+    settings = load_settings(
+        environ={
+            "MAILER_SMTP_HOST": "relay.example.org",
+            "MAILER_SMTP_PORT": "587",
+            "MAILER_SMTP_SECURITY": "starttls",
+            "MAILER_SMTP_PASSWORD": "s3cret",
+            "MAILER_DONATION_IBAN": "no1505302294668",
+            "MAILER_DATABASE_URL": "postgresql+psycopg://mailer@db/mailer",
+        }
+    )
+    assert settings.smtp.port == 587 and settings.smtp.security == "starttls"
+    assert settings.smtp.password == "s3cret"
+    assert "s3cret" not in repr(settings)
+    assert settings.donation.iban == "NO15 0530 2294 668", "grouped in fours"
+    assert settings.database.url.startswith("postgresql")
+
+
+def test_every_bad_value_is_named_at_once():
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            environ={
+                "MAILER_SMTP_SECURITY": "ssl",
+                "MAILER_PUBLICATION_REPLY_TO": "editor at newsroom",
+                "MAILER_PUBLICATION_TIMEZONE": "Oslo",
+                "MAILER_DONATION_URL": "javascript:alert(1)",
+            }
+        )
+    message = str(error.value)
+    for key in ("smtp.security", "publication.reply_to", "publication.timezone", "donation.url"):
+        assert key in message
+
+
+def test_signing_key_is_generated_once_into_a_private_file(tmp_path):
+    key_file = tmp_path / "var" / "secret_key"
+    settings = load_settings(environ={"MAILER_SECURITY_SECRET_KEY_FILE": str(key_file)})
+    first = settings.secret_key
+    assert len(first) >= 32 and settings.secret_key == first
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    from_env = load_settings(environ={"MAILER_SECRET_KEY": "k" * 40})
+    assert from_env.secret_key == "k" * 40
+
+
+def test_a_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
