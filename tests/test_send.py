@@ -4,6 +4,7 @@ read back as received and as recorded."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -17,7 +18,7 @@ from mailer.errors import DeliveryError
 from mailer.issues import article_issue
 from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
 from mailer.settings import Settings
-from mailer.subscribers import add_subscriber, remove_subscriber
+from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
 
@@ -199,7 +200,7 @@ def test_an_unsubscribe_after_queueing_is_honoured(engine, settings, article, sm
 
 
 def test_a_crashed_senders_claims_are_resumed_after_their_lease(engine, settings, article, smtp):
-    from mailer.delivery import Outbox
+    from mailer.outbox import Outbox
 
     issue = article_issue(engine, settings, article)
     outbox = Outbox(engine, issue, settings.delivery)
@@ -216,3 +217,18 @@ def test_a_crashed_senders_claims_are_resumed_after_their_lease(engine, settings
 def _subscribers(engine: Engine) -> list[Subscriber]:
     with Session(engine) as session:
         return list(session.exec(select(Subscriber)).all())
+
+
+def test_two_senders_on_one_issue_never_send_to_the_same_subscriber(
+    engine, settings, smtp, tmp_path
+):
+    listing = tmp_path / "many.csv"
+    listing.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(300)))
+    assert import_csv(engine, listing).added == 300
+    issue = article_issue(engine, settings, ingest_file(engine, settings, SAMPLE_ARTICLE).article)
+    with ThreadPoolExecutor(2) as pool:
+        reports = list(pool.map(lambda _: deliver(engine, settings, issue), range(2)))
+    assert all(r.sent > 0 for r in reports), "both senders took part"
+    assert sum(r.sent for r in reports) == 300
+    recipients = [r for m in smtp.received for r in m.rcpt_tos]
+    assert len(recipients) == len(set(recipients)) == 300

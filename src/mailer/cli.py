@@ -19,11 +19,12 @@ from mailer import subscribers as subs
 from mailer.articles import ingest_file, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
-from mailer.delivery import Outbox, SendReport, count_recipients, deliver
+from mailer.delivery import SendReport, deliver
 from mailer.errors import MailerError
 from mailer.issues import article_issue, find_article
 from mailer.messages import MessageBuilder, Recipient, fill
 from mailer.models import DeliveryStatus, SubscriberStatus
+from mailer.outbox import Outbox, count_recipients
 from mailer.render import RenderedIssue, render_article_issue
 from mailer.report import issue_report, list_issues
 from mailer.settings import Settings, load_settings

@@ -5,9 +5,9 @@ Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL al
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import DateTime, Index, Table, Text, TypeDecorator, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
 
@@ -116,3 +116,15 @@ class Delivery(SQLModel, table=True):
     message_id: str | None = None
     smtp_response: str | None = None
     sent_at: datetime | None = _when()
+
+
+# The tables as SQLAlchemy Core sees them, for the set-based statements of the outbox
+# and the reports (typed column expressions, no ORM objects per row).
+def _table(model: type[SQLModel]) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+SUBSCRIBERS = _table(Subscriber)
+ARTICLES = _table(Article)
+ISSUES = _table(Issue)
+DELIVERIES = _table(Delivery)

@@ -6,10 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select
-from sqlmodel import col
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
 from mailer.errors import MailerError
-from mailer.models import Delivery, DeliveryStatus, Issue, Subscriber, UTCDateTime
+from mailer.models import DELIVERIES, SUBSCRIBERS, DeliveryStatus, Issue, UTCDateTime
+
+d, s = DELIVERIES.c, SUBSCRIBERS.c
 
 
 @dataclass(frozen=True)
@@ -27,18 +30,14 @@ class IssueReport:
     counts: dict[str, int]
     problems: list[Problem]
 
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
 
 def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, int]]:
     query = (
-        select(Delivery.issue_id, Delivery.status, func.count())
-        .where(col(Delivery.issue_id).in_(issue_ids))
-        .group_by(Delivery.issue_id, Delivery.status)
+        select(d.issue_id, d.status, func.count())
+        .where(d.issue_id.in_(issue_ids))
+        .group_by(d.issue_id, d.status)
     )
-    counts: dict[int, dict[str, int]] = {i: dict.fromkeys(DeliveryStatus.ALL, 0) for i in issue_ids}
+    counts = {i: dict.fromkeys(DeliveryStatus.ALL, 0) for i in issue_ids}
     with engine.connect() as connection:
         for issue_id, status, count in connection.execute(query):
             counts[issue_id][status] = count
@@ -46,35 +45,33 @@ def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, in
 
 
 def list_issues(engine: Engine, limit: int = 20) -> list[IssueReport]:
-    with engine.connect() as connection:
-        rows = connection.execute(select(Issue).order_by(col(Issue.id).desc()).limit(limit)).all()
-    issues = [Issue.model_validate(row._mapping) for row in rows]
+    with Session(engine) as session:
+        issues = session.exec(select_rows(Issue).order_by(col(Issue.id).desc()).limit(limit)).all()
     counts = issue_counts(engine, [i.id for i in issues if i.id is not None])
     return [IssueReport(i, counts[i.id or 0], []) for i in issues]
 
 
 def issue_report(engine: Engine, issue_id: int) -> IssueReport:
     """Counts per state, and the failed and deferred replies grouped by reply."""
+    with Session(engine) as session:
+        issue = session.get(Issue, issue_id)
+    if issue is None:
+        raise MailerError(f"no issue with id {issue_id}; `mailer status` lists them")
+    query = (
+        select(
+            d.status,
+            d.smtp_response,
+            func.count(),
+            func.min(s.email),
+            func.min(d.next_attempt_at, type_=UTCDateTime()),
+        )
+        .join(SUBSCRIBERS, s.id == d.subscriber_id)
+        .where(
+            d.issue_id == issue_id, d.status.in_((DeliveryStatus.FAILED, DeliveryStatus.DEFERRED))
+        )
+        .group_by(d.status, d.smtp_response)
+        .order_by(func.count().desc())
+    )
     with engine.connect() as connection:
-        row = connection.execute(select(Issue).where(col(Issue.id) == issue_id)).first()
-        if row is None:
-            raise MailerError(f"no issue with id {issue_id}; `mailer status` lists them")
-        problems = connection.execute(
-            select(
-                Delivery.status,
-                Delivery.smtp_response,
-                func.count(),
-                func.min(Subscriber.email),
-                func.min(Delivery.next_attempt_at, type_=UTCDateTime()),
-            )
-            .join(Subscriber, col(Subscriber.id) == Delivery.subscriber_id)
-            .where(
-                Delivery.issue_id == issue_id,
-                col(Delivery.status).in_((DeliveryStatus.FAILED, DeliveryStatus.DEFERRED)),
-            )
-            .group_by(Delivery.status, Delivery.smtp_response)
-            .order_by(func.count().desc())
-        ).all()
-    issue = Issue.model_validate(row._mapping)
-    listed = [Problem(s, r or "", n, e, t) for s, r, n, e, t in problems]
-    return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], listed)
+        problems = [Problem(st, r or "", n, e, t) for st, r, n, e, t in connection.execute(query)]
+    return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], problems)

@@ -193,18 +193,23 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
+def _section_keys() -> dict[str, set[str]]:
+    return {
+        name: set(field.annotation.model_fields)
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Section)
+    }
+
+
 def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
-    sections = {name for name in Settings.model_fields if name != "config_path"}
+    keys = _section_keys()
     for variable, value in env.items():
         if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
             continue
         section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
         if variable == "MAILER_SECRET_KEY":
             section, key = "security", "secret_key"
-        elif (
-            section not in sections
-            or key not in Settings.model_fields[section].annotation.model_fields
-        ):  # type: ignore[union-attr]
+        elif key not in keys.get(section, ()):
             raise ConfigError(
                 f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> naming a key "
                 "of config/mailer.toml, such as MAILER_SMTP_HOST"

@@ -29,7 +29,7 @@ def make_token(secret_key: str, purpose: str, subscriber_id: int) -> str:
 
 
 def read_token(
-    secret_key: str, purpose: str, token: str, max_age_seconds: float | None = None
+    secret_key: str, purpose: str, token: str, max_age_seconds: int | None = None
 ) -> int:
     """The subscriber id a token was made for, or TokenError."""
     try:
