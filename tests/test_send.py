@@ -106,6 +106,8 @@ def test_headers_and_a_per_subscriber_unsubscribe_token(engine, settings, articl
             read_token("another-secret-key-" + "y" * 30, UNSUBSCRIBE, token)
         text, html = parts(message)
         assert url in text and f'href="{url}"' in html
+        raw = next(r.data for r in smtp.received if address in r.rcpt_tos)
+        assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in raw, "one line, not encoded"
         assert deliveries(engine)[address].message_id == message["Message-ID"]
 
 

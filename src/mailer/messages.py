@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, make_msgid
 from urllib.parse import urlsplit
 
@@ -16,6 +16,22 @@ from mailer.models import utcnow
 from mailer.render import EMAIL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
 from mailer.tokens import UNSUBSCRIBE, make_token
+
+
+class _WirePolicy(EmailPolicy):
+    """SMTP line endings and folding, except for headers holding one long URL: folding
+    those turns them into RFC 2047 encoded words, which mail clients do not read as links."""
+
+    unfolded = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+
+    def header_store_parse(self, name: str, value: str) -> tuple[str, str]:
+        if name.lower() in self.unfolded:
+            return (name, " ".join(value.split()))  # kept as given: ASCII, one line
+        return super().header_store_parse(name, value)  # type: ignore[no-any-return]
+
+
+# 76: the longest line quoted-printable allows (RFC 2045); headers fold there too.
+WIRE = _WirePolicy(linesep="\r\n", refold_source="none", max_line_length=76)
 
 
 @dataclass(frozen=True)
@@ -57,7 +73,7 @@ class MessageBuilder:
     def build(self, recipient: Recipient) -> OutgoingMessage:
         unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
         message_id = make_msgid(idstring=f"{recipient.subscriber_id}", domain=self.domain)
-        message = EmailMessage(policy=SMTP)
+        message = EmailMessage(policy=WIRE)
         message["From"] = self.headers["From"]
         message["To"] = formataddr((one_line(recipient.name or ""), recipient.email))
         if self.headers["Reply-To"]:
