@@ -1,7 +1,10 @@
-"""Fixtures: a real SMTP server on 127.0.0.1 and settings for a throwaway SQLite file."""
+"""Fixtures: a real SMTP server on 127.0.0.1, and settings for a throwaway database: a
+SQLite file, and PostgreSQL too when MAILER_TEST_POSTGRES_URL names a database that the
+tests may empty (CI starts one)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +13,16 @@ from sqlalchemy import Engine
 
 from mailer.db import open_database
 from mailer.settings import Settings
-from mailer.testing import RecordingHandler, make_settings, smtp_server
+from mailer.testing import RecordingHandler, empty_postgres, make_settings, smtp_server
+
+POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="MAILER_TEST_POSTGRES_URL is not set"),
+    ),
+]
 
 
 @pytest.fixture
@@ -20,11 +32,20 @@ def smtp() -> Iterator[RecordingHandler]:
         yield handler
 
 
-@pytest.fixture
-def settings(tmp_path: Path, smtp: RecordingHandler) -> Settings:
-    return make_settings(tmp_path, smtp.port)
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return empty_postgres(POSTGRES_URL)
+    return f"sqlite:///{tmp_path / 'subscribers.db'}"
 
 
 @pytest.fixture
-def engine(settings: Settings) -> Engine:
-    return open_database(settings.database.url)
+def settings(tmp_path: Path, smtp: RecordingHandler, database_url: str) -> Settings:
+    return make_settings(tmp_path, smtp.port, database_url)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = open_database(settings.database.url)
+    yield engine
+    engine.dispose()

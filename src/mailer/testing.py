@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
+from sqlalchemy import create_engine, text
 
 from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
@@ -78,6 +79,16 @@ class RecordingHandler:
         return [r.message for r in self.received if address in r.rcpt_tos]
 
 
+def empty_postgres(url: str) -> str:
+    """Drop every table of the PostgreSQL database at `url` (a throwaway test database)."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
 @contextmanager
 def smtp_server(
     handler: RecordingHandler | None = None,
@@ -93,12 +104,18 @@ def smtp_server(
         controller.stop()
 
 
-def make_settings(directory: Path, smtp_port: int = 25, **sections: dict[str, Any]) -> Settings:
-    """The shipped configuration, with a SQLite file in `directory`, a fixed secret key
-    and SMTP on 127.0.0.1:smtp_port; more keys per section as keyword arguments."""
+def make_settings(
+    directory: Path,
+    smtp_port: int = 25,
+    database_url: str | None = None,
+    **sections: dict[str, Any],
+) -> Settings:
+    """The shipped configuration, with a SQLite file in `directory` (or the database at
+    `database_url`), a fixed secret key and SMTP on 127.0.0.1:smtp_port; more keys per
+    section as keyword arguments."""
     base = load_settings(environ={})
     overrides: dict[str, dict[str, Any]] = {
-        "database": {"url": f"sqlite:///{directory / 'subscribers.db'}"},
+        "database": {"url": database_url or f"sqlite:///{directory / 'subscribers.db'}"},
         "smtp": {
             "host": "127.0.0.1",
             "port": smtp_port,
