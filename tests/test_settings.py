@@ -69,3 +69,12 @@ def test_signing_key_is_generated_once_into_a_private_file(tmp_path):
 def test_a_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_schema_revision_is_the_newest_migration(tmp_path):
+    from mailer.db import SCHEMA_REVISION, current_revision, head_revision, open_database
+
+    assert head_revision() == SCHEMA_REVISION
+    engine = open_database(f"sqlite:///{tmp_path / 'new.db'}")
+    assert current_revision(engine) == SCHEMA_REVISION
+    open_database(f"sqlite:///{tmp_path / 'new.db'}")  # a second open changes nothing

@@ -6,18 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlmodel import Session
 
 from mailer.errors import MailerError
@@ -47,30 +42,48 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _alembic_config() -> Config:
+# The newest migration in migrations/versions; a test keeps the two in step.
+SCHEMA_REVISION = "0001"
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("mailer") / "migrations"))
     return config
 
 
-@cache
-def _head_revision() -> str | None:
+def head_revision() -> str | None:
+    """The newest migration, as alembic sees it."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        if not inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
 def upgrade(engine: Engine) -> None:
-    """Create the schema, or bring an older one up to date, keeping every row."""
+    """Create the schema, or bring an older one up to date, keeping every row. Alembic is
+    loaded only when there is work for it, so an up-to-date database costs one query."""
     try:
-        with engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-            if current == _head_revision():
-                return
+        if current_revision(engine) == SCHEMA_REVISION:
+            return
+        from alembic import command
+
         with engine.begin() as connection:
             config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
-    except OperationalError as exc:
-        raise MailerError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+    except DBAPIError as exc:
+        # Another process may have created the schema at the same moment: that is fine.
+        if current_revision(engine) != SCHEMA_REVISION:
+            raise MailerError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
 
 
 def open_database(url: str) -> Engine:

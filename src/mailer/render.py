@@ -14,7 +14,6 @@ from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
-from premailer import Premailer
 
 from mailer.donation import donation_block
 from mailer.models import Article
@@ -86,6 +85,8 @@ def environment(settings: Settings) -> jinja2.Environment:
 def inline_css(html: str) -> str:
     """Move the <style> rules into style attributes, as Gmail and Outlook need. Media
     queries stay in the <style> tag, with their !important (premailer strips it by default)."""
+    from premailer import Premailer  # slow to import; only rendering needs it
+
     return Premailer(
         html,
         strip_important=False,
