@@ -129,3 +129,17 @@ def test_hostile_title_and_body_never_become_markup_or_headers(settings, tmp_pat
     text = received.get_body(("plain",)).get_content()
     html = received.get_body(("html",)).get_content()
     assert text.count("/unsubscribe/") == html.count("/unsubscribe/") == 1
+
+
+def test_a_donation_url_adds_a_button_and_no_details_drop_the_block(tmp_path):
+    url = "https://dawatmedia.example/donate"
+    with_url = make_settings(tmp_path, donation={"url": url})
+    rendered = render_article_issue(with_url, sample_article(with_url))
+    doc = lxml.html.fromstring(rendered.html)
+    assert doc.xpath(f"//a[@href='{url}']"), "a button readers can press"
+    assert url in rendered.text
+    empty = dict.fromkeys(("heading", "appeal", "bank_name", "account_number", "iban", "vipps"), "")
+    without = make_settings(tmp_path, donation=empty)
+    bare = render_article_issue(without, sample_article(with_url))
+    assert "Support Dawat Media Center" not in bare.html and "IBAN" not in bare.text
+    assert UNSUBSCRIBE_URL in bare.html, "the footer stays"
