@@ -22,7 +22,8 @@ from mailer.db import open_database
 from mailer.delivery import SendReport, deliver
 from mailer.errors import MailerError
 from mailer.issues import article_issue, find_article
-from mailer.messages import MessageBuilder, Recipient, fill
+from mailer.messages import MessageBuilder, Recipient
+from mailer.messages import preview as sample_view
 from mailer.models import DeliveryStatus, SubscriberStatus
 from mailer.outbox import Outbox, count_recipients
 from mailer.render import RenderedIssue, render_article_issue
@@ -238,10 +239,7 @@ def preview(
     rendered = render_article_issue(
         settings, find_article(engine, _article_choice(article, latest))
     )
-    builder = MessageBuilder(settings, rendered)
-    sample = "reader@example.org"
-    part = rendered.text if text else rendered.html
-    filled = fill(part, sample, builder.unsubscribe_url(0))
+    filled = sample_view(settings, rendered, text)
     if out is None:
         typer.echo(filled)
         return

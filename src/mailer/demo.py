@@ -15,7 +15,7 @@ from mailer.db import open_database
 from mailer.delivery import deliver
 from mailer.errors import SubscriberError
 from mailer.issues import article_issue
-from mailer.messages import MessageBuilder, fill
+from mailer.messages import preview
 from mailer.render import render_article_issue
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
@@ -50,8 +50,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
 
     rendered = render_article_issue(settings, article)
     PREVIEW.parent.mkdir(parents=True, exist_ok=True)
-    sample_link = MessageBuilder(settings, rendered).unsubscribe_url(0)
-    PREVIEW.write_text(fill(rendered.html, "reader@example.org", sample_link), encoding="utf-8")
+    PREVIEW.write_text(preview(settings, rendered), encoding="utf-8")
 
     port = free_port()
     catcher = start_catcher(MAILDIR, port=port)

@@ -91,6 +91,12 @@ class MessageBuilder:
         return OutgoingMessage(message_id, self.sender, recipient.email, message.as_bytes())
 
 
+def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:
+    """One part of the issue as a sample reader sees it, for editors to look at."""
+    link = MessageBuilder(settings, rendered).unsubscribe_url(0)
+    return fill(rendered.text if text else rendered.html, "reader@example.org", link)
+
+
 def fill(part: str, email: str, unsubscribe_url: str) -> str:
     return part.replace(EMAIL, email).replace(UNSUBSCRIBE_URL, unsubscribe_url)
 
