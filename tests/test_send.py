@@ -17,7 +17,9 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import DeliveryError
 from mailer.issues import article_issue
 from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
+from mailer.outbox import Outbox
 from mailer.settings import Settings
+from mailer.smtp import is_bounce
 from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
@@ -202,8 +204,6 @@ def test_an_unsubscribe_after_queueing_is_honoured(engine, settings, article, sm
 
 
 def test_a_crashed_senders_claims_are_resumed_after_their_lease(engine, settings, article, smtp):
-    from mailer.outbox import Outbox
-
     issue = article_issue(engine, settings, article)
     outbox = Outbox(engine, issue, settings.delivery)
     outbox.enqueue()
@@ -234,3 +234,63 @@ def test_two_senders_on_one_issue_never_send_to_the_same_subscriber(
     assert sum(r.sent for r in reports) == 300
     recipients = [r for m in smtp.received for r in m.rcpt_tos]
     assert len(recipients) == len(set(recipients)) == 300
+
+
+def test_a_sender_whose_lease_ran_out_does_not_send_what_another_took_over(
+    engine, settings, article, smtp
+):
+    issue = article_issue(engine, settings, article)
+    slow = Outbox(engine, issue, settings.delivery)
+    slow.enqueue()
+    batch = slow.claim()
+    with engine.begin() as connection:  # the slow sender's lease runs out
+        connection.execute(update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
+    assert deliver(engine, settings, issue).sent == 3  # another sender takes over
+    assert not any(slow.renew(claimed.delivery_id) for claimed in batch)
+    slow.record(batch[0].delivery_id, "failed", smtp_response="late")
+    assert deliveries(engine)[batch[0].recipient.email].status == "sent", "not overwritten"
+    assert len(smtp.received) == 3
+
+
+def test_a_refused_sender_stops_the_run_and_fails_nobody(engine, settings, article, smtp):
+    smtp.refuse_sender = "530 5.7.0 Authentication required"
+    with pytest.raises(DeliveryError, match="refused the sender"):
+        send(engine, settings, article)
+    assert {row.status for row in deliveries(engine).values()} == {"queued"}
+    smtp.refuse_sender = None
+    assert send(engine, settings, article).sent == 3
+
+
+def test_a_failed_login_or_tls_hands_every_claimed_row_back(engine, settings, article, smtp):
+    starttls = settings.replace(smtp={"security": "starttls"})  # the test server has no TLS
+    with pytest.raises(DeliveryError, match=r"check \[smtp\] security"):
+        send(engine, starttls, article)
+    assert {row.status for row in deliveries(engine).values()} == {"queued"}
+
+
+def test_reruns_retry_deferred_mail_without_using_up_its_retries(engine, settings, article, smtp):
+    smtp.refuse_all = "451 4.7.1 Greylisted"
+    for _ in range(settings.delivery.max_attempts + 2):
+        send(engine, settings, article)
+    rows = deliveries(engine)
+    assert {rows[a].status for a in ACTIVE} == {"deferred"}, "the retry window is still open"
+    with engine.begin() as connection:  # a day later
+        connection.execute(update(Delivery).values(first_attempt_at=utcnow() - timedelta(hours=25)))
+    send(engine, settings, article)
+    assert {deliveries(engine)[a].status for a in ACTIVE} == {"failed"}
+
+
+@pytest.mark.parametrize(
+    ("code", "reply", "bounce"),
+    [
+        (550, "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown", True),
+        (550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound", True),
+        (550, "550 No such user here", True),
+        (550, "550 5.7.1 <a@example.org>: Recipient address rejected: Access denied", False),
+        (554, "554 5.7.1 Message rejected as spam", False),
+        (552, "552 5.2.2 Mailbox full", False),
+        (550, "550 Recipient address rejected: Access denied", False),
+    ],
+)
+def test_only_an_unknown_address_counts_as_a_bounce(code, reply, bounce):
+    assert is_bounce(code, reply) is bounce

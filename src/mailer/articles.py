@@ -12,6 +12,7 @@ from sqlmodel import col, select
 
 from mailer.db import session_scope
 from mailer.donation import payment_numbers
+from mailer.errors import MailerError
 from mailer.models import Article, utcnow
 from mailer.settings import Settings
 from mailer.sources import ArticleDraft, read_article
@@ -81,9 +82,24 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
         return IngestResult(article, "updated" if changed else "unchanged", draft.title_derived)
 
 
+# Newest first: by publication date, then by when it came in.
+LATEST_FIRST = (col(Article.published_at).desc().nulls_last(), col(Article.id).desc())
+
+
 def list_articles(engine: Engine) -> list[Article]:
     with session_scope(engine) as session:
-        query = select(Article).order_by(
-            col(Article.published_at).desc().nulls_last(), col(Article.id).desc()
-        )
-        return list(session.exec(query).all())
+        return list(session.exec(select(Article).order_by(*LATEST_FIRST)).all())
+
+
+def find_article(engine: Engine, article_id: int | None = None) -> Article:
+    """The article with this id, or the latest one."""
+    with session_scope(engine) as session:
+        if article_id is not None:
+            article = session.get(Article, article_id)
+            if article is None:
+                raise MailerError(f"no article with id {article_id}; see `mailer articles list`")
+            return article
+        article = session.exec(select(Article).order_by(*LATEST_FIRST).limit(1)).first()
+        if article is None:
+            raise MailerError("there are no articles yet; add one with `mailer ingest FILE`")
+        return article

@@ -11,17 +11,19 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.progress import Progress
+from sqlalchemy import Engine
 
 from mailer import subscribers as subs
-from mailer.articles import ingest_file, list_articles
+from mailer.articles import find_article, ingest_file, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
 from mailer.delivery import SendReport, deliver
 from mailer.errors import MailerError
-from mailer.issues import article_issue, find_article
+from mailer.issues import article_issue, find_issue
 from mailer.messages import MessageBuilder, Recipient
 from mailer.messages import preview as sample_view
 from mailer.models import DeliveryStatus, SubscriberStatus
@@ -189,20 +191,16 @@ def ingest(
     source: Path,
     title: str | None = typer.Option(None, help="The article's title."),
     url: str | None = typer.Option(None, help="The article's address on your site."),
-    published: datetime | None = typer.Option(
+    published: str | None = typer.Option(
         None,
-        formats=["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"],
-        help="Publication date (ISO), in the publication's time zone.",
+        help="Publication date or time (ISO 8601); without an offset, in the publication's "
+        "time zone.",
     ),
 ) -> None:
     """Bring in an article from a text file."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
-    when = None
-    if published is not None:
-        from zoneinfo import ZoneInfo
-
-        when = published.replace(tzinfo=ZoneInfo(settings.publication.timezone)).astimezone(UTC)
+    when = None if published is None else _iso_time(published, settings.publication.timezone)
     result = ingest_file(engine, settings, source, title=title, url=url, published=when)
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
@@ -211,6 +209,19 @@ def ingest(
             f"The title was derived from the text; change it with: "
             f'mailer ingest {source} --title "..."'
         )
+
+
+def _iso_time(value: str, timezone: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO date or time, e.g. 2026-11-27 or 2026-11-27T08:30+01:00",
+            param_hint="--published",
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=ZoneInfo(timezone))
+    return when.astimezone(UTC)
 
 
 @articles_app.command("list")
@@ -272,23 +283,46 @@ def send(
         return
     if dry_run:
         rendered = render_article_issue(settings, chosen)
-        count = count_recipients(engine, "article")
-        say(f"Dry run: “{rendered.subject}” would go to {count} subscribers. Nothing sent.")
+        count = _to_send(engine, settings, chosen.id)
+        say(f"Dry run: “{rendered.subject}” would go to {plural(count, 'subscriber')}.")
+        say("Nothing was sent.")
         return
     issue = article_issue(engine, settings, chosen)
-    pending = Outbox(engine, issue, settings.delivery).pending_recipients()
+    outbox = Outbox(engine, issue, settings.delivery)
+    pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
     if pending == 0:
-        say("Nothing to send: every subscriber has it already.")
+        if count_recipients(engine, "article") == 0:
+            say("Nothing to send: no active subscriber gets every article.")
+        else:
+            say("Nothing to send: every subscriber has had it (see `mailer status`).")
         return
     say(
-        f"To send: {pending} subscribers, from {settings.publication.from_address} "
+        f"To send: {plural(pending, 'subscriber')}, from {settings.publication.from_address} "
         f"via {settings.smtp.host}:{settings.smtp.port}."
     )
     _confirm(yes)
     with progress_reporter(pending) as progress:
         report = deliver(engine, settings, issue, progress)
     print_report(report, f"mailer send --article {chosen.id}")
+    held, until = outbox.held_elsewhere()
+    if held:
+        say(
+            f"{plural(held, 'delivery', 'deliveries')} held by another send (or one that stopped) "
+            f"until {until:%H:%M:%S} UTC; run again after that if they are still open."
+        )
+
+
+def _to_send(engine: Engine, settings: Settings, article_id: int | None) -> int:
+    """How many a send of this article would go to now."""
+    issue = find_issue(engine, f"article:{article_id}")
+    if issue is None:
+        return count_recipients(engine, "article")
+    return Outbox(engine, issue, settings.delivery).pending_recipients()
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 def _confirm(yes: bool) -> None:
@@ -337,7 +371,7 @@ def print_report(report: SendReport, again: str) -> None:
         f"failed {c.get(DeliveryStatus.FAILED, 0)}, skipped {c.get(DeliveryStatus.SKIPPED, 0)}."
     )
     if report.bounced:
-        say(f"{report.bounced} addresses do not exist and are now marked bounced.")
+        say(f"{plural(report.bounced, 'address', 'addresses')} refused as unknown: marked bounced.")
     if c.get(DeliveryStatus.DEFERRED):
         say(f"Deferred messages are retried by running `{again}` again.")
 
@@ -372,4 +406,7 @@ def main() -> None:
         app()
     except MailerError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        typer.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(1)

@@ -63,24 +63,26 @@ def send_issue(
     progress: Callable[[str], None] | None = None,
 ) -> SendReport:
     """Send every due delivery of the issue and record each outcome. One refused
-    recipient never stops the others; an unreachable server stops the run, keeping the
-    rest queued, and raises DeliveryError."""
+    recipient never stops the others. Whatever stops the run (an unreachable server, a
+    refused login, Ctrl-C), the rows it still holds go back to the queue untouched."""
     report = SendReport()
     if retry_deferred_now:
         outbox.retry_deferred_now()
-    while batch := outbox.claim():
-        for index, claimed in enumerate(batch):
-            try:
+    try:
+        while batch := outbox.claim():
+            for claimed in batch:
                 status = _deliver(outbox, builder, transport, claimed, report)
-            except ConnectionFailure as exc:
-                outbox.release([c.delivery_id for c in batch[index:]])
-                raise DeliveryError(
-                    f"{exc.reply}; {report.sent} sent before that, the rest stay queued: run "
-                    "the same command again once the server is reachable"
-                ) from None
-            report.add(status)
-            if progress is not None:
-                progress(status)
+                if status is not None:
+                    report.add(status)
+                    if progress is not None:
+                        progress(status)
+    except ConnectionFailure as exc:
+        raise DeliveryError(
+            f"{exc.reply}; {report.sent} sent before that, the rest stay queued: run the "
+            "same command again once the server is reachable"
+        ) from None
+    finally:
+        outbox.release()
     outbox.finish()
     return report
 
@@ -91,12 +93,15 @@ def _deliver(
     transport: Transport,
     claimed: Claimed,
     report: SendReport,
-) -> str:
-    """Send one claimed delivery and record what became of it; return its new status."""
+) -> str | None:
+    """Send one claimed delivery and record what became of it: its new status, or None
+    when another sender holds it now."""
     if claimed.subscriber_status != SubscriberStatus.ACTIVE:
         reply = f"not sent: subscriber is {claimed.subscriber_status}"
         outbox.record(claimed.delivery_id, SKIPPED, smtp_response=reply)
         return SKIPPED
+    if not outbox.renew(claimed.delivery_id):
+        return None
     message = builder.build(claimed.recipient)
     attempts = claimed.attempts + 1
     try:
@@ -104,18 +109,7 @@ def _deliver(
     except ConnectionFailure:
         raise
     except TemporaryFailure as exc:
-        if attempts >= outbox.settings.max_attempts:
-            outbox.record(claimed.delivery_id, FAILED, attempts=attempts, smtp_response=exc.reply)
-            return FAILED
-        retry_at = outbox.next_attempt(attempts, random.uniform(0.8, 1.2))
-        outbox.record(
-            claimed.delivery_id,
-            DEFERRED,
-            attempts=attempts,
-            smtp_response=exc.reply,
-            next_attempt_at=retry_at,
-        )
-        return DEFERRED
+        return _defer(outbox, claimed, exc.reply)
     except PermanentFailure as exc:
         outbox.record(claimed.delivery_id, FAILED, attempts=attempts, smtp_response=exc.reply)
         if exc.bounce:
@@ -131,3 +125,17 @@ def _deliver(
         sent_at=utcnow(),
     )
     return SENT
+
+
+def _defer(outbox: Outbox, claimed: Claimed, reply: str) -> str:
+    """A temporary failure: retry later, or fail once the retries are used up."""
+    retry_at = outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
+    status = DEFERRED if retry_at is not None else FAILED
+    outbox.record(
+        claimed.delivery_id,
+        status,
+        attempts=claimed.attempts + 1,
+        smtp_response=reply,
+        next_attempt_at=retry_at,
+    )
+    return status

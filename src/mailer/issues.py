@@ -7,32 +7,17 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import select
 
 from mailer.db import session_scope
-from mailer.errors import MailerError
-from mailer.models import Article, Issue
+from mailer.models import Article, Issue, IssueStatus
 from mailer.render import RenderedIssue, render_article_issue
 from mailer.settings import Settings
 
-DRAFT, SENDING, SENT = "draft", "sending", "sent"
 
-
-def find_article(engine: Engine, article_id: int | None = None) -> Article:
-    """The article with this id, or the latest published (then latest ingested) one."""
+def find_issue(engine: Engine, key: str) -> Issue | None:
     with session_scope(engine) as session:
-        if article_id is not None:
-            article = session.get(Article, article_id)
-            if article is None:
-                raise MailerError(f"no article with id {article_id}; see `mailer articles list`")
-            return article
-        latest = select(Article).order_by(
-            col(Article.published_at).desc().nulls_last(), col(Article.id).desc()
-        )
-        article = session.exec(latest.limit(1)).first()
-        if article is None:
-            raise MailerError("there are no articles yet; add one with `mailer ingest FILE`")
-        return article
+        return session.exec(select(Issue).where(Issue.key == key)).first()
 
 
 def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue:
@@ -41,7 +26,7 @@ def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue
     key = f"article:{article.id}"
     with session_scope(engine) as session:
         issue = session.exec(select(Issue).where(Issue.key == key)).first()
-        if issue is not None and issue.status != DRAFT:
+        if issue is not None and issue.status != IssueStatus.DRAFT:
             return issue
         rendered = render_article_issue(settings, article)
         if issue is None:

@@ -57,6 +57,13 @@ class DeliveryStatus:
     ALL = (QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
 
 
+class IssueStatus:
+    # draft -> sending -> sent, the last from recorded outcomes only
+    DRAFT = "draft"
+    SENDING = "sending"
+    SENT = "sent"
+
+
 class Subscriber(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     # normalised by email-validator; lower-cased for the uniqueness check; an erased
@@ -93,8 +100,7 @@ class Issue(SQLModel, table=True):
     article_ids: str = ""  # comma-separated Article ids, in the order shown
     html: str = Field(default="", sa_column=Column(Text, nullable=False))
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
-    # draft -> sending -> sent (from recorded outcomes only)
-    status: str = "draft"
+    status: str = "draft"  # IssueStatus
     scheduled_at: datetime | None = _when()
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
     sent_at: datetime | None = _when()
@@ -111,7 +117,10 @@ class Delivery(SQLModel, table=True):
     subscriber_id: int = Field(foreign_key="subscriber.id")
     status: str = DeliveryStatus.QUEUED
     attempts: int = 0
+    first_attempt_at: datetime | None = _when()
     next_attempt_at: datetime | None = _when()
+    # the sender run holding the row while status is "sending", and until when
+    claimed_by: str | None = None
     lease_until: datetime | None = _when()
     message_id: str | None = None
     smtp_response: str | None = None

@@ -4,6 +4,7 @@ SQL of a send lives here, set-based and portable (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,7 +17,9 @@ from mailer.models import (
     SUBSCRIBERS,
     DeliveryStatus,
     Issue,
+    IssueStatus,
     SubscriberStatus,
+    UTCDateTime,
     utcnow,
 )
 from mailer.settings import Delivery as DeliverySettings
@@ -31,6 +34,7 @@ d, s = DELIVERIES.c, SUBSCRIBERS.c
 class Claimed:
     delivery_id: int
     attempts: int
+    first_attempt_at: datetime | None
     recipient: Recipient
     subscriber_status: str
 
@@ -51,6 +55,8 @@ def count_recipients(engine: Engine, kind: str) -> int:
 class Outbox:
     def __init__(self, engine: Engine, issue: Issue, settings: DeliverySettings):
         assert issue.id is not None, "the issue is stored before it is sent"
+        # Names this sender's claims: it records and releases only rows it still holds.
+        self.token = secrets.token_hex(8)
         self.engine = engine
         self.issue_id = issue.id
         self.kind = issue.kind
@@ -76,7 +82,9 @@ class Outbox:
                 insert(DELIVERIES).from_select(["subscriber_id", "issue_id"], eligible)
             ).rowcount
             connection.execute(
-                update(ISSUES).where(ISSUES.c.id == self.issue_id).values(status="sending")
+                update(ISSUES)
+                .where(ISSUES.c.id == self.issue_id)
+                .values(status=IssueStatus.SENDING)
             )
         return added
 
@@ -106,26 +114,46 @@ class Outbox:
         claim = (
             update(DELIVERIES)
             .where(d.id.in_(ids.scalar_subquery()), due)
-            .values(status=SENDING, lease_until=lease)
+            .values(status=SENDING, claimed_by=self.token, lease_until=lease)
             .returning(d.id)
         )
         with self.engine.begin() as connection:
             claimed = connection.execute(claim).scalars().all()
             rows = connection.execute(
-                select(d.id, d.attempts, s.id, s.email, s.name, s.status)
+                select(d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status)
                 .join(SUBSCRIBERS, s.id == d.subscriber_id)
                 .where(d.id.in_(claimed))
                 .order_by(d.id)
             ).all()
-        return [Claimed(r[0], r[1], Recipient(r[2], r[3], r[4]), r[5]) for r in rows]
+        return [Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5]), r[6]) for r in rows]
+
+    def _mine(self, delivery_id: int) -> ColumnElement[bool]:
+        return and_(d.id == delivery_id, d.status == SENDING, d.claimed_by == self.token)
+
+    def renew(self, delivery_id: int) -> bool:
+        """Extend the lease on a row just before sending it. False when this sender lost
+        it (its lease ran out and another sender claimed it): it must not send it."""
+        lease = utcnow() + timedelta(seconds=self.settings.lease_seconds)
+        with self.engine.begin() as connection:
+            renewed = connection.execute(
+                update(DELIVERIES).where(self._mine(delivery_id)).values(lease_until=lease)
+            )
+        return renewed.rowcount == 1
 
     def record(self, delivery_id: int, status: str, **values: object) -> None:
         """Record one outcome, committed at once: the server has answered."""
+        now = utcnow()
         with self.engine.begin() as connection:
             connection.execute(
                 update(DELIVERIES)
-                .where(d.id == delivery_id, d.status == SENDING)
-                .values(status=status, lease_until=None, **values)
+                .where(self._mine(delivery_id))
+                .values(
+                    status=status,
+                    claimed_by=None,
+                    lease_until=None,
+                    first_attempt_at=func.coalesce(d.first_attempt_at, now),
+                    **values,
+                )
             )
 
     def bounce(self, subscriber_id: int) -> None:
@@ -137,14 +165,27 @@ class Outbox:
                 .values(status=SubscriberStatus.BOUNCED)
             )
 
-    def release(self, delivery_ids: list[int]) -> None:
-        """Hand claimed rows back untouched (the server is unreachable)."""
+    def release(self) -> None:
+        """Hand back every row this sender still holds, untouched (the run is stopping)."""
         with self.engine.begin() as connection:
             connection.execute(
                 update(DELIVERIES)
-                .where(d.id.in_(delivery_ids), d.status == SENDING)
-                .values(status=case((d.attempts == 0, QUEUED), else_=DEFERRED), lease_until=None)
+                .where(self.of_issue, d.status == SENDING, d.claimed_by == self.token)
+                .values(
+                    status=case((d.attempts == 0, QUEUED), else_=DEFERRED),
+                    claimed_by=None,
+                    lease_until=None,
+                )
             )
+
+    def held_elsewhere(self) -> tuple[int, datetime | None]:
+        """Rows another sender holds (or held, until its lease runs out, if it died)."""
+        query = select(func.count(), func.max(d.lease_until, type_=UTCDateTime())).where(
+            self.of_issue, d.status == SENDING, d.lease_until >= utcnow()
+        )
+        with self.engine.connect() as connection:
+            count, until = connection.execute(query).one()
+        return int(count), until
 
     def finish(self) -> bool:
         """Mark the issue sent once no delivery is left to try; True when it is."""
@@ -156,12 +197,19 @@ class Outbox:
                 return False
             connection.execute(
                 update(ISSUES)
-                .where(ISSUES.c.id == self.issue_id, ISSUES.c.status != "sent")
-                .values(status="sent", sent_at=utcnow())
+                .where(ISSUES.c.id == self.issue_id, ISSUES.c.status != IssueStatus.SENT)
+                .values(status=IssueStatus.SENT, sent_at=utcnow())
             )
         return True
 
-    def next_attempt(self, attempts: int, jitter: float) -> datetime:
-        """Exponential backoff; the jitter (0.8-1.2) spreads the retries of one outage."""
+    def retry_at(self, claimed: Claimed, jitter: float) -> datetime | None:
+        """When to try a temporary failure again: exponential backoff (the jitter, 0.8-1.2,
+        spreads the retries of one outage), or None once it has had max_attempts tries and
+        retry_hours have passed since the first: then it has failed for good."""
+        now = utcnow()
+        attempts = claimed.attempts + 1
+        deadline = (claimed.first_attempt_at or now) + timedelta(hours=self.settings.retry_hours)
+        if attempts >= self.settings.max_attempts and now >= deadline:
+            return None
         delay = self.settings.retry_base_seconds * 2 ** (attempts - 1) * jitter
-        return utcnow() + timedelta(seconds=delay)
+        return min(now + timedelta(seconds=delay), max(deadline, now))

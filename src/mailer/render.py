@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import zoneinfo
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
@@ -16,6 +15,7 @@ import jinja2
 from markupsafe import Markup
 
 from mailer.donation import donation_block
+from mailer.errors import MailerError
 from mailer.models import Article
 from mailer.settings import Settings, bundled_path
 from mailer.textpart import html_to_text
@@ -145,17 +145,18 @@ def _render(
     settings: Settings, name: str, context: dict[str, object], subject: str, preheader: str
 ) -> RenderedIssue:
     env = environment(settings)
-    html = inline_css(env.get_template(f"email/{name}.html").render(context))
-    text = env.get_template(f"email/{name}.txt").render(context)
-    _check_placeholders(html, text)
-    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
-
-
-def _check_placeholders(*parts: str) -> None:
-    for part in parts:
-        missing: Sequence[str] = [p for p in PLACEHOLDERS if p not in part]
+    try:
+        html = inline_css(env.get_template(f"email/{name}.html").render(context))
+        text = env.get_template(f"email/{name}.txt").render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise MailerError(f"email template {exc.filename}, line {exc.lineno}: {exc}") from None
+    except jinja2.TemplateError as exc:
+        raise MailerError(f"email template error: {exc}") from None
+    for part in (html, text):
+        missing = [p for p in PLACEHOLDERS if p not in part]
         if missing:
-            raise jinja2.TemplateError(
+            raise MailerError(
                 f"the email templates must show {', '.join(missing)} (the reader's address "
                 "and unsubscribe link) in both the HTML and the text part"
             )
+    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)

@@ -10,6 +10,7 @@ import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -34,7 +35,7 @@ def _address(value: str) -> str:
 
 class Publication(Section):
     name: str = Field(min_length=1)
-    base_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    base_url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
     from_address: str
     from_name: str = ""
     reply_to: str = ""
@@ -54,8 +55,14 @@ class Publication(Section):
 
     @field_validator("base_url")
     @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _ascii_base(cls, value: str) -> str:
+        """Links go into headers, which must be ASCII: an IDN host becomes punycode."""
+        parts = urlsplit(value.rstrip("/"))
+        try:
+            host = parts.netloc.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValueError("an http(s) address with a valid host name") from None
+        return urlunsplit(parts._replace(netloc=host))
 
     @field_validator("timezone")
     @classmethod
@@ -81,14 +88,13 @@ class Smtp(Section):
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     timeout: float = Field(default=30, gt=0)
-    max_connections: int = Field(default=1, ge=1, le=64)
-    max_rate_per_second: float = Field(default=0, ge=0)
     # Only ever from MAILER_SMTP_PASSWORD; the loader refuses it in the file.
     password: str = Field(default="", repr=False)
 
 
 class Delivery(Section):
     max_attempts: int = Field(default=5, ge=1)
+    retry_hours: float = Field(default=24, ge=0)
     retry_base_seconds: float = Field(default=300, ge=0)
     lease_seconds: float = Field(default=300, gt=0)
 

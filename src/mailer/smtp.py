@@ -12,12 +12,17 @@ from types import TracebackType
 from mailer.errors import DeliveryError
 from mailer.settings import Smtp
 
-# RFC 3463 "bad destination mailbox" codes, and the wording servers use without them.
+# RFC 3463 "bad destination address" codes; without an enhanced code, the wording of a
+# 550/551/553 reply. A policy refusal (5.7.x: spam, access denied) is not a bounce.
+_ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
 _NO_SUCH_USER = re.compile(
-    r"\b5\.1\.(1|10)\b|user unknown|unknown user|no such user|does not exist|"
-    r"mailbox (unavailable|not found)|recipient (address )?rejected|invalid recipient",
+    r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|"
+    r"mailbox (unavailable|not found)|invalid (recipient|mailbox)",
     re.IGNORECASE,
 )
+# The end of DATA may take a server long to answer (RFC 5321 4.5.3.2: 10 minutes); a
+# message timed out there may still be delivered, so wait rather than send it again.
+DATA_TIMEOUT = 600
 
 
 class TemporaryFailure(Exception):
@@ -46,11 +51,19 @@ def _reply(code: int, message: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"
 
 
-def _failure(code: int, message: bytes | str) -> Exception:
+def _failure(code: int, message: bytes | str) -> TemporaryFailure | PermanentFailure:
     reply = _reply(code, message)
     if 400 <= code < 500 or code < 200:
         return TemporaryFailure(reply)
-    return PermanentFailure(reply, bounce=bool(_NO_SUCH_USER.search(reply)))
+    return PermanentFailure(reply, bounce=is_bounce(code, reply))
+
+
+def is_bounce(code: int, reply: str) -> bool:
+    """Does a permanent failure say the address does not exist?"""
+    enhanced = _ENHANCED.match(reply)
+    if enhanced:
+        return enhanced.group(1).startswith("5.1.")
+    return code in (550, 551, 553) and bool(_NO_SUCH_USER.search(reply))
 
 
 class SMTPTransport:
@@ -93,6 +106,18 @@ class SMTPTransport:
                 )
             else:
                 connection = smtplib.SMTP(s.host, s.port, self.local_hostname, timeout=s.timeout)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise ConnectionFailure(f"cannot connect to {self.address}: {exc}") from None
+        try:
+            self._greet(connection, context)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _greet(self, connection: smtplib.SMTP, context: ssl.SSLContext) -> None:
+        s = self.settings
+        try:
             connection.ehlo()
             if s.security == "starttls":
                 connection.starttls(context=context)
@@ -111,31 +136,51 @@ class SMTPTransport:
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"cannot connect to {self.address}: {exc}") from None
-        return connection
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Send one message; return the server's reply, or raise Temporary/PermanentFailure."""
+        """Send one message; return the server's reply, or raise TemporaryFailure or
+        PermanentFailure for this recipient. A refused sender concerns every message:
+        that raises DeliveryError."""
         if self._connection is None:
             self._connection = self._connect()
-        connection = self._connection
         try:
-            code, message = connection.mail(sender)
-            if code == 250:
-                code, message = connection.rcpt(recipient)
-            if code in (250, 251):
-                code, message = connection.data(data)
-            if code == 250:
-                return _reply(code, message)
-            failure = _failure(code, message)
+            return self._transaction(self._connection, sender, recipient, data)
         except smtplib.SMTPResponseException as exc:
             failure = _failure(exc.smtp_code, exc.smtp_error)
-        except (TimeoutError, smtplib.SMTPServerDisconnected, OSError) as exc:
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
         self._reset(failure)
         raise failure
 
-    def _reset(self, failure: Exception) -> None:
+    def _transaction(
+        self, connection: smtplib.SMTP, sender: str, recipient: str, data: bytes
+    ) -> str:
+        code, message = connection.mail(sender)
+        if code >= 500:
+            self._reset(None)
+            raise DeliveryError(
+                f"SMTP server {self.address} refused the sender {sender}: "
+                f"{_reply(code, message)}; check [smtp] username, MAILER_SMTP_PASSWORD and "
+                "[publication] from_address"
+            )
+        if code == 250:
+            code, message = connection.rcpt(recipient)
+        if code in (250, 251):
+            code, message = self._data(connection, data)
+        if code == 250:
+            return _reply(code, message)
+        raise smtplib.SMTPResponseException(code, message)
+
+    def _data(self, connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
+        if connection.sock is not None:
+            connection.sock.settimeout(max(self.settings.timeout, DATA_TIMEOUT))
+        reply = connection.data(data)
+        if connection.sock is not None:
+            connection.sock.settimeout(self.settings.timeout)
+        return reply
+
+    def _reset(self, failure: Exception | None) -> None:
         """After a refusal, clear the transaction so the connection can be reused."""
         if isinstance(failure, TemporaryFailure) and failure.reply.startswith("421"):
             self._drop()  # 421: the server is closing the connection

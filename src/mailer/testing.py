@@ -38,11 +38,13 @@ class Received:
 class RecordingHandler:
     """Accepts and records every message, except as told: `refuse` maps a recipient to
     the reply its RCPT gets ("550 5.1.1 User unknown", "451 4.3.0 Try later"); `refuse_all`
-    answers every RCPT so; `drop` names recipients whose DATA makes the server hang up."""
+    answers every RCPT so; `refuse_sender` answers MAIL FROM so; `drop` names recipients
+    whose DATA makes the server hang up."""
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     refuse_all: str | None = None
+    refuse_sender: str | None = None
     drop: set[str] = field(default_factory=set)
     connections: int = 0
     port: int = 0  # set when the server starts
@@ -53,6 +55,15 @@ class RecordingHandler:
         self.connections += 1
         session.host_name = hostname
         return responses
+
+    async def handle_MAIL(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if self.refuse_sender:
+            return self.refuse_sender
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
 
     async def handle_RCPT(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
