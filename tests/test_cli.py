@@ -272,3 +272,10 @@ def test_catcher_stores_what_it_receives_in_a_maildir(tmp_path):
     assert len(stored) == 1
     content = stored[0].read_bytes()
     assert b"Delivered-To: b@example.org" in content and content.endswith(b"hello\r\n")
+
+
+def test_demo_refuses_a_database_with_a_newsrooms_own_data(mailer):
+    mailer.ok("subscribers", "add", "real.reader@example.org", "--confirmed")
+    assert "holds 1 subscribers" in mailer.fails("demo")
+    assert "real.reader@example.org" in mailer.ok("subscribers", "list")
+    assert "amina" not in mailer.ok("subscribers", "list")

@@ -9,15 +9,19 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from mailer.articles import ingest_file
+from sqlalchemy import Engine, func, select
+
+from mailer.articles import boilerplate, ingest_file
 from mailer.catcher import free_port, start_catcher
 from mailer.db import open_database
 from mailer.delivery import deliver
-from mailer.errors import SubscriberError
+from mailer.errors import MailerError, SubscriberError
 from mailer.issues import article_issue
 from mailer.messages import preview
+from mailer.models import ARTICLES, SUBSCRIBERS
 from mailer.render import render_article_issue
 from mailer.settings import Settings
+from mailer.sources import read_article
 from mailer.subscribers import add_subscriber
 
 SAMPLE_ARTICLE = Path(str(resources.files("mailer.samples") / "moscow-format-article.txt"))
@@ -34,6 +38,7 @@ PREVIEW = Path("var/preview.html")
 
 def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     engine = open_database(settings.database.url)
+    _refuse_real_data(engine, settings)
     say(f"Database: {settings.database.url}")
     added = 0
     for email, name in SAMPLE_SUBSCRIBERS:
@@ -70,6 +75,26 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say(f"Maildir: {MAILDIR.resolve()}/new ({_count(MAILDIR)} messages in all)")
     say(f"HTML preview: {PREVIEW.resolve()}")
     say(f"Delivery report: mailer status {issue.id}")
+
+
+def _refuse_real_data(engine: Engine, settings: Settings) -> None:
+    """The demo adds fake readers and records sends that only reached the catcher: never
+    in a database that holds a newsroom's own subscribers or articles."""
+    sample_guid = read_article(SAMPLE_ARTICLE, boilerplate(settings)).guid
+    demo_addresses = [email for email, _ in SAMPLE_SUBSCRIBERS]
+    with engine.connect() as connection:
+        readers = connection.execute(
+            select(func.count()).where(SUBSCRIBERS.c.email.not_in(demo_addresses))
+        ).scalar_one()
+        articles = connection.execute(
+            select(func.count()).where(ARTICLES.c.guid != sample_guid)
+        ).scalar_one()
+    if readers or articles:
+        raise MailerError(
+            f"{settings.database.url} holds {readers} subscribers and {articles} articles of "
+            "its own, and the demo would mix fake readers and sends into them. Run it in an "
+            "empty folder, or with MAILER_DATABASE_URL=sqlite:///demo.db"
+        )
 
 
 def _count(maildir: Path) -> int:
