@@ -140,17 +140,17 @@ def test_import_keeps_good_rows_and_reports_each_bad_one(mailer, tmp_path):
         "email,name,status\n"
         "ana@example.org,Ana,active\n"
         "not-an-address,Nobody,active\n"
-        "bo@example.org,Bo\n"
+        "bo@example.org,Bo,active,extra\n"
         "ANA@example.org,Ana again,active\n"
         "old@example.org,Old,active\n"
         'cy@example.net,"Cy, Jr.",subscribed\n'
-        "dee@example.net,Dee,\n",
+        "dee@example.net,Dee\n",
         encoding="utf-8",
     )
     result = mailer("subscribers", "import", str(csv))
     assert result.returncode == 0, result.stderr
     assert "line 3: rejected: 'not-an-address' is not a valid email address" in result.stderr
-    assert "line 4: rejected: expected 3 fields, found 2" in result.stderr
+    assert "line 4: rejected: expected 3 fields, found 4" in result.stderr
     assert "line 5: rejected: ana@example.org repeats line 2" in result.stderr
     assert "line 6: skipped: old@example.org is already on the list (active)" in result.stderr
     assert "line 7: rejected: unknown status 'subscribed'" in result.stderr
@@ -166,6 +166,7 @@ def test_import_keeps_good_rows_and_reports_each_bad_one(mailer, tmp_path):
         ("email,name\nåse@example.org,Åse\n".encode("latin-1"), "is not UTF-8 text"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not"),
         (b"name;address\nAna;ana@example.org\n", "must be a header with an 'email' column"),
+        (b"email,name,email\nana@example.org,Ana,bo@example.org\n", "names email more than once"),
     ],
 )
 def test_a_file_that_is_not_utf8_csv_is_refused_whole(mailer, tmp_path, content, expected):
@@ -178,6 +179,8 @@ def test_a_file_that_is_not_utf8_csv_is_refused_whole(mailer, tmp_path, content,
 def test_ingest_derives_a_title_and_a_second_ingest_updates_it(mailer):
     out = mailer.ok("ingest", str(SAMPLE_ARTICLE))
     assert "Article 1 (new): Lavrov’s Dual-Message" in out and "--title" in out
+    assert "Left out as the site's boilerplate (11 paragraphs):" in out
+    assert "  - Comments are closed." in out
     out = mailer.ok("ingest", str(SAMPLE_ARTICLE), "--title", "Moscow hosts the Taliban")
     assert "Article 1 (updated): Moscow hosts the Taliban" in out
     listing = mailer.ok("articles", "list").splitlines()

@@ -143,3 +143,18 @@ def test_a_donation_url_adds_a_button_and_no_details_drop_the_block(tmp_path):
     bare = render_article_issue(without, sample_article(with_url))
     assert "Support Dawat Media Center" not in bare.html and "IBAN" not in bare.text
     assert UNSUBSCRIBE_URL in bare.html, "the footer stays"
+
+
+def test_placeholders_in_a_title_or_summary_stay_inert(settings, tmp_path):
+    source = tmp_path / "sneaky.txt"
+    source.write_text("OSLO – Write to __MAILER_EMAIL__ or __MAILER_UNSUBSCRIBE_URL__.\n")
+    draft = read_article(source, boilerplate(settings), title="News for __MAILER_EMAIL__")
+    article = Article(guid=draft.guid, title=draft.title, summary=draft.summary,
+                      body_html=draft.body_html, published_at=utcnow())  # fmt: skip
+    rendered = render_article_issue(settings, article)
+    message = MessageBuilder(settings, rendered).build(Recipient(7, "reader@example.org"))
+    received = email.message_from_bytes(message.data, policy=email.policy.default)
+    html = received.get_body(("html",)).get_content()
+    text = received.get_body(("plain",)).get_content()
+    assert html.count("reader@example.org") == text.count("reader@example.org") == 1
+    assert html.count("/unsubscribe/") == text.count("/unsubscribe/") == 1

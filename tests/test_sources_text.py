@@ -346,3 +346,10 @@ def test_other_suffixes_are_read_as_text(tmp_path) -> None:
 def test_missing_file_is_reported_with_its_path(tmp_path) -> None:
     with pytest.raises(SourceError, match=r"Cannot read .*nowhere\.txt"):
         read_article(tmp_path / "nowhere.txt", BOILERPLATE)
+
+
+def test_one_utf8_character_and_one_stray_byte_is_refused(tmp_path) -> None:
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_bytes(b"Caf\xc3\xa9 and \xe9 mixed.\n")
+    with pytest.raises(SourceError, match="0xE9"):
+        read_article(mixed, BOILERPLATE)

@@ -3,12 +3,12 @@ by its guid (canonical url, or a hash of the text), so ingesting again updates i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import col, or_, select
 
 from mailer.db import session_scope
 from mailer.donation import payment_numbers
@@ -23,7 +23,7 @@ from mailer.sources.cleanup import Boilerplate
 class IngestResult:
     article: Article
     outcome: str  # "new", "updated" or "unchanged"
-    title_derived: bool
+    draft: ArticleDraft
 
 
 def boilerplate(settings: Settings) -> Boilerplate:
@@ -45,16 +45,33 @@ def ingest_file(
     url: str | None = None,
     published: datetime | None = None,
 ) -> IngestResult:
-    draft = read_article(path, boilerplate(settings), title=title, url=url, published=published)
+    rules = boilerplate(settings)
+    draft = read_article(path, rules, title=title, url=url, published=published)
+    existing = _stored(engine, draft)
+    if existing is not None and title is None and draft.title_derived:
+        # The editor's title stays, and the body is built around it as before.
+        draft = read_article(path, rules, title=existing.title, url=url, published=published)
+        draft = replace(draft, title_derived=True)
     return store(engine, draft)
 
 
-def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
+def _stored(engine: Engine, draft: ArticleDraft) -> Article | None:
+    """The article a draft is a new version of: same guid, or the same text stored before
+    it had a url."""
     with session_scope(engine) as session:
-        article = session.exec(select(Article).where(Article.guid == draft.guid)).first()
-        if article is None:
+        query = select(Article).where(
+            or_(Article.guid == draft.guid, Article.fingerprint == draft.fingerprint)
+        )
+        return session.exec(query.order_by(col(Article.guid) != draft.guid)).first()
+
+
+def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
+    existing = _stored(engine, draft)
+    with session_scope(engine) as session:
+        if existing is None:
             article = Article(
                 guid=draft.guid,
+                fingerprint=draft.fingerprint,
                 url=draft.url,
                 title=draft.title,
                 author=draft.author,
@@ -65,21 +82,23 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
             )
             session.add(article)
             session.flush()
-            return IngestResult(article, "new", draft.title_derived)
+            return IngestResult(article, "new", draft)
+        article = existing
         changes = {
+            "guid": draft.url or article.guid,
+            "fingerprint": draft.fingerprint,
             "url": draft.url or article.url,
             "author": draft.author or article.author,
             "published_at": draft.published_at or article.published_at,
             "summary": draft.summary,
             "body_html": draft.body_html,
-            # an editor's title stays unless a new one is given
-            "title": article.title if draft.title_derived else draft.title,
+            "title": draft.title,
         }
         changed = {k: v for k, v in changes.items() if getattr(article, k) != v}
         for key, value in changed.items():
             setattr(article, key, value)
         session.add(article)
-        return IngestResult(article, "updated" if changed else "unchanged", draft.title_derived)
+        return IngestResult(article, "updated" if changed else "unchanged", draft)
 
 
 # Newest first: by publication date, then by when it came in.

@@ -204,7 +204,12 @@ def ingest(
     result = ingest_file(engine, settings, source, title=title, url=url, published=when)
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
-    if result.title_derived and result.outcome == "new":
+    removed = result.draft.removed
+    if removed:
+        say(f"Left out as the site's boilerplate ({plural(len(removed), 'paragraph')}):")
+        for paragraph in removed:
+            say(f"  - {paragraph[:70]}{'…' if len(paragraph) > 70 else ''}")
+    if result.draft.title_derived and result.outcome == "new":
         say(
             f"The title was derived from the text; change it with: "
             f'mailer ingest {source} --title "..."'

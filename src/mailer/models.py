@@ -80,6 +80,8 @@ class Subscriber(SQLModel, table=True):
 class Article(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     guid: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    # "sha256:<hex>" of the cleaned text: the same article, whether or not a url came with it
+    fingerprint: str = Field(default="", index=True)
     url: str | None = None
     title: str
     author: str | None = None

@@ -53,11 +53,12 @@ def one_line(text: str) -> str:
 
 
 def template_dirs(settings: Settings) -> list[Path]:
-    """Where templates are looked up, first match wins: templates/ beside the config
-    directory (a newsroom's own), then the shipped ones."""
+    """Where templates are looked up, first match wins: a newsroom's own templates/ next
+    to its config file or next to the config/ folder holding it, then the shipped ones."""
     candidates = [bundled_path("templates")]
     if settings.config_path is not None:
-        candidates.insert(0, settings.config_path.resolve().parent.parent / "templates")
+        folder = settings.config_path.resolve().parent
+        candidates[:0] = [folder / "templates", folder.parent / "templates"]
     unique = dict.fromkeys(path for path in candidates if (path / "email").is_dir())
     return list(unique)
 
@@ -98,16 +99,17 @@ def inline_css(html: str) -> str:
 
 
 def article_view(article: Article) -> ArticleView:
+    # A placeholder smuggled into an article must not become somebody's personal link.
+    defuse = _defuse_placeholders
     return ArticleView(
-        title=one_line(article.title),
-        url=article.url,
-        author=article.author,
+        title=defuse(one_line(article.title)),
+        url=article.url and defuse(article.url),
+        author=article.author and defuse(article.author),
         published_at=article.published_at,
-        summary=article.summary,
-        # Article HTML was sanitised with nh3 at ingest; a placeholder smuggled into an
-        # article must not become somebody's personal link.
-        body_html=Markup(_defuse_placeholders(article.body_html)),
-        body_text=_defuse_placeholders(html_to_text(article.body_html)),
+        summary=defuse(article.summary),
+        # sanitised with nh3 at ingest
+        body_html=Markup(defuse(article.body_html)),
+        body_text=defuse(html_to_text(article.body_html)),
     )
 
 

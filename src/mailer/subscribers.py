@@ -187,16 +187,23 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportRepor
                 f"{path}: the first row must be a header with an 'email' column "
                 f"(found {', '.join(repr(h) for h in header) or 'nothing'}). Nothing was imported."
             )
+        repeated = sorted({h for h in header if header.count(h) > 1})
+        if repeated:
+            raise SubscriberError(
+                f"{path}: the header names {', '.join(repeated)} more than once. "
+                "Nothing was imported."
+            )
         report = ImportReport(ignored_columns=[h for h in header if h not in IMPORT_COLUMNS])
         rows = []
         for values in reader:
             if not any(v.strip() for v in values):
                 continue
-            if len(values) != len(header):
+            if len(values) > len(header):
                 report.rejected.append(
                     (reader.line_num, f"expected {len(header)} fields, found {len(values)}")
                 )
                 continue
+            values += [""] * (len(header) - len(values))  # trailing empty fields left out
             rows.append((reader.line_num, dict(zip(header, values, strict=True))))
     except csv.Error as exc:
         raise SubscriberError(

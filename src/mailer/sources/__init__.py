@@ -32,6 +32,9 @@ class ArticleDraft:
     published_at: datetime | None = None  # timezone-aware
     source: str = ""  # e.g. "text:moscow-format-article.txt"
     title_derived: bool = False  # True when no title was given and we derived one
+    # "sha256:<hex>" of the cleaned text: finds the article again when a url is added
+    fingerprint: str = ""
+    removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
 
 
 def read_article(

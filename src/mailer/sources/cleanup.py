@@ -21,7 +21,7 @@ DEFAULT_PATTERNS: tuple[str, ...] = (
     r"(share|tweet|email) this( article| story)?:?",
     r"the post .* appeared first on .*",
     r"(read more|continue reading)( ?…|\.\.\.)?",
-    r"(vipps|iban|account for international payments)\b.*",
+    r"(vipps|iban|account for international payments)\s*:?\s*#?\s*[a-z]{0,2}[0-9][0-9 .-]*",
 )
 
 # A site's copy of the appeal may differ from the configured one by a word or a typo.
@@ -146,8 +146,18 @@ def _digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
+def _ascii_digits(text: str) -> str:
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() else ch for ch in text)
+
+
 def _has_number(paragraph: str, numbers: list[str]) -> bool:
+    """Does a short paragraph hold one of the numbers, written as one number (its digits
+    grouped by spaces, dots or dashes), not pieced together from several ("55 to 73")?"""
     if len(paragraph.strip()) >= NUMBER_LINE_MAX_CHARS:
         return False
-    digits = _digits(paragraph)
-    return any(number in digits for number in numbers)
+    text = _ascii_digits(paragraph)
+    return any(re.search(_number_pattern(number), text) for number in numbers)
+
+
+def _number_pattern(digits: str) -> str:
+    return r"(?<!\d)" + r"[ .-]?".join(digits) + r"(?!\d)"

@@ -79,7 +79,7 @@ def _looks_like_damaged_utf8(data: bytes) -> bool:
     in_sequences = _UTF8_SEQUENCE.findall(data)
     sequence_bytes = sum(len(sequence) for sequence in in_sequences)
     stray_bytes = sum(byte >= 0x80 for byte in data) - sequence_bytes
-    return len(in_sequences) > stray_bytes
+    return bool(in_sequences) and len(in_sequences) >= stray_bytes
 
 
 def _undecodable_error(name: str, offset: int, value: int, why: str) -> SourceError:

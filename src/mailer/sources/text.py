@@ -48,7 +48,9 @@ def parse_text(
     published: datetime | None = None,
 ) -> ArticleDraft:
     """The article in ``text`` (a file called ``name``). Raises SourceError."""
-    paragraphs = remove_boilerplate(split_paragraphs(text), boilerplate)
+    every = split_paragraphs(text)
+    paragraphs = remove_boilerplate(every, boilerplate)
+    kept = set(paragraphs)
     if not paragraphs:
         raise SourceError(
             f"{name} contains no article text after removing boilerplate: every paragraph "
@@ -61,10 +63,9 @@ def parse_text(
     url = _check_url(url, name)
     # Only the article text identifies it: a new --title must not make it a new article.
     digest = hashlib.sha256("\n".join(paragraphs).encode("utf-8")).hexdigest()
-    title = given_title or file_title
-    if not title:
-        title = _derive_title(body, headings)
-        # A title taken from the first subheading is not shown again under itself.
+    title = given_title or file_title or _derive_title(body, headings)
+    if any(body[i] == title for i in headings):
+        # A subheading that is also the title is not shown again under it.
         body = [paragraph for paragraph in body if paragraph != title]
         headings = {i for i in range(1, len(body) - 1) if _is_heading(body[i])}
     return ArticleDraft(
@@ -72,10 +73,12 @@ def parse_text(
         body_html=sanitize_html(_to_html(body, headings)),
         summary=shorten(body[0], SUMMARY_CHARS),
         guid=url or f"sha256:{digest}",
+        fingerprint=f"sha256:{digest}",
         url=url,
         published_at=_check_published(published, name),
         source=f"text:{name}",
         title_derived=not (given_title or file_title),
+        removed=tuple(paragraph for paragraph in every if paragraph not in kept),
     )
 
 

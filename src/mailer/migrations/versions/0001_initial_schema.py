@@ -19,6 +19,7 @@ def upgrade() -> None:
         "article",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("guid", sa.Text(), nullable=False),
+        sa.Column("fingerprint", sa.String(), nullable=False),
         sa.Column("url", sa.String(), nullable=True),
         sa.Column("title", sa.String(), nullable=False),
         sa.Column("author", sa.String(), nullable=True),
@@ -30,6 +31,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("guid"),
     )
+    with op.batch_alter_table("article", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_article_fingerprint"), ["fingerprint"], unique=False)
+
     op.create_table(
         "issue",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -102,4 +106,7 @@ def downgrade() -> None:
 
     op.drop_table("subscriber")
     op.drop_table("issue")
+    with op.batch_alter_table("article", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_article_fingerprint"))
+
     op.drop_table("article")

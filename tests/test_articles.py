@@ -1,0 +1,60 @@
+"""Ingesting articles into the database: one article however often and however it is
+ingested, the editor's title kept, and nothing but boilerplate left out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailer.articles import boilerplate, ingest_file, list_articles
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.sources import read_article
+
+SUBHEADING = "Lavrov’s Dual-Message: Praise for Taliban, a Warning to the West"
+URL = "https://dawatmedia.example/2026/moscow-format"
+
+
+def test_adding_a_title_and_url_later_updates_the_same_article(engine, settings):
+    first = ingest_file(engine, settings, SAMPLE_ARTICLE)
+    second = ingest_file(engine, settings, SAMPLE_ARTICLE, title="Moscow talks", url=URL)
+    assert second.outcome == "updated" and second.article.id == first.article.id
+    again = ingest_file(engine, settings, SAMPLE_ARTICLE)  # without the url this time
+    assert again.article.id == first.article.id and again.outcome == "unchanged"
+    [article] = list_articles(engine)
+    assert (article.title, article.url, article.guid) == ("Moscow talks", URL, URL)
+
+
+def test_reingesting_keeps_the_editors_title_and_the_body_around_it(engine, settings):
+    ingest_file(engine, settings, SAMPLE_ARTICLE, title="Moscow talks")
+    result = ingest_file(engine, settings, SAMPLE_ARTICLE)
+    assert result.outcome == "unchanged"
+    assert result.article.title == "Moscow talks"
+    assert f"<h2>{SUBHEADING}</h2>" in result.article.body_html
+
+
+def test_a_derived_title_is_not_repeated_as_a_subheading(engine, settings):
+    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    assert article.title == SUBHEADING
+    assert SUBHEADING not in article.body_html
+
+
+def test_article_sentences_about_payments_stay(settings, tmp_path: Path):
+    lines = [
+        "OSLO – The fintech story of the year, told in numbers and names.",
+        "Vipps reported record profits this year, its chief executive said on Tuesday.",
+        "IBAN numbers are used across Europe to route transfers between banks.",
+        "The vote was 55 to 73, with 20 abstentions.",
+        "Vipps: #557320",
+        "IBAN: NO15 0530 2294 668",
+    ]
+    source = tmp_path / "fintech.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    draft = read_article(source, boilerplate(settings), title="Fintech")
+    for line in lines[:4]:
+        assert line in draft.body_html
+    assert draft.removed == ("Vipps: #557320", "IBAN: NO15 0530 2294 668")
+
+
+def test_the_editor_is_told_what_was_left_out(settings):
+    removed = read_article(SAMPLE_ARTICLE, boilerplate(settings)).removed
+    assert len(removed) == 11
+    assert removed[0] == "Support Dawat Media Center" and removed[-1] == "Comments are closed."
