@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.progress import Progress
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from mailer import subscribers as subs
 from mailer.articles import find_article, ingest_file, list_articles
@@ -411,6 +412,9 @@ def main() -> None:
         app()
     except MailerError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except DBAPIError as exc:  # locked, unreachable or not a mailer database
+        typer.echo(f"error: the database said: {exc.orig}", err=True)
         sys.exit(1)
     except OSError as exc:  # a file or folder the user named cannot be read or written
         typer.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
