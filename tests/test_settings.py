@@ -78,3 +78,13 @@ def test_schema_revision_is_the_newest_migration(tmp_path):
     engine = open_database(f"sqlite:///{tmp_path / 'new.db'}")
     assert current_revision(engine) == SCHEMA_REVISION
     open_database(f"sqlite:///{tmp_path / 'new.db'}")  # a second open changes nothing
+
+
+def test_base_url_becomes_ascii_and_may_not_carry_a_query():
+    settings = load_settings(
+        environ={"MAILER_PUBLICATION_BASE_URL": "https://bücher.example/nyheter/"}
+    )
+    assert settings.publication.base_url == "https://xn--bcher-kva.example/nyheter"
+    for bad in ("https://news.example/?utm=1", "https://news.example/#top", "ftp://news.example"):
+        with pytest.raises(ConfigError, match="publication.base_url"):
+            load_settings(environ={"MAILER_PUBLICATION_BASE_URL": bad})
