@@ -22,17 +22,15 @@ from mailer import subscribers as subs
 from mailer.articles import find_article, ingest_file, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
-from mailer.delivery import SendReport, deliver
+from mailer.delivery import SendReport, deliver, send_test_copy
 from mailer.errors import MailerError
 from mailer.issues import article_issue, find_issue
-from mailer.messages import MessageBuilder, Recipient
 from mailer.messages import preview as sample_view
 from mailer.models import DeliveryStatus, SubscriberStatus
 from mailer.outbox import Outbox, count_recipients
-from mailer.render import RenderedIssue, render_article_issue
+from mailer.render import render_article_issue
 from mailer.report import issue_report, list_issues
 from mailer.settings import Settings, load_settings
-from mailer.smtp import PermanentFailure, SMTPTransport, TemporaryFailure
 
 app = typer.Typer(
     help="Newsletter and donation-appeal mailer.",
@@ -285,7 +283,9 @@ def send(
     engine = open_database(settings.database.url)
     chosen = find_article(engine, _article_choice(article, latest))
     if test_to is not None:
-        _send_test(settings, render_article_issue(settings, chosen), test_to)
+        address = subs.normalise_address(test_to)
+        reply = send_test_copy(settings, render_article_issue(settings, chosen), address)
+        say(f"Test copy sent to {address} ({reply}). It is not recorded as a delivery.")
         return
     if dry_run:
         rendered = render_article_issue(settings, chosen)
@@ -337,18 +337,6 @@ def _confirm(yes: bool) -> None:
     if not sys.stdin.isatty():
         raise MailerError("not sending without confirmation; add --yes to send from a script")
     typer.confirm("Send now?", abort=True)
-
-
-def _send_test(settings: Settings, rendered: RenderedIssue, address: str) -> None:
-    recipient = subs.normalise_address(address)
-    builder = MessageBuilder(settings, rendered, subject_prefix="[Test] ")
-    message = builder.build(Recipient(0, recipient))
-    with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
-        try:
-            reply = transport.send(message.sender, message.recipient, message.data)
-        except (TemporaryFailure, PermanentFailure) as exc:
-            raise MailerError(f"test copy to {recipient} not sent: {exc.reply}") from None
-    say(f"Test copy sent to {recipient} ({reply}). It is not recorded as a delivery.")
 
 
 @contextmanager

@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 
 from mailer.errors import DeliveryError
 from mailer.issues import as_rendered
-from mailer.messages import MessageBuilder
+from mailer.messages import MessageBuilder, Recipient
 from mailer.models import Issue, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox
+from mailer.render import RenderedIssue
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
 
@@ -52,6 +53,17 @@ def deliver(
     builder = MessageBuilder(settings, as_rendered(issue))
     with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
         return send_issue(outbox, builder, transport, progress=progress)
+
+
+def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
+    """One copy for an editor, marked [Test] and recorded nowhere; the server's reply."""
+    builder = MessageBuilder(settings, rendered, subject_prefix="[Test] ")
+    message = builder.build(Recipient(0, address))
+    with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
+        try:
+            return transport.send(message.sender, message.recipient, message.data)
+        except (TemporaryFailure, PermanentFailure) as exc:
+            raise DeliveryError(f"test copy to {address} not sent: {exc.reply}") from None
 
 
 def send_issue(
