@@ -282,3 +282,15 @@ def test_demo_refuses_a_database_with_a_newsrooms_own_data(mailer):
     assert "holds 1 subscribers" in mailer.fails("demo")
     assert "real.reader@example.org" in mailer.ok("subscribers", "list")
     assert "amina" not in mailer.ok("subscribers", "list")
+
+
+def test_an_issue_whose_last_reader_left_is_settled_not_left_sending(mailer, smtp):
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    smtp.refuse_all = "451 4.7.1 Greylisted, try again"
+    assert "deferred 1" in mailer.ok("send", "--latest", "--yes")
+    mailer.ok("subscribers", "remove", "ana@example.org")
+    assert "Nothing to send" in mailer.ok("send", "--latest", "--yes")
+    status = mailer.ok("status", "1")
+    assert "(sent)" in status and "skipped   1" in status
+    assert smtp.received == []

@@ -12,14 +12,15 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from mailer.articles import ingest_file
-from mailer.delivery import deliver
+from mailer.delivery import deliver, send_issue
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import DeliveryError
-from mailer.issues import article_issue
+from mailer.issues import article_issue, as_rendered
+from mailer.messages import MessageBuilder
 from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
 from mailer.outbox import Outbox
 from mailer.settings import Settings
-from mailer.smtp import is_bounce
+from mailer.smtp import SMTPTransport, is_bounce
 from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
@@ -261,6 +262,33 @@ def test_a_refused_sender_stops_the_run_and_fails_nobody(engine, settings, artic
     assert send(engine, settings, article).sent == 3
 
 
+@pytest.mark.parametrize(
+    ("where", "reply"),
+    [
+        ("rcpt", "554 5.7.1 <ana@example.org>: Relay access denied"),
+        (
+            "rcpt",
+            "553 5.1.8 <newsletter@dawatmedia.example>: Sender address rejected: Domain not found",
+        ),
+        ("data", "552 5.3.4 Message size exceeds fixed limit"),
+        ("mail", "451 4.7.1 Sender rate limited, try later"),
+    ],
+)
+def test_a_refusal_every_recipient_would_get_stops_the_run(
+    engine, settings, article, smtp, where, reply
+):
+    if where == "rcpt":
+        smtp.refuse_all = reply
+    elif where == "data":
+        smtp.refuse_data = reply
+    else:
+        smtp.refuse_sender = reply
+    with pytest.raises(DeliveryError, match=re.escape(reply.split(" ", 1)[1])):
+        send(engine, settings, article)
+    assert {row.status for row in deliveries(engine).values()} == {"queued"}
+    assert {s.status for s in _subscribers(engine) if s.email in ACTIVE} == {"active"}
+
+
 def test_a_failed_login_or_tls_hands_every_claimed_row_back(engine, settings, article, smtp):
     starttls = settings.replace(smtp={"security": "starttls"})  # the test server has no TLS
     with pytest.raises(DeliveryError, match=r"check \[smtp\] security"):
@@ -274,6 +302,9 @@ def test_reruns_retry_deferred_mail_without_using_up_its_retries(engine, setting
         send(engine, settings, article)
     rows = deliveries(engine)
     assert {rows[a].status for a in ACTIVE} == {"deferred"}, "the retry window is still open"
+    assert {rows[a].attempts for a in ACTIVE} == {settings.delivery.max_attempts + 2}, (
+        "one attempt per run: what a run defers waits for the next"
+    )
     with engine.begin() as connection:  # a day later
         connection.execute(update(Delivery).values(first_attempt_at=utcnow() - timedelta(hours=25)))
     send(engine, settings, article)
@@ -294,3 +325,63 @@ def test_reruns_retry_deferred_mail_without_using_up_its_retries(engine, setting
 )
 def test_only_an_unknown_address_counts_as_a_bounce(code, reply, bounce):
     assert is_bounce(code, reply) is bounce
+
+
+def test_stopping_mid_send_hands_the_rest_back(engine, settings, article, smtp):
+    """Ctrl-C (or any error) after the first message: the others go back to the queue."""
+
+    class InterruptedAfterOne(SMTPTransport):
+        def send(self, sender: str, recipient: str, data: bytes) -> str:
+            if smtp.received:
+                raise KeyboardInterrupt
+            return super().send(sender, recipient, data)
+
+    issue = article_issue(engine, settings, article)
+    outbox = Outbox(engine, issue, settings.delivery)
+    outbox.enqueue()
+    builder = MessageBuilder(settings, as_rendered(issue))
+    with InterruptedAfterOne(settings.smtp) as transport, pytest.raises(KeyboardInterrupt):
+        send_issue(outbox, builder, transport)
+    assert sorted(row.status for row in deliveries(engine).values()) == [
+        "queued", "queued", "sent"
+    ]  # fmt: skip
+    assert send(engine, settings, article).sent == 2
+    assert len(smtp.received) == 3
+
+
+def test_the_schema_the_migrations_build_is_the_models(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
+
+
+def test_a_refused_login_stops_the_run_and_says_so(engine, settings, article):
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from mailer.catcher import free_port
+    from mailer.testing import RecordingHandler
+
+    handler = RecordingHandler()
+    server = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        auth_require_tls=False,
+        authenticator=lambda *args: AuthResult(success=False, handled=False),
+    )
+    server.start()
+    try:
+        login = settings.replace(
+            smtp={"port": server.port, "username": "newsletter", "password": "wrong"}
+        )
+        with pytest.raises(DeliveryError, match="refused the login of 'newsletter'"):
+            send(engine, login, article)
+    finally:
+        server.stop()
+    assert {row.status for row in deliveries(engine).values()} == {"queued"}
+    assert handler.received == []

@@ -86,5 +86,5 @@ def test_base_url_becomes_ascii_and_may_not_carry_a_query():
     )
     assert settings.publication.base_url == "https://xn--bcher-kva.example/nyheter"
     for bad in ("https://news.example/?utm=1", "https://news.example/#top", "ftp://news.example"):
-        with pytest.raises(ConfigError, match="publication.base_url"):
+        with pytest.raises(ConfigError, match=r"publication\.base_url"):
             load_settings(environ={"MAILER_PUBLICATION_BASE_URL": bad})

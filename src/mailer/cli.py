@@ -26,7 +26,7 @@ from mailer.delivery import SendReport, deliver, send_test_copy
 from mailer.errors import MailerError
 from mailer.issues import article_issue, find_issue
 from mailer.messages import preview as sample_view
-from mailer.models import DeliveryStatus, SubscriberStatus
+from mailer.models import Article, DeliveryStatus, IssueStatus, SubscriberStatus
 from mailer.outbox import Outbox, count_recipients
 from mailer.render import render_article_issue
 from mailer.report import issue_report, list_issues
@@ -288,9 +288,8 @@ def send(
         say(f"Test copy sent to {address} ({reply}). It is not recorded as a delivery.")
         return
     if dry_run:
-        rendered = render_article_issue(settings, chosen)
-        count = _to_send(engine, settings, chosen.id)
-        say(f"Dry run: “{rendered.subject}” would go to {plural(count, 'subscriber')}.")
+        subject, count = _dry_run(engine, settings, chosen)
+        say(f"Dry run: “{subject}” would go to {plural(count, 'subscriber')}.")
         say("Nothing was sent.")
         return
     issue = article_issue(engine, settings, chosen)
@@ -298,6 +297,7 @@ def send(
     pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
     if pending == 0:
+        deliver(engine, settings, issue)  # settles rows of readers who left; sends nothing
         if count_recipients(engine, "article") == 0:
             say("Nothing to send: no active subscriber gets every article.")
         else:
@@ -319,12 +319,17 @@ def send(
         )
 
 
-def _to_send(engine: Engine, settings: Settings, article_id: int | None) -> int:
-    """How many a send of this article would go to now."""
-    issue = find_issue(engine, f"article:{article_id}")
+def _dry_run(engine: Engine, settings: Settings, article: Article) -> tuple[str, int]:
+    """The subject a send would use and how many it would go to now: an issue already
+    queued keeps the content it was queued with."""
+    issue = find_issue(engine, f"article:{article.id}")
+    if issue is None or issue.status == IssueStatus.DRAFT:
+        subject = render_article_issue(settings, article).subject
+    else:
+        subject = issue.subject
     if issue is None:
-        return count_recipients(engine, "article")
-    return Outbox(engine, issue, settings.delivery).pending_recipients()
+        return subject, count_recipients(engine, "article")
+    return subject, Outbox(engine, issue, settings.delivery).pending_recipients()
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
 from mailer.errors import MailerError
@@ -23,8 +23,17 @@ def create_db_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise MailerError(f"database.url = {url!r} is not a database URL") from None
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise MailerError(f"database.url = {url!r}: mailer runs on sqlite:// or postgresql://")
+    if backend == "postgresql":
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (ImportError, NoSuchModuleError) as exc:
+            raise MailerError(
+                f"database.url = {url!r} needs a driver that is not installed ({exc}); "
+                "install psycopg: pip install 'psycopg[binary]'"
+            ) from None
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})

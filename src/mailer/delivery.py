@@ -91,7 +91,7 @@ def send_issue(
     except ConnectionFailure as exc:
         raise DeliveryError(
             f"{exc.reply}; {report.sent} sent before that, the rest stay queued: run the "
-            "same command again once the server is reachable"
+            "same command again later"
         ) from None
     finally:
         outbox.release()

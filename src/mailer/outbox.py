@@ -7,8 +7,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from mailer.messages import Recipient
 from mailer.models import (
@@ -52,11 +54,19 @@ def count_recipients(engine: Engine, kind: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
+def _insert_new(engine: Engine) -> Any:
+    """INSERT that can skip rows already there, in the dialect's own words."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(DELIVERIES)
+    return sqlite.insert(DELIVERIES)
+
+
 class Outbox:
     def __init__(self, engine: Engine, issue: Issue, settings: DeliverySettings):
         assert issue.id is not None, "the issue is stored before it is sent"
         # Names this sender's claims: it records and releases only rows it still holds.
         self.token = secrets.token_hex(8)
+        self.started = utcnow()
         self.engine = engine
         self.issue_id = issue.id
         self.kind = issue.kind
@@ -77,10 +87,10 @@ class Outbox:
         eligible = select(s.id, literal(self.issue_id)).where(
             recipients_filter(self.kind), s.id.not_in(already)
         )
+        statement = _insert_new(self.engine).from_select(["subscriber_id", "issue_id"], eligible)
         with self.engine.begin() as connection:
-            added = connection.execute(
-                insert(DELIVERIES).from_select(["subscriber_id", "issue_id"], eligible)
-            ).rowcount
+            # another sender enqueueing the same issue at once may add some rows first
+            added = connection.execute(statement.on_conflict_do_nothing()).rowcount
             connection.execute(
                 update(ISSUES)
                 .where(ISSUES.c.id == self.issue_id)
@@ -94,16 +104,17 @@ class Outbox:
             connection.execute(
                 update(DELIVERIES)
                 .where(self.of_issue, d.status == DEFERRED)
-                .values(next_attempt_at=utcnow())
+                .values(next_attempt_at=self.started)
             )
 
     def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
         """Reserve the next batch, in id order, with a lease. A row is due when queued,
-        deferred until now, or claimed by a sender whose lease ran out (it crashed)."""
+        deferred until this run began (what it defers waits for a later run), or claimed
+        by a sender whose lease ran out (it crashed)."""
         now = utcnow()
         due = or_(
             d.status == QUEUED,
-            and_(d.status == DEFERRED, d.next_attempt_at <= now),
+            and_(d.status == DEFERRED, d.next_attempt_at <= self.started),
             and_(d.status == SENDING, d.lease_until < now),
         )
         ids = select(d.id).where(self.of_issue, due).order_by(d.id).limit(limit)

@@ -154,6 +154,8 @@ def _render(
         raise MailerError(f"email template {exc.filename}, line {exc.lineno}: {exc}") from None
     except jinja2.TemplateError as exc:
         raise MailerError(f"email template error: {exc}") from None
+    except UnicodeDecodeError:
+        raise MailerError(f"an email template for {name!r} is not UTF-8 text") from None
     for part in (html, text):
         missing = [p for p in PLACEHOLDERS if p not in part]
         if missing:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
@@ -95,8 +95,8 @@ class Smtp(Section):
 class Delivery(Section):
     max_attempts: int = Field(default=5, ge=1)
     retry_hours: float = Field(default=24, ge=0)
-    retry_base_seconds: float = Field(default=300, ge=0)
-    lease_seconds: float = Field(default=300, gt=0)
+    retry_base_seconds: float = Field(default=300, ge=1)
+    lease_seconds: float = Field(default=900, gt=0)
 
 
 class Donation(Section):
@@ -138,6 +138,11 @@ class Security(Section):
     secret_key: str = Field(default="", repr=False)
 
 
+# The end of a message's DATA may take a server long to answer (RFC 5321 4.5.3.2: 10
+# minutes); a message timed out there may still be delivered, so mailer waits that long.
+SMTP_DATA_TIMEOUT = 600
+
+
 class Settings(Section):
     publication: Publication
     database: Database = Database()
@@ -147,6 +152,19 @@ class Settings(Section):
     sources: Sources = Sources()
     security: Security = Security()
     config_path: Path | None = None
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> Settings:
+        # A claim must not run out while its message is still with the server, or
+        # another sender could take it over and send it again.
+        longest_send = 3 * self.smtp.timeout + SMTP_DATA_TIMEOUT
+        if self.delivery.lease_seconds <= longest_send:
+            raise ValueError(
+                f"delivery.lease_seconds = {self.delivery.lease_seconds:g}: expected more than "
+                f"{longest_send:g} (3 x smtp.timeout + {SMTP_DATA_TIMEOUT} s for the server "
+                "to accept a message), or a slow server's message could go out twice"
+            )
+        return self
 
     @property
     def secret_key(self) -> str:
@@ -233,6 +251,9 @@ def _validate(data: dict[str, Any]) -> Settings:
 def _describe(exc: ValidationError, path: Path | None) -> str:
     lines = [f"invalid configuration in {path or 'settings'}:"]
     for error in exc.errors():
+        if not error["loc"]:  # a rule across keys: its message names them
+            lines.append("  " + error["msg"].removeprefix("Value error, "))
+            continue
         key = ".".join(str(part) for part in error["loc"])
         variable = "MAILER_" + "_".join(str(part) for part in error["loc"]).upper()
         if error["type"] == "extra_forbidden":

@@ -10,19 +10,27 @@ import ssl
 from types import TracebackType
 
 from mailer.errors import DeliveryError
-from mailer.settings import Smtp
+from mailer.settings import SMTP_DATA_TIMEOUT, Smtp
 
-# RFC 3463 "bad destination address" codes; without an enhanced code, the wording of a
-# 550/551/553 reply. A policy refusal (5.7.x: spam, access denied) is not a bounce.
-_ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
+# RFC 3463 codes. A bounce: the recipient's address does not exist (5.1.1 bad mailbox,
+# 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null MX); without an enhanced
+# code, the wording of a 550/551/553 reply. A policy refusal (spam, 5.7.x) is no bounce.
+_ENHANCED = re.compile(r"^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BOUNCE_CODES = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)}
 _NO_SUCH_USER = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|"
     r"mailbox (unavailable|not found)|invalid (recipient|mailbox)",
     re.IGNORECASE,
 )
-# The end of DATA may take a server long to answer (RFC 5321 4.5.3.2: 10 minutes); a
-# message timed out there may still be delivered, so wait rather than send it again.
-DATA_TIMEOUT = 600
+# Refusals of our sender, login or message rather than of one recipient: every message
+# would get them (5.1.7/5.1.8 bad sender, 5.3.4 too big, 5.5.x protocol, 5.7.0/5.7.8/
+# 5.7.9 authentication, and relaying or sender wording without such a code).
+_SENDER_CODES = {(1, 7), (1, 8), (3, 4), (7, 0), (7, 8), (7, 9)}
+_SENDER_WORDING = re.compile(
+    r"relay(ing)? (access )?(denied|not permitted)|authentication required|"
+    r"sender address rejected|message size exceeds|too large",
+    re.IGNORECASE,
+)
 
 
 class TemporaryFailure(Exception):
@@ -58,12 +66,26 @@ def _failure(code: int, message: bytes | str) -> TemporaryFailure | PermanentFai
     return PermanentFailure(reply, bounce=is_bounce(code, reply))
 
 
+def _enhanced(reply: str) -> tuple[int, int] | None:
+    found = _ENHANCED.match(reply)
+    return (int(found.group(2)), int(found.group(3))) if found else None
+
+
 def is_bounce(code: int, reply: str) -> bool:
-    """Does a permanent failure say the address does not exist?"""
-    enhanced = _ENHANCED.match(reply)
-    if enhanced:
-        return enhanced.group(1).startswith("5.1.")
+    """Does a permanent failure say the recipient's address does not exist?"""
+    enhanced = _enhanced(reply)
+    if enhanced is not None:
+        return enhanced in _BOUNCE_CODES
     return code in (550, 551, 553) and bool(_NO_SUCH_USER.search(reply))
+
+
+def blames_sender(code: int, reply: str) -> bool:
+    """Does a permanent failure refuse our sender, login or message, so that every
+    recipient would get it too?"""
+    enhanced = _enhanced(reply)
+    if enhanced is not None and (enhanced in _SENDER_CODES or enhanced[0] == 5):
+        return True
+    return code in (530, 535) or bool(_SENDER_WORDING.search(reply))
 
 
 class SMTPTransport:
@@ -146,17 +168,28 @@ class SMTPTransport:
         try:
             return self._transaction(self._connection, sender, recipient, data)
         except smtplib.SMTPResponseException as exc:
-            failure = _failure(exc.smtp_code, exc.smtp_error)
+            code, failure = exc.smtp_code, _failure(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
         self._reset(failure)
+        if isinstance(failure, PermanentFailure) and blames_sender(code, failure.reply):
+            raise DeliveryError(
+                f"SMTP server {self.address} refused the message from {sender} for a reason "
+                f"every recipient would get: {failure.reply}; check [smtp] username, "
+                "MAILER_SMTP_PASSWORD and [publication] from_address"
+            )
         raise failure
 
     def _transaction(
         self, connection: smtplib.SMTP, sender: str, recipient: str, data: bytes
     ) -> str:
         code, message = connection.mail(sender)
+        if 400 <= code < 500:
+            self._reset(_failure(code, message))
+            raise ConnectionFailure(
+                f"SMTP server {self.address} put off the sender for now: {_reply(code, message)}"
+            )
         if code >= 500:
             self._reset(None)
             raise DeliveryError(
@@ -174,7 +207,7 @@ class SMTPTransport:
 
     def _data(self, connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
         if connection.sock is not None:
-            connection.sock.settimeout(max(self.settings.timeout, DATA_TIMEOUT))
+            connection.sock.settimeout(max(self.settings.timeout, SMTP_DATA_TIMEOUT))
         reply = connection.data(data)
         if connection.sock is not None:
             connection.sock.settimeout(self.settings.timeout)

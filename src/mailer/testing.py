@@ -38,13 +38,14 @@ class Received:
 class RecordingHandler:
     """Accepts and records every message, except as told: `refuse` maps a recipient to
     the reply its RCPT gets ("550 5.1.1 User unknown", "451 4.3.0 Try later"); `refuse_all`
-    answers every RCPT so; `refuse_sender` answers MAIL FROM so; `drop` names recipients
-    whose DATA makes the server hang up."""
+    answers every RCPT so; `refuse_sender` answers MAIL FROM so, `refuse_data` the end of
+    DATA; `drop` names recipients whose DATA makes the server hang up."""
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
     refuse_all: str | None = None
     refuse_sender: str | None = None
+    refuse_data: str | None = None
     drop: set[str] = field(default_factory=set)
     connections: int = 0
     port: int = 0  # set when the server starts
@@ -78,6 +79,8 @@ class RecordingHandler:
         if self.drop.intersection(envelope.rcpt_tos):
             server.transport.close()
             return "421 closing"
+        if self.refuse_data:
+            return self.refuse_data
         self.received.append(
             Received(
                 envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
