@@ -88,3 +88,9 @@ def test_base_url_becomes_ascii_and_may_not_carry_a_query():
     for bad in ("https://news.example/?utm=1", "https://news.example/#top", "ftp://news.example"):
         with pytest.raises(ConfigError, match=r"publication\.base_url"):
             load_settings(environ={"MAILER_PUBLICATION_BASE_URL": bad})
+
+
+def test_a_lease_shorter_than_the_longest_send_is_refused():
+    with pytest.raises(ConfigError, match=r"delivery\.lease_seconds = 60: expected more than 690"):
+        load_settings(environ={"MAILER_DELIVERY_LEASE_SECONDS": "60"})
+    assert load_settings(environ={}).delivery.lease_seconds > 690
