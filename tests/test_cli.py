@@ -294,3 +294,25 @@ def test_an_issue_whose_last_reader_left_is_settled_not_left_sending(mailer, smt
     status = mailer.ok("status", "1")
     assert "(sent)" in status and "skipped   1" in status
     assert smtp.received == []
+
+
+def test_dkim_keygen_prints_the_record_and_signed_mail_verifies(mailer, smtp):
+    import dkim
+
+    from mailer.signing import txt_value
+
+    out = mailer.ok("dkim", "keygen", "--selector", "mail2026")
+    record = next(line.strip() for line in out.splitlines() if "IN TXT" in line)
+    assert record.startswith("mail2026._domainkey.dawatmedia.example. IN TXT")
+    key = mailer.cwd / "var" / "dkim" / "mail2026.pem"
+    assert "already" in mailer.fails("dkim", "keygen", "--selector", "mail2026")
+    mailer.env.update(
+        MAILER_DKIM_DOMAIN="dawatmedia.example",
+        MAILER_DKIM_SELECTOR="mail2026",
+        MAILER_DKIM_PRIVATE_KEY_PATH=str(key),
+    )
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    mailer.ok("send", "--latest", "--yes")
+    [received] = smtp.received
+    assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: txt_value(record))

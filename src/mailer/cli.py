@@ -42,6 +42,8 @@ subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
 articles_app = typer.Typer(help="Articles that have been ingested.", no_args_is_help=True)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(articles_app, name="articles")
+dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True)
+app.add_typer(dkim_app, name="dkim")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -235,6 +237,30 @@ def articles_list(ctx: typer.Context) -> None:
     for a in list_articles(engine):
         day = a.published_at.date().isoformat() if a.published_at else "-"
         say(f"{a.id:>5}  {day}  {a.title}")
+
+
+@dkim_app.command("keygen")
+def dkim_keygen(
+    ctx: typer.Context,
+    selector: str = typer.Option(..., help="A name for this key, e.g. mail2026."),
+    domain: str | None = typer.Option(None, help="Default: the sender address's domain."),
+    out: Path | None = typer.Option(None, help="Default: var/dkim/SELECTOR.pem"),
+) -> None:
+    """Make a DKIM key pair and print the DNS record to publish."""
+    from mailer.signing import generate_key
+
+    settings = settings_of(ctx)
+    domain = domain or settings.publication.from_address.rpartition("@")[2]
+    path = out or Path("var/dkim") / f"{selector}.pem"
+    record = generate_key(path, selector, domain)
+    say(f"Private key: {path} (keep it secret, out of git, and backed up)")
+    say("Publish this DNS TXT record:")
+    say(f"  {record}")
+    say("Then set, in config/mailer.toml (or as MAILER_DKIM_*):")
+    say(
+        f'  [dkim]\n  domain = "{domain}"\n  selector = "{selector}"\n'
+        f'  private_key_path = "{path.resolve()}"'
+    )
 
 
 # --- preview, send, status -----------------------------------------------------------

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from mailer.models import utcnow
 from mailer.render import EMAIL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
+from mailer.signing import Signer
 from mailer.tokens import UNSUBSCRIBE, make_token
 
 
@@ -59,6 +60,7 @@ class MessageBuilder:
         self.unsubscribe_base = f"{publication.base_url}/unsubscribe/"
         self.secret_key = settings.secret_key
         self.rendered = rendered
+        self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
         self.subject = one_line(subject_prefix + rendered.subject)
         self.headers = {
             "From": formataddr((one_line(publication.sender_name), self.sender)),
@@ -88,7 +90,10 @@ class MessageBuilder:
         html_part = fill(self.rendered.html, html.escape(recipient.email), unsubscribe_url)
         message.set_content(text, cte="quoted-printable")
         message.add_alternative(html_part, subtype="html", cte="quoted-printable")
-        return OutgoingMessage(message_id, self.sender, recipient.email, message.as_bytes())
+        data = message.as_bytes()
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return OutgoingMessage(message_id, self.sender, recipient.email, data)
 
 
 def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:

@@ -133,6 +133,33 @@ class Sources(Section):
         return patterns
 
 
+class Dkim(Section):
+    domain: str = Field(default="", pattern=r"^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]*$")
+    selector: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
+    private_key_path: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.domain)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Dkim:
+        if not (self.domain or self.selector or self.private_key_path):
+            return self
+        if not (self.domain and self.selector and self.private_key_path):
+            raise ValueError(
+                "dkim: set domain, selector and private_key_path together (or none of them); "
+                "`mailer dkim keygen --selector NAME` makes a key"
+            )
+        key = Path(self.private_key_path)
+        if not key.is_file() or b"PRIVATE KEY-----" not in key.read_bytes()[:100]:
+            raise ValueError(
+                f"dkim.private_key_path = {self.private_key_path!r}: expected a PEM private "
+                "key file; `mailer dkim keygen --selector NAME` makes one"
+            )
+        return self
+
+
 class Security(Section):
     secret_key_file: str = "var/secret_key"
     secret_key: str = Field(default="", repr=False)
@@ -150,6 +177,7 @@ class Settings(Section):
     delivery: Delivery = Delivery()
     donation: Donation = Donation()
     sources: Sources = Sources()
+    dkim: Dkim = Dkim()
     security: Security = Security()
     config_path: Path | None = None
 
@@ -251,19 +279,20 @@ def _validate(data: dict[str, Any]) -> Settings:
 def _describe(exc: ValidationError, path: Path | None) -> str:
     lines = [f"invalid configuration in {path or 'settings'}:"]
     for error in exc.errors():
-        if not error["loc"]:  # a rule across keys: its message names them
-            lines.append("  " + error["msg"].removeprefix("Value error, "))
-            continue
         key = ".".join(str(part) for part in error["loc"])
         variable = "MAILER_" + "_".join(str(part) for part in error["loc"]).upper()
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
-            continue
-        if error["type"] == "missing":
+            lines.append(f"  {key}: unknown {'key' if '.' in key else 'section'}")
+        elif error["type"] == "missing":
             lines.append(f"  {key}: missing (set it in the file or as {variable})")
-            continue
-        expected = error["msg"].removeprefix("Value error, ").removeprefix("Input should be ")
-        lines.append(f"  {key} = {error.get('input')!r}: expected {expected} (file or {variable})")
+        elif len(error["loc"]) < 2:  # a rule across keys: its message names them
+            lines.append(f"  {message}")
+        else:
+            expected = message.removeprefix("Input should be ")
+            lines.append(
+                f"  {key} = {error.get('input')!r}: expected {expected} (file or {variable})"
+            )
     return "\n".join(lines)
 
 
