@@ -385,3 +385,12 @@ def test_a_refused_login_stops_the_run_and_says_so(engine, settings, article):
         server.stop()
     assert {row.status for row in deliveries(engine).values()} == {"queued"}
     assert handler.received == []
+
+
+def test_too_many_messages_defers_without_failing_anyone(engine, settings, article, smtp):
+    smtp.refuse["bo@example.org"] = "421 4.7.0 Too many messages, slow down"
+    report = send(engine, settings, article)
+    assert report.counts == {"sent": 2, "deferred": 1}
+    assert deliveries(engine)["bo@example.org"].status == "deferred"
+    smtp.refuse.clear()
+    assert send(engine, settings, article).sent == 1

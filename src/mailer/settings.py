@@ -88,6 +88,8 @@ class Smtp(Section):
     security: Literal["none", "starttls", "tls"] = "none"
     username: str = ""
     timeout: float = Field(default=30, gt=0)
+    max_rate_per_second: float = Field(default=0, ge=0)
+    max_per_hour: int = Field(default=0, ge=0)
     # Only ever from MAILER_SMTP_PASSWORD; the loader refuses it in the file.
     password: str = Field(default="", repr=False)
 

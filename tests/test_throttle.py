@@ -1,0 +1,87 @@
+"""Rate limits: never more than the relay allows in any window, checked with an injected
+clock, and once against a real server."""
+
+from __future__ import annotations
+
+import time
+
+from mailer.articles import ingest_file
+from mailer.delivery import deliver
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.issues import article_issue
+from mailer.subscribers import import_csv
+from mailer.throttle import Throttle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def sends(throttle: Throttle, clock: FakeClock, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        throttle.wait()
+        times.append(clock.now)
+    return times
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + seconds) for start in times)
+
+
+def test_never_more_than_the_rate_in_any_second():
+    clock = FakeClock()
+    times = sends(Throttle(per_second=50, clock=clock, sleep=clock.sleep), clock, 151)
+    assert most_in_any_window(times, 1.0) == 50
+    assert times[-1] == 3.0, "151 messages at 50 a second take three seconds"
+
+
+def test_a_rate_below_one_a_second_spaces_messages_out():
+    clock = FakeClock()
+    times = sends(Throttle(per_second=0.5, clock=clock, sleep=clock.sleep), clock, 3)
+    assert times == [0.0, 2.0, 4.0]
+
+
+def test_an_hourly_cap_holds_the_rest_until_the_hour_is_over():
+    clock = FakeClock()
+    times = sends(Throttle(per_hour=3, clock=clock, sleep=clock.sleep), clock, 4)
+    assert times == [0.0, 0.0, 0.0, 3600.0]
+
+
+def test_too_fast_halves_the_rate():
+    clock = FakeClock()
+    throttle = Throttle(per_second=40, clock=clock, sleep=clock.sleep)
+    sends(throttle, clock, 40)
+    throttle.slow_down()
+    clock.now += 1
+    times = sends(throttle, clock, 41)
+    assert most_in_any_window(times, 1.0) == 20
+
+
+def test_a_real_send_at_50_a_second_stays_within_ten_percent(engine, settings, smtp, tmp_path):
+    listing = tmp_path / "readers.csv"
+    listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(150)))
+    import_csv(engine, listing)
+    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    limited = settings.replace(smtp={"max_rate_per_second": 50})
+    arrivals: list[float] = []
+    original = smtp.handle_DATA
+
+    async def timed(server, session, envelope):  # type: ignore[no-untyped-def]
+        arrivals.append(time.monotonic())
+        return await original(server, session, envelope)
+
+    smtp.handle_DATA = timed  # type: ignore[method-assign]
+    assert deliver(engine, limited, article_issue(engine, limited, article)).sent == 150
+    rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+    assert 45 <= rate <= 55, rate
+    assert most_in_any_window(arrivals, 1.0) <= 55
