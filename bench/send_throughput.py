@@ -20,6 +20,7 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import article_issue
 from mailer.messages import MessageBuilder, Recipient
 from mailer.render import render_article_issue
+from mailer.signing import generate_key
 from mailer.subscribers import import_csv
 from mailer.testing import make_settings
 
@@ -66,6 +67,16 @@ def main(count: int) -> None:
             builder = MessageBuilder(settings, rendered)
             readers = [Recipient(i, f"r{i}@example.org") for i in range(200)]
             timed("build one message", 200, lambda: [builder.build(r) for r in readers])
+            key = Path(folder) / "dkim.pem"
+            generate_key(key, "bench", "dawatmedia.example")
+            dkim = {
+                "domain": "dawatmedia.example",
+                "selector": "bench",
+                "private_key_path": str(key),
+            }
+            signing = MessageBuilder(settings.replace(dkim=dkim), rendered)
+            timed("build and DKIM-sign one message", 200,
+                  lambda: [signing.build(r) for r in readers])  # fmt: skip
             issue = article_issue(engine, settings, article)
             start = time.perf_counter()
             report = deliver(engine, settings, issue)
