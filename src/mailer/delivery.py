@@ -85,6 +85,7 @@ def send_issue(
     recipient never stops the others. Whatever stops the run (an unreachable server, a
     refused login, Ctrl-C), the rows it still holds go back to the queue untouched."""
     run = _Run(outbox, builder, transport, throttle or Throttle(), progress)
+    outbox.reclaim_from_the_dead()
     if retry_deferred_now:
         outbox.retry_deferred_now()
     try:

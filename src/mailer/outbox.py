@@ -4,7 +4,9 @@ SQL of a send lives here, set-based and portable (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,6 +56,20 @@ def count_recipients(engine: Engine, kind: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
+def _is_dead_here(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False
+
+
 def _insert_new(engine: Engine) -> Any:
     """INSERT that can skip rows already there, in the dialect's own words."""
     if engine.dialect.name == "postgresql":
@@ -65,7 +81,8 @@ class Outbox:
     def __init__(self, engine: Engine, issue: Issue, settings: DeliverySettings):
         assert issue.id is not None, "the issue is stored before it is sent"
         # Names this sender's claims: it records and releases only rows it still holds.
-        self.token = secrets.token_hex(8)
+        # host:pid:random, so a sender on this host can tell that a claimant has died.
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.started = utcnow()
         self.engine = engine
         self.issue_id = issue.id
@@ -106,6 +123,25 @@ class Outbox:
                 .where(self.of_issue, d.status == DEFERRED)
                 .values(next_attempt_at=self.started)
             )
+
+    def reclaim_from_the_dead(self) -> int:
+        """Expire the leases of senders on this host whose process is gone (killed, or
+        the machine restarted), so their rows are resumed now rather than when the lease
+        runs out. Senders on other hosts are left to their leases."""
+        with self.engine.connect() as connection:
+            holders = connection.execute(
+                select(d.claimed_by).distinct().where(self.of_issue, d.status == SENDING)
+            ).scalars()
+            dead = [holder for holder in holders if holder and _is_dead_here(holder)]
+        if not dead:
+            return 0
+        with self.engine.begin() as connection:
+            expired = connection.execute(
+                update(DELIVERIES)
+                .where(self.of_issue, d.status == SENDING, d.claimed_by.in_(dead))
+                .values(lease_until=utcnow() - timedelta(seconds=1))
+            )
+        return expired.rowcount
 
     def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
         """Reserve the next batch, in id order, with a lease. A row is due when queued,

@@ -1,0 +1,78 @@
+"""Crash safety: a real `mailer send` killed with SIGKILL at random moments of a slow send,
+then run again, mails every subscriber; only a message on the wire at a kill can arrive
+twice, and the database agrees with what the server received."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+from sqlmodel import Session, select
+
+from mailer.articles import ingest_file
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.models import Delivery
+from mailer.subscribers import import_csv
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+
+READERS = 200
+KILLS = 3
+
+
+class SlowServer(RecordingHandler):
+    """Takes 10 ms over each message, so a send lasts long enough to be killed midway."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_killed_sends_resume_and_every_reader_gets_the_issue(engine, settings, tmp_path):
+    listing = tmp_path / "readers.csv"
+    listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(READERS)))
+    import_csv(engine, listing)
+    ingest_file(engine, settings, SAMPLE_ARTICLE)
+    seed = random.randrange(1_000_000)
+    moments = random.Random(seed).sample([x / 10 for x in range(20, 40)], KILLS)
+    with smtp_server(SlowServer()) as (_controller, server):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env.update(
+            MAILER_DATABASE_URL=settings.database.url,
+            MAILER_SMTP_PORT=str(server.port),
+            MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        )
+        command = [sys.executable, "-m", "mailer", "send", "--latest", "--yes"]
+        sent_at_kills = []
+        for moment in moments:
+            quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            sender = subprocess.Popen(command, cwd=tmp_path, env=env, **quiet)
+            time.sleep(moment)
+            sender.send_signal(signal.SIGKILL)
+            sender.wait()
+            sent_at_kills.append(_sent(engine))
+        assert any(0 < n < READERS for n in sent_at_kills), (
+            f"no kill landed mid-send: {sent_at_kills}"
+        )
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    copies = Counter(r for message in server.received for r in message.rcpt_tos)
+    assert set(copies) == {f"r{i}@example.org" for i in range(READERS)}, f"seed {seed}"
+    repeats = sum(n - 1 for n in copies.values())
+    assert repeats <= KILLS, f"{repeats} repeats after {KILLS} kills (seed {seed})"
+    with Session(engine) as session:
+        rows = session.exec(select(Delivery)).all()
+    assert {row.status for row in rows} == {"sent"}
+    received_ids = {message.message["Message-ID"] for message in server.received}
+    assert {row.message_id for row in rows} <= received_ids
+
+
+def _sent(engine: Any) -> int:
+    with Session(engine) as session:
+        return len(session.exec(select(Delivery).where(Delivery.status == "sent")).all())
