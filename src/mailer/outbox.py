@@ -4,11 +4,13 @@ SQL of a send lives here, set-based and portable (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, update
@@ -56,10 +58,24 @@ def count_recipients(engine: Engine, kind: str) -> int:
         return int(connection.execute(query).scalar_one())
 
 
+def _here() -> str:
+    """This machine, boot and process namespace: where a pid means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"  # cannot tell: rely on leases alone
+    parts = [socket.gethostname(), boot, namespace]
+    return hashlib.sha256("/".join(p.strip() for p in parts).encode()).hexdigest()[:16]
+
+
+_HERE = _here()
+
+
 def _is_dead_here(holder: str) -> bool:
-    host, _, rest = holder.partition(":")
+    where, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    if where != _HERE or _HERE == "unknown" or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)
@@ -81,8 +97,9 @@ class Outbox:
     def __init__(self, engine: Engine, issue: Issue, settings: DeliverySettings):
         assert issue.id is not None, "the issue is stored before it is sent"
         # Names this sender's claims: it records and releases only rows it still holds.
-        # host:pid:random, so a sender on this host can tell that a claimant has died.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # where:pid:random, so a sender that shares the claimant's machine and process
+        # namespace can tell that the claimant has died.
+        self.token = f"{_HERE}:{os.getpid()}:{secrets.token_hex(4)}"
         self.started = utcnow()
         self.engine = engine
         self.issue_id = issue.id
