@@ -1,5 +1,6 @@
-"""Sending rate limits: no more than N messages in any one-second window (and in any hour),
-as a relay asks; halved for the rest of the run when the server says we are too fast."""
+"""Sending rate limits, as a relay asks: messages per second, sent evenly spaced (so no
+one-second window ever holds more, and the average is the rate), and at most N in any
+hour; the rate is halved for the rest of the run when the server says we are too fast."""
 
 from __future__ import annotations
 
@@ -26,6 +27,21 @@ class Window:
         self.times.append(now)
 
 
+class Spacing:
+    """Events at least 1/rate seconds apart: never more than `rate` in any second, and no
+    burst to catch up after a slow spell."""
+
+    def __init__(self, rate: float):
+        self.interval = 1.0 / rate
+        self.next = float("-inf")
+
+    def delay(self, now: float) -> float:
+        return max(0.0, self.next - now)
+
+    def record(self, now: float) -> None:
+        self.next = max(now, self.next) + self.interval
+
+
 class Throttle:
     def __init__(
         self,
@@ -37,20 +53,20 @@ class Throttle:
         self.clock = clock
         self.sleep = sleep
         self.per_second = per_second
-        self.second = _per_second(per_second) if per_second else None
+        self.spacing = Spacing(per_second) if per_second else None
         self.hour = Window(per_hour, 3600.0) if per_hour else None
         self.recent: deque[float] = deque()  # sends of the last second, to slow down from
 
     def wait(self) -> None:
         """Block until one more message may go, and count it."""
-        windows = [w for w in (self.second, self.hour) if w is not None]
+        limits = [limit for limit in (self.spacing, self.hour) if limit is not None]
         now = self.clock()
-        delay = max((window.delay(now) for window in windows), default=0.0)
+        delay = max((limit.delay(now) for limit in limits), default=0.0)
         if delay > 0:
             self.sleep(delay)
             now = self.clock()
-        for window in windows:
-            window.record(now)
+        for limit in limits:
+            limit.record(now)
         self.recent.append(now)
         while self.recent[0] <= now - 1.0:
             self.recent.popleft()
@@ -60,10 +76,5 @@ class Throttle:
         (the configured one, else what the last second carried) for the rest of the run."""
         current = self.per_second or max(len(self.recent), 1)
         self.per_second = max(current / 2, 0.1)
-        self.second = _per_second(self.per_second)
-        self.second.record(self.clock())
-
-
-def _per_second(rate: float) -> Window:
-    # a rate below one a second is one message every 1/rate seconds
-    return Window(int(rate), 1.0) if rate >= 1 else Window(1, 1.0 / rate)
+        self.spacing = Spacing(self.per_second)
+        self.spacing.record(self.clock())
