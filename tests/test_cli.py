@@ -223,7 +223,7 @@ def test_send_asks_first_then_sends_and_reports(mailer, smtp):
     assert len(smtp.received) == 2
     assert "Nothing to send" in mailer.ok("send", "--article", "1", "--yes")
     status = mailer.ok("status", "1")
-    assert "sent      2" in status and "(sent)" in status
+    assert "sent      2" in status and "(sent)" in status and "messages/s" in status
     assert "no article with id 7" in mailer.fails("send", "--article", "7", "--yes")
 
 
@@ -316,3 +316,14 @@ def test_dkim_keygen_prints_the_record_and_signed_mail_verifies(mailer, smtp):
     mailer.ok("send", "--latest", "--yes")
     [received] = smtp.received
     assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: txt_value(record))
+
+
+def test_progress_off_a_terminal_is_a_plain_line_with_counts_and_rate(capsys):
+    from mailer.cli import progress_reporter
+
+    with progress_reporter(3, every=0) as advance:
+        for status in ("sent", "failed", "sent"):
+            advance(status)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("3/3 handled: 2 sent, 1 failed, 0 deferred, ")
+    assert lines[-1].endswith("/s")

@@ -76,3 +76,29 @@ def test_killed_sends_resume_and_every_reader_gets_the_issue(engine, settings, t
 def _sent(engine: Any) -> int:
     with Session(engine) as session:
         return len(session.exec(select(Delivery).where(Delivery.status == "sent")).all())
+
+
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(engine, settings, tmp_path):
+    listing = tmp_path / "readers.csv"
+    listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(READERS)))
+    import_csv(engine, listing)
+    ingest_file(engine, settings, SAMPLE_ARTICLE)
+    with smtp_server(SlowServer()) as (_controller, server):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+        env.update(
+            MAILER_DATABASE_URL=settings.database.url,
+            MAILER_SMTP_PORT=str(server.port),
+            MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        )
+        sender = subprocess.Popen(
+            [sys.executable, "-m", "mailer", "send", "--latest", "--yes"],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(3)
+        sender.send_signal(signal.SIGINT)
+        _out, err = sender.communicate(timeout=60)
+    assert sender.returncode == 130, err
+    assert "resume with: mailer send --article 1" in err and "Traceback" not in err
+    with Session(engine) as session:
+        statuses = Counter(row.status for row in session.exec(select(Delivery)).all())
+    assert "sending" not in statuses and statuses["sent"] > 0 and statuses["queued"] > 0

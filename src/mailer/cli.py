@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.progress import Progress
+from rich.progress import Progress, TextColumn
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -334,9 +335,14 @@ def send(
         f"via {settings.smtp.host}:{settings.smtp.port}."
     )
     _confirm(yes)
-    with progress_reporter(pending) as progress:
-        report = deliver(engine, settings, issue, progress)
-    print_report(report, f"mailer send --article {chosen.id}")
+    again = f"mailer send --article {chosen.id}"
+    try:
+        with progress_reporter(pending) as progress:
+            report = deliver(engine, settings, issue, progress)
+    except KeyboardInterrupt:
+        typer.echo(f"Stopped. What was not sent stays queued; resume with: {again}", err=True)
+        sys.exit(130)
+    print_report(report, again)
     held, until = outbox.held_elsewhere()
     if held:
         say(
@@ -371,22 +377,41 @@ def _confirm(yes: bool) -> None:
 
 
 @contextmanager
-def progress_reporter(total: int) -> Iterator[Callable[[str], None]]:
-    """A progress bar on a terminal; plain lines every so often otherwise."""
+def progress_reporter(total: int, every: float = 5.0) -> Iterator[Callable[[str], None]]:
+    """A progress bar with counts, rate and time left on a terminal; otherwise a plain
+    line every few seconds."""
+    counts: Counter[str] = Counter()
+    started = time.monotonic()
     if sys.stderr.isatty():
-        with Progress(transient=True) as bar:
-            task = bar.add_task("Sending", total=total)
-            yield lambda _status: bar.advance(task)
-        return
-    done = 0
+        columns = [*Progress.get_default_columns(), TextColumn("{task.fields[summary]}")]
+        with Progress(*columns, transient=True) as bar:
+            task = bar.add_task("Sending", total=total, summary="")
 
-    def advance(_status: str) -> None:
-        nonlocal done
-        done += 1
-        if done % 1000 == 0:
-            typer.echo(f"{done}/{total} handled", err=True)
+            def advance_bar(status: str) -> None:
+                counts[status] += 1
+                bar.update(task, advance=1, summary=_summary(counts, started))
+
+            yield advance_bar
+        return
+    last = started
+
+    def advance(status: str) -> None:
+        nonlocal last
+        counts[status] += 1
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            done = sum(counts.values())
+            typer.echo(f"{done}/{total} handled: {_summary(counts, started)}", err=True)
 
     yield advance
+
+
+def _summary(counts: Counter[str], started: float) -> str:
+    rate = counts[DeliveryStatus.SENT] / max(time.monotonic() - started, 1e-6)
+    return (
+        f"{counts[DeliveryStatus.SENT]} sent, {counts[DeliveryStatus.FAILED]} failed, "
+        f"{counts[DeliveryStatus.DEFERRED]} deferred, {rate:.0f}/s"
+    )
 
 
 def print_report(report: SendReport, again: str) -> None:
@@ -419,6 +444,8 @@ def status(
     say(f"Issue {issue}: “{report.issue.subject}” ({report.issue.status})")
     for state, count in report.counts.items():
         say(f"  {state:<9} {count}")
+    if report.rate is not None:
+        say(f"  rate      {report.rate:.1f} messages/s")
     for p in report.problems:
         retry = (
             f", next attempt {p.next_attempt_at:%Y-%m-%d %H:%M} UTC" if p.next_attempt_at else ""

@@ -29,6 +29,7 @@ class IssueReport:
     issue: Issue
     counts: dict[str, int]
     problems: list[Problem]
+    rate: float | None = None  # messages a second, first to last sent
 
 
 def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -72,6 +73,14 @@ def issue_report(engine: Engine, issue_id: int) -> IssueReport:
         .group_by(d.status, d.smtp_response)
         .order_by(func.count().desc())
     )
+    span = select(
+        func.count(),
+        func.min(d.sent_at, type_=UTCDateTime()),
+        func.max(d.sent_at, type_=UTCDateTime()),
+    ).where(d.issue_id == issue_id, d.status == DeliveryStatus.SENT)
     with engine.connect() as connection:
         problems = [Problem(st, r or "", n, e, t) for st, r, n, e, t in connection.execute(query)]
-    return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], problems)
+        sent, first, last = connection.execute(span).one()
+    seconds = (last - first).total_seconds() if sent > 1 else 0
+    rate = (sent - 1) / seconds if seconds > 0 else None
+    return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], problems, rate)
