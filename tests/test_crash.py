@@ -70,7 +70,8 @@ def test_killed_sends_resume_and_every_reader_gets_the_issue(engine, settings, t
         rows = session.exec(select(Delivery)).all()
     assert {row.status for row in rows} == {"sent"}
     received_ids = {message.message["Message-ID"] for message in server.received}
-    assert {row.message_id for row in rows} <= received_ids
+    assert {row.message_id for row in rows} == received_ids, "one stable Message-ID each"
+    assert len(received_ids) == READERS, "a repeat carries the first copy's Message-ID"
 
 
 def _sent(engine: Any) -> int:

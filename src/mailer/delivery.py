@@ -55,7 +55,7 @@ def deliver(
     """Queue the issue for every eligible subscriber and send it over SMTP."""
     outbox = Outbox(engine, issue, settings.delivery)
     outbox.enqueue()
-    builder = MessageBuilder(settings, as_rendered(issue))
+    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id)
     throttle = Throttle(settings.smtp.max_rate_per_second, settings.smtp.max_per_hour)
     with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
         return send_issue(outbox, builder, transport, throttle=throttle, progress=progress)

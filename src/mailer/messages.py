@@ -5,6 +5,8 @@ are set here, by code, never by templates."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import html
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -53,7 +55,14 @@ class OutgoingMessage:
 class MessageBuilder:
     """Builds the messages of one issue; everything shared is worked out once here."""
 
-    def __init__(self, settings: Settings, rendered: RenderedIssue, subject_prefix: str = ""):
+    def __init__(
+        self,
+        settings: Settings,
+        rendered: RenderedIssue,
+        subject_prefix: str = "",
+        issue_id: int | None = None,
+    ):
+        self.issue_id = issue_id
         publication = settings.publication
         self.sender = publication.from_address
         self.domain = self.sender.rpartition("@")[2]
@@ -69,12 +78,21 @@ class MessageBuilder:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
 
+    def message_id(self, subscriber_id: int) -> str:
+        """The same for every attempt at one delivery, so a copy sent again after a crash
+        is recognisably the same message; keyed, so it does not reveal the reader's id."""
+        if self.issue_id is None:  # a test copy
+            return make_msgid(domain=self.domain)
+        delivery = f"{self.issue_id}.{subscriber_id}".encode()
+        tag = hmac.new(self.secret_key.encode(), delivery, hashlib.sha256).hexdigest()[:20]
+        return f"<{self.issue_id}.{tag}@{self.domain}>"
+
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return self.unsubscribe_base + make_token(self.secret_key, UNSUBSCRIBE, subscriber_id)
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
         unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
-        message_id = make_msgid(idstring=f"{recipient.subscriber_id}", domain=self.domain)
+        message_id = self.message_id(recipient.subscriber_id)
         message = EmailMessage(policy=WIRE)
         message["From"] = self.headers["From"]
         message["To"] = formataddr((one_line(recipient.name or ""), recipient.email))
