@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import pytest
 from sqlmodel import Session, select
 
 from mailer.articles import ingest_file
@@ -34,20 +35,30 @@ class SlowServer(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-def test_killed_sends_resume_and_every_reader_gets_the_issue(engine, settings, tmp_path):
+@pytest.fixture
+def readers(engine: Any, settings: Any, tmp_path: Any) -> None:
+    """READERS active subscribers and the sample article, ready to send."""
     listing = tmp_path / "readers.csv"
     listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(READERS)))
     import_csv(engine, listing)
     ingest_file(engine, settings, SAMPLE_ARTICLE)
+
+
+def _environment(database_url: str, smtp_port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update(
+        MAILER_DATABASE_URL=database_url,
+        MAILER_SMTP_PORT=str(smtp_port),
+        MAILER_SECRET_KEY=TEST_SECRET_KEY,
+    )
+    return env
+
+
+def test_killed_sends_resume_and_every_reader_gets_the_issue(readers, settings, engine, tmp_path):
     seed = random.randrange(1_000_000)
     moments = random.Random(seed).sample([x / 10 for x in range(20, 40)], KILLS)
     with smtp_server(SlowServer()) as (_controller, server):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env.update(
-            MAILER_DATABASE_URL=settings.database.url,
-            MAILER_SMTP_PORT=str(server.port),
-            MAILER_SECRET_KEY=TEST_SECRET_KEY,
-        )
+        env = _environment(settings.database.url, server.port)
         command = [sys.executable, "-m", "mailer", "send", "--latest", "--yes"]
         sent_at_kills = []
         for moment in moments:
@@ -79,18 +90,9 @@ def _sent(engine: Any) -> int:
         return len(session.exec(select(Delivery).where(Delivery.status == "sent")).all())
 
 
-def test_ctrl_c_stops_cleanly_and_says_how_to_resume(engine, settings, tmp_path):
-    listing = tmp_path / "readers.csv"
-    listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(READERS)))
-    import_csv(engine, listing)
-    ingest_file(engine, settings, SAMPLE_ARTICLE)
+def test_ctrl_c_stops_cleanly_and_says_how_to_resume(readers, settings, engine, tmp_path):
     with smtp_server(SlowServer()) as (_controller, server):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-        env.update(
-            MAILER_DATABASE_URL=settings.database.url,
-            MAILER_SMTP_PORT=str(server.port),
-            MAILER_SECRET_KEY=TEST_SECRET_KEY,
-        )
+        env = _environment(settings.database.url, server.port)
         sender = subprocess.Popen(
             [sys.executable, "-m", "mailer", "send", "--latest", "--yes"],
             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
