@@ -456,6 +456,9 @@ def status(
 def main() -> None:
     try:
         app()
+    except KeyboardInterrupt:  # before or after a send: nothing is left half-done
+        typer.echo("Stopped.", err=True)
+        sys.exit(130)
     except MailerError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -1,16 +1,29 @@
-"""The sending engine: takes claimed batches from the outbox, builds each message, hands
-it to the transport and records the outcome right after. It sees two narrow interfaces,
-the Outbox (store) and a Transport (one message at a time).
+"""The sending engine. One coordinator (the calling thread) claims batches from the
+outbox and records outcomes; `max_connections` sender threads each hold one SMTP
+connection, build messages and send them. Threads suit this work: a sender spends most
+of its time waiting on the server, and the code that holds the interpreter lock (filling
+placeholders, quoted-printable, RSA) is short; bench/README.md has the measurements.
 
-A rerun or a restart picks up what is queued, deferred or left claimed by a crashed
-sender; nothing recorded as sent is ever sent again."""
+Outcomes are written in groups: a sender waits until its outcome is committed before it
+sends again, and one commit takes every outcome that arrived meanwhile. So the database
+never lags the server by more than one message per connection: after a crash those few
+are the only messages that can go out twice.
+
+A rerun or a restart picks up what is queued, deferred (once due) or left claimed by a
+crashed sender; nothing recorded as sent is ever sent again."""
 
 from __future__ import annotations
 
+import queue
 import random
 import re
-from collections.abc import Callable
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from sqlalchemy import Engine
@@ -19,7 +32,7 @@ from mailer.errors import DeliveryError
 from mailer.issues import as_rendered
 from mailer.messages import MessageBuilder, Recipient
 from mailer.models import Issue, SubscriberStatus, utcnow
-from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox
+from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.render import RenderedIssue
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
@@ -27,10 +40,16 @@ from mailer.throttle import Throttle
 
 # A temporary refusal that means "slow down" rather than "this recipient, later".
 _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
+# How long a worker waits before looking again at rows another sender holds.
+_POLL_SECONDS = 2.0
 
 
 class Transport(Protocol):
+    def open(self) -> None: ...
+
     def send(self, sender: str, recipient: str, data: bytes) -> str: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -51,14 +70,29 @@ def deliver(
     settings: Settings,
     issue: Issue,
     progress: Callable[[str], None] | None = None,
+    *,
+    enqueue: bool = True,
+    retry_deferred_now: bool = True,
+    wait_for_others: bool = False,
+    clock: Callable[[], datetime] = utcnow,
 ) -> SendReport:
     """Queue the issue for every eligible subscriber and send it over SMTP."""
-    outbox = Outbox(engine, issue, settings.delivery)
-    outbox.enqueue()
+    outbox = Outbox(engine, issue, settings.delivery, clock=clock)
+    if enqueue:
+        outbox.enqueue()
     builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id)
-    throttle = Throttle(settings.smtp.max_rate_per_second, settings.smtp.max_per_hour)
-    with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
-        return send_issue(outbox, builder, transport, throttle=throttle, progress=progress)
+    smtp = settings.smtp
+    return send_issue(
+        outbox,
+        builder,
+        lambda: SMTPTransport(smtp, local_hostname=builder.domain),
+        connections=smtp.max_connections,
+        longest_send=smtp.longest_send,
+        throttle=Throttle(smtp.max_rate_per_second, smtp.max_per_hour),
+        retry_deferred_now=retry_deferred_now,
+        wait_for_others=wait_for_others,
+        progress=progress,
+    )
 
 
 def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
@@ -75,101 +109,269 @@ def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) ->
 def send_issue(
     outbox: Outbox,
     builder: MessageBuilder,
-    transport: Transport,
+    connect: Callable[[], Transport],
     *,
+    connections: int = 1,
+    longest_send: float = 690.0,
     throttle: Throttle | None = None,
     retry_deferred_now: bool = True,
+    wait_for_others: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> SendReport:
     """Send every due delivery of the issue and record each outcome. One refused
     recipient never stops the others. Whatever stops the run (an unreachable server, a
-    refused login, Ctrl-C), the rows it still holds go back to the queue untouched."""
-    run = _Run(outbox, builder, transport, throttle or Throttle(), progress)
+    refused login, Ctrl-C), the messages being sent finish and are recorded, and the rows
+    still held go back to the queue untouched.
+
+    With wait_for_others (a worker among several), the run also waits for rows other
+    senders hold, and takes over those of a sender that died, until none is left."""
     outbox.reclaim_from_the_dead()
     if retry_deferred_now:
         outbox.retry_deferred_now()
+    run = _Run(outbox, builder, throttle or Throttle(), longest_send, progress)
+    senders = [
+        threading.Thread(target=run.sender, args=(connect,), name=f"smtp-{n}", daemon=True)
+        for n in range(connections)
+    ]
+    for sender in senders:
+        sender.start()
     try:
-        while batch := outbox.claim():
-            for claimed in batch:
-                run.deliver(claimed)
-    except ConnectionFailure as exc:
-        raise DeliveryError(
-            f"{exc.reply}; {run.report.sent} sent before that, the rest stay queued: run "
-            "the same command again later"
-        ) from None
+        with _ctrl_c_sets(run.interrupted):
+            run.coordinate(len(senders), wait_for_others)
     finally:
+        run.stop(senders)
         outbox.release()
     outbox.finish()
     return run.report
+
+
+@contextmanager
+def _ctrl_c_sets(interrupted: threading.Event) -> Iterator[None]:
+    """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
+    two database transactions, never inside one; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum: int, _frame: object) -> None:
+        interrupted.set()
+        signal.signal(signum, signal.default_int_handler)
+
+    for signum in previous:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# What senders tell the coordinator: an outcome with an event set once it is recorded,
+# or a sender's end (None, or the exception that ended it).
+_Event = tuple[Outcome, threading.Event] | BaseException | None
+
+
+class _Lost(Exception):
+    """This sender no longer holds the row (its lease ran out): it must not send it."""
 
 
 @dataclass
 class _Run:
     outbox: Outbox
     builder: MessageBuilder
-    transport: Transport
     throttle: Throttle
+    longest_send: float
     progress: Callable[[str], None] | None
     report: SendReport = field(default_factory=SendReport)
+    work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
+    events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
+    leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
+    renew_after: datetime | None = None  # when the oldest lease needs renewing
+    renewed: threading.Condition = field(default_factory=threading.Condition)
+    queued: int = 0  # rows put in `work` and not yet taken
+    stopping: threading.Event = field(default_factory=threading.Event)
+    interrupted: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def deliver(self, claimed: Claimed) -> None:
-        status = self._send(claimed)
-        if status is None:
-            return
-        self.report.add(status)
-        if self.progress is not None:
-            self.progress(status)
+    # -- the coordinator: the only thread that touches the database ---------------------
 
-    def _send(self, claimed: Claimed) -> str | None:
-        """Send one claimed delivery and record what became of it: its new status, or
-        None when another sender holds it now."""
-        outbox = self.outbox
-        if claimed.subscriber_status != SubscriberStatus.ACTIVE:
-            reply = f"not sent: subscriber is {claimed.subscriber_status}"
-            outbox.record(claimed.delivery_id, SKIPPED, smtp_response=reply)
-            return SKIPPED
-        if not outbox.renew(claimed.delivery_id):
-            return None
-        message = self.builder.build(claimed.recipient)
-        self.throttle.wait()
+    def coordinate(self, senders: int, wait_for_others: bool) -> None:
+        exhausted = False
+        failure: ConnectionFailure | None = None
+        while senders:
+            if self.interrupted.is_set():
+                raise KeyboardInterrupt
+            if not exhausted and self.queued < 2 * senders:
+                exhausted = not self._claim()
+            self._renew_if_due()
+            if exhausted and not self.leases:
+                if not wait_for_others or not self._others_still_hold():
+                    return
+                exhausted = False
+                continue
+            events = self._next_events(block=exhausted or self.queued >= 2 * senders)
+            outcomes = [event for event in events if isinstance(event, tuple)]
+            if outcomes:
+                self._record(outcomes)
+            for event in events:
+                if event is None or isinstance(event, ConnectionFailure):
+                    senders -= 1  # this connection cannot be made; the others go on
+                    failure = event or failure
+                elif isinstance(event, BaseException):
+                    raise event
+        if failure is not None:  # every connection failed
+            raise DeliveryError(
+                f"{failure.reply}; {self.report.sent} sent before that, the rest stay "
+                "queued: run the same command again later"
+            )
+
+    def _claim(self) -> bool:
+        batch = self.outbox.claim()
+        with self.lock:
+            for claimed in batch:
+                self.leases[claimed.delivery_id] = claimed.lease_until
+                self.work.put(claimed)
+            self.queued += len(batch)
+        if batch:
+            due = self._renewal_due(batch[0].lease_until)
+            self.renew_after = min(self.renew_after or due, due)
+        return bool(batch)
+
+    def _renewal_due(self, lease: datetime) -> datetime:
+        # while the lease still covers a whole send, with time to spare
+        return lease - timedelta(seconds=self.longest_send + 4 * _POLL_SECONDS)
+
+    def _others_still_hold(self) -> bool:
+        """Wait a little while other senders hold rows of this issue; then take over
+        those of any that died. False once nobody holds any."""
+        held, _ = self.outbox.held_elsewhere()
+        if held:
+            time.sleep(_POLL_SECONDS)
+            self.outbox.reclaim_from_the_dead()
+        return held > 0 or self.outbox.claimable()
+
+    def _next_events(self, block: bool) -> list[_Event]:
+        """Whatever senders reported; waits a little for the first one when there is
+        nothing else to do."""
         try:
-            reply = self.transport.send(message.sender, message.recipient, message.data)
+            events = [self.events.get(timeout=0.5) if block else self.events.get_nowait()]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                events.append(self.events.get_nowait())
+            except queue.Empty:
+                return events
+
+    def _record(self, outcomes: list[tuple[Outcome, threading.Event]]) -> None:
+        self.outbox.record([outcome for outcome, _ in outcomes])
+        for outcome, recorded in outcomes:
+            self.leases.pop(outcome.claimed.delivery_id, None)
+            recorded.set()
+            self.report.add(outcome.status)
+            self.report.bounced += outcome.bounce
+            if self.progress is not None:
+                self.progress(outcome.status)
+
+    def _renew_if_due(self) -> None:
+        """Keep the leases of rows still waiting long enough to cover a whole send."""
+        if not self.leases or self.renew_after is None or self.outbox.clock() < self.renew_after:
+            return
+        held = list(self.leases)
+        kept, until = self.outbox.renew(held)
+        self.renew_after = self._renewal_due(until)
+        with self.renewed:
+            for delivery_id in held:
+                self.leases[delivery_id] = until
+            for lost in set(held) - set(kept):
+                del self.leases[lost]
+            self.renewed.notify_all()
+
+    def stop(self, senders: list[threading.Thread]) -> None:
+        """Let the messages being sent finish and record them; what is still queued
+        here stays claimed until the outbox releases it."""
+        self.stopping.set()
+        for _ in senders:
+            self.work.put(None)
+        while any(sender.is_alive() for sender in senders):
+            outcomes = [e for e in self._next_events(block=True) if isinstance(e, tuple)]
+            if outcomes:
+                self._record(outcomes)
+
+    # -- a sender: one thread, one connection ---------------------------------------
+
+    def sender(self, connect: Callable[[], Transport]) -> None:
+        transport = connect()
+        end: BaseException | None = None
+        try:
+            transport.open()
+            while (claimed := self._take()) is not None:
+                try:
+                    outcome = self._attempt(transport, claimed)
+                except ConnectionFailure:
+                    self._give_back(claimed)
+                    raise
+                except _Lost:
+                    continue
+                recorded = threading.Event()
+                self.events.put((outcome, recorded))
+                while not recorded.wait(0.5) and not self.stopping.is_set():
+                    pass  # the next message waits until this one is on record
+        except BaseException as exc:  # handed to the coordinator
+            end = exc
+        finally:
+            transport.close()
+            self.events.put(end)
+
+    def _take(self) -> Claimed | None:
+        claimed = self.work.get()
+        with self.lock:
+            self.queued -= claimed is not None
+        if self.stopping.is_set():
+            return None
+        return claimed
+
+    def _give_back(self, claimed: Claimed) -> None:
+        with self.lock:
+            self.queued += 1
+        self.work.put(claimed)
+
+    def _attempt(self, transport: Transport, claimed: Claimed) -> Outcome:
+        if claimed.subscriber_status != SubscriberStatus.ACTIVE:
+            return Outcome(claimed, SKIPPED, f"not sent: subscriber is {claimed.subscriber_status}")
+        self.throttle.wait()
+        self._hold(claimed)
+        message = self.builder.build(claimed.recipient)
+        try:
+            reply = transport.send(message.sender, message.recipient, message.data)
         except ConnectionFailure:
             raise
         except TemporaryFailure as exc:
             return self._defer(claimed, exc.reply)
         except PermanentFailure as exc:
-            return self._fail(claimed, exc)
-        outbox.record(
-            claimed.delivery_id,
-            SENT,
-            attempts=claimed.attempts + 1,
-            smtp_response=reply,
-            message_id=message.message_id,
-            sent_at=utcnow(),
-        )
-        return SENT
+            return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce)
+        return Outcome(claimed, SENT, reply, message_id=message.message_id)
 
-    def _defer(self, claimed: Claimed, reply: str) -> str:
+    def _hold(self, claimed: Claimed) -> None:
+        """Go ahead only while the lease covers the longest a send can take, so no other
+        sender can take the row over while it is on the wire; else wait for renewal."""
+        margin = timedelta(seconds=self.longest_send)
+        with self.renewed:
+            while True:
+                until = self.leases.get(claimed.delivery_id)
+                if until is None:
+                    raise _Lost
+                if until - self.outbox.clock() > margin:
+                    return
+                if self.stopping.is_set():
+                    raise _Lost
+                self.renewed.wait(0.5)
+
+    def _defer(self, claimed: Claimed, reply: str) -> Outcome:
         """A temporary failure: retry later, or fail once the retries are used up."""
         if reply.startswith("421") or _TOO_FAST.search(reply):
             self.throttle.slow_down()
         retry_at = self.outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
         status = DEFERRED if retry_at is not None else FAILED
-        self.outbox.record(
-            claimed.delivery_id,
-            status,
-            attempts=claimed.attempts + 1,
-            smtp_response=reply,
-            next_attempt_at=retry_at,
-        )
-        return status
-
-    def _fail(self, claimed: Claimed, failure: PermanentFailure) -> str:
-        self.outbox.record(
-            claimed.delivery_id, FAILED, attempts=claimed.attempts + 1, smtp_response=failure.reply
-        )
-        if failure.bounce:
-            self.outbox.bounce(claimed.recipient.subscriber_id)
-            self.report.bounced += 1
-        return FAILED
+        return Outcome(claimed, status, reply, next_attempt_at=retry_at)

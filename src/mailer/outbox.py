@@ -8,12 +8,25 @@ import hashlib
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, literal, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailer.messages import Recipient
@@ -33,6 +46,8 @@ from mailer.settings import Delivery as DeliverySettings
 QUEUED, SENDING, SENT = DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.SENT
 DEFERRED, FAILED, SKIPPED = DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED
 BATCH_SIZE = 100
+# An address whose last this many deliveries all failed for good is suppressed.
+HARD_FAILURES = 3
 d, s = DELIVERIES.c, SUBSCRIBERS.c
 
 
@@ -43,6 +58,19 @@ class Claimed:
     first_attempt_at: datetime | None
     recipient: Recipient
     subscriber_status: str
+    lease_until: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed delivery, to be recorded."""
+
+    claimed: Claimed
+    status: str
+    reply: str
+    message_id: str | None = None
+    next_attempt_at: datetime | None = None
+    bounce: bool = False
 
 
 def recipients_filter(kind: str) -> ColumnElement[bool]:
@@ -94,13 +122,20 @@ def _insert_new(engine: Engine) -> Any:
 
 
 class Outbox:
-    def __init__(self, engine: Engine, issue: Issue, settings: DeliverySettings):
+    def __init__(
+        self,
+        engine: Engine,
+        issue: Issue,
+        settings: DeliverySettings,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         assert issue.id is not None, "the issue is stored before it is sent"
         # Names this sender's claims: it records and releases only rows it still holds.
         # where:pid:random, so a sender that shares the claimant's machine and process
         # namespace can tell that the claimant has died.
         self.token = f"{_HERE}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.started = utcnow()
+        self.clock = clock  # injectable, so tests can check backoff without sleeping
+        self.started = clock()
         self.engine = engine
         self.issue_id = issue.id
         self.kind = issue.kind
@@ -156,20 +191,29 @@ class Outbox:
             expired = connection.execute(
                 update(DELIVERIES)
                 .where(self.of_issue, d.status == SENDING, d.claimed_by.in_(dead))
-                .values(lease_until=utcnow() - timedelta(seconds=1))
+                .values(lease_until=self.clock() - timedelta(seconds=1))
             )
         return expired.rowcount
+
+    def _due(self, now: datetime) -> ColumnElement[bool]:
+        return or_(
+            d.status == QUEUED,
+            and_(d.status == DEFERRED, d.next_attempt_at <= self.started),
+            and_(d.status == SENDING, d.lease_until < now),
+        )
+
+    def claimable(self) -> bool:
+        """Is any row of the issue due now (see claim)?"""
+        query = select(d.id).where(self.of_issue, self._due(self.clock())).limit(1)
+        with self.engine.connect() as connection:
+            return connection.execute(query).first() is not None
 
     def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
         """Reserve the next batch, in id order, with a lease. A row is due when queued,
         deferred until this run began (what it defers waits for a later run), or claimed
         by a sender whose lease ran out (it crashed)."""
-        now = utcnow()
-        due = or_(
-            d.status == QUEUED,
-            and_(d.status == DEFERRED, d.next_attempt_at <= self.started),
-            and_(d.status == SENDING, d.lease_until < now),
-        )
+        now = self.clock()
+        due = self._due(now)
         ids = select(d.id).where(self.of_issue, due).order_by(d.id).limit(limit)
         if self.engine.dialect.name == "postgresql":
             ids = ids.with_for_update(skip_locked=True)
@@ -189,45 +233,92 @@ class Outbox:
                 .where(d.id.in_(claimed))
                 .order_by(d.id)
             ).all()
-        return [Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5]), r[6]) for r in rows]
+        return [Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5]), r[6], lease) for r in rows]
 
-    def _mine(self, delivery_id: int) -> ColumnElement[bool]:
-        return and_(d.id == delivery_id, d.status == SENDING, d.claimed_by == self.token)
-
-    def renew(self, delivery_id: int) -> bool:
-        """Extend the lease on a row just before sending it. False when this sender lost
-        it (its lease ran out and another sender claimed it): it must not send it."""
-        lease = utcnow() + timedelta(seconds=self.settings.lease_seconds)
+    def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]:
+        """Extend the lease on rows this sender holds; returns those it still holds (a
+        row whose lease ran out may have been claimed by another sender: it must not be
+        sent here) and the new lease."""
+        lease = self.clock() + timedelta(seconds=self.settings.lease_seconds)
+        statement = (
+            update(DELIVERIES)
+            .where(d.id.in_(delivery_ids), d.status == SENDING, d.claimed_by == self.token)
+            .values(lease_until=lease)
+            .returning(d.id)
+        )
         with self.engine.begin() as connection:
-            renewed = connection.execute(
-                update(DELIVERIES).where(self._mine(delivery_id)).values(lease_until=lease)
+            return list(connection.execute(statement).scalars()), lease
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Record a batch of outcomes in one transaction, each only if this sender still
+        holds the row; suppress the addresses that bounced."""
+        now = self.clock()
+        mine = and_(d.id == bindparam("b_id"), d.status == SENDING, d.claimed_by == self.token)
+        statement = (
+            update(DELIVERIES)
+            .where(mine)
+            .values(
+                status=bindparam("b_status"),
+                attempts=bindparam("b_attempts"),
+                smtp_response=bindparam("b_reply"),
+                message_id=bindparam("b_message_id"),
+                sent_at=bindparam("b_sent_at"),
+                next_attempt_at=bindparam("b_next"),
+                first_attempt_at=func.coalesce(d.first_attempt_at, now),
+                claimed_by=None,
+                lease_until=None,
             )
-        return renewed.rowcount == 1
-
-    def record(self, delivery_id: int, status: str, **values: object) -> None:
-        """Record one outcome, committed at once: the server has answered."""
-        now = utcnow()
+        )
+        rows = [
+            {
+                "b_id": o.claimed.delivery_id,
+                "b_status": o.status,
+                "b_attempts": o.claimed.attempts + (o.status != SKIPPED),
+                "b_reply": o.reply,
+                "b_message_id": o.message_id,
+                "b_sent_at": now if o.status == SENT else None,
+                "b_next": o.next_attempt_at,
+            }
+            for o in outcomes
+        ]
+        failed = [o.claimed.recipient.subscriber_id for o in outcomes if o.status == FAILED]
+        bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
         with self.engine.begin() as connection:
-            connection.execute(
-                update(DELIVERIES)
-                .where(self._mine(delivery_id))
-                .values(
-                    status=status,
-                    claimed_by=None,
-                    lease_until=None,
-                    first_attempt_at=func.coalesce(d.first_attempt_at, now),
-                    **values,
+            connection.execute(statement, rows)
+            if failed:
+                bounced += self._failing_for_good(connection, failed)
+            if bounced:
+                connection.execute(
+                    update(SUBSCRIBERS)
+                    .where(s.id.in_(bounced))
+                    .values(status=SubscriberStatus.BOUNCED)
                 )
-            )
 
-    def bounce(self, subscriber_id: int) -> None:
-        """Suppress an address the server says does not exist."""
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(SUBSCRIBERS)
-                .where(s.id == subscriber_id)
-                .values(status=SubscriberStatus.BOUNCED)
+    @staticmethod
+    def _failing_for_good(connection: Connection, subscriber_ids: list[int]) -> list[int]:
+        """Subscribers whose last HARD_FAILURES deliveries, over as many issues, all
+        failed: the address is dead even if no server said "no such user"."""
+        settled = (
+            select(
+                d.subscriber_id,
+                d.status,
+                func.row_number()
+                .over(partition_by=d.subscriber_id, order_by=d.id.desc())
+                .label("recent"),
             )
+            .where(d.subscriber_id.in_(subscriber_ids), d.status.in_((SENT, FAILED)))
+            .subquery()
+        )
+        query = (
+            select(settled.c.subscriber_id)
+            .where(settled.c.recent <= HARD_FAILURES)
+            .group_by(settled.c.subscriber_id)
+            .having(
+                func.count() == HARD_FAILURES,
+                func.sum(case((settled.c.status == FAILED, 1), else_=0)) == HARD_FAILURES,
+            )
+        )
+        return list(connection.execute(query).scalars())
 
     def release(self) -> None:
         """Hand back every row this sender still holds, untouched (the run is stopping)."""
@@ -245,32 +336,36 @@ class Outbox:
     def held_elsewhere(self) -> tuple[int, datetime | None]:
         """Rows another sender holds (or held, until its lease runs out, if it died)."""
         query = select(func.count(), func.max(d.lease_until, type_=UTCDateTime())).where(
-            self.of_issue, d.status == SENDING, d.lease_until >= utcnow()
+            self.of_issue, d.status == SENDING, d.lease_until >= self.clock()
         )
         with self.engine.connect() as connection:
             count, until = connection.execute(query).one()
         return int(count), until
 
     def finish(self) -> bool:
-        """Mark the issue sent once no delivery is left to try; True when it is."""
-        still_open = select(func.count()).where(
-            self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED))
-        )
+        """Mark the issue sent once no delivery is left to try; True when it is. One
+        statement, so two senders finishing at once need no read-then-write lock."""
+        still_open = select(d.id).where(self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED)))
         with self.engine.begin() as connection:
-            if connection.execute(still_open).scalar_one():
-                return False
             connection.execute(
                 update(ISSUES)
-                .where(ISSUES.c.id == self.issue_id, ISSUES.c.status != IssueStatus.SENT)
-                .values(status=IssueStatus.SENT, sent_at=utcnow())
+                .where(
+                    ISSUES.c.id == self.issue_id,
+                    ISSUES.c.status != IssueStatus.SENT,
+                    ~still_open.exists(),
+                )
+                .values(status=IssueStatus.SENT, sent_at=self.clock())
             )
-        return True
+            status = connection.execute(
+                select(ISSUES.c.status).where(ISSUES.c.id == self.issue_id)
+            ).scalar_one()
+        return bool(status == IssueStatus.SENT)
 
     def retry_at(self, claimed: Claimed, jitter: float) -> datetime | None:
         """When to try a temporary failure again: exponential backoff (the jitter, 0.8-1.2,
         spreads the retries of one outage), or None once it has had max_attempts tries and
         retry_hours have passed since the first: then it has failed for good."""
-        now = utcnow()
+        now = self.clock()
         attempts = claimed.attempts + 1
         deadline = (claimed.first_attempt_at or now) + timedelta(hours=self.settings.retry_hours)
         if attempts >= self.settings.max_attempts and now >= deadline:

@@ -90,6 +90,14 @@ class Smtp(Section):
     timeout: float = Field(default=30, gt=0)
     max_rate_per_second: float = Field(default=0, ge=0)
     max_per_hour: int = Field(default=0, ge=0)
+    max_connections: int = Field(default=4, ge=1, le=100)
+    max_messages_per_connection: int = Field(default=100, ge=1)
+
+    @property
+    def longest_send(self) -> float:
+        """The longest a server may take over one message: connect, MAIL, RCPT, DATA."""
+        return 3 * self.timeout + SMTP_DATA_TIMEOUT
+
     # Only ever from MAILER_SMTP_PASSWORD; the loader refuses it in the file.
     password: str = Field(default="", repr=False)
 
@@ -187,7 +195,7 @@ class Settings(Section):
     def _lease_outlasts_a_send(self) -> Settings:
         # A claim must not run out while its message is still with the server, or
         # another sender could take it over and send it again.
-        longest_send = 3 * self.smtp.timeout + SMTP_DATA_TIMEOUT
+        longest_send = self.smtp.longest_send
         if self.delivery.lease_seconds <= longest_send:
             raise ValueError(
                 f"delivery.lease_seconds = {self.delivery.lease_seconds:g}: expected more than "

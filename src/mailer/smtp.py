@@ -89,13 +89,15 @@ def blames_sender(code: int, reply: str) -> bool:
 
 
 class SMTPTransport:
-    """Sends messages over one SMTP connection, opened on first use and reopened after a
-    drop; use it as a context manager so the connection is closed with QUIT."""
+    """Sends messages over one SMTP connection, opened on first use, reopened after a
+    drop and renewed after max_messages_per_connection messages; use it as a context
+    manager so the connection is closed with QUIT."""
 
     def __init__(self, settings: Smtp, local_hostname: str = "localhost"):
         self.settings = settings
         self.local_hostname = local_hostname
         self._connection: smtplib.SMTP | None = None
+        self._messages = 0  # on the current connection
 
     @property
     def address(self) -> str:
@@ -108,6 +110,12 @@ class SMTPTransport:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def open(self) -> None:
+        """Connect now rather than on the first message (raises ConnectionFailure)."""
+        if self._connection is None:
+            self._connection = self._connect()
+            self._messages = 0
 
     def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -163,15 +171,20 @@ class SMTPTransport:
         """Send one message; return the server's reply, or raise TemporaryFailure or
         PermanentFailure for this recipient. A refused sender concerns every message:
         that raises DeliveryError."""
-        if self._connection is None:
-            self._connection = self._connect()
+        self.open()
+        assert self._connection is not None
+        self._messages += 1
         try:
-            return self._transaction(self._connection, sender, recipient, data)
+            reply = self._transaction(self._connection, sender, recipient, data)
         except smtplib.SMTPResponseException as exc:
             code, failure = exc.smtp_code, _failure(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
+        else:
+            if self._messages >= self.settings.max_messages_per_connection:
+                self.close()  # relays limit messages per connection; start a fresh one
+            return reply
         self._reset(failure)
         if isinstance(failure, PermanentFailure) and blames_sender(code, failure.reply):
             raise DeliveryError(
