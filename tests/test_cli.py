@@ -243,8 +243,15 @@ def test_send_reports_deferred_and_an_unreachable_server(mailer, smtp):
     mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
     smtp.refuse_all = "451 4.7.1 Greylisted, try again"
     out = mailer.ok("send", "--latest", "--yes")
-    assert "deferred 1" in out and "mailer send --article 1" in out
+    assert "deferred 1" in out and "mailer send --resume" in out
     assert "Greylisted" in mailer.ok("status", "1")
+    smtp.refuse_all = None
+    out = mailer.ok("send", "--resume")  # the retry is not due yet: nothing goes
+    assert "Issue 1" in out and "Sent 0, deferred 0" in out and not smtp.received
+    out = mailer.ok("send", "--latest", "--yes")  # by hand: retried at once
+    assert "Sent 1" in out and len(smtp.received) == 1
+    assert "Nothing to resume" in mailer.ok("send", "--resume")
+    mailer.ok("subscribers", "add", "bo@example.org", "--confirmed")
     stderr = mailer.fails("send", "--latest", "--yes", env={"MAILER_SMTP_PORT": "1"})
     assert "cannot connect to 127.0.0.1:1" in stderr
 

@@ -25,9 +25,9 @@ from mailer.catcher import start_catcher
 from mailer.db import open_database
 from mailer.delivery import SendReport, deliver, send_test_copy
 from mailer.errors import MailerError
-from mailer.issues import article_issue, find_issue
+from mailer.issues import article_issue, find_issue, unfinished_issues
 from mailer.messages import preview as sample_view
-from mailer.models import Article, DeliveryStatus, IssueStatus, SubscriberStatus
+from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, SubscriberStatus
 from mailer.outbox import Outbox, count_recipients
 from mailer.render import render_article_issue
 from mailer.report import issue_report, list_issues
@@ -303,11 +303,22 @@ def send(
     latest: bool = typer.Option(False, help="The latest article."),
     test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
     dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
+    resume: bool = typer.Option(
+        False, help="Finish every issue started and not finished; deferred messages when due."
+    ),
+    worker: bool = typer.Option(
+        False,
+        help="One of several senders on the same queue: waits while others hold deliveries, "
+        "takes over those of a sender that died, and stops when the issue is done.",
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Send an article to every subscriber who gets every article."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
+    if (resume or worker) and article is None and not latest:
+        _finish_started(engine, settings, worker)
+        return
     chosen = find_article(engine, _article_choice(article, latest))
     if test_to is not None:
         address = subs.normalise_address(test_to)
@@ -323,7 +334,7 @@ def send(
     outbox = Outbox(engine, issue, settings.delivery)
     pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
-    if pending == 0:
+    if pending == 0 and not worker:
         deliver(engine, settings, issue)  # settles rows of readers who left; sends nothing
         if count_recipients(engine, "article") == 0:
             say("Nothing to send: no active subscriber gets every article.")
@@ -335,20 +346,53 @@ def send(
         f"via {settings.smtp.host}:{settings.smtp.port}."
     )
     _confirm(yes)
-    again = f"mailer send --article {chosen.id}"
-    try:
-        with progress_reporter(pending) as progress:
-            report = deliver(engine, settings, issue, progress)
-    except KeyboardInterrupt:
-        typer.echo(f"Stopped. What was not sent stays queued; resume with: {again}", err=True)
-        sys.exit(130)
-    print_report(report, again)
+    # by hand, deferred messages are tried again at once; workers wait until they are due
+    _send_one(engine, settings, issue, pending, worker, f"mailer send --article {chosen.id}")
     held, until = outbox.held_elsewhere()
     if held:
         say(
             f"{plural(held, 'delivery', 'deliveries')} held by another send (or one that stopped) "
             f"until {until:%H:%M:%S} UTC; run again after that if they are still open."
         )
+
+
+def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
+    """--resume / --worker without an article: every issue being sent."""
+    issues = unfinished_issues(engine)
+    if not issues:
+        say("Nothing to resume: no issue is being sent.")
+    for issue in issues:
+        outbox = Outbox(engine, issue, settings.delivery)
+        open_rows = outbox.open_deliveries()
+        rows = plural(open_rows, "delivery", "deliveries")
+        say(f"Issue {issue.id}: “{issue.subject}”: {rows} open.")
+        _send_one(engine, settings, issue, open_rows, worker, "mailer send --resume", enqueue=False)
+
+
+def _send_one(
+    engine: Engine,
+    settings: Settings,
+    issue: Issue,
+    total: int,
+    worker: bool,
+    again: str,
+    enqueue: bool = True,
+) -> None:
+    try:
+        with progress_reporter(total, bar=not worker) as progress:
+            report = deliver(
+                engine,
+                settings,
+                issue,
+                progress,
+                enqueue=enqueue,
+                retry_deferred_now=enqueue and not worker,
+                wait_for_others=worker,
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"Stopped. What was not sent stays queued; resume with: {again}", err=True)
+        sys.exit(130)
+    print_report(report, again, Outbox(engine, issue, settings.delivery).next_attempt())
 
 
 def _dry_run(engine: Engine, settings: Settings, article: Article) -> tuple[str, int]:
@@ -377,19 +421,21 @@ def _confirm(yes: bool) -> None:
 
 
 @contextmanager
-def progress_reporter(total: int, every: float = 5.0) -> Iterator[Callable[[str], None]]:
-    """A progress bar with counts, rate and time left on a terminal; otherwise a plain
-    line every few seconds."""
+def progress_reporter(
+    total: int, every: float = 5.0, bar: bool = True
+) -> Iterator[Callable[[str], None]]:
+    """A progress bar with counts, rate and time left on a terminal; otherwise (or for a
+    worker, whose output goes to a log) a plain line every few seconds."""
     counts: Counter[str] = Counter()
     started = time.monotonic()
-    if sys.stderr.isatty():
+    if bar and sys.stderr.isatty():
         columns = [*Progress.get_default_columns(), TextColumn("{task.fields[summary]}")]
-        with Progress(*columns, transient=True) as bar:
-            task = bar.add_task("Sending", total=total, summary="")
+        with Progress(*columns, transient=True) as shown:
+            task = shown.add_task("Sending", total=total, summary="")
 
             def advance_bar(status: str) -> None:
                 counts[status] += 1
-                bar.update(task, advance=1, summary=_summary(counts, started))
+                shown.update(task, advance=1, summary=_summary(counts, started))
 
             yield advance_bar
         return
@@ -414,7 +460,7 @@ def _summary(counts: Counter[str], started: float) -> str:
     )
 
 
-def print_report(report: SendReport, again: str) -> None:
+def print_report(report: SendReport, again: str, next_attempt: datetime | None = None) -> None:
     c = report.counts
     say(
         f"Sent {c.get(DeliveryStatus.SENT, 0)}, deferred {c.get(DeliveryStatus.DEFERRED, 0)}, "
@@ -422,8 +468,11 @@ def print_report(report: SendReport, again: str) -> None:
     )
     if report.bounced:
         say(f"{plural(report.bounced, 'address', 'addresses')} refused as unknown: marked bounced.")
-    if c.get(DeliveryStatus.DEFERRED):
-        say(f"Deferred messages are retried by running `{again}` again.")
+    if next_attempt is not None:
+        say(
+            f"Deferred messages are due again from {next_attempt:%Y-%m-%d %H:%M} UTC: "
+            f"`mailer send --resume` then retries them (`{again}` retries them at once)."
+        )
 
 
 @app.command()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col, select
 
 from mailer.db import session_scope
 from mailer.models import Article, Issue, IssueStatus
@@ -18,6 +18,13 @@ from mailer.settings import Settings
 def find_issue(engine: Engine, key: str) -> Issue | None:
     with session_scope(engine) as session:
         return session.exec(select(Issue).where(Issue.key == key)).first()
+
+
+def unfinished_issues(engine: Engine) -> list[Issue]:
+    """Issues queued and not yet sent to everyone (interrupted, or deferrals pending)."""
+    with session_scope(engine) as session:
+        query = select(Issue).where(Issue.status == IssueStatus.SENDING).order_by(col(Issue.id))
+        return list(session.exec(query).all())
 
 
 def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue:

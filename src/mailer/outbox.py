@@ -149,6 +149,20 @@ class Outbox:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def open_deliveries(self) -> int:
+        """Rows not settled yet: queued, being sent, or deferred."""
+        query = select(func.count()).where(self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def next_attempt(self) -> datetime | None:
+        """When the earliest deferred delivery is due again."""
+        query = select(func.min(d.next_attempt_at, type_=UTCDateTime())).where(
+            self.of_issue, d.status == DEFERRED
+        )
+        with self.engine.connect() as connection:
+            return connection.execute(query).scalar_one()  # type: ignore[no-any-return]
+
     def enqueue(self) -> int:
         """Add a queued row for every eligible subscriber not already in the outbox, in one
         statement; (issue, subscriber) is unique, so enqueueing twice adds nothing."""
