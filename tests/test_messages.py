@@ -18,7 +18,7 @@ from mailer.messages import MessageBuilder, Recipient, fill
 from mailer.models import Article, utcnow
 from mailer.render import one_line, render_article_issue
 from mailer.sources import read_article
-from mailer.testing import make_settings
+from mailer.testing import TEST_SECRET_KEY, make_settings
 
 READERS = [
     Recipient(1, "ana@example.org", "Ana"),
@@ -90,3 +90,19 @@ def test_the_message_id_is_stable_per_delivery_and_distinct_between(builder):
     assert first.message_id != builder.build(READERS[1]).message_id
     # the issue and a keyed tag: the reader's id is not in it
     assert re.fullmatch(r"<7\.[0-9a-f]{20}@dawatmedia\.example>", first.message_id)
+
+
+def test_the_token_maker_makes_the_tokens_itsdangerous_makes():
+    from mailer.tokens import UNSUBSCRIBE, TokenMaker, make_token, read_token
+
+    maker = TokenMaker(TEST_SECRET_KEY, UNSUBSCRIBE)
+    for subscriber_id in (1, 42, 10**9):
+        for _ in range(3):  # the two may straddle a second: the timestamp differs then
+            ours, reference = (
+                maker(subscriber_id),
+                make_token(TEST_SECRET_KEY, UNSUBSCRIBE, subscriber_id),
+            )
+            if ours == reference:
+                break
+        assert ours == reference
+        assert read_token(TEST_SECRET_KEY, UNSUBSCRIBE, ours) == subscriber_id

@@ -394,3 +394,11 @@ def test_too_many_messages_defers_without_failing_anyone(engine, settings, artic
     assert deliveries(engine)["bo@example.org"].status == "deferred"
     smtp.refuse.clear()
     assert send(engine, settings, article).sent == 1
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b""])
+def test_lines_starting_with_a_dot_arrive_as_sent(settings, smtp, ending):
+    data = b"Subject: dots\r\n\r\n.one dot\r\n..two dots\r\n.\r\nlast line" + ending
+    with SMTPTransport(settings.smtp) as transport:
+        transport.send("a@example.org", "b@example.org", data)
+    assert smtp.received[0].data == data.removesuffix(b"\r\n") + b"\r\n"

@@ -40,6 +40,7 @@ from mailer.throttle import Throttle
 
 # A temporary refusal that means "slow down" rather than "this recipient, later".
 _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
+_GATHER_SECONDS = 0.002
 # How long a worker waits before looking again at rows another sender holds.
 _POLL_SECONDS = 2.0
 
@@ -190,6 +191,7 @@ class _Run:
     renew_after: datetime | None = None  # when the oldest lease needs renewing
     renewed: threading.Condition = field(default_factory=threading.Condition)
     queued: int = 0  # rows put in `work` and not yet taken
+    senders: int = 0  # still running
     stopping: threading.Event = field(default_factory=threading.Event)
     interrupted: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -197,6 +199,7 @@ class _Run:
     # -- the coordinator: the only thread that touches the database ---------------------
 
     def coordinate(self, senders: int, wait_for_others: bool) -> None:
+        self.senders = senders
         exhausted = False
         failure: ConnectionFailure | None = None
         while senders:
@@ -216,7 +219,8 @@ class _Run:
                 self._record(outcomes)
             for event in events:
                 if event is None or isinstance(event, ConnectionFailure):
-                    senders -= 1  # this connection cannot be made; the others go on
+                    # this connection cannot be made; the others go on
+                    senders = self.senders = senders - 1
                     failure = event or failure
                 elif isinstance(event, BaseException):
                     raise event
@@ -258,6 +262,13 @@ class _Run:
             events = [self.events.get(timeout=0.5) if block else self.events.get_nowait()]
         except queue.Empty:
             return []
+        # gather what the other connections finish meanwhile: one commit for several
+        until = time.monotonic() + _GATHER_SECONDS
+        while len(events) < self.senders and (wait := until - time.monotonic()) > 0:
+            try:
+                events.append(self.events.get(timeout=wait))
+            except queue.Empty:
+                break
         while True:
             try:
                 events.append(self.events.get_nowait())

@@ -19,7 +19,7 @@ from mailer.models import utcnow
 from mailer.render import EMAIL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
 from mailer.signing import Signer
-from mailer.tokens import UNSUBSCRIBE, make_token
+from mailer.tokens import UNSUBSCRIBE, TokenMaker
 
 
 class _WirePolicy(EmailPolicy):
@@ -72,6 +72,8 @@ class MessageBuilder:
         self.domain = self.sender.rpartition("@")[2]
         self.unsubscribe_base = f"{publication.base_url}/unsubscribe/"
         self.secret_key = settings.secret_key
+        self.unsubscribe_token = TokenMaker(self.secret_key, UNSUBSCRIBE)
+        self._id_mac = hmac.new(self.secret_key.encode(), digestmod=hashlib.sha256)
         self.rendered = rendered
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
         self.boundary = f"mailer.{secrets.token_hex(12)}"
@@ -84,6 +86,8 @@ class MessageBuilder:
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
         ]
+        self.text_part = _Part(self.boundary, "plain", rendered.text)
+        self.html_part = _Part(self.boundary, "html", rendered.html)
         self.shared_headers = b"".join(_header(name, value) for name, value in shared if value)
 
     def message_id(self, subscriber_id: int) -> str:
@@ -91,12 +95,13 @@ class MessageBuilder:
         is recognisably the same message; keyed, so it does not reveal the reader's id."""
         if self.issue_id is None:  # a test copy
             return make_msgid(domain=self.domain)
-        delivery = f"{self.issue_id}.{subscriber_id}".encode()
-        tag = hmac.new(self.secret_key.encode(), delivery, hashlib.sha256).hexdigest()[:20]
+        mac = self._id_mac.copy()
+        mac.update(f"{self.issue_id}.{subscriber_id}".encode())
+        tag = mac.hexdigest()[:20]
         return f"<{self.issue_id}.{tag}@{self.domain}>"
 
     def unsubscribe_url(self, subscriber_id: int) -> str:
-        return self.unsubscribe_base + make_token(self.secret_key, UNSUBSCRIBE, subscriber_id)
+        return self.unsubscribe_base + self.unsubscribe_token(subscriber_id)
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
         unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
@@ -108,15 +113,13 @@ class MessageBuilder:
             # one line, never encoded: mail clients must read it as a link
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n".encode("ascii"),
         ]
-        text = fill(self.rendered.text, recipient.email, unsubscribe_url)
-        html_part = fill(self.rendered.html, html.escape(recipient.email), unsubscribe_url)
         data = b"".join(
             [
                 self.shared_headers,
                 *own,
                 b"\r\n",
-                self._part("plain", text),
-                self._part("html", html_part),
+                self.text_part.fill(recipient.email, unsubscribe_url),
+                self.html_part.fill(html.escape(recipient.email), unsubscribe_url),
                 f"--{self.boundary}--\r\n".encode(),
             ]
         )
@@ -124,16 +127,40 @@ class MessageBuilder:
             data = self.signer.sign(data)
         return OutgoingMessage(message_id, self.sender, recipient.email, data)
 
-    def _part(self, subtype: str, body: str) -> bytes:
+
+class _Part:
+    """One text part, quoted-printable, with its MIME head. Quoted-printable encodes each
+    line on its own, so the lines without a placeholder are encoded once here and only
+    the few with one (the reader's address, their links) per message: encoding the whole
+    part each time was two thirds of the cost of a message."""
+
+    def __init__(self, boundary: str, subtype: str, body: str):
         # a part ends with a line break, and the line break before a boundary belongs to
         # the boundary (RFC 2046), as the standard library writes it
-        body = body if body.endswith("\n") else body + "\n"
-        encoded = binascii.b2a_qp(body.encode("utf-8")).replace(b"\n", b"\r\n")
         head = (
-            f'--{self.boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
+            f'--{boundary}\r\nContent-Type: text/{subtype}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        return head.encode() + encoded + b"\r\n"
+        self.chunks: list[bytes | str] = [head.encode()]
+        static: list[str] = []
+        lines = body.removesuffix("\n").split("\n")
+        for line in lines:
+            if EMAIL in line or UNSUBSCRIBE_URL in line:
+                self.chunks += [_qp("".join(static)), line + "\n"]
+                static = []
+            else:
+                static.append(line + "\n")
+        self.chunks += [_qp("".join(static)), b"\r\n"]
+
+    def fill(self, email: str, unsubscribe_url: str) -> bytes:
+        return b"".join(
+            chunk if isinstance(chunk, bytes) else _qp(fill(chunk, email, unsubscribe_url))
+            for chunk in self.chunks
+        )
+
+
+def _qp(text: str) -> bytes:
+    return binascii.b2a_qp(text.encode("utf-8")).replace(b"\n", b"\r\n")
 
 
 def _header(name: str, value: str) -> bytes:

@@ -111,7 +111,8 @@ class Issue(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("issue_id", "subscriber_id"),
-        Index("ix_delivery_issue_status", "issue_id", "status"),
+        # a claim reads the next rows of one status in id order, straight off this index
+        Index("ix_delivery_issue_status_id", "issue_id", "status", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

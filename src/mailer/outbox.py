@@ -8,7 +8,8 @@ import hashlib
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -141,6 +142,34 @@ class Outbox:
         self.kind = issue.kind
         self.settings = settings
         self.of_issue = d.issue_id == issue.id
+        self._connection: Connection | None = None  # see _transaction
+        self._deferred_due = True  # until a claim finds no more due deferred rows
+        self._claimed_rows = (
+            select(d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status)
+            .join(SUBSCRIBERS, s.id == d.subscriber_id)
+            .where(d.id.in_(bindparam("ids", expanding=True)))
+            .order_by(d.id)
+        )
+        # built once: it runs for every few messages, and building it costs more than
+        # running it
+        mine = and_(d.id == bindparam("b_id"), d.status == SENDING, d.claimed_by == self.token)
+        self._record_outcome = (
+            update(DELIVERIES)
+            .where(mine)
+            .values(
+                status=bindparam("b_status"),
+                attempts=bindparam("b_attempts"),
+                smtp_response=bindparam("b_reply"),
+                message_id=bindparam("b_message_id"),
+                sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
+                next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+                first_attempt_at=func.coalesce(
+                    d.first_attempt_at, bindparam("b_now", type_=UTCDateTime())
+                ),
+                claimed_by=None,
+                lease_until=None,
+            )
+        )
 
     def pending_recipients(self) -> int:
         """Eligible subscribers not yet recorded as sent, failed or skipped for this issue."""
@@ -223,30 +252,40 @@ class Outbox:
             return connection.execute(query).first() is not None
 
     def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
-        """Reserve the next batch, in id order, with a lease. A row is due when queued,
-        deferred until this run began (what it defers waits for a later run), or claimed
-        by a sender whose lease ran out (it crashed)."""
+        """Reserve the next batch with a lease: first rows of a sender whose lease ran out
+        (it crashed), then rows deferred until this run began (what it defers waits for
+        a later run), then queued rows, each kind in id order."""
         now = self.clock()
-        due = self._due(now)
-        ids = select(d.id).where(self.of_issue, due).order_by(d.id).limit(limit)
-        if self.engine.dialect.name == "postgresql":
-            ids = ids.with_for_update(skip_locked=True)
         lease = now + timedelta(seconds=self.settings.lease_seconds)
-        # One UPDATE ... RETURNING: two senders can never claim the same row.
-        claim = (
-            update(DELIVERIES)
-            .where(d.id.in_(ids.scalar_subquery()), due)
-            .values(status=SENDING, claimed_by=self.token, lease_until=lease)
-            .returning(d.id)
-        )
-        with self.engine.begin() as connection:
-            claimed = connection.execute(claim).scalars().all()
-            rows = connection.execute(
-                select(d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status)
-                .join(SUBSCRIBERS, s.id == d.subscriber_id)
-                .where(d.id.in_(claimed))
-                .order_by(d.id)
-            ).all()
+        kinds = [(SENDING, and_(d.status == SENDING, d.lease_until < now))]
+        if self._deferred_due:
+            kinds.append((DEFERRED, and_(d.status == DEFERRED, d.next_attempt_at <= self.started)))
+        kinds.append((QUEUED, d.status == QUEUED))
+        claimed: list[int] = []
+        with self._transaction() as connection:
+            for status, kind in kinds:
+                wanted = limit - len(claimed)
+                # one status at a time, so the index hands the rows over in id order
+                ids = select(d.id).where(self.of_issue, kind).order_by(d.id).limit(wanted)
+                if self.engine.dialect.name == "postgresql":
+                    ids = ids.with_for_update(skip_locked=True)
+                # UPDATE ... RETURNING: two senders can never claim the same row
+                got = (
+                    connection.execute(
+                        update(DELIVERIES)
+                        .where(d.id.in_(ids.scalar_subquery()), kind)
+                        .values(status=SENDING, claimed_by=self.token, lease_until=lease)
+                        .returning(d.id)
+                    )
+                    .scalars()
+                    .all()
+                )
+                claimed += got
+                if status == DEFERRED and len(got) < wanted:
+                    self._deferred_due = False  # no more fall due during this run
+                if len(claimed) == limit:
+                    break
+            rows = connection.execute(self._claimed_rows, {"ids": claimed}).all()
         return [Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5]), r[6], lease) for r in rows]
 
     def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]:
@@ -260,29 +299,13 @@ class Outbox:
             .values(lease_until=lease)
             .returning(d.id)
         )
-        with self.engine.begin() as connection:
+        with self._transaction() as connection:
             return list(connection.execute(statement).scalars()), lease
 
     def record(self, outcomes: list[Outcome]) -> None:
         """Record a batch of outcomes in one transaction, each only if this sender still
         holds the row; suppress the addresses that bounced."""
         now = self.clock()
-        mine = and_(d.id == bindparam("b_id"), d.status == SENDING, d.claimed_by == self.token)
-        statement = (
-            update(DELIVERIES)
-            .where(mine)
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                smtp_response=bindparam("b_reply"),
-                message_id=bindparam("b_message_id"),
-                sent_at=bindparam("b_sent_at"),
-                next_attempt_at=bindparam("b_next"),
-                first_attempt_at=func.coalesce(d.first_attempt_at, now),
-                claimed_by=None,
-                lease_until=None,
-            )
-        )
         rows = [
             {
                 "b_id": o.claimed.delivery_id,
@@ -292,13 +315,14 @@ class Outbox:
                 "b_message_id": o.message_id,
                 "b_sent_at": now if o.status == SENT else None,
                 "b_next": o.next_attempt_at,
+                "b_now": now,
             }
             for o in outcomes
         ]
         failed = [o.claimed.recipient.subscriber_id for o in outcomes if o.status == FAILED]
         bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
-        with self.engine.begin() as connection:
-            connection.execute(statement, rows)
+        with self._transaction() as connection:
+            connection.execute(self._record_outcome, rows)
             if failed:
                 bounced += self._failing_for_good(connection, failed)
             if bounced:
@@ -334,8 +358,20 @@ class Outbox:
         )
         return list(connection.execute(query).scalars())
 
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction on a connection kept for the run: claims and outcomes come many
+        times a second, and a pool check-out and reset each time cost more than they do."""
+        if self._connection is None:
+            self._connection = self.engine.connect()
+        with self._connection.begin():
+            yield self._connection
+
     def release(self) -> None:
         """Hand back every row this sender still holds, untouched (the run is stopping)."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
         with self.engine.begin() as connection:
             connection.execute(
                 update(DELIVERIES)
