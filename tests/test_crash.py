@@ -30,8 +30,10 @@ KILLS = 3
 class SlowServer(RecordingHandler):
     """Takes 10 ms over each message, so a send lasts long enough to be killed midway."""
 
+    delay = 0.01
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(self.delay)
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -115,3 +117,35 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(readers, settings, engine, 
     with Session(engine) as session:
         statuses = Counter(row.status for row in session.exec(select(Delivery)).all())
     assert "sending" not in statuses and statuses["sent"] > 0 and statuses["queued"] > 0
+
+
+def test_killing_a_send_kills_its_helper_processes(readers, settings, engine, tmp_path):
+    if settings.database.url.startswith("postgresql"):
+        pytest.skip("processes live and die the same on every database")
+    slower = SlowServer()
+    slower.delay = 0.05  # the helper process takes a second or two to start
+    with smtp_server(slower) as (_controller, server):
+        env = {**_environment(settings.database.url, server.port), "MAILER_DELIVERY_PROCESSES": "2"}
+        command = [sys.executable, "-m", "mailer", "send", "--latest", "--yes"]
+        sender = _run_until(command, env, tmp_path, server, 1)
+        deadline = time.monotonic() + 30
+        while len({_boundary(m.data) for m in server.received}) < 2:  # both are sending
+            assert time.monotonic() < deadline and sender.poll() is None, "no helper sent"
+            time.sleep(0.005)
+        sender.send_signal(signal.SIGKILL)
+        sender.communicate()
+        time.sleep(1.0)  # what was on the wire lands
+        landed = len(server.received)
+        time.sleep(1.0)
+        assert len(server.received) == landed, "a helper process outlived the send"
+        slower.delay = 0
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    copies = Counter(r for message in server.received for r in message.rcpt_tos)
+    assert set(copies) == {f"r{i}@example.org" for i in range(READERS)}
+    assert sum(n - 1 for n in copies.values()) <= settings.smtp.max_connections
+
+
+def _boundary(data: bytes) -> bytes:
+    """The MIME boundary: each process's message builder makes its own."""
+    return data.split(b"boundary=", 1)[1].split(b"\r\n", 1)[0]

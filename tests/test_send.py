@@ -22,7 +22,7 @@ from mailer.outbox import Outbox, Outcome
 from mailer.settings import Settings
 from mailer.smtp import SMTPTransport, is_bounce
 from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
-from mailer.testing import TEST_SECRET_KEY
+from mailer.testing import TEST_SECRET_KEY, smtp_server
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
 
 ACTIVE = ["ana@example.org", "bo@example.org", "cy@example.net"]
@@ -402,3 +402,24 @@ def test_lines_starting_with_a_dot_arrive_as_sent(settings, smtp, ending):
     with SMTPTransport(settings.smtp) as transport:
         transport.send("a@example.org", "b@example.org", data)
     assert smtp.received[0].data == data.removesuffix(b"\r\n") + b"\r\n"
+
+
+def test_a_send_spread_over_processes_mails_everyone_once(engine, settings, tmp_path):
+    from test_crash import SlowServer  # 10 ms a message: the helper starts in time
+
+    listing = tmp_path / "many.csv"
+    listing.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(300)))
+    import_csv(engine, listing)
+    issue = article_issue(engine, settings, ingest_file(engine, settings, SAMPLE_ARTICLE).article)
+    seen: list[str] = []
+    with smtp_server(SlowServer()) as (_controller, smtp):
+        slow = settings.replace(smtp={"port": smtp.port, "max_connections": 2})
+        report = deliver(engine, slow, issue, seen.append, processes=2)
+    assert report.counts == {"sent": 300} and seen.count("sent") == 300
+    recipients = [r for m in smtp.received for r in m.rcpt_tos]
+    assert len(recipients) == len(set(recipients)) == 300
+    assert len({m.data.split(b"boundary=", 1)[1][:40] for m in smtp.received}) == 2, (
+        "two processes, each with its own builder"
+    )
+    with Session(engine) as session:
+        assert session.get(Issue, issue.id).status == "sent"

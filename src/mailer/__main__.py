@@ -2,4 +2,5 @@
 
 from mailer.cli import main
 
-main()
+if __name__ == "__main__":  # not again in a sending process started by spawn
+    main()

@@ -33,6 +33,7 @@ from mailer.issues import as_rendered
 from mailer.messages import MessageBuilder, Recipient
 from mailer.models import Issue, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
+from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
@@ -76,24 +77,40 @@ def deliver(
     retry_deferred_now: bool = True,
     wait_for_others: bool = False,
     clock: Callable[[], datetime] = utcnow,
+    processes: int | None = None,
 ) -> SendReport:
-    """Queue the issue for every eligible subscriber and send it over SMTP."""
+    """Queue the issue for every eligible subscriber and send it over SMTP, from this
+    process alone or, for a large send, with helper processes (see processes.py)."""
     outbox = Outbox(engine, issue, settings.delivery, clock=clock)
     if enqueue:
         outbox.enqueue()
-    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id)
-    smtp = settings.smtp
-    return send_issue(
-        outbox,
-        builder,
-        lambda: SMTPTransport(smtp, local_hostname=builder.domain),
-        connections=smtp.max_connections,
-        longest_send=smtp.longest_send,
-        throttle=Throttle(smtp.max_rate_per_second, smtp.max_per_hour),
-        retry_deferred_now=retry_deferred_now,
-        wait_for_others=wait_for_others,
-        progress=progress,
-    )
+    if retry_deferred_now:
+        outbox.retry_deferred_now()
+
+    def send_here(local: Settings) -> tuple[dict[str, int], int]:
+        builder = MessageBuilder(local, as_rendered(issue), issue_id=issue.id)
+        smtp = local.smtp
+        report = send_issue(
+            outbox,
+            builder,
+            lambda: SMTPTransport(smtp, local_hostname=builder.domain),
+            connections=smtp.max_connections,
+            longest_send=smtp.longest_send,
+            throttle=Throttle(smtp.max_rate_per_second, smtp.max_per_hour),
+            retry_deferred_now=False,
+            wait_for_others=wait_for_others,
+            progress=progress,
+        )
+        return report.counts, report.bounced
+
+    count = processes or process_count(settings, outbox.open_deliveries())
+    if count == 1 or wait_for_others:  # a worker is one process among several already
+        counts, bounced = send_here(settings)
+    else:
+        shares = share(settings.smtp.max_connections, count)
+        assert issue.id is not None
+        counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
+    return SendReport(counts, bounced)
 
 
 def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
@@ -136,12 +153,12 @@ def send_issue(
     ]
     for sender in senders:
         sender.start()
-    try:
-        with _ctrl_c_sets(run.interrupted):
+    with _ctrl_c_sets(run.interrupted):
+        try:
             run.coordinate(len(senders), wait_for_others)
-    finally:
-        run.stop(senders)
-        outbox.release()
+        finally:
+            run.stop(senders)
+            outbox.release()
     outbox.finish()
     return run.report
 

@@ -107,6 +107,7 @@ class Delivery(Section):
     retry_hours: float = Field(default=24, ge=0)
     retry_base_seconds: float = Field(default=300, ge=1)
     lease_seconds: float = Field(default=900, gt=0)
+    processes: int = Field(default=0, ge=0, le=64)
 
 
 class Donation(Section):
