@@ -71,6 +71,26 @@ def test_too_fast_halves_the_rate():
     assert most_in_any_window(times, 1.0) == 20
 
 
+def test_several_connections_told_at_once_slow_down_once():
+    clock = FakeClock()
+    throttle = Throttle(per_second=40, clock=clock, sleep=clock.sleep)
+    for _ in range(4):  # four connections get a 421 in the same moment
+        throttle.slow_down()
+    assert throttle.per_second == 20
+    clock.now += 1
+    throttle.slow_down()
+    assert throttle.per_second == 10
+
+
+def test_a_stopped_run_wakes_whoever_waits_for_a_slot():
+    throttle = Throttle(per_hour=1)
+    throttle.wait()
+    throttle.stopped.set()  # the next slot is an hour away; the run is stopping
+    started = time.monotonic()
+    throttle.wait()
+    assert time.monotonic() - started < 1
+
+
 def test_a_real_send_at_50_a_second_stays_within_ten_percent(engine, settings, smtp, tmp_path):
     listing = tmp_path / "readers.csv"
     listing.write_text("email\n" + "".join(f"r{i}@example.org\n" for i in range(150)))
@@ -89,3 +109,4 @@ def test_a_real_send_at_50_a_second_stays_within_ten_percent(engine, settings, s
     rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
     assert 45 <= rate <= 55, rate
     assert most_in_any_window(arrivals, 1.0) <= 55
+    assert smtp.connections > 1, "the connections share one rate"

@@ -320,6 +320,7 @@ class _Run:
         """Let the messages being sent finish and record them; what is still queued
         here stays claimed until the outbox releases it."""
         self.stopping.set()
+        self.throttle.stopped.set()
         for _ in senders:
             self.work.put(None)
         while any(sender.is_alive() for sender in senders):
@@ -369,6 +370,8 @@ class _Run:
         if claimed.subscriber_status != SubscriberStatus.ACTIVE:
             return Outcome(claimed, SKIPPED, f"not sent: subscriber is {claimed.subscriber_status}")
         self.throttle.wait()
+        if self.stopping.is_set():
+            raise _Lost  # stopped while waiting for its turn: it stays queued
         self._hold(claimed)
         message = self.builder.build(claimed.recipient)
         try:

@@ -4,6 +4,7 @@ hour; the rate is halved for the rest of the run when the server says we are too
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -48,32 +49,45 @@ class Throttle:
         per_second: float = 0,
         per_hour: int = 0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] | None = None,
     ):
         self.clock = clock
-        self.sleep = sleep
+        self.stopped = threading.Event()  # set when the run stops: no one waits on
+        self.sleep = sleep or self.stopped.wait
         self.per_second = per_second
         self.spacing = Spacing(per_second) if per_second else None
         self.hour = Window(per_hour, 3600.0) if per_hour else None
         self.recent: deque[float] = deque()  # sends of the last second, to slow down from
+        self.slowed_at = float("-inf")
+        self.lock = threading.Lock()  # the connections' senders share one throttle
 
     def wait(self) -> None:
-        """Block until one more message may go, and count it."""
-        limits = [limit for limit in (self.spacing, self.hour) if limit is not None]
-        now = self.clock()
-        delay = max((limit.delay(now) for limit in limits), default=0.0)
-        if delay > 0:
-            self.sleep(delay)
+        """Block until one more message may go, and count it: each caller reserves the
+        next free slot, then sleeps until it comes."""
+        with self.lock:
+            limits = [limit for limit in (self.spacing, self.hour) if limit is not None]
             now = self.clock()
-        for limit in limits:
-            limit.record(now)
-        self.recent.append(now)
-        while self.recent[0] <= now - 1.0:
-            self.recent.popleft()
+            at = now + max((limit.delay(now) for limit in limits), default=0.0)
+            for limit in limits:
+                limit.record(at)
+            self.recent.append(at)
+            while self.recent[0] <= at - 1.0:
+                self.recent.popleft()
+        if at > now:
+            self.sleep(at - now)
 
     def slow_down(self) -> None:
         """The server says we send too fast (421, "too many"): halve the rate per second
-        (the configured one, else what the last second carried) for the rest of the run."""
+        (the configured one, else what the last second carried) for the rest of the run.
+        Several connections told at once slow down once: at most once a second."""
+        with self.lock:
+            now = self.clock()
+            if now - self.slowed_at < 1.0:
+                return
+            self.slowed_at = now
+            self._slow_down()
+
+    def _slow_down(self) -> None:
         current = self.per_second or max(len(self.recent), 1)
         self.per_second = max(current / 2, 0.1)
         self.spacing = Spacing(self.per_second)
