@@ -211,3 +211,29 @@ def test_keys_of_odd_sizes_make_a_well_formed_header(tmp_path, bits):
     assert all(b"\r" not in line and b"\n" not in line and line.strip() for line in lines)
     assert all(line.startswith(b" ") and len(line) <= 72 for line in lines[1:])
     assert dkim.verify(signed, dnsfunc=dns_for((path, record)))
+
+
+def test_the_builders_prepared_relaxed_body_is_the_bodys_relaxed_form(tmp_path, monkeypatch):
+    """The builder hands the signer a body form assembled from pieces prepared once per
+    issue; it must be what canonicalising the whole body gives."""
+    from mailer import signing
+
+    key = tmp_path / "k.pem"
+    generate_key(key, "s", "dawatmedia.example")
+    dkim_keys = {"domain": "dawatmedia.example", "selector": "s", "private_key_path": str(key)}
+    settings = make_settings(tmp_path, dkim=dkim_keys)
+    article = read_article(SAMPLE_ARTICLE, boilerplate(settings))
+    rendered = render_article_issue(settings, Article(**article.__dict__, ingested_at=utcnow()))
+    builder = MessageBuilder(settings, rendered, issue_id=7)
+    given: list[bytes] = []
+    original = signing.Signer.sign
+
+    def sign(self, message: bytes, relaxed_body: bytes | None = None) -> bytes:
+        given.append(relaxed_body or b"")
+        return original(self, message, relaxed_body)
+
+    monkeypatch.setattr(signing.Signer, "sign", sign)
+    for recipient in (Recipient(1, "ana@example.org", "Ana  Lee"), Recipient(2, "b@example.org")):
+        data = builder.build(recipient).data
+        body = data.split(b"\r\n\r\n", 1)[1]  # after the (signed) headers
+        assert given.pop() == signing._relaxed_body(body)

@@ -47,8 +47,6 @@ _POLL_SECONDS = 2.0
 
 
 class Transport(Protocol):
-    def open(self) -> None: ...
-
     def send(self, sender: str, recipient: str, data: bytes) -> str: ...
 
     def close(self) -> None: ...
@@ -333,8 +331,7 @@ class _Run:
     def sender(self, connect: Callable[[], Transport]) -> None:
         transport = connect()
         end: BaseException | None = None
-        try:
-            transport.open()
+        try:  # connects on its first message: a small send opens only what it uses
             while (claimed := self._take()) is not None:
                 try:
                     outcome = self._attempt(transport, claimed)

@@ -58,8 +58,10 @@ class Signer:
             raise MailerError(f"cannot sign with the DKIM key {path}: it is not an RSA key")
         self.key = key
 
-    def sign(self, message: bytes) -> bytes:
-        """The message (CRLF line ends) with its DKIM-Signature header in front."""
+    def sign(self, message: bytes, relaxed_body: bytes | None = None) -> bytes:
+        """The message (CRLF line ends) with its DKIM-Signature header in front. A caller
+        that has the body's relaxed form at hand (the message builder prepares most of
+        it once per issue) passes it, sparing a pass over the whole body."""
         head, _, body = message.partition(b"\r\n\r\n")
         fields = {}  # relaxed value by lowercase name; the last of a name is signed
         for field in _NEW_FIELD.split(head):
@@ -67,7 +69,9 @@ class Signer:
             value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
             fields[name.rstrip(b" \t").lower()] = value
         signed = b"".join(b"%s:%s\r\n" % (name, fields[name]) for name in _NAMES if name in fields)
-        body_hash = base64.b64encode(hashlib.sha256(_relaxed_body(body)).digest())
+        if relaxed_body is None:
+            relaxed_body = _relaxed_body(body)
+        body_hash = base64.b64encode(hashlib.sha256(relaxed_body).digest())
         # dkimpy's tags in dkimpy's order, i= and q= included, for byte-identical headers
         tags = b"; ".join(
             [b"v=1", b"a=rsa-sha256", b"c=relaxed/relaxed", b"d=" + self.domain,
@@ -83,10 +87,16 @@ class Signer:
         return b"DKIM-Signature: " + header + message
 
 
+def relaxed_lines(lines: bytes) -> bytes:
+    """Whole CRLF lines in relaxed form (RFC 6376 3.4.4): WSP runs to one space, none at
+    line ends. Line by line, so the form of a body is the forms of its pieces joined."""
+    return _WSP_RUN.sub(b" ", lines).replace(b" \r\n", b"\r\n")
+
+
 def _relaxed_body(body: bytes) -> bytes:
-    """RFC 6376 3.4.4: WSP runs to one space, none at line ends, no empty lines at the
-    end. An empty body stays empty (only "simple" makes it a CRLF), as in dkimpy."""
-    body = _WSP_RUN.sub(b" ", body).replace(b" \r\n", b"\r\n").rstrip(b"\r\n")
+    """The relaxed body: its lines relaxed, no empty lines at the end. An empty body
+    stays empty (only "simple" makes it a CRLF), as in dkimpy."""
+    body = relaxed_lines(body).rstrip(b"\r\n")
     return body + b"\r\n" if body else b""
 
 
