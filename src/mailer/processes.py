@@ -16,6 +16,7 @@ import os
 import queue
 import signal
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.queues import Queue
 from typing import Any
@@ -55,7 +56,7 @@ def with_helpers(
     send_here: Callable[[Settings], tuple[dict[str, int], int]],
 ) -> tuple[dict[str, int], int]:
     """Run send_here (this process's share) while helper processes send the rest; the
-    counts and bounces of all. Helpers report each outcome, for the progress display."""
+    counts and bounces of all. Helpers report their outcomes, for the progress display."""
     context = multiprocessing.get_context("spawn")  # no fork of a threaded process
     results: Queue[Any] = context.Queue()
     helpers = [
@@ -108,16 +109,21 @@ class _Relay(threading.Thread):
                 kind, value = self.results.get(timeout=1.0)
             except queue.Empty:
                 continue
-            if kind == "outcome":
-                self.counts[value] = self.counts.get(value, 0) + 1
-                if self.progress is not None:
-                    self.progress(value)
+            if kind == "outcomes":
+                self._add(value)
                 continue
             self.running -= 1
             if kind == "bounced":
                 self.bounced += value
             elif kind == "error":
                 self.errors.append(value)
+
+    def _add(self, counts: dict[str, int]) -> None:
+        for status, count in counts.items():
+            self.counts[status] = self.counts.get(status, 0) + count
+            if self.progress is not None:
+                for _ in range(count):
+                    self.progress(status)
 
 
 def _helper(settings: Settings, issue_id: int, results: Queue[Any]) -> None:
@@ -133,6 +139,7 @@ def _helper(settings: Settings, issue_id: int, results: Queue[Any]) -> None:
     from mailer.models import Issue
 
     end: tuple[str, Any] = ("bounced", 0)
+    tally = _Tally(results)
     try:
         engine = open_database(settings.database.url)
         with Session(engine) as session:
@@ -142,7 +149,7 @@ def _helper(settings: Settings, issue_id: int, results: Queue[Any]) -> None:
             engine,
             settings,
             issue,
-            lambda status: results.put(("outcome", status)),
+            tally.add,
             enqueue=False,
             retry_deferred_now=False,
             processes=1,
@@ -157,7 +164,27 @@ def _helper(settings: Settings, issue_id: int, results: Queue[Any]) -> None:
     except Exception as exc:  # reported by the parent, which knows how to say it
         end = ("error", f"a sending process failed: {exc!r}")
     finally:
+        tally.flush()
         results.put(end)
+
+
+class _Tally:
+    """Outcomes counted and passed on a few times a second, not one message each."""
+
+    def __init__(self, results: Queue[Any]):
+        self.results = results
+        self.counts: dict[str, int] = {}
+        self.last = time.monotonic()
+
+    def add(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+        if time.monotonic() - self.last >= 0.25:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.counts:
+            self.results.put(("outcomes", self.counts))
+        self.counts, self.last = {}, time.monotonic()
 
 
 def _die_with_parent() -> None:
