@@ -82,6 +82,28 @@ def test_several_connections_told_at_once_slow_down_once():
     assert throttle.per_second == 10
 
 
+def test_the_rate_comes_back_after_ten_quiet_seconds():
+    clock = FakeClock()
+    throttle = Throttle(per_second=40, clock=clock, sleep=clock.sleep)
+    throttle.slow_down()
+    throttle.slow_down()  # a second connection told in the same moment: no effect
+    assert throttle.per_second == 20
+    clock.now += 10
+    throttle.wait()
+    assert throttle.per_second == 40, "back to what was configured, no further"
+    clock.now += 30
+    throttle.wait()
+    assert throttle.per_second == 40
+
+    unlimited = Throttle(clock=clock, sleep=clock.sleep)
+    sends(unlimited, clock, 8)  # eight in the last second, then "421 too many"
+    unlimited.slow_down()
+    assert unlimited.per_second == 4
+    clock.now += 10
+    unlimited.wait()
+    assert unlimited.per_second == 0 and unlimited.spacing is None, "no limit again"
+
+
 def test_a_stopped_run_wakes_whoever_waits_for_a_slot():
     throttle = Throttle(per_hour=1)
     throttle.wait()

@@ -379,7 +379,8 @@ class _Run:
             return self._defer(claimed, exc.reply)
         except PermanentFailure as exc:
             return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce)
-        return Outcome(claimed, SENT, reply, message_id=message.message_id)
+        at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
+        return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
 
     def _hold(self, claimed: Claimed) -> None:
         """Go ahead only while the lease covers the longest a send can take, so no other

@@ -72,6 +72,7 @@ class Outcome:
     message_id: str | None = None
     next_attempt_at: datetime | None = None
     bounce: bool = False
+    at: datetime | None = None  # when the server answered; else when it is recorded
 
 
 def recipients_filter(kind: str) -> ColumnElement[bool]:
@@ -313,9 +314,9 @@ class Outbox:
                 "b_attempts": o.claimed.attempts + (o.status != SKIPPED),
                 "b_reply": o.reply,
                 "b_message_id": o.message_id,
-                "b_sent_at": now if o.status == SENT else None,
+                "b_sent_at": (o.at or now) if o.status == SENT else None,
                 "b_next": o.next_attempt_at,
-                "b_now": now,
+                "b_now": o.at or now,
             }
             for o in outcomes
         ]

@@ -160,10 +160,10 @@ class SMTPTransport:
     def _greet(self, connection: smtplib.SMTP, context: ssl.SSLContext | None) -> None:
         s = self.settings
         try:
-            connection.ehlo()
+            self._hello(connection)
             if s.security == "starttls":
                 connection.starttls(context=context)
-                connection.ehlo()
+                self._hello(connection)
             if s.username:
                 connection.login(s.username, s.password)
         except smtplib.SMTPAuthenticationError as exc:
@@ -178,6 +178,17 @@ class SMTPTransport:
             ) from None
         except (OSError, smtplib.SMTPException) as exc:
             raise ConnectionFailure(f"cannot connect to {self.address}: {exc}") from None
+
+    def _hello(self, connection: smtplib.SMTP) -> None:
+        """EHLO, or HELO for a server without ESMTP. smtplib returns a refusal rather than
+        raising it: a 421 here ("too many connections") means this connection is not to be."""
+        code, message = connection.ehlo()
+        if 500 <= code < 600:
+            code, message = connection.helo()
+        if code != 250:
+            raise ConnectionFailure(
+                f"SMTP server {self.address} turned the connection away: {_reply(code, message)}"
+            )
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
         """Send one message; return the server's reply, or raise TemporaryFailure or
