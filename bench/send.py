@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import smtplib
@@ -42,7 +43,7 @@ from mailer.models import DELIVERIES, SUBSCRIBERS, Article, DeliveryStatus, utcn
 from mailer.render import render_article_issue
 from mailer.settings import Settings, Smtp, load_settings
 from mailer.signing import generate_key
-from mailer.testing import TEST_SECRET_KEY, make_settings
+from mailer.testing import TEST_SECRET_KEY, empty_postgres, make_settings
 from mailer.tokens import UNSUBSCRIBE, make_token
 
 HOST = "127.0.0.1"
@@ -240,10 +241,16 @@ def run_measured(
 # --- the mailing ----------------------------------------------------------------------
 
 
-def make_mailing(folder: Path, size: int, smtp_port: int, connections: int) -> Mailing:
-    """Fresh SQLite file, `size` active subscribers, the sample article and its issue."""
+def make_mailing(
+    folder: Path, size: int, smtp_port: int, connections: int, database_url: str | None = None
+) -> Mailing:
+    """A fresh database (a SQLite file, or the PostgreSQL database at `database_url`,
+    emptied), `size` active subscribers, the sample article and its issue."""
+    folder.mkdir(parents=True, exist_ok=True)
     smtp = {"max_connections": connections} if HAS_MAX_CONNECTIONS else {}
-    settings = make_settings(folder, smtp_port, smtp=smtp)
+    if database_url:
+        empty_postgres(database_url)
+    settings = make_settings(folder, smtp_port, database_url, smtp=smtp)
     engine = open_database(settings.database.url)
     add_subscribers(engine, size)
     article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
@@ -306,11 +313,10 @@ def ceiling(source: str, sink: Sink, count: int, connections: int, size: int) ->
     return Row(f"ceiling: smtp-source, {connections} conn", count, measured.seconds, measured.cpu)
 
 
-def mailer_send(
-    mailing: Mailing, sink: Sink, label: str, dkim: dict[str, str] | None = None
-) -> Row:
-    """`mailer send --article ID --yes` in its own process, as an editor runs it: from
-    the enqueue to the last outcome recorded, with the process start and the render."""
+def send_env(
+    mailing: Mailing, sink: Sink, connections: int, dkim: dict[str, str] | None
+) -> dict[str, str]:
+    """The environment of a `mailer send` on the mailing's database, into the sink."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
     env.update(
         # absolute: the send runs in the mailing's folder
@@ -323,13 +329,44 @@ def mailer_send(
         MAILER_SECRET_KEY=TEST_SECRET_KEY,
     )
     if HAS_MAX_CONNECTIONS:
-        env["MAILER_SMTP_MAX_CONNECTIONS"] = str(max_connections(mailing.settings))
+        env["MAILER_SMTP_MAX_CONNECTIONS"] = str(connections)
     for key, value in (dkim or {}).items():
         env[f"MAILER_DKIM_{key.upper()}"] = value
+    return env
+
+
+def mailer_send(
+    mailing: Mailing, sink: Sink, label: str, dkim: dict[str, str] | None = None
+) -> Row:
+    """`mailer send --article ID --yes` in its own process, as an editor runs it: from
+    the enqueue to the last outcome recorded, with the process start and the render."""
+    env = send_env(mailing, sink, max_connections(mailing.settings), dkim)
     command = [sys.executable, "-m", "mailer", "send", "--article", str(mailing.article.id)]
     note(f"{label}: {plural(mailing.size, 'message')}")
     before = sink.counts()
     measured = run_measured([*command, "--yes"], env=env, cwd=mailing.folder)
+    return checked(mailing, sink, label, before, measured)
+
+
+def workers_send(mailing: Mailing, sink: Sink, label: str, workers: int) -> Row:
+    """`workers` processes of `mailer send --worker --article ID --yes` started at once,
+    sharing the connections, as on several machines: from their start to the last end."""
+    share = max(1, max_connections(mailing.settings) // workers)
+    env = send_env(mailing, sink, share, None)
+    command = [sys.executable, "-m", "mailer", "send", "--worker", "--yes"]
+    command += ["--article", str(mailing.article.id)]
+    line = " ".join(shlex.quote(part) for part in command)
+    script = " & ".join([line] * workers) + " & wait"
+    note(f"{label}: {plural(mailing.size, 'message')}, {workers} x {share} connections")
+    before = sink.counts()
+    measured = run_measured(["sh", "-c", script], env=env, cwd=mailing.folder)
+    return checked(mailing, sink, label, before, measured)
+
+
+def checked(
+    mailing: Mailing, sink: Sink, label: str, before: tuple[int, int], measured: Measured
+) -> Row:
+    """The run's row, once the database and the sink agree that every message went."""
     sent = sent_count(mailing)
     if sent != mailing.size:
         output = measured.printed[-3000:]
@@ -461,6 +498,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument(
         "--naive", type=int, default=300, metavar="M", help="messages for the naive sender"
     )
+    parser.add_argument(
+        "--postgres", default=os.environ.get("MAILER_BENCH_POSTGRES_URL", ""), metavar="URL",
+        help="a throwaway PostgreSQL database (emptied!) for the line of 2 workers on it; "
+        "default $MAILER_BENCH_POSTGRES_URL, else the line is left out",
+    )  # fmt: skip
     args = parser.parse_args()
     args.rss_sizes = [int(n) for n in args.rss_sizes.split(",")]
     if len(args.rss_sizes) != 2:
@@ -514,6 +556,12 @@ def main() -> None:
             # render), to read the rates above by.
             mailing = make_mailing(folder / "one", 1, sink.port, connections)
             rows["one"] = mailer_send(mailing, sink, f"mailer send{label}, 1 (fixed cost)")
+            if args.postgres:
+                mailing = make_mailing(folder / "pg", n, sink.port, connections, args.postgres)
+                label_pg = f"2 workers on PostgreSQL{label}"
+                rows["workers"] = workers_send(mailing, sink, label_pg, workers=2)
+            else:
+                note("no --postgres: the line of 2 workers on PostgreSQL is left out")
             if not args.skip_rss:
                 for key, count in zip(("rss_small", "rss_large"), args.rss_sizes, strict=True):
                     mailing = make_mailing(folder / key, count, sink.port, connections)
