@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,35 @@ def test_progress_off_a_terminal_is_a_plain_line_with_counts_and_rate(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("3/3 handled: 2 sent, 1 failed, 0 deferred, ")
     assert lines[-1].endswith("/s")
+
+
+def test_serve_answers_on_its_port_and_stops_on_ctrl_c(tmp_path):
+    import signal
+
+    import httpx
+
+    from mailer.catcher import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailer", "serve", "--port", str(port)],
+        cwd=tmp_path, env=Mailer(tmp_path, 25).env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert f"on http://127.0.0.1:{port}" in process.stdout.readline()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "nothing listening"
+                time.sleep(0.1)
+        assert answer.status_code == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err

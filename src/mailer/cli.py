@@ -100,6 +100,24 @@ def catcher(
         controller.stop()
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+) -> None:
+    """The subscriber site: the unsubscribe pages (RFC 8058 one-click) and /healthz.
+    Put it behind your web server at [publication] base_url."""
+    import uvicorn
+
+    from mailer.web import create_app
+
+    settings = settings_of(ctx)
+    web = create_app(settings, open_database(settings.database.url))
+    say(f"Serving {settings.publication.name} on http://{host}:{port} (Ctrl-C to stop)")
+    uvicorn.run(web, host=host, port=port, log_level="warning")
+
+
 def _announce(recipients: list[str], content: bytes) -> None:
     message = message_from_bytes(content, policy=policy.default)
     say(f"stored: to {', '.join(recipients)}: {message['Subject']}")

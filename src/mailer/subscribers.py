@@ -128,6 +128,28 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
         return subscriber
 
 
+def find_subscriber(engine: Engine, subscriber_id: int) -> Subscriber:
+    with session_scope(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise SubscriberError(f"no subscriber {subscriber_id}")
+        return subscriber
+
+
+def unsubscribe(engine: Engine, subscriber_id: int) -> Subscriber:
+    """Unsubscribe by id (a signed link): idempotent; the first time is the one kept.
+    Deliveries already queued for them are skipped when their turn comes."""
+    with session_scope(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise SubscriberError(f"no subscriber {subscriber_id}")
+        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+            subscriber.status = SubscriberStatus.UNSUBSCRIBED
+            subscriber.unsubscribed_at = utcnow()
+            session.add(subscriber)
+        return subscriber
+
+
 @dataclass
 class ImportReport:
     added: int = 0
