@@ -45,8 +45,8 @@ def site(engine: Engine, settings: Settings) -> Iterator[Site]:
     """`mailer serve`'s app on a free port; the emails' links point at it."""
     port = free_port()
     served = settings.replace(publication={"base_url": f"http://127.0.0.1:{port}"})
-    config = uvicorn.Config(create_app(served, engine), host="127.0.0.1", port=port)
-    config.log_level = "warning"
+    app = create_app(served, engine)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -127,3 +127,112 @@ def test_a_link_that_is_not_an_unsubscribe_link_changes_nothing(engine, site, re
 def test_health_answers_while_the_database_does(site):
     answer = httpx.get(f"{site.url}/healthz")
     assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+
+
+# -- sign-up with double opt-in ----------------------------------------------------------
+
+
+def sign_up(site: Site, email: str, **fields: str) -> httpx.Response:
+    return httpx.post(f"{site.url}/subscribe", data={"email": email, "name": "", **fields})
+
+
+def confirm_link(message) -> str:  # type: ignore[no-untyped-def]
+    text = message.get_body(("plain",)).get_content()
+    return next(w for w in text.split() if "/confirm/" in w)
+
+
+def test_subscribe_confirm_receive_and_leave(engine, site, smtp, tmp_path):
+    form = httpx.get(f"{site.url}/subscribe")
+    assert form.status_code == 200 and 'name="email"' in form.text and "weekly" in form.text
+    answer = sign_up(site, "New.Reader@Example.org", name="Nora")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    (welcome,) = smtp.to("new.reader@example.org")
+    assert welcome["Subject"] == "Confirm your subscription to Dawat Media Center"
+    assert "Yes, subscribe me" in welcome.get_body(("html",)).get_content()
+    link = confirm_link(welcome)
+    assert link.startswith(f"{site.url}/confirm/")
+    reader = next(s for s in list_all(engine) if s.email == "new.reader@example.org")
+    assert reader.status == "pending" and reader.name == "Nora"
+    thanks = httpx.get(link)
+    assert thanks.status_code == 200 and "You are subscribed" in thanks.text
+    reader = find_subscriber(engine, reader.id)
+    assert reader.status == "active" and reader.confirmed_at and reader.consent_ip == "127.0.0.1"
+    assert "You are subscribed" in httpx.get(link).text, "the link works twice, changes once"
+    issue = article_issue(engine, site.settings, sample(engine, site.settings))
+    assert deliver(engine, site.settings, issue).sent == 1
+    newsletter = smtp.to("new.reader@example.org")[-1]
+    leave = newsletter["List-Unsubscribe"].strip("<>")
+    assert httpx.post(leave, content=ONE_CLICK, headers=ONE_CLICK_FORM).status_code == 200
+    later = tmp_path / "later.txt"
+    later.write_text("OSLO – The council met again and agreed on the budget.\n")
+    other = ingest_file(engine, site.settings, later, title="The next issue").article
+    deliver(engine, site.settings, article_issue(engine, site.settings, other))
+    assert len(smtp.to("new.reader@example.org")) == 2, "the welcome and one issue"
+
+
+def list_all(engine: Engine) -> list[Subscriber]:
+    from mailer.subscribers import list_subscribers
+
+    return list(list_subscribers(engine))
+
+
+def test_the_answer_is_the_same_whoever_the_address_belongs_to(engine, site, reader, smtp):
+    answers = [sign_up(site, address) for address in
+               ("fresh@example.org", "fresh@example.org", "ana@example.org")]  # fmt: skip
+    assert len({(a.status_code, a.text) for a in answers}) == 1, "new, pending, active alike"
+    assert len(smtp.to("fresh@example.org")) == 1, "a pending address: no new link within 10 min"
+    assert smtp.to("ana@example.org") == [], "no second welcome for a subscriber"
+
+
+def test_a_bot_filling_the_hidden_field_gets_the_same_page_and_nothing_else(engine, site, smtp):
+    answer = sign_up(site, "bot@example.org", website="http://spam.example")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    assert smtp.received == [] and list_all(engine) == []
+
+
+def test_one_address_may_try_five_times_in_ten_minutes(site, smtp):
+    codes = [sign_up(site, f"r{i}@example.org").status_code for i in range(6)]
+    assert codes == [200] * 5 + [429]
+    assert len(smtp.received) == 5
+
+
+def test_a_malformed_address_is_told_and_the_form_kept(engine, site):
+    answer = sign_up(site, "not an address", name="Kept <b>Name</b>")
+    assert answer.status_code == 400 and "Kept &lt;b&gt;Name&lt;/b&gt;" in answer.text
+    assert list_all(engine) == []
+
+
+def test_an_expired_link_offers_a_new_one_and_never_activates(engine, site, smtp, monkeypatch):
+    sign_up(site, "late@example.org")
+    reader = list_all(engine)[0]
+    with monkeypatch.context() as past:  # a link made eight days ago
+        now = time.time()
+        past.setattr(time, "time", lambda: now - 8 * 24 * 3600)
+        old = site.token(reader, CONFIRM)
+    page = httpx.get(f"{site.url}/confirm/{old}")
+    assert page.status_code == 410 and "Send me a new link" in page.text
+    assert find_subscriber(engine, reader.id).status == "pending"
+    assert "Check your inbox" in httpx.post(f"{site.url}/confirm/{old}").text
+    assert len(smtp.to("late@example.org")) == 1, "the first link was sent just now"
+    with engine.begin() as connection:  # ten minutes on
+        connection.exec_driver_sql("UPDATE subscriber SET confirmation_sent_at = NULL")
+    httpx.post(f"{site.url}/confirm/{old}")
+    fresh = confirm_link(smtp.to("late@example.org")[-1])
+    assert len(smtp.to("late@example.org")) == 2
+    assert "You are subscribed" in httpx.get(fresh).text
+
+
+@pytest.mark.parametrize("how", ["tampered", "unsubscribe token", "after leaving"])
+def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, how):
+    if how == "after leaving":  # an old link must not bring back who has left since
+        httpx.post(f"{site.url}/unsubscribe/{site.token(reader)}")
+    token = {
+        "tampered": site.token(reader, CONFIRM)[:-2] + "xx",
+        "unsubscribe token": site.token(reader, UNSUBSCRIBE),
+        "after leaving": site.token(reader, CONFIRM),
+    }[how]
+    if how != "after leaving":
+        with engine.begin() as connection:  # a reader still to confirm
+            connection.exec_driver_sql("UPDATE subscriber SET status = 'pending'")
+    assert httpx.get(f"{site.url}/confirm/{token}").status_code == 400
+    assert find_subscriber(engine, reader.id).status in ("pending", "unsubscribed")

@@ -113,13 +113,25 @@ def deliver(
 
 def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
     """One copy for an editor, marked [Test] and recorded nowhere; the server's reply."""
-    builder = MessageBuilder(settings, rendered, subject_prefix="[Test] ")
-    message = builder.build(Recipient(0, address))
+    return send_one(settings, rendered, Recipient(0, address), "[Test] ", "test copy")
+
+
+def send_one(
+    settings: Settings,
+    rendered: RenderedIssue,
+    recipient: Recipient,
+    subject_prefix: str = "",
+    what: str = "message",
+) -> str:
+    """One message outside any issue (a test copy, a confirmation link), sent now and
+    recorded nowhere; the server's reply, or DeliveryError."""
+    builder = MessageBuilder(settings, rendered, subject_prefix=subject_prefix)
+    message = builder.build(recipient)
     with SMTPTransport(settings.smtp, local_hostname=builder.domain) as transport:
         try:
             return transport.send(message.sender, message.recipient, message.data)
         except (TemporaryFailure, PermanentFailure) as exc:
-            raise DeliveryError(f"test copy to {address} not sent: {exc.reply}") from None
+            raise DeliveryError(f"{what} to {recipient.email} not sent: {exc.reply}") from None
 
 
 def send_issue(

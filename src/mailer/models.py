@@ -75,6 +75,10 @@ class Subscriber(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
     confirmed_at: datetime | None = _when()
     unsubscribed_at: datetime | None = _when()
+    # double opt-in: when the last confirmation link went out, and the address the
+    # confirmation came from (with confirmed_at, the proof of consent)
+    confirmation_sent_at: datetime | None = _when()
+    consent_ip: str | None = None
 
 
 class Article(SQLModel, table=True):

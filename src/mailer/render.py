@@ -143,6 +143,25 @@ def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
     return _render(settings, "article", context, subject, preheader)
 
 
+def render_confirmation(
+    settings: Settings, address: str, name: str | None, confirm_url: str
+) -> RenderedIssue:
+    """The double opt-in email: the newsletter's look, one link, no appeal, no placeholders
+    (it goes to one address, rendered for it)."""
+    subject = f"Confirm your subscription to {one_line(settings.publication.name)}"
+    context = {
+        **_context(settings, subject, "One click and you are subscribed."),
+        "donation": None,
+        "recipient": {"email": address, "unsubscribe_url": None},
+        "name": name,
+        "confirm_url": confirm_url,
+    }
+    env = environment(settings)
+    html = inline_css(env.get_template("email/confirm.html").render(context))
+    text = env.get_template("email/confirm.txt").render(context)
+    return RenderedIssue(subject=subject, preheader="", html=html, text=text)
+
+
 def _render(
     settings: Settings, name: str, context: dict[str, object], subject: str, preheader: str
 ) -> RenderedIssue:

@@ -10,6 +10,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -125,6 +126,83 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
             subscriber.email = erased_marker(address)
             subscriber.name = None
         session.add(subscriber)
+        return subscriber
+
+
+# A pending address gets a fresh confirmation link at most this often.
+RESEND_AFTER = timedelta(minutes=10)
+
+
+def request_subscription(
+    engine: Engine, email: str, name: str | None, frequency: str
+) -> Subscriber | None:
+    """Someone asks, on the site, for `email` to be subscribed: the subscriber a
+    confirmation link should go to now, or None (already active, erased at their
+    request, or sent a link less than RESEND_AFTER ago). Raises SubscriberError for an
+    address that is not one."""
+    address = normalise_address(email)
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be every or weekly, not {frequency!r}")
+    now = utcnow()
+    with session_scope(engine) as session:
+        found = _existing(session, address)
+        if found is None:
+            subscriber = _new(address, name, None, frequency)
+            subscriber.confirmation_sent_at = now
+            session.add(subscriber)
+            return subscriber
+        if found.email.startswith("erased:") or found.status == SubscriberStatus.ACTIVE:
+            return None  # no second welcome; an erased address stays erased
+        last = found.confirmation_sent_at
+        if found.status == SubscriberStatus.PENDING and last and now - last < RESEND_AFTER:
+            return None
+        # pending, or back after leaving or bouncing: a new link, consent asked again
+        found.status = SubscriberStatus.PENDING
+        found.name = " ".join(name.split()) if name and name.strip() else found.name
+        found.frequency = frequency
+        found.confirmation_sent_at = now
+        session.add(found)
+        return found
+
+
+def renew_request(engine: Engine, subscriber_id: int) -> Subscriber | None:
+    """A fresh confirmation link for a pending subscriber whose link expired: the
+    subscriber to send it to, or None (no longer pending, or sent one just now)."""
+    now = utcnow()
+    with session_scope(engine) as session:
+        found = session.get(Subscriber, subscriber_id)
+        if found is None or found.status != SubscriberStatus.PENDING:
+            return None
+        last = found.confirmation_sent_at
+        if last and now - last < RESEND_AFTER:
+            return None
+        found.confirmation_sent_at = now
+        session.add(found)
+        return found
+
+
+def forget_confirmation(engine: Engine, subscriber_id: int) -> None:
+    """The link could not be sent: let the next request send one at once."""
+    with session_scope(engine) as session:
+        found = session.get(Subscriber, subscriber_id)
+        if found is not None:
+            found.confirmation_sent_at = None
+            session.add(found)
+
+
+def confirm_subscription(engine: Engine, subscriber_id: int, ip: str) -> Subscriber:
+    """The confirmation link was followed: a pending subscriber becomes active, with when
+    and from where as the proof of consent. Anyone else is left as they are (an old link
+    must not bring back somebody who has left since)."""
+    with session_scope(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise SubscriberError(f"no subscriber {subscriber_id}")
+        if subscriber.status == SubscriberStatus.PENDING:
+            subscriber.status = SubscriberStatus.ACTIVE
+            subscriber.confirmed_at = utcnow()
+            subscriber.consent_ip = ip
+            session.add(subscriber)
         return subscriber
 
 

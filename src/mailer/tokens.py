@@ -19,9 +19,10 @@ PREFERENCES = "preferences"
 class TokenError(Exception):
     """A token that is tampered with, expired, or made for another purpose."""
 
-    def __init__(self, message: str, expired: bool = False):
+    def __init__(self, message: str, expired: bool = False, subscriber_id: int | None = None):
         super().__init__(message)
         self.expired = expired
+        self.subscriber_id = subscriber_id  # of an expired but genuine token
 
 
 def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
@@ -56,10 +57,16 @@ def read_token(
     secret_key: str, purpose: str, token: str, max_age_seconds: int | None = None
 ) -> int:
     """The subscriber id a token was made for, or TokenError."""
+    serializer = _serializer(secret_key, purpose)
     try:
-        value = _serializer(secret_key, purpose).loads(token, max_age=max_age_seconds)
-    except SignatureExpired:
-        raise TokenError("this link has expired", expired=True) from None
+        value = serializer.loads(token, max_age=max_age_seconds)
+    except SignatureExpired as exc:  # signed by us, only too old: say for whom
+        try:
+            late = serializer.load_payload(exc.payload) if exc.payload else None
+        except BadSignature:
+            late = None
+        known = late if isinstance(late, int) and not isinstance(late, bool) else None
+        raise TokenError("this link has expired", expired=True, subscriber_id=known) from None
     except BadSignature:
         raise TokenError("this link is not valid") from None
     if not isinstance(value, int) or isinstance(value, bool):
