@@ -44,7 +44,7 @@ from mailer.render import render_article_issue
 from mailer.settings import Settings, Smtp, load_settings
 from mailer.signing import generate_key
 from mailer.testing import TEST_SECRET_KEY, empty_postgres, make_settings
-from mailer.tokens import UNSUBSCRIBE, make_token
+from mailer.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 HOST = "127.0.0.1"
 FALLBACK_CONNECTIONS = 8
@@ -393,8 +393,9 @@ def naive(mailing: Mailing, sink: Sink, count: int) -> Row:
         message["To"] = address
         message["Subject"] = rendered.subject
         message["List-Unsubscribe"] = f"<{link}>"
-        message.set_content(fill(rendered.text, address, link))
-        message.add_alternative(fill(rendered.html, address, link), subtype="html")
+        prefs = f"{publication.base_url}/preferences/{make_token(secret, PREFERENCES, i + 1)}"
+        message.set_content(fill(rendered.text, address, link, prefs))
+        message.add_alternative(fill(rendered.html, address, link, prefs), subtype="html")
         with smtplib.SMTP(HOST, sink.port) as connection:
             connection.send_message(message)
     seconds = time.perf_counter() - start

@@ -32,6 +32,7 @@ READERS = [
 def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> EmailMessage:
     """The same message the plain way: EmailMessage, set_content, add_alternative."""
     url = builder.unsubscribe_url(recipient.subscriber_id)
+    settings_url = builder.preferences_url(recipient.subscriber_id)
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = formataddr(("Dawat Media Center", "newsletter@dawatmedia.example"))
     message["To"] = formataddr((one_line(recipient.name or ""), recipient.email))
@@ -42,8 +43,8 @@ def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> Email
     message["List-Id"] = "Dawat Media Center <newsletter.dawatmedia.example>"
     message["List-Unsubscribe"] = f"<{url}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    message.set_content(fill(builder.rendered.text, recipient.email, url))
-    html_part = fill(builder.rendered.html, html.escape(recipient.email), url)
+    message.set_content(fill(builder.rendered.text, recipient.email, url, settings_url))
+    html_part = fill(builder.rendered.html, html.escape(recipient.email), url, settings_url)
     message.add_alternative(html_part, subtype="html")
     return message
 

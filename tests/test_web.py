@@ -236,3 +236,32 @@ def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, h
             connection.exec_driver_sql("UPDATE subscriber SET status = 'pending'")
     assert httpx.get(f"{site.url}/confirm/{token}").status_code == 400
     assert find_subscriber(engine, reader.id).status in ("pending", "unsubscribed")
+
+
+# -- preferences -------------------------------------------------------------------------
+
+
+def test_the_preferences_link_in_an_email_changes_frequency_and_name(engine, site, reader, smtp):
+    issue = article_issue(engine, site.settings, sample(engine, site.settings))
+    deliver(engine, site.settings, issue)
+    text = smtp.received[0].message.get_body(("plain",)).get_content()
+    link = next(w for w in text.split() if "/preferences/" in w)
+    page = httpx.get(link)
+    assert page.status_code == 200 and "ana@example.org" in page.text and 'value="Ana"' in page.text
+    saved = httpx.post(link, data={"action": "save", "name": "Ana B", "frequency": "weekly"})
+    assert saved.status_code == 200 and "Saved." in saved.text
+    stored = find_subscriber(engine, reader.id)
+    assert (stored.name, stored.frequency, stored.status) == ("Ana B", "weekly", "active")
+    bad = httpx.post(link, data={"action": "save", "frequency": "hourly"})
+    assert bad.status_code == 400 and find_subscriber(engine, reader.id).frequency == "weekly"
+    left = httpx.post(link, data={"action": "leave"})
+    assert "You are unsubscribed" in left.text
+    assert find_subscriber(engine, reader.id).status == "unsubscribed"
+
+
+def test_a_preferences_page_needs_a_preferences_token(engine, site, reader):
+    for token in (site.token(reader), site.token(reader, CONFIRM)):  # other purposes
+        assert httpx.get(f"{site.url}/preferences/{token}").status_code == 400
+        answer = httpx.post(f"{site.url}/preferences/{token}", data={"action": "leave"})
+        assert answer.status_code == 400
+    assert find_subscriber(engine, reader.id).status == "active"

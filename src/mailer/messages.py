@@ -16,10 +16,10 @@ from email.utils import format_datetime, formataddr, make_msgid
 from urllib.parse import urlsplit
 
 from mailer.models import utcnow
-from mailer.render import EMAIL, UNSUBSCRIBE_URL, RenderedIssue, one_line
+from mailer.render import EMAIL, PREFERENCES_URL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
 from mailer.signing import Signer, relaxed_lines
-from mailer.tokens import UNSUBSCRIBE, TokenMaker
+from mailer.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker
 
 
 class _WirePolicy(EmailPolicy):
@@ -73,6 +73,8 @@ class MessageBuilder:
         self.unsubscribe_base = f"{publication.base_url}/unsubscribe/"
         self.secret_key = settings.secret_key
         self.unsubscribe_token = TokenMaker(self.secret_key, UNSUBSCRIBE)
+        self.preferences_token = TokenMaker(self.secret_key, PREFERENCES)
+        self.preferences_base = f"{publication.base_url}/preferences/"
         self._id_mac = hmac.new(self.secret_key.encode(), digestmod=hashlib.sha256)
         self.rendered = rendered
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
@@ -104,8 +106,12 @@ class MessageBuilder:
     def unsubscribe_url(self, subscriber_id: int) -> str:
         return self.unsubscribe_base + self.unsubscribe_token(subscriber_id)
 
+    def preferences_url(self, subscriber_id: int) -> str:
+        return self.preferences_base + self.preferences_token(subscriber_id)
+
     def build(self, recipient: Recipient) -> OutgoingMessage:
         unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
+        links = (unsubscribe_url, self.preferences_url(recipient.subscriber_id))
         message_id = self.message_id(recipient.subscriber_id)
         own = [
             _header("To", formataddr((one_line(recipient.name or ""), recipient.email))),
@@ -120,8 +126,8 @@ class MessageBuilder:
                 self.shared_headers,
                 *own,
                 b"\r\n",
-                self.text_part.fill(recipient.email, unsubscribe_url, relaxed),
-                self.html_part.fill(html.escape(recipient.email), unsubscribe_url, relaxed),
+                self.text_part.fill(recipient.email, links, relaxed),
+                self.html_part.fill(html.escape(recipient.email), links, relaxed),
                 self.closing,
             ]
         )
@@ -148,19 +154,20 @@ class _Part:
         self.chunks: list[tuple[bytes, bytes] | str] = [_fixed(head.encode())]
         static: list[str] = []
         for line in body.removesuffix("\n").split("\n"):
-            if EMAIL in line or UNSUBSCRIBE_URL in line:
+            if EMAIL in line or UNSUBSCRIBE_URL in line or PREFERENCES_URL in line:
                 self.chunks += [_fixed(_qp("".join(static))), line + "\n"]
                 static = []
             else:
                 static.append(line + "\n")
         self.chunks += [_fixed(_qp("".join(static))), _fixed(b"\r\n")]
 
-    def fill(self, email: str, unsubscribe_url: str, relaxed: list[bytes] | None) -> bytes:
-        """The part for one reader; with `relaxed`, its relaxed form is added there."""
+    def fill(self, email: str, links: tuple[str, str], relaxed: list[bytes] | None) -> bytes:
+        """The part for one reader (links: unsubscribe, preferences); with `relaxed`, its
+        relaxed form is added there."""
         encoded = []
         for chunk in self.chunks:
             if isinstance(chunk, str):
-                data = _qp(fill(chunk, email, unsubscribe_url))
+                data = _qp(fill(chunk, email, *links))
                 form = relaxed_lines(data) if relaxed is not None else b""
             else:
                 data, form = chunk
@@ -188,12 +195,17 @@ def _header(name: str, value: str) -> bytes:
 
 def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:
     """One part of the issue as a sample reader sees it, for editors to look at."""
-    link = MessageBuilder(settings, rendered).unsubscribe_url(0)
-    return fill(rendered.text if text else rendered.html, "reader@example.org", link)
+    builder = MessageBuilder(settings, rendered)
+    links = builder.unsubscribe_url(0), builder.preferences_url(0)
+    return fill(rendered.text if text else rendered.html, "reader@example.org", *links)
 
 
-def fill(part: str, email: str, unsubscribe_url: str) -> str:
-    return part.replace(EMAIL, email).replace(UNSUBSCRIBE_URL, unsubscribe_url)
+def fill(part: str, email: str, unsubscribe_url: str, preferences_url: str) -> str:
+    return (
+        part.replace(EMAIL, email)
+        .replace(UNSUBSCRIBE_URL, unsubscribe_url)
+        .replace(PREFERENCES_URL, preferences_url)
+    )
 
 
 def _list_id(base_url: str) -> str:

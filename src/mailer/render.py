@@ -24,7 +24,8 @@ from mailer.textpart import html_to_text
 # (a "{{ url }}" in an href comes out as "{{%20url%20}}").
 EMAIL = "__MAILER_EMAIL__"
 UNSUBSCRIBE_URL = "__MAILER_UNSUBSCRIBE_URL__"
-PLACEHOLDERS = (EMAIL, UNSUBSCRIBE_URL)
+PREFERENCES_URL = "__MAILER_PREFERENCES_URL__"
+PLACEHOLDERS = (EMAIL, UNSUBSCRIBE_URL)  # required; the preferences link is optional
 RTL_LANGUAGES = {"ar", "fa", "he", "ps", "ur", "yi", "ckb", "sd", "ug", "dv"}
 
 
@@ -130,7 +131,11 @@ def _context(settings: Settings, subject: str, preheader: str) -> dict[str, obje
         },
         "issue": {"subject": subject, "preheader": preheader},
         "donation": donation_block(settings.donation),
-        "recipient": {"email": EMAIL, "unsubscribe_url": UNSUBSCRIBE_URL},
+        "recipient": {
+            "email": EMAIL,
+            "unsubscribe_url": UNSUBSCRIBE_URL,
+            "preferences_url": PREFERENCES_URL,
+        },
     }
 
 
@@ -152,7 +157,7 @@ def render_confirmation(
     context = {
         **_context(settings, subject, "One click and you are subscribed."),
         "donation": None,
-        "recipient": {"email": address, "unsubscribe_url": None},
+        "recipient": {"email": address, "unsubscribe_url": None, "preferences_url": None},
         "name": name,
         "confirm_url": confirm_url,
     }

@@ -206,6 +206,22 @@ def confirm_subscription(engine: Engine, subscriber_id: int, ip: str) -> Subscri
         return subscriber
 
 
+def update_preferences(
+    engine: Engine, subscriber_id: int, name: str | None, frequency: str
+) -> Subscriber:
+    """A subscriber's own choices, from their preferences page."""
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be every or weekly, not {frequency!r}")
+    with session_scope(engine) as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            raise SubscriberError(f"no subscriber {subscriber_id}")
+        subscriber.name = " ".join(name.split()) if name and name.strip() else None
+        subscriber.frequency = frequency
+        session.add(subscriber)
+        return subscriber
+
+
 def find_subscriber(engine: Engine, subscriber_id: int) -> Subscriber:
     with session_scope(engine) as session:
         subscriber = session.get(Subscriber, subscriber_id)

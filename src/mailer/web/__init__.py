@@ -1,5 +1,6 @@
 """The subscriber site: sign-up with double opt-in, and the pages behind the links every
-email carries: confirm, one-click unsubscribe (RFC 8058); and the health check. Pages
+email carries: confirm, preferences, one-click unsubscribe (RFC 8058); and the health
+check. Pages
 from templates/web/, autoescaped, usable without JavaScript.
 
 Every link that acts carries a signed, purpose-bound token (tokens.py): an unsubscribe
@@ -24,14 +25,23 @@ from mailer.models import Subscriber, SubscriberStatus
 from mailer.render import render_confirmation, template_dirs
 from mailer.settings import Settings
 from mailer.subscribers import (
+    FREQUENCIES,
     confirm_subscription,
     find_subscriber,
     forget_confirmation,
     renew_request,
     request_subscription,
     unsubscribe,
+    update_preferences,
 )
-from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, make_token, read_token
+from mailer.tokens import (
+    CONFIRM,
+    PREFERENCES,
+    UNSUBSCRIBE,
+    TokenError,
+    make_token,
+    read_token,
+)
 
 # RFC 8058: what a mail client POSTs for a one-click unsubscribe
 ONE_CLICK = "List-Unsubscribe=One-Click"
@@ -119,6 +129,33 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
                 forget_confirmation(engine, subscriber_id)
                 return page("message.html", 503, **NOT_SENT)
         return page("message.html", **CHECK_INBOX)
+
+    @app.get("/preferences/{token}")
+    def preferences(token: str) -> HTMLResponse:
+        try:
+            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            subscriber = find_subscriber(engine, subscriber_id)
+        except (TokenError, SubscriberError):
+            return page("invalid.html", 400)
+        return page("preferences.html", subscriber=subscriber, saved=False)
+
+    @app.post("/preferences/{token}")
+    async def save_preferences(token: str, request: Request) -> HTMLResponse:
+        form = await _form(request)
+        try:
+            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            if form.get("action") == "leave":
+                subscriber = unsubscribe(engine, subscriber_id)
+                return page("unsubscribe.html", subscriber=subscriber, done=True)
+            if form.get("frequency") not in FREQUENCIES:  # only a hand-made form does that
+                subscriber = find_subscriber(engine, subscriber_id)
+                return page("preferences.html", 400, subscriber=subscriber, saved=False)
+            subscriber = update_preferences(
+                engine, subscriber_id, form.get("name") or None, form["frequency"]
+            )
+        except (TokenError, SubscriberError):
+            return page("invalid.html", 400)
+        return page("preferences.html", subscriber=subscriber, saved=True)
 
     @app.get("/healthz")
     def healthz() -> Response:
