@@ -265,3 +265,24 @@ def test_a_preferences_page_needs_a_preferences_token(engine, site, reader):
         answer = httpx.post(f"{site.url}/preferences/{token}", data={"action": "leave"})
         assert answer.status_code == 400
     assert find_subscriber(engine, reader.id).status == "active"
+
+
+# -- read online -------------------------------------------------------------------------
+
+
+def test_a_sent_issue_reads_online_without_anybodys_links(engine, site, reader, smtp):
+    article = sample(engine, site.settings)
+    issue = article_issue(engine, site.settings, article)
+    slug = f"article-{article.id}"
+    assert httpx.get(f"{site.url}/issues/{slug}").status_code == 404, "a draft is private"
+    deliver(engine, site.settings, issue)
+    html = smtp.received[0].message.get_body(("html",)).get_content()
+    link = f"{site.url}/issues/{slug}"
+    assert f'href="{link}"' in html, "the email's view-online link"
+    assert link in smtp.received[0].message.get_body(("plain",)).get_content()
+    page = httpx.get(link)
+    assert page.status_code == 200 and article.title.split("’")[0] in page.text
+    assert "ana@example.org" not in page.text
+    assert "/unsubscribe/" not in page.text and "/preferences/" not in page.text
+    assert "__MAILER_" not in page.text
+    assert httpx.get(f"{site.url}/issues/article-999").status_code == 404

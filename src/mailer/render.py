@@ -118,7 +118,9 @@ def _defuse_placeholders(text: str) -> str:
     return text.replace("__MAILER_", "_\u200b_MAILER_")
 
 
-def _context(settings: Settings, subject: str, preheader: str) -> dict[str, object]:
+def _context(
+    settings: Settings, subject: str, preheader: str, view_online_url: str | None = None
+) -> dict[str, object]:
     publication = settings.publication
     return {
         "publication": {
@@ -129,7 +131,7 @@ def _context(settings: Settings, subject: str, preheader: str) -> dict[str, obje
             "dir": "rtl" if publication.language.split("-")[0] in RTL_LANGUAGES else "ltr",
             "sender_name": publication.sender_name,
         },
-        "issue": {"subject": subject, "preheader": preheader},
+        "issue": {"subject": subject, "preheader": preheader, "view_online_url": view_online_url},
         "donation": donation_block(settings.donation),
         "recipient": {
             "email": EMAIL,
@@ -144,8 +146,18 @@ def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
     view = article_view(article)
     subject = view.title
     preheader = one_line(view.summary)[:150]
-    context = {**_context(settings, subject, preheader), "article": view}
+    online = f"{settings.publication.base_url}/issues/{issue_slug(f'article:{article.id}')}"
+    context = {**_context(settings, subject, preheader, online), "article": view}
     return _render(settings, "article", context, subject, preheader)
+
+
+def issue_slug(key: str) -> str:
+    """An issue's key ("article:12", "digest:2026-W48") as it appears in its public URL."""
+    return key.replace(":", "-", 1)
+
+
+def issue_key(slug: str) -> str:
+    return slug.replace("-", ":", 1)
 
 
 def render_confirmation(

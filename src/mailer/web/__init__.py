@@ -20,9 +20,10 @@ from sqlalchemy.exc import DBAPIError
 
 from mailer.delivery import send_one
 from mailer.errors import MailerError, SubscriberError
-from mailer.messages import Recipient
-from mailer.models import Subscriber, SubscriberStatus
-from mailer.render import render_confirmation, template_dirs
+from mailer.issues import find_issue
+from mailer.messages import Recipient, fill
+from mailer.models import IssueStatus, Subscriber, SubscriberStatus
+from mailer.render import issue_key, render_confirmation, template_dirs
 from mailer.settings import Settings
 from mailer.subscribers import (
     FREQUENCIES,
@@ -157,6 +158,15 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("invalid.html", 400)
         return page("preferences.html", subscriber=subscriber, saved=True)
 
+    @app.get("/issues/{slug}")
+    def read_online(slug: str) -> HTMLResponse:
+        """An issue as it was sent, for everyone: the reader's address and links, filled
+        per recipient in the emails, are left out here."""
+        issue = find_issue(engine, issue_key(slug))
+        if issue is None or issue.status == IssueStatus.DRAFT:
+            return page("message.html", 404, **NOT_FOUND)
+        return HTMLResponse(fill(issue.html, "your address", "#", "#"))
+
     @app.get("/healthz")
     def healthz() -> Response:
         try:
@@ -213,6 +223,10 @@ CONFIRMED = {
 TOO_MANY = {
     "title": "Too many attempts",
     "text": "Please wait a few minutes before trying again.",
+}
+NOT_FOUND = {
+    "title": "No such issue",
+    "text": "This issue does not exist, or has not been sent yet.",
 }
 NOT_SENT = {
     "title": "We could not send the email",
