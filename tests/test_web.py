@@ -4,6 +4,7 @@ tokens, and the health check."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -286,3 +287,39 @@ def test_a_sent_issue_reads_online_without_anybodys_links(engine, site, reader, 
     assert "/unsubscribe/" not in page.text and "/preferences/" not in page.text
     assert "__MAILER_" not in page.text
     assert httpx.get(f"{site.url}/issues/article-999").status_code == 404
+
+
+# -- in a real browser -------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_in_a_browser_a_reader_subscribes_confirms_and_leaves(engine, site, smtp):
+    """Debian's chromium, driven by Playwright (no downloaded browser), at a phone's width."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 812})
+            page.goto(f"{site.url}/subscribe")
+            page.fill("#email", "phone.reader@example.org")
+            page.fill("#name", "Pat")
+            page.check("input[value=weekly]")
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "Check your inbox"
+            (welcome,) = smtp.to("phone.reader@example.org")
+            page.goto(confirm_link(welcome))
+            assert page.locator("h1").inner_text() == "You are subscribed"
+            reader = next(s for s in list_all(engine) if s.email == "phone.reader@example.org")
+            assert (reader.status, reader.frequency, reader.name) == ("active", "weekly", "Pat")
+            page.goto(f"{site.url}/unsubscribe/{site.token(reader)}")
+            assert find_subscriber(engine, reader.id).status == "active", "opening changes nothing"
+            page.click("button[type=submit]")
+            assert page.locator("h1").inner_text() == "You are unsubscribed"
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 375, "no sideways scrolling on a phone"
+        finally:
+            browser.close()
+    assert find_subscriber(engine, reader.id).status == "unsubscribed"
