@@ -235,7 +235,8 @@ def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, h
     if how != "after leaving":
         with engine.begin() as connection:  # a reader still to confirm
             connection.exec_driver_sql("UPDATE subscriber SET status = 'pending'")
-    assert httpx.get(f"{site.url}/confirm/{token}").status_code == 400
+    refused = httpx.get(f"{site.url}/confirm/{token}")
+    assert refused.status_code == 400 and 'href="/subscribe"' in refused.text, "a way on"
     assert find_subscriber(engine, reader.id).status in ("pending", "unsubscribed")
 
 
