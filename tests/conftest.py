@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from mailer.articles import boilerplate
 from mailer.db import open_database
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.messages import MessageBuilder
+from mailer.models import Article, utcnow
+from mailer.render import render_article_issue
 from mailer.settings import Settings
+from mailer.sources import read_article
 from mailer.testing import RecordingHandler, empty_postgres, make_settings, smtp_server
 
 POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
@@ -49,3 +55,13 @@ def engine(settings: Settings) -> Iterator[Engine]:
     engine = open_database(settings.database.url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> MessageBuilder:
+    """The message builder of an issue made from the sample article (no database)."""
+    settings = make_settings(tmp_path_factory.mktemp("messages"))
+    draft = read_article(SAMPLE_ARTICLE, boilerplate(settings), title="Moscow talks – “Format”")
+    article = Article(guid=draft.guid, title=draft.title, summary=draft.summary,
+                      body_html=draft.body_html, published_at=utcnow())  # fmt: skip
+    return MessageBuilder(settings, render_article_issue(settings, article), issue_id=7)

@@ -92,15 +92,6 @@ def key(tmp_path_factory) -> tuple[Path, str]:
     return path, generate_key(path, SELECTOR, DOMAIN)
 
 
-@pytest.fixture(scope="module")
-def builder(tmp_path_factory) -> MessageBuilder:
-    settings = make_settings(tmp_path_factory.mktemp("messages"))
-    draft = read_article(SAMPLE_ARTICLE, boilerplate(settings), title="Moscow talks – “Format”")
-    article = Article(guid=draft.guid, title=draft.title, summary=draft.summary,
-                      body_html=draft.body_html, published_at=utcnow())  # fmt: skip
-    return MessageBuilder(settings, render_article_issue(settings, article), issue_id=7)
-
-
 @pytest.fixture(scope="module", params=[*READERS, "white space in headers", *BODIES])
 def message(request, builder) -> bytes:
     """An unsigned message as the builder makes it, or with one corner changed."""

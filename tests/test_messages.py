@@ -12,13 +12,9 @@ from email.utils import formataddr
 
 import pytest
 
-from mailer.articles import boilerplate
-from mailer.demo import SAMPLE_ARTICLE
 from mailer.messages import MessageBuilder, Recipient, fill
-from mailer.models import Article, utcnow
-from mailer.render import one_line, render_article_issue
-from mailer.sources import read_article
-from mailer.testing import TEST_SECRET_KEY, make_settings
+from mailer.render import one_line
+from mailer.testing import TEST_SECRET_KEY
 
 READERS = [
     Recipient(1, "ana@example.org", "Ana"),
@@ -47,15 +43,6 @@ def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> Email
     html_part = fill(builder.rendered.html, html.escape(recipient.email), url, settings_url)
     message.add_alternative(html_part, subtype="html")
     return message
-
-
-@pytest.fixture(scope="module")
-def builder(tmp_path_factory) -> MessageBuilder:
-    settings = make_settings(tmp_path_factory.mktemp("messages"))
-    draft = read_article(SAMPLE_ARTICLE, boilerplate(settings), title="Moscow talks – “Format”")
-    article = Article(guid=draft.guid, title=draft.title, summary=draft.summary,
-                      body_html=draft.body_html, published_at=utcnow())  # fmt: skip
-    return MessageBuilder(settings, render_article_issue(settings, article), issue_id=7)
 
 
 @pytest.mark.parametrize("recipient", READERS, ids=lambda r: r.email)

@@ -195,9 +195,7 @@ def confirm_subscription(engine: Engine, subscriber_id: int, ip: str) -> Subscri
     and from where as the proof of consent. Anyone else is left as they are (an old link
     must not bring back somebody who has left since)."""
     with session_scope(engine) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            raise SubscriberError(f"no subscriber {subscriber_id}")
+        subscriber = _get(session, subscriber_id)
         if subscriber.status == SubscriberStatus.PENDING:
             subscriber.status = SubscriberStatus.ACTIVE
             subscriber.confirmed_at = utcnow()
@@ -213,9 +211,7 @@ def update_preferences(
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"frequency must be every or weekly, not {frequency!r}")
     with session_scope(engine) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            raise SubscriberError(f"no subscriber {subscriber_id}")
+        subscriber = _get(session, subscriber_id)
         subscriber.name = " ".join(name.split()) if name and name.strip() else None
         subscriber.frequency = frequency
         session.add(subscriber)
@@ -224,19 +220,21 @@ def update_preferences(
 
 def find_subscriber(engine: Engine, subscriber_id: int) -> Subscriber:
     with session_scope(engine) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            raise SubscriberError(f"no subscriber {subscriber_id}")
-        return subscriber
+        return _get(session, subscriber_id)
+
+
+def _get(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise SubscriberError(f"no subscriber {subscriber_id}")
+    return subscriber
 
 
 def unsubscribe(engine: Engine, subscriber_id: int) -> Subscriber:
     """Unsubscribe by id (a signed link): idempotent; the first time is the one kept.
     Deliveries already queued for them are skipped when their turn comes."""
     with session_scope(engine) as session:
-        subscriber = session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            raise SubscriberError(f"no subscriber {subscriber_id}")
+        subscriber = _get(session, subscriber_id)
         if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
             subscriber.unsubscribed_at = utcnow()
