@@ -4,12 +4,13 @@ bad usage exits 2."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,12 +25,19 @@ from mailer.articles import find_article, ingest_file, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
 from mailer.delivery import SendReport, deliver, send_test_copy
+from mailer.digest import DigestPlan, next_digest_at, plan_digest
 from mailer.errors import MailerError
-from mailer.issues import article_issue, find_issue, unfinished_issues
+from mailer.issues import (
+    article_issue,
+    cancel_issue,
+    find_issue,
+    schedule_issue,
+    unfinished_issues,
+)
 from mailer.messages import preview as sample_view
-from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, SubscriberStatus
+from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import Outbox, count_recipients
-from mailer.render import render_article_issue
+from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
 from mailer.report import issue_report, list_issues
 from mailer.settings import Settings, load_settings
 
@@ -236,13 +244,13 @@ def ingest(
         )
 
 
-def _iso_time(value: str, timezone: str) -> datetime:
+def _iso_time(value: str, timezone: str, option: str = "--published") -> datetime:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not an ISO date or time, e.g. 2026-11-27 or 2026-11-27T08:30+01:00",
-            param_hint="--published",
+            param_hint=option,
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=ZoneInfo(timezone))
@@ -290,15 +298,29 @@ def preview(
     ctx: typer.Context,
     article: int | None = typer.Option(None, help="Article id."),
     latest: bool = typer.Option(False, help="The latest article."),
+    digest: bool = typer.Option(False, "--digest", help="This week's digest, as it would go now."),
     out: Path | None = typer.Option(None, help="Write the HTML to this file."),
     text: bool = typer.Option(False, help="Print the plain-text part instead."),
 ) -> None:
     """Show the email as a reader will get it."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
-    rendered = render_article_issue(
-        settings, find_article(engine, _article_choice(article, latest))
-    )
+    if digest:
+        plan = plan_digest(engine, settings.publication.timezone, utcnow())
+        if not plan.articles:
+            raise MailerError(f"no article is new since {_local(plan.since, settings)}: no digest")
+        rendered = _digest_rendering(settings, plan)
+    else:
+        chosen = find_article(engine, _article_choice(article, latest))
+        rendered = render_article_issue(settings, chosen)
+    _show(settings, rendered, out, text)
+
+
+def _digest_rendering(settings: Settings, plan: DigestPlan) -> RenderedIssue:
+    return render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
+
+
+def _show(settings: Settings, rendered: RenderedIssue, out: Path | None, text: bool) -> None:
     filled = sample_view(settings, rendered, text)
     if out is None:
         typer.echo(filled)
@@ -329,15 +351,30 @@ def send(
         help="One of several senders on the same queue: waits while others hold deliveries, "
         "takes over those of a sender that died, and stops when the issue is done.",
     ),
+    at: str | None = typer.Option(
+        None,
+        help="Send at this time instead of now (ISO 8601, e.g. 2026-12-01T07:00; without an "
+        "offset, in the publication's time zone), by `mailer scheduler` or `send --resume`.",
+    ),
+    cancel: int | None = typer.Option(
+        None, metavar="ISSUE", help="Cancel a scheduled issue that has not started."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Send an article to every subscriber who gets every article."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
+    if cancel is not None:
+        cancelled = cancel_issue(engine, cancel)
+        say(f"Cancelled issue {cancel}: “{cancelled.subject}”. Nothing of it was sent.")
+        return
     if (resume or worker) and article is None and not latest:
         _finish_started(engine, settings, worker)
         return
     chosen = find_article(engine, _article_choice(article, latest))
+    if at is not None:
+        _schedule(engine, settings, chosen, _iso_time(at, settings.publication.timezone, "--at"))
+        return
     if test_to is not None:
         address = subs.normalise_address(test_to)
         reply = send_test_copy(settings, render_article_issue(settings, chosen), address)
@@ -374,8 +411,33 @@ def send(
         )
 
 
+def _schedule(engine: Engine, settings: Settings, article: Article, when: datetime) -> None:
+    if when <= utcnow():
+        raise MailerError(
+            f"--at {_local(when, settings)} is in the past; leave --at out to send now"
+        )
+    issue = schedule_issue(engine, article_issue(engine, settings, article), when)
+    say(f"Issue {issue.id}: “{issue.subject}” is scheduled for {_local(when, settings)}.")
+    say(
+        "`mailer scheduler` sends it then (or `mailer send --resume` from cron), showing the "
+        f"article as it is at that time. Cancel it with: mailer send --cancel {issue.id}"
+    )
+
+
+def _local(when: datetime, settings: Settings) -> str:
+    zone = ZoneInfo(settings.publication.timezone)
+    return when.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
-    """--resume / --worker without an article: every issue being sent."""
+    """--resume / --worker without an article: scheduled issues now due, then every
+    issue being sent."""
+    from mailer.scheduler import start_due_issues
+
+    if not worker:
+        for issue, report in start_due_issues(engine, settings, utcnow()):
+            say(f"Issue {issue.id}: “{issue.subject}” (scheduled) started.")
+            print_report(report, "mailer send --resume")
     issues = unfinished_issues(engine)
     if not issues:
         say("Nothing to resume: no issue is being sent.")
@@ -494,18 +556,133 @@ def print_report(report: SendReport, again: str, next_attempt: datetime | None =
 
 
 @app.command()
+def digest(
+    ctx: typer.Context,
+    since: str | None = typer.Option(
+        None,
+        help="Start from this long ago (7d, 36h, 2w) or this date (ISO 8601), instead of "
+        "where the previous digest ended (the first one: the last 7 days).",
+    ),
+    send: bool = typer.Option(False, "--send", help="Send it (else show what it would hold)."),
+    out: Path | None = typer.Option(None, help="Also write its HTML to this file."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> None:
+    """This week's digest: every article since the previous one, to every subscriber who
+    gets it. One per ISO week however often it is run, so it can go in cron."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    now = utcnow()
+    start = None if since is None else _since(since, now, settings.publication.timezone)
+    plan = plan_digest(engine, settings.publication.timezone, now, start)
+    issue = find_issue(engine, plan.key)
+    if issue is not None and issue.status in IssueStatus.STARTED:
+        _digest_started(engine, settings, issue, plan, send, yes)
+        return
+    if not plan.articles:
+        say(f"No digest for {plan.week}: no article is new since {_local(plan.since, settings)}.")
+        return
+    say(
+        f"Digest for {plan.week}: {plural(len(plan.articles), 'article')} since "
+        f"{_local(plan.since, settings)}, newest first:"
+    )
+    for article in plan.articles:
+        day = _local(article.published_at, settings)[:10] if article.published_at else "-"
+        say(f"  {article.id:>5}  {day}  {article.title}")
+    if out is not None:
+        _show(settings, _digest_rendering(settings, plan), out, text=False)
+    readers = count_recipients(engine, "digest")
+    if not send:
+        say(f"It would go to {plural(readers, 'subscriber')}. Send it with: mailer digest --send")
+        return
+    say(f"To send: {plural(readers, 'subscriber')}, via {settings.smtp.host}:{settings.smtp.port}.")
+    _confirm(yes)
+    _send_digest(engine, settings, now, start, readers)
+
+
+def _digest_started(
+    engine: Engine, settings: Settings, issue: Issue, plan: DigestPlan, send: bool, yes: bool
+) -> None:
+    """This week's digest exists: sent already, or to be finished."""
+    if issue.status == IssueStatus.SENT:
+        sent = _local(issue.sent_at, settings) if issue.sent_at else "already"
+        say(f"The digest for {plan.week} went out ({sent}): issue {issue.id}. One a week.")
+        return
+    open_rows = Outbox(engine, issue, settings.delivery).open_deliveries()
+    say(f"The digest for {plan.week} (issue {issue.id}) is being sent: {open_rows} open.")
+    if not send:
+        say("Finish it with: mailer digest --send")
+        return
+    _confirm(yes)
+    _send_digest(engine, settings, utcnow(), None, open_rows)
+
+
+def _send_digest(
+    engine: Engine, settings: Settings, now: datetime, since: datetime | None, total: int
+) -> None:
+    from mailer.scheduler import send_digest
+
+    try:
+        with progress_reporter(total) as progress:
+            run = send_digest(
+                engine, settings, now, since=since, progress=progress, retry_deferred_now=True
+            )
+    except KeyboardInterrupt:
+        typer.echo(
+            "Stopped. What was not sent stays queued; finish with: mailer digest --send", err=True
+        )
+        sys.exit(130)
+    if run.report is None or run.issue is None:  # another run got there first
+        say(f"Nothing to send: {run.outcome}.")
+        return
+    say(f"Issue {run.issue.id}: “{run.issue.subject}”")
+    print_report(run.report, "mailer digest --send")
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([mhdw])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _since(value: str, now: datetime, timezone: str) -> datetime:
+    """--since: an age (7d, 36h, 2w, 90m) or an ISO date or time."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    if match is None:
+        return _iso_time(value, timezone, "--since")
+    return now - timedelta(**{_UNITS[match[2]]: float(match[1])})
+
+
+@app.command()
+def scheduler(ctx: typer.Context) -> None:
+    """The scheduled service: the weekly digest at [schedule] digest_cron, issues
+    scheduled with `send --at`, retries when due, and new articles from
+    [schedule] watch_dir. Logs one line per event; SIGTERM or Ctrl-C stops it cleanly."""
+    from mailer.scheduler import log_to_stdout, run_service
+
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    log_to_stdout(settings.publication.timezone)
+    run_service(settings, engine)
+
+
+@app.command()
 def status(
     ctx: typer.Context, issue: int | None = typer.Argument(None, help="One issue in detail.")
 ) -> None:
-    """Deliveries per state for each issue, and the errors."""
+    """Deliveries per state for each issue, what is scheduled, and the errors."""
     engine = open_database(settings_of(ctx).database.url)
+    settings = settings_of(ctx)
     if issue is None:
         reports = list_issues(engine)
         if not reports:
             say("No issues yet.")
         for r in reports:
             counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v) or "nothing queued"
-            say(f"{r.issue.id:>4}  {r.issue.status:<8} {r.issue.subject}\n      {counts}")
+            if r.issue.status == IssueStatus.SCHEDULED and r.issue.scheduled_at is not None:
+                counts = f"scheduled for {_local(r.issue.scheduled_at, settings)}"
+            say(f"{r.issue.id:>4}  {r.issue.status:<9} {r.issue.subject}\n      {counts}")
+        cron = settings.schedule.digest_cron
+        upcoming = next_digest_at(cron, settings.publication.timezone, utcnow())
+        if upcoming is not None:
+            say(f"Next weekly digest: {_local(upcoming, settings)} (`mailer scheduler`, {cron!r})")
         return
     report = issue_report(engine, issue)
     say(f"Issue {issue}: “{report.issue.subject}” ({report.issue.status})")

@@ -29,7 +29,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from mailer.errors import DeliveryError
-from mailer.issues import as_rendered
+from mailer.issues import as_rendered, find_issue_by_id
 from mailer.messages import MessageBuilder, Recipient
 from mailer.models import Issue, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
@@ -76,12 +76,18 @@ def deliver(
     wait_for_others: bool = False,
     clock: Callable[[], datetime] = utcnow,
     processes: int | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Queue the issue for every eligible subscriber and send it over SMTP, from this
-    process alone or, for a large send, with helper processes (see processes.py)."""
+    process alone or, for a large send, with helper processes (see processes.py).
+
+    Without `stop`, Ctrl-C or SIGTERM stops the send (KeyboardInterrupt, once the
+    messages on the wire are recorded); a service sets `stop` instead."""
     outbox = Outbox(engine, issue, settings.delivery, clock=clock)
     if enqueue:
         outbox.enqueue()
+    # the content as stored once queued: what every sender of the issue sends
+    issue = find_issue_by_id(engine, outbox.issue_id)
     if retry_deferred_now:
         outbox.retry_deferred_now()
 
@@ -98,6 +104,7 @@ def deliver(
             retry_deferred_now=False,
             wait_for_others=wait_for_others,
             progress=progress,
+            stop=stop,
         )
         return report.counts, report.bounced
 
@@ -145,6 +152,7 @@ def send_issue(
     retry_deferred_now: bool = True,
     wait_for_others: bool = False,
     progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Send every due delivery of the issue and record each outcome. One refused
     recipient never stops the others. Whatever stops the run (an unreachable server, a
@@ -157,13 +165,15 @@ def send_issue(
     if retry_deferred_now:
         outbox.retry_deferred_now()
     run = _Run(outbox, builder, throttle or Throttle(), longest_send, progress)
+    if stop is not None:
+        run.interrupted = stop
     senders = [
         threading.Thread(target=run.sender, args=(connect,), name=f"smtp-{n}", daemon=True)
         for n in range(connections)
     ]
     for sender in senders:
         sender.start()
-    with _ctrl_c_sets(run.interrupted):
+    with _ctrl_c_sets(run.interrupted, install=stop is None):
         try:
             run.coordinate(len(senders), wait_for_others)
         finally:
@@ -174,10 +184,10 @@ def send_issue(
 
 
 @contextmanager
-def _ctrl_c_sets(interrupted: threading.Event) -> Iterator[None]:
+def _ctrl_c_sets(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
     """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
     two database transactions, never inside one; a second one interrupts at once."""
-    if threading.current_thread() is not threading.main_thread():
+    if not install or threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}

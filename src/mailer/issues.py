@@ -1,18 +1,28 @@
-"""Issues: an article (or, later, a week of them) becomes one Issue row, rendered once.
+"""Issues: an article, or a week of them, becomes one Issue row, rendered once.
 
-An issue is keyed ("article:<id>"), so asking for it again returns the same row; once
-anything has been queued its content is frozen, so every reader gets the same email."""
+An issue is keyed ("article:<id>", "digest:<ISO week>"), so asking for it again returns
+the same row; once anything has been queued its content is frozen, so every reader gets
+the same email. An article's issue can be scheduled for a time, and cancelled until it
+starts."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from mailer.db import session_scope
-from mailer.models import Article, Issue, IssueStatus
-from mailer.render import RenderedIssue, render_article_issue
+from mailer.digest import DigestPlan
+from mailer.errors import MailerError
+from mailer.models import ISSUES, Article, Issue, IssueStatus
+from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
 from mailer.settings import Settings
+
+# Issues whose content may still change: rendered again whenever they are asked for.
+OPEN_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
 
 
 def find_issue(engine: Engine, key: str) -> Issue | None:
@@ -28,31 +38,132 @@ def unfinished_issues(engine: Engine) -> list[Issue]:
 
 
 def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue:
-    """The issue for this article: created and rendered on first use; re-rendered while it
-    is still a draft (the editor may have fixed the article); frozen once queued."""
+    """The issue for this article: created and rendered on first use; re-rendered until
+    it is queued (the editor may have fixed the article); frozen once queued."""
     key = f"article:{article.id}"
-    with session_scope(engine) as session:
-        issue = session.exec(select(Issue).where(Issue.key == key)).first()
-        if issue is not None and issue.status != IssueStatus.DRAFT:
-            return issue
-        rendered = render_article_issue(settings, article)
-        if issue is None:
-            issue = Issue(kind="article", key=key, subject="", article_ids=str(article.id))
-        _apply(issue, rendered)
-        session.add(issue)
+    fields: dict[str, object] = {"kind": "article", "article_ids": str(article.id)}
+    return _keyed_issue(engine, key, lambda: render_article_issue(settings, article), fields)
+
+
+def digest_issue(engine: Engine, settings: Settings, plan: DigestPlan) -> Issue:
+    """This week's digest issue, built from the plan unless it has been queued already
+    (then it is the digest as it went out, however often this is asked for)."""
+    if not plan.articles:
+        raise MailerError(f"the digest for {plan.week} would hold no article")
+    fields = {
+        "kind": "digest",
+        "article_ids": ",".join(str(article.id) for article in plan.articles),
+        "period_start": plan.since,
+        "period_end": plan.until,
+    }
+
+    def render() -> RenderedIssue:
+        return render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
+
+    return _keyed_issue(engine, plan.key, render, fields)
+
+
+def _keyed_issue(
+    engine: Engine, key: str, render: Callable[[], RenderedIssue], fields: dict[str, object]
+) -> Issue:
+    """The issue with this key as stored, (re-)rendered first while it is open. The
+    update applies only while the issue is still open, so a send that has started (in
+    another process, a moment ago) keeps the content it was queued with."""
+    issue = find_issue(engine, key)
+    if issue is not None and issue.status not in OPEN_STATUSES:
+        return issue
+    rendered = render()
+    content = {
+        **fields,
+        "subject": rendered.subject,
+        "preheader": rendered.preheader,
+        "html": rendered.html,
+        "text": rendered.text,
+    }
+    if issue is None:
         try:
-            session.flush()
-        except IntegrityError:  # another process created it first: use theirs
-            session.rollback()
-            return session.exec(select(Issue).where(Issue.key == key)).one()
+            with session_scope(engine) as session:
+                session.add(Issue(key=key, **content))  # type: ignore[arg-type]
+        except IntegrityError:
+            pass  # another process created it first: theirs is as good
+    else:
+        with engine.begin() as connection:
+            connection.execute(
+                update(ISSUES)
+                .where(ISSUES.c.id == issue.id, ISSUES.c.status.in_(OPEN_STATUSES))
+                .values(**content)
+            )
+    stored = find_issue(engine, key)
+    assert stored is not None
+    return stored
+
+
+def schedule_issue(engine: Engine, issue: Issue, when: datetime) -> Issue:
+    """Have the issue sent at `when` (by `mailer scheduler` or `mailer send --resume`)."""
+    changed = _set_status(engine, issue, OPEN_STATUSES, IssueStatus.SCHEDULED, scheduled_at=when)
+    if not changed:
+        raise MailerError(
+            f"issue {issue.id} has started already ({issue.status}); see `mailer status {issue.id}`"
+        )
+    issue.status, issue.scheduled_at = IssueStatus.SCHEDULED, when
+    return issue
+
+
+def cancel_issue(engine: Engine, issue_id: int) -> Issue:
+    """Cancel a scheduled issue that has not started; MailerError otherwise."""
+    issue = find_issue_by_id(engine, issue_id)
+    if not _set_status(engine, issue, (IssueStatus.SCHEDULED,), IssueStatus.CANCELLED):
+        issue = find_issue_by_id(engine, issue_id)
+        raise MailerError(f"issue {issue_id} {_not_cancellable[issue.status]}")
+    issue.status = IssueStatus.CANCELLED
+    return issue
+
+
+_not_cancellable = {
+    IssueStatus.DRAFT: "is not scheduled: nothing to cancel",
+    IssueStatus.CANCELLED: "was cancelled already",
+    IssueStatus.SENDING: "has started: what is queued goes out; see `mailer status`",
+    IssueStatus.SENT: "has been sent",
+}
+
+
+def _set_status(
+    engine: Engine, issue: Issue, among: tuple[str, ...], status: str, **values: object
+) -> bool:
+    """Move the issue to `status` if it is still in one of `among`; one statement, so a
+    cancel and the scheduler starting the issue cannot both win."""
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(ISSUES)
+            .where(ISSUES.c.id == issue.id, ISSUES.c.status.in_(among))
+            .values(status=status, **values)
+        )
+    return changed.rowcount == 1
+
+
+def find_issue_by_id(engine: Engine, issue_id: int) -> Issue:
+    with session_scope(engine) as session:
+        issue = session.get(Issue, issue_id)
+        if issue is None:
+            raise MailerError(f"no issue with id {issue_id}; see `mailer status`")
         return issue
 
 
-def _apply(issue: Issue, rendered: RenderedIssue) -> None:
-    issue.subject = rendered.subject
-    issue.preheader = rendered.preheader
-    issue.html = rendered.html
-    issue.text = rendered.text
+def due_issues(engine: Engine, now: datetime) -> list[Issue]:
+    """Scheduled issues whose time has come, earliest first."""
+    with session_scope(engine) as session:
+        query = (
+            select(Issue)
+            .where(Issue.status == IssueStatus.SCHEDULED, col(Issue.scheduled_at) <= now)
+            .order_by(col(Issue.scheduled_at), col(Issue.id))
+        )
+        return list(session.exec(query).all())
+
+
+def scheduled_issues(engine: Engine) -> list[Issue]:
+    with session_scope(engine) as session:
+        query = select(Issue).where(Issue.status == IssueStatus.SCHEDULED)
+        return list(session.exec(query.order_by(col(Issue.scheduled_at))).all())
 
 
 def as_rendered(issue: Issue) -> RenderedIssue:

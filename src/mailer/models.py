@@ -58,10 +58,15 @@ class DeliveryStatus:
 
 
 class IssueStatus:
-    # draft -> sending -> sent, the last from recorded outcomes only
+    # draft [-> scheduled] -> sending -> sent, the last from recorded outcomes only; a
+    # draft or scheduled issue can be cancelled (and later sent or scheduled again)
     DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    CANCELLED = "cancelled"
     SENDING = "sending"
     SENT = "sent"
+    # what the public may read online, and what can no longer change
+    STARTED = (SENDING, SENT)
 
 
 class Subscriber(SQLModel, table=True):
@@ -110,6 +115,9 @@ class Issue(SQLModel, table=True):
     scheduled_at: datetime | None = _when()
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
     sent_at: datetime | None = _when()
+    # a digest: the articles published (or brought in) after period_start, up to period_end
+    period_start: datetime | None = _when()
+    period_end: datetime | None = _when()
 
 
 class Delivery(SQLModel, table=True):
@@ -132,6 +140,21 @@ class Delivery(SQLModel, table=True):
     message_id: str | None = None
     smtp_response: str | None = None
     sent_at: datetime | None = _when()
+
+
+class PolledSource(SQLModel, table=True):
+    """A place the scheduler looks for new articles (a folder, later a feed), and what
+    it remembers between looks."""
+
+    __tablename__ = "polled_source"
+
+    id: int | None = Field(default=None, primary_key=True)
+    location: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    # the first look only takes stock: what was there already is never sent by itself
+    first_polled_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    last_polled_at: datetime | None = _when()
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 # The tables as SQLAlchemy Core sees them, for the set-based statements of the outbox

@@ -75,11 +75,16 @@ class Outcome:
     at: datetime | None = None  # when the server answered; else when it is recorded
 
 
+# What each frequency receives (the choices of the sign-up and preferences pages).
+ARTICLE_READERS = ("every", "articles")  # every article; "articles": and no digest
+DIGEST_READERS = ("every", "weekly")
+
+
 def recipients_filter(kind: str) -> ColumnElement[bool]:
-    """Who an issue of this kind goes to: active subscribers, and for single-article
-    issues only those who asked for every article (digest readers wait for the digest)."""
-    active = s.status == SubscriberStatus.ACTIVE
-    return and_(active, s.frequency == "every") if kind == "article" else active
+    """Who an issue of this kind goes to: active subscribers who asked for every article,
+    or for the digest."""
+    readers = ARTICLE_READERS if kind == "article" else DIGEST_READERS
+    return and_(s.status == SubscriberStatus.ACTIVE, s.frequency.in_(readers))
 
 
 def count_recipients(engine: Engine, kind: str) -> int:
@@ -193,23 +198,25 @@ class Outbox:
         with self.engine.connect() as connection:
             return connection.execute(query).scalar_one()  # type: ignore[no-any-return]
 
-    def enqueue(self) -> int:
-        """Add a queued row for every eligible subscriber not already in the outbox, in one
-        statement; (issue, subscriber) is unique, so enqueueing twice adds nothing."""
+    def enqueue(self, only_from: tuple[str, ...] | None = None) -> int | None:
+        """Start the issue: a queued row for every eligible subscriber not already in the
+        outbox, in one statement; (issue, subscriber) is unique, so enqueueing twice adds
+        nothing. With only_from, only an issue still in one of those states is started
+        (a scheduled one, not cancelled meanwhile); None when it was not."""
+        started = update(ISSUES).where(ISSUES.c.id == self.issue_id)
+        if only_from is not None:
+            started = started.where(ISSUES.c.status.in_(only_from))
         already = select(d.subscriber_id).where(self.of_issue)
         eligible = select(s.id, literal(self.issue_id)).where(
             recipients_filter(self.kind), s.id.not_in(already)
         )
         statement = _insert_new(self.engine).from_select(["subscriber_id", "issue_id"], eligible)
         with self.engine.begin() as connection:
+            # first, so the issue's row is locked against a cancel until this commits
+            if connection.execute(started.values(status=IssueStatus.SENDING)).rowcount == 0:
+                return None
             # another sender enqueueing the same issue at once may add some rows first
-            added = connection.execute(statement.on_conflict_do_nothing()).rowcount
-            connection.execute(
-                update(ISSUES)
-                .where(ISSUES.c.id == self.issue_id)
-                .values(status=IssueStatus.SENDING)
-            )
-        return added
+            return int(connection.execute(statement.on_conflict_do_nothing()).rowcount)
 
     def retry_deferred_now(self) -> None:
         """Make every deferred delivery due now (an editor asked to send again)."""

@@ -151,6 +151,27 @@ def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
     return _render(settings, "article", context, subject, preheader)
 
 
+def render_digest_issue(
+    settings: Settings, articles: list[Article], week: str, since: datetime, until: datetime
+) -> RenderedIssue:
+    """The weekly digest: each article's title, date, summary and a link to read it (the
+    whole text when it has no address to link to), newest first; then the appeal once."""
+    views = [article_view(article) for article in articles]
+    name = one_line(settings.publication.name)
+    more = f", and {len(views) - 1} more" if len(views) > 1 else ""
+    subject = f"{name} this week: {views[0].title}{more}"
+    preheader = " · ".join(view.title for view in views[1:4]) or one_line(views[0].summary)
+    online = f"{settings.publication.base_url}/issues/{issue_slug(f'digest:{week}')}"
+    zone = zoneinfo.ZoneInfo(settings.publication.timezone)
+    first, last = since.astimezone(zone), until.astimezone(zone)
+    period = f"{first:%-d %B} – {last:%-d %B %Y}"
+    if first.year != last.year:
+        period = f"{first:%-d %B %Y} – {last:%-d %B %Y}"
+    digest = {"week": week, "period": period, "articles": views}
+    context = {**_context(settings, subject, preheader[:150], online), "digest": digest}
+    return _render(settings, "digest", context, subject, preheader[:150])
+
+
 def issue_slug(key: str) -> str:
     """An issue's key ("article:12", "digest:2026-W48") as it appears in its public URL."""
     return key.replace(":", "-", 1)

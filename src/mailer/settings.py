@@ -144,6 +144,34 @@ class Sources(Section):
         return patterns
 
 
+class Schedule(Section):
+    """What `mailer scheduler` does by itself (and `mailer digest` by hand or from cron)."""
+
+    # crontab's five fields, in the publication's time zone; empty: no digest by itself
+    digest_cron: str = "0 8 * * mon"
+    # a service that was down at digest time still sends it if back within this long
+    misfire_grace_minutes: float = Field(default=60, ge=0)
+    watch_dir: str = ""
+    feed_poll_minutes: float = Field(default=10, gt=0)
+    auto_send_new_articles: bool = False
+
+    @field_validator("digest_cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        value = " ".join(value.split())
+        if value:
+            from mailer.digest import crontab_trigger  # imports the scheduler's library
+
+            try:
+                crontab_trigger(value, "UTC")
+            except ValueError as exc:
+                raise ValueError(
+                    f'a crontab schedule: minute hour day month weekday, such as "0 8 * * mon" '
+                    f"({exc})"
+                ) from None
+        return value
+
+
 class Dkim(Section):
     domain: str = Field(default="", pattern=r"^([A-Za-z0-9-]+\.)*[A-Za-z0-9-]*$")
     selector: str = Field(default="", pattern=r"^[A-Za-z0-9._-]*$")
@@ -188,6 +216,7 @@ class Settings(Section):
     delivery: Delivery = Delivery()
     donation: Donation = Donation()
     sources: Sources = Sources()
+    schedule: Schedule = Schedule()
     dkim: Dkim = Dkim()
     security: Security = Security()
     config_path: Path | None = None

@@ -22,7 +22,8 @@ from mailer.db import session_scope
 from mailer.errors import SubscriberError
 from mailer.models import Subscriber, SubscriberStatus, utcnow
 
-FREQUENCIES = ("every", "weekly")
+# every article and the weekly digest; the digest only; every article without the digest
+FREQUENCIES = ("every", "weekly", "articles")
 IMPORT_COLUMNS = ("email", "name", "status", "frequency")
 EXPORT_COLUMNS = (
     "email",
@@ -142,7 +143,7 @@ def request_subscription(
     address that is not one."""
     address = normalise_address(email)
     if frequency not in FREQUENCIES:
-        raise SubscriberError(f"frequency must be every or weekly, not {frequency!r}")
+        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     now = utcnow()
     with session_scope(engine) as session:
         found = _existing(session, address)
@@ -209,7 +210,7 @@ def update_preferences(
 ) -> Subscriber:
     """A subscriber's own choices, from their preferences page."""
     if frequency not in FREQUENCIES:
-        raise SubscriberError(f"frequency must be every or weekly, not {frequency!r}")
+        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     with session_scope(engine) as session:
         subscriber = _get(session, subscriber_id)
         subscriber.name = " ".join(name.split()) if name and name.strip() else None
@@ -332,7 +333,7 @@ def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
         raise SubscriberError(f"unknown status {status!r} (use {', '.join(SubscriberStatus.ALL)})")
     frequency = values.get("frequency", "").strip().lower() or "every"
     if frequency not in FREQUENCIES:
-        raise SubscriberError(f"unknown frequency {frequency!r} (use every or weekly)")
+        raise SubscriberError(f"unknown frequency {frequency!r} (use every, weekly or articles)")
     return _new(normalise_address(values["email"]), values.get("name"), status, frequency)
 
 

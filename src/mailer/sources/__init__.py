@@ -13,10 +13,12 @@ from mailer.errors import SourceError
 from mailer.sources.cleanup import DEFAULT_PATTERNS, Boilerplate
 from mailer.sources.decode import decode_text
 
-__all__ = ["DEFAULT_PATTERNS", "ArticleDraft", "Boilerplate", "read_article"]
+__all__ = ["ARTICLE_SUFFIXES", "DEFAULT_PATTERNS", "ArticleDraft", "Boilerplate", "read_article"]
 
 # Suffixes whose readers are still to come; every other suffix is read as plain text.
 _NOT_YET_SUPPORTED = frozenset({".md", ".html", ".htm"})
+# What a watched folder's article files are called (other files there are left alone).
+ARTICLE_SUFFIXES = frozenset({".txt", ".text"})
 
 
 @dataclass(frozen=True)

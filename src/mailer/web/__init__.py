@@ -163,7 +163,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         """An issue as it was sent, for everyone: the reader's address and links, filled
         per recipient in the emails, are left out here."""
         issue = find_issue(engine, issue_key(slug))
-        if issue is None or issue.status == IssueStatus.DRAFT:
+        if issue is None or issue.status not in IssueStatus.STARTED:
             return page("message.html", 404, **NOT_FOUND)
         return HTMLResponse(fill(issue.html, "your address", "#", "#"))
 

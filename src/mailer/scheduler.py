@@ -1,0 +1,458 @@
+"""The scheduled service (`mailer scheduler`) and the runs it shares with the command line:
+the weekly digest, issues scheduled for a time, issues left unfinished, and new articles
+picked up from a folder.
+
+APScheduler 3 keeps the digest's next time in mailer's own database (SQLAlchemyJobStore),
+so a service that was down at digest time sends it when it is back within the misfire
+grace time, and logs a skipped run when it is back later. Every run is safe to repeat:
+the digest is keyed by its ISO week and the outbox claims each delivery, so however many
+services, crontab lines and editors start it, each reader gets one copy.
+
+Each event is one line on stdout: a time, a level, a name and key=value fields."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from mailer.articles import find_article, ingest_file
+from mailer.db import session_scope
+from mailer.delivery import SendReport, deliver
+from mailer.digest import DigestPlan, crontab_trigger, plan_digest
+from mailer.errors import MailerError
+from mailer.issues import (
+    OPEN_STATUSES,
+    article_issue,
+    digest_issue,
+    due_issues,
+    find_issue,
+    unfinished_issues,
+)
+from mailer.models import Article, Issue, IssueStatus, PolledSource, utcnow
+from mailer.outbox import Outbox
+from mailer.settings import Settings
+from mailer.sources import ARTICLE_SUFFIXES
+
+if TYPE_CHECKING:
+    from apscheduler.events import JobEvent
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger("mailer.scheduler")
+DIGEST_JOB = "weekly-digest"
+OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
+SETTLED_SECONDS = 2.0  # a file changed more recently may still be being written
+
+
+def event(name: str, level: int = logging.INFO, **fields: object) -> None:
+    """One line per event: `digest-sent week=2026-W49 issue=7 sent=120`."""
+    log.log(level, " ".join([name, *(f"{key}={_value(v)}" for key, v in fields.items())]))
+
+
+def _value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    text = str(value)
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def _counts(report: SendReport) -> dict[str, int]:
+    return {status: report.counts.get(status, 0) for status in ("sent", "deferred", "failed")}
+
+
+# --- the runs, shared with the command line ------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigestRun:
+    outcome: str  # "sent" (or sending went on), "empty", "already sent"
+    plan: DigestPlan
+    issue: Issue | None = None
+    report: SendReport | None = None
+
+
+def send_digest(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+    retry_deferred_now: bool = False,
+) -> DigestRun:
+    """This week's digest: built and sent, finished if it was interrupted, or nothing
+    when it went out already or no article is new."""
+    plan = plan_digest(engine, settings.publication.timezone, now, since)
+    issue = find_issue(engine, plan.key)
+    if issue is not None and issue.status == IssueStatus.SENT:
+        return DigestRun("already sent", plan, issue)
+    starting = issue is None or issue.status in OPEN_STATUSES
+    if starting:
+        if not plan.articles:
+            return DigestRun("empty", plan)
+        issue = digest_issue(engine, settings, plan)
+    assert issue is not None
+    report = deliver(
+        engine,
+        settings,
+        issue,
+        progress,
+        enqueue=starting,  # an interrupted digest is finished for those it was queued for
+        retry_deferred_now=retry_deferred_now,
+        stop=stop,
+    )
+    return DigestRun("sent", plan, find_issue(engine, plan.key), report)
+
+
+def start_due_issues(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    stop: threading.Event | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Iterator[tuple[Issue, SendReport]]:
+    """Send each scheduled issue whose time has come, rendered afresh (the editor may
+    have fixed the article since); one cancelled meanwhile is left alone."""
+    for due in due_issues(engine, now):
+        issue = article_issue(engine, settings, find_article(engine, int(due.article_ids)))
+        outbox = Outbox(engine, issue, settings.delivery)
+        if outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)) is None:
+            continue  # cancelled, or started by another process a moment ago
+        event("issue-started", issue=issue.id, scheduled_at=due.scheduled_at, subject=issue.subject)
+        report = deliver(
+            engine, settings, issue, progress, enqueue=False, retry_deferred_now=False, stop=stop
+        )
+        yield issue, report
+
+
+def resume_unfinished(
+    engine: Engine,
+    settings: Settings,
+    stop: threading.Event | None = None,
+    skip: Callable[[int], bool] = lambda _issue_id: False,
+) -> Iterator[tuple[Issue, SendReport]]:
+    """Go on with issues left unfinished (a stopped send, retries now due), unless
+    another live sender is at work on them."""
+    for issue in unfinished_issues(engine):
+        assert issue.id is not None
+        outbox = Outbox(engine, issue, settings.delivery)
+        outbox.reclaim_from_the_dead()
+        if skip(issue.id) or outbox.held_elsewhere()[0]:
+            continue
+        if not outbox.claimable():
+            outbox.finish()  # settled meanwhile: mark it sent
+            continue
+        report = deliver(
+            engine, settings, issue, enqueue=False, retry_deferred_now=False, stop=stop
+        )
+        yield issue, report
+
+
+class FolderWatch:
+    """New and changed article files in [schedule] watch_dir. A file is read once it
+    has settled (not changed for a moment), and again only when it changes. The first
+    look ever only takes stock: what is there already is not sent by itself."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder.resolve()
+        self.seen: dict[Path, tuple[int, int]] = {}  # file -> (mtime_ns, size) when read
+        self.lock = threading.Lock()
+
+    def changed_files(self, now: float) -> list[Path]:
+        try:
+            entries = sorted(self.folder.iterdir())
+        except OSError as exc:
+            raise MailerError(f"schedule.watch_dir {self.folder}: {exc.strerror}") from None
+        found = []
+        for path in entries:
+            if path.name.startswith((".", "~", "#")) or path.suffix.lower() not in ARTICLE_SUFFIXES:
+                continue
+            try:
+                info = path.stat()
+            except OSError:
+                continue  # gone since the listing
+            stamp = (info.st_mtime_ns, info.st_size)
+            if self.seen.get(path) != stamp and now - info.st_mtime >= SETTLED_SECONDS:
+                found.append(path)
+                self.seen[path] = stamp
+        return found
+
+    def first_look(self, engine: Engine, now: datetime) -> bool:
+        """Record this look; True when it is the first one ever for the folder."""
+        location = str(self.folder)
+        with session_scope(engine) as session:
+            query = select(PolledSource).where(PolledSource.location == location)
+            polled = session.exec(query).first()
+            first = polled is None
+            polled = polled or PolledSource(location=location, first_polled_at=now)
+            polled.last_polled_at = now
+            session.add(polled)
+        return first
+
+    def poll(self, engine: Engine, settings: Settings, now: datetime) -> list[Article]:
+        """Bring in what changed; the new articles (none on the first look ever)."""
+        with self.lock:
+            first = self.first_look(engine, now)
+            new = []
+            for path in self.changed_files(time.time()):
+                try:
+                    result = ingest_file(engine, settings, path)
+                except MailerError as exc:
+                    event("article-refused", logging.WARNING, file=path.name, error=str(exc))
+                    continue
+                if result.outcome == "unchanged":
+                    continue
+                article = result.article
+                event(
+                    f"article-{result.outcome}",
+                    article=article.id,
+                    file=path.name,
+                    title=article.title,
+                )
+                if result.outcome == "new":
+                    new.append(article)
+        if first and new:
+            event(
+                "articles-found",
+                count=len(new),
+                note="there before mailer first looked: not sent by themselves",
+            )
+            return []
+        return new
+
+
+# --- the service -------------------------------------------------------------------
+
+
+class Service:
+    """What the scheduled jobs run, and what they share: the stop request, and one send
+    at a time ([smtp] max_connections is the relay's budget for the whole service)."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.engine = engine
+        self.clock = clock
+        self.stop = threading.Event()
+        self.sending = threading.Lock()
+        folder = settings.schedule.watch_dir
+        self.watch = FolderWatch(Path(folder)) if folder else None
+
+    def digest(self) -> None:
+        if self.watch is not None:
+            self.poll(send=False)  # an article dropped in just now belongs in it
+        with self.sending:
+            run = send_digest(self.engine, self.settings, self.clock(), stop=self.stop)
+        plan = run.plan
+        if run.outcome == "empty":
+            event(
+                "digest-empty",
+                week=plan.week,
+                since=plan.since,
+                reason="no new article since then: nothing sent",
+            )
+        elif run.outcome == "already sent":
+            assert run.issue is not None
+            event(
+                "digest-already-sent", week=plan.week, issue=run.issue.id, sent_at=run.issue.sent_at
+            )
+        else:
+            assert run.issue is not None and run.report is not None
+            event(
+                "digest-sent",
+                week=plan.week,
+                issue=run.issue.id,
+                articles=len(run.issue.article_ids.split(",")),
+                **_counts(run.report),
+            )
+
+    def outbox(self) -> None:
+        if not self.sending.acquire(blocking=False):
+            return  # a send of this service is under way; look again next time
+        try:
+            now = self.clock()
+            for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
+                event("issue-sent", issue=issue.id, **_counts(report))
+            for issue, report in resume_unfinished(self.engine, self.settings, self.stop):
+                event("issue-resumed", issue=issue.id, **_counts(report))
+        finally:
+            self.sending.release()
+
+    def poll(self, send: bool = True) -> None:
+        assert self.watch is not None
+        for article in self.watch.poll(self.engine, self.settings, self.clock()):
+            if not (send and self.settings.schedule.auto_send_new_articles):
+                event(
+                    "article-waiting",
+                    article=article.id,
+                    hint=f"mailer send --article {article.id}",
+                )
+                continue
+            with self.sending:
+                issue = article_issue(self.engine, self.settings, article)
+                report = deliver(
+                    self.engine, self.settings, issue, retry_deferred_now=False, stop=self.stop
+                )
+            event("article-sent", article=article.id, issue=issue.id, **_counts(report))
+
+
+# The jobs as the job store names them ("mailer.scheduler:digest_job"): module-level
+# functions, working on the service this process runs.
+_service: Service | None = None
+
+
+def digest_job() -> None:
+    _run("digest", lambda service: service.digest())
+
+
+def outbox_job() -> None:
+    _run("outbox", lambda service: service.outbox())
+
+
+def poll_job() -> None:
+    _run("poll", lambda service: service.poll())
+
+
+def _run(job: str, work: Callable[[Service], None]) -> None:
+    service = _service
+    if service is None or service.stop.is_set():
+        return
+    try:
+        work(service)
+    except KeyboardInterrupt:
+        event("job-stopped", job=job, note="what was not sent stays queued for the next start")
+    except MailerError as exc:
+        event("job-failed", logging.ERROR, job=job, error=str(exc))
+    except Exception as exc:
+        event("job-failed", logging.ERROR, job=job, error=repr(exc))
+        log.exception("the %s job failed unexpectedly", job)
+
+
+def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    """Run the scheduled jobs until SIGTERM or Ctrl-C; then let the message being sent
+    finish, leave the rest queued, and return."""
+    from apscheduler.events import EVENT_JOB_MISSED
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    global _service
+    service = _service = Service(settings, engine, clock)
+    zone = ZoneInfo(settings.publication.timezone)
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine), "local": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(4)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+        timezone=zone,
+    )
+    scheduler.add_listener(_missed, EVENT_JOB_MISSED)
+    with _stop_on_signals(service.stop):
+        scheduler.start(paused=True)
+        _install_jobs(scheduler, settings, clock())
+        scheduler.resume()
+        digest = scheduler.get_job(DIGEST_JOB)
+        event(
+            "started",
+            pid=os.getpid(),
+            next_digest=digest.next_run_time if digest else "none",
+            watch_dir=settings.schedule.watch_dir or "none",
+        )
+        while not service.stop.wait(1.0):
+            pass
+        event("stopping", note="letting the messages being sent finish")
+        scheduler.shutdown(wait=True)
+    _service = None
+    event("stopped")
+
+
+def _install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetime) -> None:
+    """The digest job is kept as stored when its schedule has not changed, so a time it
+    missed while the service was down is still due (or reported missed) now."""
+    schedule = settings.schedule
+    stored = scheduler.get_job(DIGEST_JOB)
+    if not schedule.digest_cron:
+        if stored is not None:
+            stored.remove()
+    else:
+        trigger = crontab_trigger(schedule.digest_cron, settings.publication.timezone)
+        grace = max(1, round(schedule.misfire_grace_minutes * 60))
+        same = stored is not None and (repr(stored.trigger), stored.misfire_grace_time) == (
+            repr(trigger),
+            grace,
+        )
+        if not same:
+            scheduler.add_job(
+                digest_job,
+                trigger,
+                id=DIGEST_JOB,
+                name="weekly digest",
+                misfire_grace_time=grace,
+                replace_existing=True,
+            )
+    local = {"jobstore": "local", "misfire_grace_time": None, "next_run_time": now}
+    scheduler.add_job(outbox_job, "interval", seconds=OUTBOX_SECONDS, id="outbox", **local)
+    if schedule.watch_dir:
+        minutes = schedule.feed_poll_minutes
+        scheduler.add_job(poll_job, "interval", minutes=minutes, id="poll", **local)
+
+
+def _missed(job_event: JobEvent) -> None:
+    event(
+        "job-skipped",
+        logging.WARNING,
+        job=job_event.job_id,
+        due=job_event.scheduled_run_time,
+        reason="the service was not running then, and is back after the misfire grace time",
+    )
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """The first SIGTERM or Ctrl-C asks the service to stop; a second one ends it now."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signum, previous[signal.Signals(signum)])
+
+    for signum in previous:
+        signal.signal(signum, request_stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def log_to_stdout(timezone: str) -> None:
+    """One line per event, with the time in the publication's zone."""
+    zone = ZoneInfo(timezone)
+
+    class Formatter(logging.Formatter):
+        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+            moment = datetime.fromtimestamp(record.created, zone)
+            return moment.isoformat(timespec="seconds")
+
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # its events are logged here
