@@ -198,11 +198,11 @@ class Outbox:
         with self.engine.connect() as connection:
             return connection.execute(query).scalar_one()  # type: ignore[no-any-return]
 
-    def enqueue(self, only_from: tuple[str, ...] | None = None) -> int | None:
+    def enqueue(self, only_from: tuple[str, ...] | None = None) -> bool:
         """Start the issue: a queued row for every eligible subscriber not already in the
         outbox, in one statement; (issue, subscriber) is unique, so enqueueing twice adds
         nothing. With only_from, only an issue still in one of those states is started
-        (a scheduled one, not cancelled meanwhile); None when it was not."""
+        (a scheduled one, not cancelled meanwhile): False when it was not."""
         started = update(ISSUES).where(ISSUES.c.id == self.issue_id)
         if only_from is not None:
             started = started.where(ISSUES.c.status.in_(only_from))
@@ -214,9 +214,10 @@ class Outbox:
         with self.engine.begin() as connection:
             # first, so the issue's row is locked against a cancel until this commits
             if connection.execute(started.values(status=IssueStatus.SENDING)).rowcount == 0:
-                return None
+                return False
             # another sender enqueueing the same issue at once may add some rows first
-            return int(connection.execute(statement.on_conflict_do_nothing()).rowcount)
+            connection.execute(statement.on_conflict_do_nothing())
+        return True
 
     def retry_deferred_now(self) -> None:
         """Make every deferred delivery due now (an editor asked to send again)."""

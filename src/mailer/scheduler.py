@@ -58,6 +58,9 @@ OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
 SETTLED_SECONDS = 2.0  # a file changed more recently may still be being written
 
 
+_log_zone = [ZoneInfo("UTC")]  # times in the log: the publication's zone once set
+
+
 def event(name: str, level: int = logging.INFO, **fields: object) -> None:
     """One line per event: `digest-sent week=2026-W49 issue=7 sent=120`."""
     log.log(level, " ".join([name, *(f"{key}={_value(v)}" for key, v in fields.items())]))
@@ -65,7 +68,7 @@ def event(name: str, level: int = logging.INFO, **fields: object) -> None:
 
 def _value(value: object) -> str:
     if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds")
+        return value.astimezone(_log_zone[0]).isoformat(timespec="seconds")
     text = str(value)
     if not text or any(c.isspace() or c in "\"'=" for c in text):
         return json.dumps(text, ensure_ascii=False)
@@ -133,7 +136,7 @@ def start_due_issues(
     for due in due_issues(engine, now):
         issue = article_issue(engine, settings, find_article(engine, int(due.article_ids)))
         outbox = Outbox(engine, issue, settings.delivery)
-        if outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)) is None:
+        if not outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)):
             continue  # cancelled, or started by another process a moment ago
         event("issue-started", issue=issue.id, scheduled_at=due.scheduled_at, subject=issue.subject)
         report = deliver(
@@ -347,25 +350,12 @@ def _run(job: str, work: Callable[[Service], None]) -> None:
 def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
     """Run the scheduled jobs until SIGTERM or Ctrl-C; then let the message being sent
     finish, leave the rest queued, and return."""
-    from apscheduler.events import EVENT_JOB_MISSED
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.jobstores.memory import MemoryJobStore
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-
     global _service
     service = _service = Service(settings, engine, clock)
-    zone = ZoneInfo(settings.publication.timezone)
-    scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=engine), "local": MemoryJobStore()},
-        executors={"default": ThreadPoolExecutor(4)},
-        job_defaults={"coalesce": True, "max_instances": 1},
-        timezone=zone,
-    )
-    scheduler.add_listener(_missed, EVENT_JOB_MISSED)
+    scheduler = make_scheduler(settings, engine)
     with _stop_on_signals(service.stop):
         scheduler.start(paused=True)
-        _install_jobs(scheduler, settings, clock())
+        install_jobs(scheduler, settings, clock())
         scheduler.resume()
         digest = scheduler.get_job(DIGEST_JOB)
         event(
@@ -382,7 +372,26 @@ def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime
     event("stopped")
 
 
-def _install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetime) -> None:
+def make_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
+    """The digest job is kept in mailer's database; the others live in memory, made
+    again at each start."""
+    from apscheduler.events import EVENT_JOB_MISSED
+    from apscheduler.executors.pool import ThreadPoolExecutor
+    from apscheduler.jobstores.memory import MemoryJobStore
+    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(engine=engine), "local": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(4)},
+        job_defaults={"coalesce": True, "max_instances": 1},
+        timezone=ZoneInfo(settings.publication.timezone),
+    )
+    scheduler.add_listener(_missed, EVENT_JOB_MISSED)
+    return scheduler
+
+
+def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetime) -> None:
     """The digest job is kept as stored when its schedule has not changed, so a time it
     missed while the service was down is still due (or reported missed) now."""
     schedule = settings.schedule
@@ -443,7 +452,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 def log_to_stdout(timezone: str) -> None:
     """One line per event, with the time in the publication's zone."""
-    zone = ZoneInfo(timezone)
+    zone = _log_zone[0] = ZoneInfo(timezone)
 
     class Formatter(logging.Formatter):
         def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
