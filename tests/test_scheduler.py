@@ -106,13 +106,10 @@ def seed_digest_job(settings: Any, due: datetime) -> None:
     scheduler = make_scheduler(settings, engine)
     scheduler.start(paused=True)
     install_jobs(scheduler, settings, datetime.now(UTC))
+    # a due job must stay due through a shutdown (APScheduler's own loop would move it
+    # on, unrun: mailer's scheduler does not)
+    scheduler.modify_job(DIGEST_JOB, next_run_time=due)
     scheduler.shutdown(wait=False)
-    # then straight in the job store: a scheduler shut down right after it is told of a
-    # job that is due may run it (APScheduler's loop processes jobs once stopped)
-    with digest_job_store(settings) as store:
-        job = store.lookup_job(DIGEST_JOB)
-        job.next_run_time = due
-        store.update_job(job)
     engine.dispose()
 
 

@@ -250,6 +250,10 @@ def test_the_preferences_link_in_an_email_changes_frequency_and_name(engine, sit
     link = next(w for w in text.split() if "/preferences/" in w)
     page = httpx.get(link)
     assert page.status_code == 200 and "ana@example.org" in page.text and 'value="Ana"' in page.text
+    assert 'value="articles"' in page.text  # every article without the weekly digest
+    no_digest = httpx.post(link, data={"action": "save", "name": "Ana", "frequency": "articles"})
+    assert no_digest.status_code == 200
+    assert find_subscriber(engine, reader.id).frequency == "articles"
     saved = httpx.post(link, data={"action": "save", "name": "Ana B", "frequency": "weekly"})
     assert saved.status_code == 200 and "Saved." in saved.text
     stored = find_subscriber(engine, reader.id)

@@ -24,9 +24,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from apscheduler.events import EVENT_JOB_MISSED, JobEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -47,10 +53,6 @@ from mailer.models import Article, Issue, IssueStatus, PolledSource, utcnow
 from mailer.outbox import Outbox
 from mailer.settings import Settings
 from mailer.sources import ARTICLE_SUFFIXES
-
-if TYPE_CHECKING:
-    from apscheduler.events import JobEvent
-    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger("mailer.scheduler")
 DIGEST_JOB = "weekly-digest"
@@ -259,8 +261,8 @@ class Service:
 
     def digest(self) -> None:
         if self.watch is not None:
-            self.poll(send=False)  # an article dropped in just now belongs in it
-        with self.sending:
+            self.poll()  # an article dropped in just now belongs in it
+        with self._turn():
             run = send_digest(self.engine, self.settings, self.clock(), stop=self.stop)
         plan = run.plan
         if run.outcome == "empty":
@@ -289,6 +291,8 @@ class Service:
         if not self.sending.acquire(blocking=False):
             return  # a send of this service is under way; look again next time
         try:
+            if self.stop.is_set():
+                return
             now = self.clock()
             for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
                 event("issue-sent", issue=issue.id, **_counts(report))
@@ -297,22 +301,30 @@ class Service:
         finally:
             self.sending.release()
 
-    def poll(self, send: bool = True) -> None:
+    def poll(self) -> None:
         assert self.watch is not None
         for article in self.watch.poll(self.engine, self.settings, self.clock()):
-            if not (send and self.settings.schedule.auto_send_new_articles):
+            if not self.settings.schedule.auto_send_new_articles:
                 event(
                     "article-waiting",
                     article=article.id,
                     hint=f"mailer send --article {article.id}",
                 )
                 continue
-            with self.sending:
+            with self._turn():
                 issue = article_issue(self.engine, self.settings, article)
                 report = deliver(
                     self.engine, self.settings, issue, retry_deferred_now=False, stop=self.stop
                 )
             event("article-sent", article=article.id, issue=issue.id, **_counts(report))
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This job's turn to send; none once the service is stopping."""
+        with self.sending:
+            if self.stop.is_set():
+                raise KeyboardInterrupt
+            yield
 
 
 # The jobs as the job store names them ("mailer.scheduler:digest_job"): module-level
@@ -375,13 +387,7 @@ def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime
 def make_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
     """The digest job is kept in mailer's database; the others live in memory, made
     again at each start."""
-    from apscheduler.events import EVENT_JOB_MISSED
-    from apscheduler.executors.pool import ThreadPoolExecutor
-    from apscheduler.jobstores.memory import MemoryJobStore
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(
+    scheduler = _Scheduler(
         jobstores={"default": SQLAlchemyJobStore(engine=engine), "local": MemoryJobStore()},
         executors={"default": ThreadPoolExecutor(4)},
         job_defaults={"coalesce": True, "max_instances": 1},
@@ -389,6 +395,15 @@ def make_scheduler(settings: Settings, engine: Engine) -> BackgroundScheduler:
     )
     scheduler.add_listener(_missed, EVENT_JOB_MISSED)
     return scheduler
+
+
+class _Scheduler(BackgroundScheduler):
+    def _process_jobs(self) -> Any:
+        # APScheduler's loop looks for due jobs once more after shutdown, and would move a
+        # job due at that moment to its next time without running it: a lost digest.
+        if self.state == STATE_STOPPED:
+            return None
+        return super()._process_jobs()
 
 
 def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: datetime) -> None:
