@@ -14,7 +14,9 @@ import pytest
 from sqlmodel import Session, select
 
 from mailer.db import session_scope
+from mailer.delivery import deliver
 from mailer.digest import crontab_trigger, plan_digest, week_of
+from mailer.issues import digest_issue
 from mailer.models import Article, Issue
 from mailer.scheduler import send_digest
 from mailer.subscribers import add_subscriber, request_subscription, unsubscribe
@@ -210,3 +212,19 @@ def test_a_bad_digest_schedule_is_refused_at_start(tmp_path, crontab):
 
     with pytest.raises(ConfigError, match=r"schedule\.digest_cron"):
         make_settings(tmp_path, schedule={"digest_cron": crontab})
+
+
+def test_a_digest_rebuilt_meanwhile_goes_out_as_stored_to_everyone(engine, settings, smtp):
+    """Two runs build the week's digest a moment apart, with an article in between: the
+    first sends what is stored when it queues it, so every reader gets the same email."""
+    for n in range(3):
+        add_subscriber(engine, f"r{n}@example.org", confirmed=True)
+    add_article(engine, "First", MONDAY - timedelta(days=1))
+    zone = settings.publication.timezone
+    built_first = digest_issue(engine, settings, plan_digest(engine, zone, MONDAY))
+    add_article(engine, "Second", MONDAY - timedelta(minutes=30), ingested=MONDAY)
+    later = MONDAY + timedelta(minutes=1)
+    built_second = digest_issue(engine, settings, plan_digest(engine, zone, later))
+    deliver(engine, settings, built_first)
+    assert {m.message["Subject"] for m in smtp.received} == {built_second.subject}
+    assert built_second.subject.endswith("Second, and 1 more") and len(smtp.received) == 3

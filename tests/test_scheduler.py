@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlmodel import Session, func, select
@@ -27,13 +28,32 @@ from sqlmodel import Session, func, select
 from mailer.articles import ingest_file
 from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
+from mailer.errors import MailerError
 from mailer.issues import article_issue, cancel_issue, schedule_issue
-from mailer.models import Delivery, IssueStatus
+from mailer.models import Delivery, Issue, IssueStatus
 from mailer.outbox import Outbox
 from mailer.scheduler import DIGEST_JOB, Service, install_jobs, make_scheduler
 from mailer.subscribers import add_subscriber
 from mailer.testing import smtp_server
 from test_crash import SlowServer, _environment
+
+
+def _away() -> str:
+    """A digest schedule three days from today: never due while a test runs, whatever
+    the day (the tests set the digest job's next time themselves)."""
+    day = datetime.now(ZoneInfo("Europe/Oslo")) + timedelta(days=3)
+    return f"0 8 * * {day.strftime('%a').lower()}"
+
+
+@pytest.fixture
+def settings(settings: Any) -> Any:
+    return settings.replace(schedule={"digest_cron": _away()})
+
+
+def service_env(settings: Any, port: int) -> dict[str, str]:
+    env = _environment(settings.database.url, port)
+    env["MAILER_SCHEDULE_DIGEST_CRON"] = settings.schedule.digest_cron
+    return env
 
 
 class ServiceProcess:
@@ -156,7 +176,7 @@ def test_the_service_sends_the_digest_when_due_and_an_issue_at_its_time(
     seed_digest_job(settings, digest_due)
     schedule_issue(engine, article_issue(engine, settings, article), issue_due)
     with smtp_server() as (_controller, server):
-        service = start_service(tmp_path, _environment(settings.database.url, server.port))
+        service = start_service(tmp_path, service_env(settings, server.port))
         service.wait_for("INFO started")
         line = service.wait_for("digest-sent")
         assert "sent=3 deferred=0 failed=0" in line
@@ -181,7 +201,7 @@ def test_sigterm_mid_digest_stops_cleanly_and_a_restart_finishes_it(
     ingest_file(engine, settings, SAMPLE_ARTICLE)
     seed_digest_job(settings, datetime.now(UTC) - timedelta(seconds=5))  # due at start
     with smtp_server(SlowerServer()) as (_controller, server):
-        env = _environment(settings.database.url, server.port)
+        env = service_env(settings, server.port)
         first = start_service(tmp_path, env)
         deadline = time.monotonic() + 60
         while len(server.received) < 40:
@@ -212,7 +232,7 @@ def test_a_digest_missed_while_down_is_sent_within_the_grace_time_else_skipped(
     due = datetime.now(UTC) - late  # the grace time is 60 minutes
     seed_digest_job(settings, due)
     with smtp_server() as (_controller, server):
-        service = start_service(tmp_path, _environment(settings.database.url, server.port))
+        service = start_service(tmp_path, service_env(settings, server.port))
         if sent:
             service.wait_for("digest-sent")
         else:
@@ -229,12 +249,22 @@ def _mailer(tmp_path: Path, settings: Any, port: int, *args: str) -> subprocess.
     return subprocess.run(
         [sys.executable, "-m", "mailer", *args],
         cwd=tmp_path,
-        env=_environment(settings.database.url, port),
+        env=service_env(settings, port),
         capture_output=True,
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
+
+
+def _time_passes(engine: Any, issue_id: int) -> None:
+    """The scheduled time comes: moved to a second ago rather than waited for."""
+    with Session(engine) as session:
+        issue = session.get(Issue, issue_id)
+        assert issue is not None
+        issue.scheduled_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.add(issue)
+        session.commit()
 
 
 def test_send_at_schedules_status_lists_it_and_send_resume_sends_it_when_due(
@@ -244,15 +274,15 @@ def test_send_at_schedules_status_lists_it_and_send_resume_sends_it_when_due(
     ingest_file(engine, settings, SAMPLE_ARTICLE)
     past = _mailer(tmp_path, settings, smtp.port, "send", "--latest", "--at", "2020-01-01T07:00")
     assert past.returncode == 1 and "in the past" in past.stderr
-    due = datetime.now(UTC) + timedelta(seconds=8)  # after the three commands below
-    scheduled = _mailer(tmp_path, settings, smtp.port, "send", "--latest", "--at", due.isoformat())
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled = _mailer(tmp_path, settings, smtp.port, "send", "--latest", "--at", later)
     assert scheduled.returncode == 0, scheduled.stderr
     assert "is scheduled for" in scheduled.stdout and "mailer send --cancel 1" in scheduled.stdout
     status = _mailer(tmp_path, settings, smtp.port, "status")
     assert "scheduled" in status.stdout and "scheduled for" in status.stdout
     early = _mailer(tmp_path, settings, smtp.port, "send", "--resume")
     assert early.returncode == 0 and smtp.received == []
-    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.2)
+    _time_passes(engine, 1)
     resumed = _mailer(tmp_path, settings, smtp.port, "send", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "(scheduled) started" in resumed.stdout and "Sent 2" in resumed.stdout
@@ -266,34 +296,57 @@ def test_a_cancelled_issue_is_not_sent_and_cannot_be_cancelled_twice(
 ):
     readers(engine, 2)
     ingest_file(engine, settings, SAMPLE_ARTICLE)
-    due = datetime.now(UTC) + timedelta(seconds=2)
-    assert _mailer(tmp_path, settings, smtp.port, "send", "--latest", "--at", due.isoformat())
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    scheduled = _mailer(tmp_path, settings, smtp.port, "send", "--latest", "--at", later)
+    assert scheduled.returncode == 0, scheduled.stderr
     cancelled = _mailer(tmp_path, settings, smtp.port, "send", "--cancel", "1")
     assert cancelled.returncode == 0 and "Cancelled issue 1" in cancelled.stdout
     again = _mailer(tmp_path, settings, smtp.port, "send", "--cancel", "1")
     assert again.returncode == 1 and "cancelled already" in again.stderr
-    time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.2)
+    _time_passes(engine, 1)
     assert _mailer(tmp_path, settings, smtp.port, "send", "--resume").returncode == 0
     assert smtp.received == []
 
 
-def test_a_cancel_and_the_start_of_a_scheduled_issue_cannot_both_win(engine, settings):
-    readers(engine, 2)
-    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
-    issue = schedule_issue(
-        engine, article_issue(engine, settings, article), datetime.now(UTC) + timedelta(hours=1)
-    )
-    outbox = Outbox(engine, issue, settings.delivery)
-    assert issue.id is not None
-    cancel_issue(engine, issue.id)
-    assert outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)) is False  # too late to start
-    assert outbox.open_deliveries() == 0
-    again = schedule_issue(engine, article_issue(engine, settings, article), datetime.now(UTC))
-    assert outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)) is True  # started: now it is
-    assert outbox.open_deliveries() == 2
-    with pytest.raises(Exception, match="has started"):
-        assert again.id is not None
-        cancel_issue(engine, again.id)
+def _race(engine: Any, settings: Any, issue: Any) -> dict[str, bool]:
+    """A cancel and the scheduler's start of the issue, let go at the same moment."""
+    outcome: dict[str, bool] = {}
+    both = threading.Barrier(2)
+
+    def cancel() -> None:
+        both.wait()
+        try:
+            cancel_issue(engine, issue.id)
+            outcome["cancelled"] = True
+        except MailerError:
+            outcome["cancelled"] = False
+
+    def start() -> None:
+        both.wait()
+        outbox = Outbox(engine, issue, settings.delivery)
+        outcome["started"] = outbox.enqueue(only_from=(IssueStatus.SCHEDULED,))
+
+    racers = [threading.Thread(target=cancel), threading.Thread(target=start)]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join()
+    return outcome
+
+
+def test_a_cancel_and_the_start_of_a_scheduled_issue_cannot_both_win(engine, settings, tmp_path):
+    """Over and over: exactly one of them wins, and a cancelled issue has nothing queued."""
+    readers(engine, 3)
+    for n in range(10):
+        path = tmp_path / f"race-{n}.txt"
+        path.write_text(f"Race {n}\n\nA story told {n} times over, for the race.\n")
+        article = ingest_file(engine, settings, path).article
+        later = datetime.now(UTC) + timedelta(hours=1)
+        issue = schedule_issue(engine, article_issue(engine, settings, article), later)
+        outcome = _race(engine, settings, issue)
+        assert outcome["cancelled"] != outcome["started"], outcome
+        queued = Outbox(engine, issue, settings.delivery).open_deliveries()
+        assert queued == (3 if outcome["started"] else 0)
 
 
 def _article_file(folder: Path, name: str, title: str, settled: bool = True) -> Path:
@@ -320,14 +373,14 @@ def test_new_article_files_are_brought_in_and_sent_after_the_first_look(
 
     _article_file(folder, "new.txt", "Fresh news")
     partial = _article_file(folder, "partial.txt", "Still being written", settled=False)
-    _article_file(folder, ".new.txt.swp", "Editor swap file")
+    _article_file(folder, ".draft.txt", "A hidden draft")
     _article_file(folder, "notes.csv", "Not an article")
     (folder / "broken.txt").write_bytes(b"\x81\x8d\x8f\x90\x9d" * 20)
     os.utime(folder / "broken.txt", (time.time() - 10, time.time() - 10))
     service.poll()
     assert [m.message["Subject"] for m in smtp.received] == ["Fresh news"] * 2
     assert "article-refused" in caplog.text and "broken.txt" in caplog.text
-    assert "Still being written" not in caplog.text
+    assert "Still being written" not in caplog.text and "hidden draft" not in caplog.text
 
     os.utime(partial, (time.time() - 10, time.time() - 10))
     service.poll()
@@ -352,3 +405,32 @@ def test_without_auto_send_new_articles_wait_for_an_editor(
     service.poll()
     assert smtp.received == []
     assert "article-waiting article=1" in caplog.text and "mailer send --article 1" in caplog.text
+
+
+def test_a_digest_the_service_missed_is_caught_up_within_the_grace_time(engine, settings, smtp):
+    """APScheduler moves the digest job on to next week as it starts it: if the service
+    stopped or failed before the digest was queued, it is caught up at the next look,
+    within the grace time, once; later than that it waits for next week."""
+    readers(engine, 2)
+    monday = datetime(2026, 11, 30, 7, 10, tzinfo=UTC)  # 08:10 in Oslo
+    ingest_file(engine, settings, SAMPLE_ARTICLE, published=monday - timedelta(days=1))
+    weekly = settings.replace(schedule={"digest_cron": "0 8 * * mon"})
+    Service(weekly, engine, clock=lambda: monday + timedelta(minutes=80)).outbox()
+    assert smtp.received == []  # 09:30: beyond the grace time
+    service = Service(weekly, engine, clock=lambda: monday)
+    service.outbox()
+    service.outbox()
+    assert len(smtp.received) == 2
+    with Session(engine) as session:
+        assert [i.key for i in session.exec(select(Issue))] == ["digest:2026-W49"]
+
+
+def test_a_late_digest_belongs_to_the_week_it_was_due_in(engine, settings, smtp):
+    readers(engine, 1)
+    sunday_night = datetime(2026, 11, 29, 22, 55, tzinfo=UTC)  # 23:55 in Oslo, week 48
+    ingest_file(engine, settings, SAMPLE_ARTICLE, published=sunday_night - timedelta(days=1))
+    weekly = settings.replace(schedule={"digest_cron": "55 23 * * sun"})
+    Service(weekly, engine, clock=lambda: sunday_night + timedelta(minutes=25)).outbox()
+    with Session(engine) as session:
+        assert [i.key for i in session.exec(select(Issue))] == ["digest:2026-W48"]
+    assert len(smtp.received) == 1

@@ -186,7 +186,9 @@ def send_issue(
 @contextmanager
 def _ctrl_c_sets(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
     """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
-    two database transactions, never inside one; a second one interrupts at once."""
+    two database transactions, never inside one; a second Ctrl-C interrupts at once. A
+    second SIGTERM does not: a service manager's stop may reach a helper process both
+    from the manager and from the process that started it."""
     if not install or threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
@@ -194,7 +196,8 @@ def _ctrl_c_sets(interrupted: threading.Event, install: bool = True) -> Iterator
 
     def stop(signum: int, _frame: object) -> None:
         interrupted.set()
-        signal.signal(signum, signal.default_int_handler)
+        if signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
 
     for signum in previous:
         signal.signal(signum, stop)

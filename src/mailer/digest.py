@@ -47,10 +47,16 @@ def week_of(when: datetime, timezone: str) -> str:
 
 
 def plan_digest(
-    engine: Engine, timezone: str, now: datetime, since: datetime | None = None
+    engine: Engine,
+    timezone: str,
+    now: datetime,
+    since: datetime | None = None,
+    due: datetime | None = None,
 ) -> DigestPlan:
-    """This week's digest as it would be built now; `since` overrides where it starts."""
-    week = week_of(now, timezone)
+    """This week's digest as it would be built now; `since` overrides where it starts.
+    `due` is the time it was scheduled for, whose week it is (a Sunday 23:55 digest
+    that runs late, after midnight, is still Sunday's week's)."""
+    week = week_of(due or now, timezone)
     key = f"digest:{week}"
     with session_scope(engine) as session:
         earlier = session.exec(
@@ -68,6 +74,7 @@ def plan_digest(
             col(Article.ingested_at) > start,
             col(Article.ingested_at) <= now,
             col(Article.published_at) > start - LATE_ARRIVALS,
+            col(Article.published_at) <= now,
         )
         query = select(Article).where(or_(published_in, came_late)).order_by(*LATEST_FIRST)
         articles = [a for a in session.exec(query).all() if a.id not in shown]
@@ -81,6 +88,9 @@ def crontab_trigger(expression: str, timezone: str) -> CronTrigger:
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"expected 5 fields, got {len(fields)}")
+    if fields[2] != "*" and fields[4] != "*":
+        # cron runs on either; APScheduler only when both match: neither is what was meant
+        raise ValueError("set the day of the month or the weekday, not both")
     fields[4] = _weekday_names(fields[4])
     return CronTrigger.from_crontab(" ".join(fields), timezone=ZoneInfo(timezone))
 
@@ -98,6 +108,8 @@ def _weekday_names(field: str) -> str:
         else:  # crontab: "1/2" steps from Monday to the end of the week
             low = _day_number(match[1])
             high = _day_number(match[2]) if match[2] else 7 if match[3] else low
+            if high < low:
+                raise ValueError(f"weekday range {part!r} runs backwards; write it as a list")
         days.update(day % 7 for day in range(low, high + 1, int(match[3] or 1)))
     return ",".join(_DAYS[day] for day in sorted(days))
 
@@ -108,6 +120,17 @@ def _day_number(token: str) -> int:
     if token[:3] in _DAYS and len(token) in (3, len(_FULL_DAYS.get(token[:3], ""))):
         return _DAYS.index(token[:3])
     raise ValueError(f"weekday {token!r}: 0-7 (0 and 7 are Sunday) or sun, mon, ...")
+
+
+def last_due(expression: str, timezone: str, now: datetime, within: timedelta) -> datetime | None:
+    """The latest time the schedule was due at, if that is no longer ago than `within`."""
+    if not expression:
+        return None
+    trigger = crontab_trigger(expression, timezone)
+    due, start = None, now - within
+    while (fire := trigger.get_next_fire_time(None, start)) is not None and fire <= now:
+        due, start = fire, fire + timedelta(seconds=1)
+    return due
 
 
 def next_digest_at(expression: str, timezone: str, now: datetime) -> datetime | None:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,12 +34,13 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
 from mailer.articles import find_article, ingest_file
 from mailer.db import session_scope
 from mailer.delivery import SendReport, deliver
-from mailer.digest import DigestPlan, crontab_trigger, plan_digest
+from mailer.digest import DigestPlan, crontab_trigger, last_due, plan_digest, week_of
 from mailer.errors import MailerError
 from mailer.issues import (
     OPEN_STATUSES,
@@ -47,6 +48,7 @@ from mailer.issues import (
     digest_issue,
     due_issues,
     find_issue,
+    schedule_issue,
     unfinished_issues,
 )
 from mailer.models import Article, Issue, IssueStatus, PolledSource, utcnow
@@ -98,28 +100,32 @@ def send_digest(
     now: datetime,
     *,
     since: datetime | None = None,
+    due: datetime | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[str], None] | None = None,
     retry_deferred_now: bool = False,
 ) -> DigestRun:
-    """This week's digest: built and sent, finished if it was interrupted, or nothing
-    when it went out already or no article is new."""
-    plan = plan_digest(engine, settings.publication.timezone, now, since)
+    """The week's digest (the week of `due`, else of `now`): built and sent, finished if
+    it was interrupted, or nothing when it went out already or no article is new."""
+    plan = plan_digest(engine, settings.publication.timezone, now, since, due)
     issue = find_issue(engine, plan.key)
-    if issue is not None and issue.status == IssueStatus.SENT:
-        return DigestRun("already sent", plan, issue)
-    starting = issue is None or issue.status in OPEN_STATUSES
-    if starting:
+    if issue is None or issue.status in OPEN_STATUSES:
         if not plan.articles:
             return DigestRun("empty", plan)
         issue = digest_issue(engine, settings, plan)
+        # started only if nobody started it meanwhile; an interrupted digest is finished
+        # for those it was queued for, never queued again
+        Outbox(engine, issue, settings.delivery).enqueue(only_from=OPEN_STATUSES)
+        issue = find_issue(engine, plan.key)
     assert issue is not None
+    if issue.status == IssueStatus.SENT:
+        return DigestRun("already sent", plan, issue)
     report = deliver(
         engine,
         settings,
         issue,
         progress,
-        enqueue=starting,  # an interrupted digest is finished for those it was queued for
+        enqueue=False,
         retry_deferred_now=retry_deferred_now,
         stop=stop,
     )
@@ -258,12 +264,31 @@ class Service:
         self.sending = threading.Lock()
         folder = settings.schedule.watch_dir
         self.watch = FolderWatch(Path(folder)) if folder else None
+        self.digest_lock = threading.Lock()
+        self.digest_done: datetime | None = None  # the due time of the last digest run
 
     def digest(self) -> None:
+        if not self.digest_lock.acquire(blocking=False):
+            return  # the digest job and a catch-up at once: one is enough
+        try:
+            self._digest()
+        finally:
+            self.digest_lock.release()
+
+    def _digest(self) -> None:
+        schedule, zone = self.settings.schedule, self.settings.publication.timezone
+        now = self.clock()
+        # the time it was due at, if it runs on time or within the grace time: its week
+        # is the digest's, even when a late run falls in the next week
+        due = last_due(schedule.digest_cron, zone, now, self._grace())
         if self.watch is not None:
-            self.poll()  # an article dropped in just now belongs in it
+            try:
+                self.poll()  # an article dropped in just now belongs in it
+            except (MailerError, DBAPIError, OSError) as exc:
+                event("poll-failed", logging.ERROR, job="digest", error=str(exc))
         with self._turn():
-            run = send_digest(self.engine, self.settings, self.clock(), stop=self.stop)
+            run = send_digest(self.engine, self.settings, now, due=due, stop=self.stop)
+        self.digest_done = due
         plan = run.plan
         if run.outcome == "empty":
             event(
@@ -288,6 +313,8 @@ class Service:
             )
 
     def outbox(self) -> None:
+        if self._digest_missed():
+            self.digest()
         if not self.sending.acquire(blocking=False):
             return  # a send of this service is under way; look again next time
         try:
@@ -301,9 +328,25 @@ class Service:
         finally:
             self.sending.release()
 
+    def _digest_missed(self) -> bool:
+        """Was the digest due within the grace time and never run (the service stopped
+        or failed after APScheduler had moved the job on to next week)?"""
+        schedule, zone = self.settings.schedule, self.settings.publication.timezone
+        due = last_due(schedule.digest_cron, zone, self.clock(), self._grace())
+        if due is None or due == self.digest_done or self.digest_lock.locked():
+            return False
+        issue = find_issue(self.engine, f"digest:{week_of(due, zone)}")
+        return issue is None or issue.status not in IssueStatus.STARTED
+
+    def _grace(self) -> timedelta:
+        return timedelta(minutes=max(self.settings.schedule.misfire_grace_minutes, 1))
+
     def poll(self) -> None:
+        """New articles from the folder: each one sent (as an issue scheduled for now, so
+        one that cannot go out yet is retried by the outbox job), or left for an editor."""
         assert self.watch is not None
-        for article in self.watch.poll(self.engine, self.settings, self.clock()):
+        now = self.clock()
+        for article in self.watch.poll(self.engine, self.settings, now):
             if not self.settings.schedule.auto_send_new_articles:
                 event(
                     "article-waiting",
@@ -311,12 +354,13 @@ class Service:
                     hint=f"mailer send --article {article.id}",
                 )
                 continue
-            with self._turn():
-                issue = article_issue(self.engine, self.settings, article)
-                report = deliver(
-                    self.engine, self.settings, issue, retry_deferred_now=False, stop=self.stop
-                )
-            event("article-sent", article=article.id, issue=issue.id, **_counts(report))
+            issue = schedule_issue(
+                self.engine, article_issue(self.engine, self.settings, article), now
+            )
+            event("article-scheduled", article=article.id, issue=issue.id, at=now)
+        with self._turn():
+            for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
+                event("issue-sent", issue=issue.id, **_counts(report))
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
@@ -410,7 +454,12 @@ def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: dateti
     """The digest job is kept as stored when its schedule has not changed, so a time it
     missed while the service was down is still due (or reported missed) now."""
     schedule = settings.schedule
-    stored = scheduler.get_job(DIGEST_JOB)
+    try:
+        stored = scheduler.get_job(DIGEST_JOB)
+    except Exception as exc:  # stored by another version that cannot be read back
+        event("job-unreadable", logging.WARNING, job=DIGEST_JOB, error=repr(exc), note="replaced")
+        scheduler.remove_job(DIGEST_JOB)
+        stored = None
     if not schedule.digest_cron:
         if stored is not None:
             stored.remove()
