@@ -329,14 +329,6 @@ def test_sanitize_keeps_safe_markup_and_marks_links_noopener() -> None:
     )
 
 
-@pytest.mark.parametrize("suffix", [".md", ".html", ".HTM"])
-def test_markdown_and_html_files_are_not_supported_yet(tmp_path, suffix: str) -> None:
-    path = tmp_path / f"article{suffix}"
-    path.write_text("Text.", encoding="utf-8")
-    with pytest.raises(SourceError, match="not supported yet"):
-        read_article(path, BOILERPLATE)
-
-
 def test_other_suffixes_are_read_as_text(tmp_path) -> None:
     path = tmp_path / "article.text"
     path.write_text(SAMPLE, encoding="utf-8")

@@ -13,9 +13,9 @@ from sqlmodel import col, or_, select
 from mailer.db import session_scope
 from mailer.donation import payment_numbers
 from mailer.errors import MailerError
-from mailer.models import Article, utcnow
+from mailer.models import Article, PolledSource, utcnow
 from mailer.settings import Settings
-from mailer.sources import ArticleDraft, read_article
+from mailer.sources import FEED_SUFFIXES, ArticleDraft, read_article, read_source
 from mailer.sources.cleanup import Boilerplate
 
 
@@ -36,6 +36,67 @@ def boilerplate(settings: Settings) -> Boilerplate:
     )
 
 
+@dataclass(frozen=True)
+class IngestReport:
+    results: list[IngestResult]
+    problems: list[str]  # one line per entry of a feed that was left out
+    not_modified: bool = False  # a polled URL unchanged since the last look
+
+
+def ingest_source(
+    engine: Engine,
+    settings: Settings,
+    location: str,
+    *,
+    title: str | None = None,
+    url: str | None = None,
+    published: datetime | None = None,
+    full_text: bool | None = None,
+    conditional: bool = False,
+) -> IngestReport:
+    """Every article at `location` (a file or an http(s) URL), stored or updated. With
+    `conditional`, a URL is fetched only if it changed since the last time (ETag /
+    Last-Modified, remembered per URL). Nothing is stored when the source cannot be
+    read; a feed entry that cannot be read is reported and the others are kept."""
+    if not location.startswith(("http://", "https://")):
+        path = Path(location)
+        if path.suffix.lower() not in FEED_SUFFIXES:
+            result = ingest_file(engine, settings, path, title=title, url=url, published=published)
+            return IngestReport([result], [])
+    known = remembered(engine, location) if conditional else None
+    read = read_source(
+        location,
+        boilerplate(settings),
+        timezone=settings.publication.timezone,
+        title=title,
+        url=url,
+        published=published,
+        full_text=settings.sources.fetch_full_text if full_text is None else full_text,
+        etag=known.etag if known else None,
+        last_modified=known.last_modified if known else None,
+    )
+    results = [store(engine, draft) for draft in read.drafts]
+    if conditional:
+        _remember(engine, location, read.etag, read.last_modified)
+    return IngestReport(results, read.problems, read.not_modified)
+
+
+def remembered(engine: Engine, location: str) -> PolledSource | None:
+    """What was noted of a polled source at its last successful look, if any."""
+    with session_scope(engine) as session:
+        query = select(PolledSource).where(PolledSource.location == location)
+        return session.exec(query).first()
+
+
+def _remember(engine: Engine, location: str, etag: str | None, modified: str | None) -> None:
+    with session_scope(engine) as session:
+        query = select(PolledSource).where(PolledSource.location == location)
+        polled = session.exec(query).first() or PolledSource(location=location)
+        polled.etag, polled.last_modified = etag, modified
+        polled.last_polled_at = utcnow()
+        session.add(polled)
+
+
 def ingest_file(
     engine: Engine,
     settings: Settings,
@@ -46,11 +107,14 @@ def ingest_file(
     published: datetime | None = None,
 ) -> IngestResult:
     rules = boilerplate(settings)
-    draft = read_article(path, rules, title=title, url=url, published=published)
+    zone = settings.publication.timezone
+    draft = read_article(path, rules, title=title, url=url, published=published, timezone=zone)
     existing = _stored(engine, draft)
     if existing is not None and title is None and draft.title_derived:
         # The editor's title stays, and the body is built around it as before.
-        draft = read_article(path, rules, title=existing.title, url=url, published=published)
+        draft = read_article(
+            path, rules, title=existing.title, url=url, published=published, timezone=zone
+        )
         draft = replace(draft, title_derived=True)
     return store(engine, draft)
 
@@ -59,9 +123,10 @@ def _stored(engine: Engine, draft: ArticleDraft) -> Article | None:
     """The article a draft is a new version of: same guid, or the same text stored before
     it had a url."""
     with session_scope(engine) as session:
-        query = select(Article).where(
-            or_(Article.guid == draft.guid, Article.fingerprint == draft.fingerprint)
-        )
+        same = [Article.guid == draft.guid, Article.fingerprint == draft.fingerprint]
+        if draft.url:
+            same.append(Article.url == draft.url)
+        query = select(Article).where(or_(*same))
         return session.exec(query.order_by(col(Article.guid) != draft.guid)).first()
 
 
@@ -79,13 +144,14 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
                 summary=draft.summary,
                 body_html=draft.body_html,
                 source=draft.source,
+                language=draft.language,
             )
             session.add(article)
             session.flush()
             return IngestResult(article, "new", draft)
         article = existing
         changes = {
-            "guid": draft.url or article.guid,
+            "guid": draft.guid if not draft.guid.startswith("sha256:") else article.guid,
             "fingerprint": draft.fingerprint,
             "url": draft.url or article.url,
             "author": draft.author or article.author,
@@ -93,6 +159,7 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
             "summary": draft.summary,
             "body_html": draft.body_html,
             "title": draft.title,
+            "language": draft.language,
         }
         changed = {k: v for k, v in changes.items() if getattr(article, k) != v}
         for key, value in changed.items():

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from mailer import subscribers as subs
-from mailer.articles import find_article, ingest_file, list_articles
+from mailer.articles import IngestResult, find_article, ingest_source, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
 from mailer.delivery import SendReport, deliver, send_test_copy
@@ -216,7 +216,9 @@ def subscribers_export(
 @app.command()
 def ingest(
     ctx: typer.Context,
-    source: Path,
+    source: str = typer.Argument(
+        ..., help="A file (text, Markdown, HTML page, RSS/Atom feed) or an http(s) URL."
+    ),
     title: str | None = typer.Option(None, help="The article's title."),
     url: str | None = typer.Option(None, help="The article's address on your site."),
     published: str | None = typer.Option(
@@ -224,22 +226,43 @@ def ingest(
         help="Publication date or time (ISO 8601); without an offset, in the publication's "
         "time zone.",
     ),
+    full_text: bool | None = typer.Option(
+        None,
+        "--full-text/--no-full-text",
+        help="For a feed of excerpts: read each entry's page for the whole article "
+        "(default: [sources] fetch_full_text).",
+    ),
 ) -> None:
-    """Bring in an article from a text file."""
+    """Bring in articles: from a file, a web page, or every entry of a feed."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     when = None if published is None else _iso_time(published, settings.publication.timezone)
-    result = ingest_file(engine, settings, source, title=title, url=url, published=when)
+    report = ingest_source(
+        engine, settings, source, title=title, url=url, published=when, full_text=full_text
+    )
+    for problem in report.problems:
+        typer.echo(f"skipped: {problem}", err=True)
+    for result in report.results:
+        _ingested(result, source)
+    if len(report.results) != 1 or report.problems:
+        outcomes = Counter(result.outcome for result in report.results)
+        say(
+            f"{outcomes['new']} new, {outcomes['updated']} updated, {outcomes['unchanged']} "
+            f"unchanged, {len(report.problems)} skipped."
+        )
+
+
+def _ingested(result: IngestResult, source: str) -> None:
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
     removed = result.draft.removed
-    if removed:
-        say(f"Left out as the site's boilerplate ({plural(len(removed), 'paragraph')}):")
+    if removed and result.outcome != "unchanged":
+        say(f"  Left out as the site's boilerplate ({plural(len(removed), 'paragraph')}):")
         for paragraph in removed:
-            say(f"  - {paragraph[:70]}{'…' if len(paragraph) > 70 else ''}")
+            say(f"    - {paragraph[:70]}{'…' if len(paragraph) > 70 else ''}")
     if result.draft.title_derived and result.outcome == "new":
         say(
-            f"The title was derived from the text; change it with: "
+            f"  The title was derived from the text; change it with: "
             f'mailer ingest {source} --title "..."'
         )
 

@@ -98,6 +98,8 @@ class Article(SQLModel, table=True):
     summary: str = ""
     body_html: str = Field(sa_column=Column(Text, nullable=False))
     source: str = ""
+    # BCP 47, when the source says (or its letters show) it is not the publication's
+    language: str | None = None
     ingested_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
 
 

@@ -46,6 +46,8 @@ class ArticleView:
     summary: str
     body_html: Markup
     body_text: str
+    language: str | None = None  # when it is not the publication's
+    dir: str | None = None  # "rtl" or "ltr" when the article's differs from the layout's
 
 
 def one_line(text: str) -> str:
@@ -99,9 +101,17 @@ def inline_css(html: str) -> str:
     ).transform()
 
 
-def article_view(article: Article) -> ArticleView:
+def article_view(article: Article, publication_language: str = "en") -> ArticleView:
     # A placeholder smuggled into an article must not become somebody's personal link.
     defuse = _defuse_placeholders
+    language = article.language
+    if language and language.split("-")[0].lower() == publication_language.split("-")[0].lower():
+        language = None  # the publication's own: nothing to mark
+    direction = None
+    if language:
+        rtl = language.split("-")[0].lower() in RTL_LANGUAGES
+        if rtl != (publication_language.split("-")[0].lower() in RTL_LANGUAGES):
+            direction = "rtl" if rtl else "ltr"
     return ArticleView(
         title=defuse(one_line(article.title)),
         url=article.url and defuse(article.url),
@@ -111,6 +121,8 @@ def article_view(article: Article) -> ArticleView:
         # sanitised with nh3 at ingest
         body_html=Markup(defuse(article.body_html)),
         body_text=defuse(html_to_text(article.body_html)),
+        language=language,
+        dir=direction,
     )
 
 
@@ -143,7 +155,7 @@ def _context(
 
 def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
     """The single-article issue: the article, then the donation appeal once, then the footer."""
-    view = article_view(article)
+    view = article_view(article, settings.publication.language)
     subject = view.title
     preheader = one_line(view.summary)[:150]
     online = f"{settings.publication.base_url}/issues/{issue_slug(f'article:{article.id}')}"
@@ -156,7 +168,7 @@ def render_digest_issue(
 ) -> RenderedIssue:
     """The weekly digest: each article's title, date, summary and a link to read it (the
     whole text when it has no address to link to), newest first; then the appeal once."""
-    views = [article_view(article) for article in articles]
+    views = [article_view(article, settings.publication.language) for article in articles]
     name = one_line(settings.publication.name)
     more = f", and {len(views) - 1} more" if len(views) > 1 else ""
     subject = f"{name} this week: {views[0].title}{more}"

@@ -37,7 +37,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 
-from mailer.articles import find_article, ingest_file
+from mailer.articles import find_article, ingest_file, ingest_source, remembered
 from mailer.db import session_scope
 from mailer.delivery import SendReport, deliver
 from mailer.digest import DigestPlan, crontab_trigger, last_due, plan_digest, week_of
@@ -60,6 +60,7 @@ log = logging.getLogger("mailer.scheduler")
 DIGEST_JOB = "weekly-digest"
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
 SETTLED_SECONDS = 2.0  # a file changed more recently may still be being written
+RECENT = timedelta(days=7)  # a new article older than this is not sent by itself
 
 
 _log_zone = [ZoneInfo("UTC")]  # times in the log: the publication's zone once set
@@ -221,6 +222,7 @@ class FolderWatch:
         """Bring in what changed; the new articles (none on the first look ever)."""
         with self.lock:
             first = self.first_look(engine, now)
+            name = f"folder {self.folder}"
             new = []
             for path in self.changed_files(time.time()):
                 try:
@@ -239,14 +241,53 @@ class FolderWatch:
                 )
                 if result.outcome == "new":
                     new.append(article)
-        if first and new:
-            event(
-                "articles-found",
-                count=len(new),
-                note="there before mailer first looked: not sent by themselves",
-            )
-            return []
-        return new
+        return _worth_sending(new, first, now, name)
+
+
+class FeedWatch:
+    """New and changed entries of [schedule] feed_url, fetched only when the feed has
+    changed (conditional GET). The first successful look only takes stock."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.lock = threading.Lock()
+
+    def poll(self, engine: Engine, settings: Settings, now: datetime) -> list[Article]:
+        with self.lock:
+            first = remembered(engine, self.url) is None
+            try:
+                report = ingest_source(engine, settings, self.url, conditional=True)
+            except MailerError as exc:
+                event("feed-failed", logging.WARNING, url=self.url, error=str(exc))
+                return []
+        for problem in report.problems:
+            event("entry-skipped", logging.WARNING, url=self.url, reason=problem)
+        new = []
+        for result in report.results:
+            if result.outcome != "unchanged":
+                article = result.article
+                event(f"article-{result.outcome}", article=article.id, title=article.title)
+                if result.outcome == "new":
+                    new.append(article)
+        return _worth_sending(new, first, now, f"feed {self.url}")
+
+
+def _worth_sending(new: list[Article], first: bool, now: datetime, where: str) -> list[Article]:
+    """The new articles to send by themselves: none found on the first look ever at a
+    source, nor any published more than a week ago (an old entry that reappeared)."""
+    if first and new:
+        event(
+            "articles-found",
+            source=where,
+            count=len(new),
+            note="there before mailer first looked: not sent by themselves",
+        )
+        return []
+    recent = [a for a in new if a.published_at is None or now - a.published_at <= RECENT]
+    for article in new:
+        if article not in recent:
+            event("article-old", article=article.id, note="published over a week ago: not sent")
+    return recent
 
 
 # --- the service -------------------------------------------------------------------
@@ -262,8 +303,12 @@ class Service:
         self.clock = clock
         self.stop = threading.Event()
         self.sending = threading.Lock()
-        folder = settings.schedule.watch_dir
-        self.watch = FolderWatch(Path(folder)) if folder else None
+        schedule = settings.schedule
+        self.watches: list[FolderWatch | FeedWatch] = []
+        if schedule.watch_dir:
+            self.watches.append(FolderWatch(Path(schedule.watch_dir)))
+        if schedule.feed_url:
+            self.watches.append(FeedWatch(schedule.feed_url))
         self.digest_lock = threading.Lock()
         self.digest_done: datetime | None = None  # the due time of the last digest run
 
@@ -281,9 +326,9 @@ class Service:
         # the time it was due at, if it runs on time or within the grace time: its week
         # is the digest's, even when a late run falls in the next week
         due = last_due(schedule.digest_cron, zone, now, self._grace())
-        if self.watch is not None:
+        if self.watches:
             try:
-                self.poll()  # an article dropped in just now belongs in it
+                self.poll()  # an article published just now belongs in it
             except (MailerError, DBAPIError, OSError) as exc:
                 event("poll-failed", logging.ERROR, job="digest", error=str(exc))
         with self._turn():
@@ -342,11 +387,12 @@ class Service:
         return timedelta(minutes=max(self.settings.schedule.misfire_grace_minutes, 1))
 
     def poll(self) -> None:
-        """New articles from the folder: each one sent (as an issue scheduled for now, so
-        one that cannot go out yet is retried by the outbox job), or left for an editor."""
-        assert self.watch is not None
+        """New articles from the folder and the feed: each one sent (as an issue
+        scheduled for now, so one that cannot go out yet is retried by the outbox job),
+        or left for an editor."""
         now = self.clock()
-        for article in self.watch.poll(self.engine, self.settings, now):
+        new = [a for watch in self.watches for a in watch.poll(self.engine, self.settings, now)]
+        for article in new:
             if not self.settings.schedule.auto_send_new_articles:
                 event(
                     "article-waiting",
@@ -419,6 +465,7 @@ def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime
             pid=os.getpid(),
             next_digest=digest.next_run_time if digest else "none",
             watch_dir=settings.schedule.watch_dir or "none",
+            feed_url=settings.schedule.feed_url or "none",
         )
         while not service.stop.wait(1.0):
             pass
@@ -481,7 +528,7 @@ def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: dateti
             )
     local = {"jobstore": "local", "misfire_grace_time": None, "next_run_time": now}
     scheduler.add_job(outbox_job, "interval", seconds=OUTBOX_SECONDS, id="outbox", **local)
-    if schedule.watch_dir:
+    if schedule.watch_dir or schedule.feed_url:
         minutes = schedule.feed_poll_minutes
         scheduler.add_job(poll_job, "interval", minutes=minutes, id="poll", **local)
 

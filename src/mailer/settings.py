@@ -132,6 +132,8 @@ class Donation(Section):
 
 class Sources(Section):
     boilerplate_patterns: tuple[str, ...] = ()
+    # a feed that carries excerpts only: read each entry's page for the whole article
+    fetch_full_text: bool = False
 
     @field_validator("boilerplate_patterns")
     @classmethod
@@ -152,6 +154,7 @@ class Schedule(Section):
     # a service that was down at digest time still sends it if back within this long
     misfire_grace_minutes: float = Field(default=60, ge=0)
     watch_dir: str = ""
+    feed_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
     feed_poll_minutes: float = Field(default=10, gt=0)
     auto_send_new_articles: bool = False
 

@@ -5,20 +5,31 @@ into paragraphs; cleanup.py removes the site's boilerplate and sanitises the HTM
 all build. The caller (the CLI, the feed poller) stores the draft as an ``Article``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from mailer.errors import SourceError
 from mailer.sources.cleanup import DEFAULT_PATTERNS, Boilerplate
 from mailer.sources.decode import decode_text
 
-__all__ = ["ARTICLE_SUFFIXES", "DEFAULT_PATTERNS", "ArticleDraft", "Boilerplate", "read_article"]
+__all__ = [
+    "ARTICLE_SUFFIXES",
+    "DEFAULT_PATTERNS",
+    "FEED_SUFFIXES",
+    "ArticleDraft",
+    "Boilerplate",
+    "SourceRead",
+    "read_article",
+    "read_source",
+]
 
-# Suffixes whose readers are still to come; every other suffix is read as plain text.
-_NOT_YET_SUPPORTED = frozenset({".md", ".html", ".htm"})
+MARKDOWN_SUFFIXES = frozenset({".md", ".markdown"})
+PAGE_SUFFIXES = frozenset({".html", ".htm"})
+FEED_SUFFIXES = frozenset({".rss", ".atom", ".xml"})
 # What a watched folder's article files are called (other files there are left alone).
-ARTICLE_SUFFIXES = frozenset({".txt", ".text"})
+ARTICLE_SUFFIXES = frozenset({".txt", ".text"}) | MARKDOWN_SUFFIXES | PAGE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,54 @@ class ArticleDraft:
     # "sha256:<hex>" of the cleaned text: finds the article again when a url is added
     fingerprint: str = ""
     removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
+    language: str | None = None  # BCP 47, when the article's differs from the publication's
+
+
+@dataclass
+class SourceRead:
+    """What a source held: its articles, and one line per entry that had to be left out."""
+
+    drafts: list[ArticleDraft]
+    problems: list[str] = field(default_factory=list)
+    not_modified: bool = False  # a URL unchanged since the ETag / Last-Modified given
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def read_source(
+    location: str,
+    rules: Boilerplate,
+    *,
+    timezone: str = "UTC",
+    title: str | None = None,
+    url: str | None = None,
+    published: datetime | None = None,
+    full_text: bool = False,
+    etag: str | None = None,
+    last_modified: str | None = None,
+) -> SourceRead:
+    """The articles at ``location``: a file (text, Markdown, HTML page, RSS/Atom feed) or
+    an http(s) URL (a feed or a page). Raises SourceError."""
+    from mailer.sources.fetch import fetch
+
+    given = {"title": title, "url": url, "published": published, "timezone": timezone}
+    if location.startswith(("http://", "https://")):
+        got = fetch(location, etag=etag, last_modified=last_modified)
+        if got.content is None:
+            return SourceRead([], not_modified=True, etag=got.etag, last_modified=got.last_modified)
+        kind = _kind_of(got.content, got.content_type, location)
+        given["url"] = url or (got.url if kind == "page" else None)
+        read = _read(got.content, location, rules, kind, got.charset, full_text, given)
+        read.etag, read.last_modified = got.etag, got.last_modified
+        return read
+    path = Path(location)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise SourceError(
+            f"Cannot read {path}: {error.strerror}. Check the path and that the file is readable."
+        ) from None
+    return _read(data, path.name, rules, _kind_of_file(path, data), None, full_text, given)
 
 
 def read_article(
@@ -46,21 +105,74 @@ def read_article(
     title: str | None = None,
     url: str | None = None,
     published: datetime | None = None,
+    timezone: str = "UTC",
 ) -> ArticleDraft:
-    """The article in the file at ``path``. Raises SourceError."""
-    # Imported here: text.py imports ArticleDraft from this package.
+    """The one article in the file at ``path`` (not a feed). Raises SourceError."""
+    read = read_source(
+        str(path), boilerplate, title=title, url=url, published=published, timezone=timezone
+    )
+    if len(read.drafts) != 1:
+        raise SourceError(f"{path} is a feed of {len(read.drafts)} articles, not one article")
+    return read.drafts[0]
+
+
+def _kind_of_file(path: Path, data: bytes) -> str:
+    from mailer.sources.feed import is_feed
+
+    suffix = path.suffix.lower()
+    if suffix in MARKDOWN_SUFFIXES:
+        return "markdown"
+    if suffix in FEED_SUFFIXES or is_feed(data):
+        return "feed"
+    if suffix in PAGE_SUFFIXES or _is_page(data):
+        return "page"
+    return "text"
+
+
+def _kind_of(data: bytes, content_type: str, url: str) -> str:
+    from mailer.sources.feed import is_feed
+
+    if is_feed(data) or content_type.endswith(("rss+xml", "atom+xml", "rdf+xml")):
+        return "feed"
+    if content_type in ("text/html", "application/xhtml+xml") or _is_page(data):
+        return "page"
+    raise SourceError(f"{url}: neither a feed nor a web page ({content_type or 'no content type'})")
+
+
+def _is_page(data: bytes) -> bool:
+    head = data[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
+def _read(
+    data: bytes,
+    name: str,
+    rules: Boilerplate,
+    kind: str,
+    charset: str | None,
+    full_text: bool,
+    given: dict[str, Any],
+) -> SourceRead:
+    # Imported here: the readers import ArticleDraft from this package.
+    from mailer.sources.decode import decode_page
+    from mailer.sources.feed import parse_feed
+    from mailer.sources.markdown import parse_markdown
+    from mailer.sources.page import parse_page
     from mailer.sources.text import parse_text
 
-    if path.suffix.lower() in _NOT_YET_SUPPORTED:
-        raise SourceError(
-            f"{path}: {path.suffix} files are not supported yet. Save the article as plain "
-            "text (.txt, one paragraph per line) and ingest that file."
-        )
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise SourceError(
-            f"Cannot read {path}: {error.strerror}. Check the path and that the file is readable."
-        ) from None
-    text = decode_text(data, str(path))
-    return parse_text(text, path.name, boilerplate, title=title, url=url, published=published)
+    zone = given.pop("timezone")
+    if kind == "feed":
+
+        def full_page(link: str) -> ArticleDraft:
+            return read_source(link, rules, timezone=zone).drafts[0]
+
+        pages = full_page if full_text else None
+        feed = parse_feed(data, name, rules, url=given["url"], full_page=pages)
+        return SourceRead(feed.drafts, feed.problems)
+    if kind == "page":
+        page = decode_page(data, name, charset)
+        return SourceRead([parse_page(page, name, rules, timezone=zone, **given)])
+    text = decode_text(data, name)
+    if kind == "markdown":
+        return SourceRead([parse_markdown(text, name, rules, zone, **given)])
+    return SourceRead([parse_text(text, name, rules, **given)])

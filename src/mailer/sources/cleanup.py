@@ -65,29 +65,53 @@ class Boilerplate:
 
 def remove_boilerplate(paragraphs: list[str], boilerplate: Boilerplate) -> list[str]:
     """The paragraphs that are article text, in their order."""
+    flags = boilerplate_flags(paragraphs, boilerplate)
+    return [paragraph for paragraph, drop in zip(paragraphs, flags, strict=True) if not drop]
+
+
+def boilerplate_flags(paragraphs: list[str], boilerplate: Boilerplate) -> list[bool]:
+    """For each paragraph: is it the site's boilerplate?"""
     repeated = _repeated(paragraphs)
     phrases = [text for text in map(_normalise, boilerplate.phrases) if text]
     numbers = [d for d in map(_digits, boilerplate.numbers) if len(d) >= NUMBER_MIN_DIGITS]
     return [
-        paragraph
+        _key(paragraph) in repeated
+        or _matches_pattern(paragraph, boilerplate.patterns)
+        or _is_phrase(paragraph, phrases)
+        or _has_number(paragraph, numbers)
         for paragraph in paragraphs
-        if _key(paragraph) not in repeated
-        and not _matches_pattern(paragraph, boilerplate.patterns)
-        and not _is_phrase(paragraph, phrases)
-        and not _has_number(paragraph, numbers)
     ]
 
 
-def sanitize_html(html: str) -> str:
-    """Article HTML reduced to the tags and attributes an email body may carry."""
+# The first pass over a source's HTML keeps the structure the cleaning rules look at
+# (site boxes by class, headings of every level, image sizes, relative links); whatever
+# can run or load something goes with its content.
+_WIDE_TAGS = ALLOWED_TAGS | {
+    "h1", "h5", "h6", "div", "span", "section", "article", "main", "nav", "aside", "header",
+    "footer", "u", "s", "sub", "sup", "small", "cite", "q", "code", "pre", "time", "mark",
+}  # fmt: skip
+_NEVER = {
+    "script", "style", "iframe", "frame", "frameset", "object", "embed", "applet", "form",
+    "button", "select", "textarea", "noscript", "template", "svg", "math", "canvas",
+    "video", "audio", "title", "head",
+}  # fmt: skip
+
+
+def sanitize_html(html: str, wide: bool = False) -> str:
+    """Article HTML reduced to the tags and attributes an email body may carry (wide:
+    the first pass of htmlbody.py, which also keeps classes, ids and relative links)."""
+    # "*": attributes any tag may carry (nh3 would allow title and lang by default)
+    attributes = {tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()} | {"*": {"lang"}}
+    if wide:
+        attributes |= {"*": {"class", "id", "lang"}, "img": {*attributes["img"], "title"}}
     return nh3.clean(
         html,
-        tags=set(ALLOWED_TAGS),
-        attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
+        tags=set(_WIDE_TAGS if wide else ALLOWED_TAGS),
+        attributes=attributes,
         url_schemes=set(URL_SCHEMES),
-        link_rel="noopener",
+        link_rel=None if wide else "noopener",
         # Stripping a <script> tag alone would leave its code behind as visible text.
-        clean_content_tags={"script", "style"},
+        clean_content_tags=_NEVER if wide else {"script", "style"},
     )
 
 

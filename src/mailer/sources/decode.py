@@ -95,3 +95,51 @@ def _binary_error(name: str, offset: int, value: int) -> SourceError:
         f"0x{value:02X} at byte offset {offset}. {_MUST_BE_TEXT}, for example the article "
         "pasted into a .txt file."
     )
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
+
+
+def decode_page(data: bytes, name: str, declared: str | None = None) -> str:
+    """An HTML page's text: in the charset its server or its <meta> declares, else
+    UTF-8, else what charset-normalizer detects. Raises SourceError."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            return _decode_with_bom(data, name, encoding, len(bom))
+    match = _META_CHARSET.search(data[:4096])
+    charset = declared or (match[1].decode("ascii") if match else None)
+    if charset:
+        try:
+            return data.decode(_codec(charset, name))
+        except UnicodeDecodeError as error:
+            why = f"is not valid {charset}, the character set the page declares"
+            raise _undecodable_error(name, error.start, data[error.start], why) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    candidates = list(from_bytes(data))
+    if not candidates:
+        raise SourceError(
+            f"{name}: cannot tell the character set of the page (it declares none and is "
+            "not UTF-8); save it as UTF-8 and ingest the file"
+        )
+    best = candidates[0]
+    # a close call goes to the code page web pages use (cp1251 over mac_cyrillic)
+    for candidate in candidates[1:]:
+        if candidate.encoding.startswith("cp125") and candidate.chaos <= best.chaos + 0.01:
+            return str(candidate)
+    return str(best)
+
+
+def _codec(charset: str, name: str) -> str:
+    # browsers read a page declared ISO-8859-1 as Windows-1252, and so do we
+    charset = "cp1252" if charset.lower() in ("iso-8859-1", "latin1", "us-ascii") else charset
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise SourceError(
+            f"{name}: the page declares an unknown character set {charset!r}"
+        ) from None

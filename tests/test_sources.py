@@ -1,0 +1,408 @@
+"""Article sources: RSS, Atom, web pages and Markdown, read from committed fixtures in the
+shapes WordPress, Ghost, Blogger and a Persian news site produce, and over real HTTP from
+a server on 127.0.0.1; every sanitiser rule checked in the stored article and in the
+rendered email; the sample article gives the same body from text, Markdown and a page."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import Session, select
+
+from mailer.articles import boilerplate, ingest_source
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.errors import SourceError
+from mailer.models import Article
+from mailer.render import render_article_issue
+from mailer.scheduler import Service
+from mailer.sources import read_article, read_source
+from mailer.subscribers import add_subscriber
+from test_crash import _environment
+
+DATA = Path(__file__).parent / "data" / "sources"
+
+
+def rules(settings: Any) -> Any:
+    return boilerplate(settings)
+
+
+def test_the_sample_gives_the_same_body_from_text_markdown_and_a_page(settings):
+    text = read_article(SAMPLE_ARTICLE, rules(settings))
+    markdown = read_source(str(DATA / "moscow-format-article.md"), rules(settings)).drafts[0]
+    page = read_source(str(DATA / "wordpress-article.html"), rules(settings)).drafts[0]
+    assert markdown.body_html == text.body_html
+    figure, rest = page.body_html.split("\n", 1)  # the page also has the photo
+    assert rest == text.body_html and figure.startswith("<figure>")
+    assert text.title == markdown.title == page.title
+    assert markdown.url == page.url == "https://dawatmedia.example/2025/10/08/lavrovs-dual-message/"
+    assert markdown.author == page.author == "Dawat Staff"
+    assert markdown.published_at == page.published_at
+    assert (
+        page.published_at is not None
+        and page.published_at.isoformat() == "2025-10-08T09:30:00+00:00"
+    )
+    for left_out in ("Share this", "Kabul talks", "Comments are closed", "Donate", "Privacy"):
+        assert left_out not in page.body_html
+
+
+def test_a_wordpress_feed_gives_each_entry_without_the_sites_furniture(settings):
+    read = read_source(str(DATA / "wordpress-feed.xml"), rules(settings))
+    assert read.problems == []
+    lavrov, budget, undated = read.drafts
+    assert lavrov.title == "Lavrov’s Dual-Message: Praise for Taliban, a Warning to the West"
+    assert lavrov.guid == "https://dawatmedia.example/?p=4172"  # the feed's guid
+    assert lavrov.url == "https://dawatmedia.example/2025/10/08/lavrovs-dual-message/"
+    assert lavrov.author == "Dawat Staff"
+    assert (
+        lavrov.published_at is not None
+        and lavrov.published_at.isoformat() == "2025-10-08T09:30:00+00:00"
+    )
+    # the fullest body: content:encoded, not the excerpt
+    assert "Lavrov praised the Taliban’s campaign" in lavrov.body_html
+    body = lavrov.body_html
+    for gone in (
+        "appeared first on",
+        "Share this",
+        "If there were ever",
+        "557320",
+        "Support Dawat",
+    ):
+        assert gone not in body
+    assert lavrov.summary.startswith("MOSCOW – In a significant move")
+    # an excerpt-only entry: no "Continue reading", no WordPress footer
+    assert budget.body_html == (
+        "<p>The de facto government published a budget for the first time in two years. "
+        "What it says about revenue, aid and the provinces.</p>"
+    )
+    assert undated.published_at is None
+    assert undated.body_html == (
+        "<p>Plain text description with an entity &amp; no markup at all, long enough to be "
+        "a paragraph.</p>"
+    )
+
+
+def test_ghost_and_blogger_feeds(settings):
+    ghost = read_source(str(DATA / "ghost-feed.xml"), rules(settings)).drafts[0]
+    assert ghost.summary == "A year of donor reports, read line by line."  # the feed's own
+    assert "<h2>The numbers</h2>" in ghost.body_html and "<h1" not in ghost.body_html
+    assert "<blockquote><p>“We could not follow" in ghost.body_html
+    assert '<a href="https://ledger.example/data/aid-2025.csv"' in ghost.body_html
+    assert '<a href="mailto:tips@ledger.example"' in ghost.body_html
+    for gone in ("iframe", "youtube", "<form", "<input", "Subscribe"):
+        assert gone not in ghost.body_html
+    blogger = read_source(str(DATA / "blogger-atom.xml"), rules(settings)).drafts[0]
+    assert blogger.title == "Water & wheat in the western provinces"
+    assert blogger.guid == "tag:blogger.com,1999:blog-1234567890.post-555"
+    assert blogger.published_at is not None
+    assert blogger.published_at.isoformat() == "2025-10-05T13:45:00+00:00"
+    assert 'src="https://herat-notes.example/2025/10/field.jpg"' in blogger.body_html  # xml:base
+    assert 'width="520"' in blogger.body_html  # scaled to the column
+    assert 'height="390"' in blogger.body_html
+    assert "last year's wheat" in blogger.body_html and "&amp;nbsp;" not in blogger.body_html
+    assert blogger.summary.startswith("The drought has moved east. Farmers")
+
+
+def test_a_persian_article_is_stored_with_its_language_and_laid_out_right_to_left(engine, settings):
+    report = ingest_source(engine, settings, str(DATA / "persian-feed.xml"))
+    article = report.results[0].article
+    assert article.language == "fa-IR"
+    html = render_article_issue(settings, article).html
+    assert 'lang="fa-IR" dir="rtl"' in html
+    body = html.rindex("روسیه روز سه‌شنبه")  # the article, after the preheader
+    appeal = html.index("Support Dawat Media Center")
+    assert html.index('dir="rtl"') < body < appeal
+    # the appeal and the footer stay in the publication's language and direction
+    assert 'dir="rtl"' not in html[appeal:]
+    assert '<html lang="en" dir="ltr"' in html
+
+
+def test_an_rtl_article_is_recognised_by_its_letters_when_nothing_declares_it(settings, tmp_path):
+    path = tmp_path / "pashto.md"
+    path.write_text(
+        "# د مسکو خبرې\n\n"
+        "د روسیې بهرنیو چارو وزیر ښاغلي لاوروف وویل چې بهرنۍ پوځي شتون نه منل کېږي.\n"
+    )
+    assert read_source(str(path), rules(settings)).drafts[0].language == "ps"
+    path.write_text("# Title\n\nAn English paragraph with nothing else in it at all.\n")
+    assert read_source(str(path), rules(settings)).drafts[0].language is None
+
+
+HOSTILE = """<!DOCTYPE html><html><head><title>Hostile</title><style>p{color:red}</style></head>
+<body><article><h1>Hostile page</h1>
+<p>Opening paragraph with enough words to be the article's text, and a
+<a href="/relative/link">relative link</a>.</p>
+<script>steal(document.cookie)</script>
+<p onclick="steal()" style="background:url(javascript:steal())">Handler paragraph.</p>
+<p><a href="javascript:steal()">script link</a> <a href="data:text/html,evil">data link</a>
+<a href="vbscript:evil">vb link</a></p>
+<p><img src="javascript:steal()" alt="x"><img src="data:image/png;base64,AAAA" alt="y">
+<img src="https://track.example/pixel.gif" width="1" height="1">
+<img src="/photo.jpg" title="A photo title" width="1600" height="900"></p>
+<iframe src="https://evil.example/frame"></iframe>
+<object data="evil.swf"></object><embed src="evil.swf">
+<form action="https://evil.example/"><input name="card"><button>Pay</button></form>
+<svg onload="steal()"><script>steal()</script></svg>
+<p>Closing paragraph.</p></article></body></html>"""
+
+
+def test_every_sanitiser_rule_holds_in_the_stored_article_and_the_email(engine, settings, tmp_path):
+    page = tmp_path / "hostile.html"
+    page.write_text(HOSTILE, encoding="utf-8")
+    ingest_source(engine, settings, str(page), url="https://news.example/2025/hostile/")
+    with Session(engine) as session:
+        article = session.exec(select(Article)).one()
+    email = render_article_issue(settings, article).html
+    for html in (article.body_html, email):
+        lowered = html.lower()
+        for gone in ("<script", "steal", "onclick", "onload", "javascript:", "vbscript:",
+                     "data:", "<iframe", "<object", "<embed", "<form", "<input", "<svg",
+                     "pixel.gif", "color:red"):  # fmt: skip
+            assert gone not in lowered, gone
+        assert '<a href="https://news.example/relative/link"' in html
+        assert 'src="https://news.example/photo.jpg"' in html
+    body = article.body_html
+    assert 'width="520"' in body and 'height="292"' in body and 'alt="A photo title"' in body
+    assert "<h1" not in body and "Handler paragraph." in body and "Closing paragraph." in body
+    assert "script link" in body  # the words stay, the link goes
+
+
+@dataclass
+class Site:
+    """A web server on 127.0.0.1 serving fixed documents, with ETag and 304s."""
+
+    documents: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    served = Site()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            served.requests.append((self.path, dict(self.headers)))
+            if self.path.startswith("/loop"):
+                self.send_response(302)
+                self.send_header("Location", f"/loop{len(served.requests)}")
+                self.end_headers()
+                return
+            if self.path not in served.documents:
+                self.send_error(404, "Not Found")
+                return
+            content, kind = served.documents[self.path]
+            etag = f'"{hash(content) & 0xFFFFFFFF:x}"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(content)))
+            self.send_header("ETag", etag)
+            self.end_headers()
+            self.wfile.write(content)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    served.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_feed_over_http_is_fetched_again_only_when_it_changed(engine, settings, site):
+    feed = (DATA / "wordpress-feed.xml").read_bytes()
+    site.documents["/feed/"] = (feed, "application/rss+xml; charset=UTF-8")
+    first = ingest_source(engine, settings, site.url("/feed/"), conditional=True)
+    assert [r.outcome for r in first.results] == ["new", "new", "new"]
+    again = ingest_source(engine, settings, site.url("/feed/"), conditional=True)
+    assert again.not_modified and again.results == []
+    assert site.requests[-1][1].get("If-None-Match")  # asked with the remembered ETag
+    assert "mailer/" in site.requests[-1][1]["User-Agent"]
+    changed = feed.replace(b"What it says about revenue", b"What it says about income")
+    site.documents["/feed/"] = (changed, "application/rss+xml")
+    third = ingest_source(engine, settings, site.url("/feed/"), conditional=True)
+    assert [r.outcome for r in third.results] == ["unchanged", "updated", "unchanged"]
+    with Session(engine) as session:
+        assert len(session.exec(select(Article)).all()) == 3
+
+
+def test_a_page_over_http_and_full_text_for_a_feed_of_excerpts(engine, settings, site):
+    page = (DATA / "wordpress-article.html").read_bytes()
+    site.documents["/2025/10/08/lavrovs-dual-message/"] = (page, "text/html; charset=utf-8")
+    excerpts = (DATA / "wordpress-feed.xml").read_text(encoding="utf-8")
+    excerpts = excerpts.replace(
+        "https://dawatmedia.example/2025/10/08/lavrovs-dual-message/</link>",
+        site.url("/2025/10/08/lavrovs-dual-message/") + "</link>",
+    )
+    start, end = excerpts.index("<content:encoded>"), excerpts.index("</content:encoded>")
+    excerpts = excerpts[:start] + excerpts[end + len("</content:encoded>") :]
+    site.documents["/feed/"] = (excerpts.encode(), "application/rss+xml")
+    read = read_source(site.url("/feed/"), rules(settings), full_text=True)
+    lavrov = read.drafts[0]
+    assert "Regional Engagement and Unresolved Tensions" in lavrov.body_html  # the whole page
+    assert lavrov.guid == "https://dawatmedia.example/?p=4172"
+    one = read_source(site.url("/2025/10/08/lavrovs-dual-message/"), rules(settings))
+    assert one.drafts[0].title.startswith("Lavrov’s Dual-Message")
+
+
+@pytest.mark.parametrize(
+    ("path", "document", "reason"),
+    [
+        ("/missing", None, "the server answered 404"),
+        ("/loop", None, "more than 5 redirects"),
+        ("/image.png", (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "image/png"), "neither a feed nor"),
+        ("/huge", (b"<html>" + b"x" * (5 * 1024 * 1024 + 1), "text/html"), "bytes, more than"),
+        ("/broken.xml", (b"<?xml version='1.0'?><rss><channel><item>", "text/xml"), None),
+    ],
+)
+def test_a_source_that_cannot_be_read_says_why_and_changes_nothing(
+    engine, settings, site, path, document, reason
+):
+    ingest_source(engine, settings, str(DATA / "ghost-feed.xml"))
+    if document is not None:
+        site.documents[path] = document
+    if reason is None:  # a broken feed: what it holds is read, or it is refused
+        try:
+            ingest_source(engine, settings, site.url(path))
+        except SourceError as exc:
+            assert site.url(path) in str(exc)
+    else:
+        with pytest.raises(SourceError, match=reason) as raised:
+            ingest_source(engine, settings, site.url(path))
+        assert str(raised.value).startswith(site.url(path))
+    with Session(engine) as session:
+        assert [a.title for a in session.exec(select(Article))] == ["Where the aid money went"]
+
+
+def test_an_unreachable_source_is_one_line_naming_it(settings):
+    with pytest.raises(SourceError, match=r"^http://127\.0\.0\.1:9/feed: cannot be fetched"):
+        read_source("http://127.0.0.1:9/feed", rules(settings))
+
+
+def test_a_page_in_a_declared_or_detected_charset_is_read_and_garbage_refused(settings, tmp_path):
+    cyrillic = "<html><head><meta charset='windows-1251'></head><body><p>{}</p></body></html>"
+    text = "Министр иностранных дел России Сергей Лавров выступил на открытии переговоров."
+    page = tmp_path / "ru.html"
+    page.write_bytes(cyrillic.format(text).encode("cp1251"))
+    assert text in read_source(str(page), rules(settings)).drafts[0].body_html
+    undeclared = tmp_path / "undeclared.html"
+    undeclared.write_bytes(f"<html><body><p>{text} {text}</p></body></html>".encode("cp1251"))
+    assert text in read_source(str(undeclared), rules(settings)).drafts[0].body_html
+    garbage = tmp_path / "garbage.html"
+    garbage.write_bytes(b"<html><body><p>" + bytes(range(128, 256)) * 3 + b"</p></body></html>")
+    with pytest.raises(SourceError):
+        read_source(str(garbage), rules(settings))
+
+
+def test_markdown_front_matter_and_its_errors(settings, tmp_path):
+    path = tmp_path / "post.md"
+    path.write_text(
+        "---\ntitle: From front matter\ndate: 2025-10-01\nsummary: Its own summary.\n---\n"
+        "# A heading that becomes h2\n\nA paragraph with *emphasis* and <script>x()</script>.\n"
+    )
+    draft = read_source(str(path), rules(settings), timezone="Europe/Oslo").drafts[0]
+    assert draft.title == "From front matter" and draft.summary == "Its own summary."
+    assert (
+        draft.published_at is not None
+        and draft.published_at.isoformat() == "2025-10-01T00:00:00+02:00"
+    )
+    assert draft.body_html == (
+        "<h2>A heading that becomes h2</h2>\n<p>A paragraph with <em>emphasis</em> and .</p>"
+    )
+    path.write_text("---\ntitle: [unclosed\n---\nText.\n")
+    with pytest.raises(SourceError, match="front matter is not valid YAML"):
+        read_source(str(path), rules(settings))
+    path.write_text("---\ncolour: red\n---\nText that is long enough to be an article.\n")
+    with pytest.raises(SourceError, match="unknown front matter colour"):
+        read_source(str(path), rules(settings))
+
+
+def _feed(*entries: tuple[str, datetime]) -> bytes:
+    items = "".join(
+        f"<item><title>{title}</title><link>https://news.example/{n}/</link>"
+        f"<guid>https://news.example/?p={n}</guid><pubDate>{format_datetime(when)}</pubDate>"
+        f"<description>&lt;p&gt;{title}: the whole story in a sentence or two.&lt;/p&gt;"
+        "</description></item>"
+        for n, (title, when) in enumerate(entries)
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>News</title>'
+        f"<link>https://news.example/</link>{items}</channel></rss>"
+    ).encode()
+
+
+def test_the_scheduler_polls_the_feed_and_sends_only_what_is_new(
+    engine, settings, smtp, site, caplog
+):
+    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    for n in range(2):
+        add_subscriber(engine, f"r{n}@example.org", confirmed=True)
+    now = datetime.now(UTC)
+    site.documents["/feed/"] = (_feed(("Already there", now)), "application/rss+xml")
+    polling = settings.replace(
+        schedule={"feed_url": site.url("/feed/"), "auto_send_new_articles": True}
+    )
+    service = Service(polling, engine)
+    service.poll()  # the first look takes stock
+    assert smtp.received == [] and "articles-found" in caplog.text
+    service.poll()  # unchanged: a 304, nothing read
+    assert site.requests[-1][1].get("If-None-Match") and smtp.received == []
+    site.documents["/feed/"] = (
+        _feed(
+            ("Already there", now),
+            ("Fresh news", now),
+            ("An old entry that reappeared", now - timedelta(days=30)),
+        ),
+        "application/rss+xml",
+    )
+    service.poll()
+    assert [m.message["Subject"] for m in smtp.received] == ["Fresh news"] * 2
+    assert "article-old" in caplog.text
+    del site.documents["/feed/"]
+    service.poll()  # the feed is gone: said, and nothing changes
+    assert "feed-failed" in caplog.text and "404" in caplog.text
+    assert len(smtp.received) == 2
+
+
+def test_mailer_ingest_a_feed_url_then_preview_the_latest(settings, site, tmp_path):
+    site.documents["/feed/"] = ((DATA / "wordpress-feed.xml").read_bytes(), "application/rss+xml")
+    env = _environment(settings.database.url, 1)
+
+    def mailer(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "mailer", *args]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+
+    first = mailer("ingest", site.url("/feed/"))
+    assert first.returncode == 0, first.stderr
+    assert "3 new, 0 updated, 0 unchanged, 0 skipped." in first.stdout
+    assert "Article 1 (new): Lavrov’s Dual-Message" in first.stdout
+    again = mailer("ingest", site.url("/feed/"))
+    assert "0 new, 0 updated, 3 unchanged, 0 skipped." in again.stdout
+    latest = mailer("preview", "--latest", "--text")  # an undated entry: dated when it came
+    assert latest.returncode == 0 and "A note without a date" in latest.stdout
+    preview = mailer("preview", "--article", "1", "--text")
+    assert preview.returncode == 0 and "Lavrov praised the Taliban’s campaign" in preview.stdout
+    assert "appeared first on" not in preview.stdout
+    down = mailer("ingest", "http://127.0.0.1:9/feed/")
+    assert down.returncode == 1 and "Traceback" not in down.stderr
+    assert down.stderr.startswith("error: http://127.0.0.1:9/feed/: cannot be fetched")
