@@ -406,3 +406,91 @@ def test_mailer_ingest_a_feed_url_then_preview_the_latest(settings, site, tmp_pa
     down = mailer("ingest", "http://127.0.0.1:9/feed/")
     assert down.returncode == 1 and "Traceback" not in down.stderr
     assert down.stderr.startswith("error: http://127.0.0.1:9/feed/: cannot be fetched")
+
+
+def _rss(items: str) -> str:
+    return f'<rss version="2.0"><channel><title>T</title><link>https://n.example/</link>{items}</channel></rss>'
+
+
+def test_full_text_reads_only_web_pages_on_the_feeds_own_site(settings, site, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("The newsroom's secret, which must never reach an email.\n")
+    items = "".join(
+        f"<item><title>{n}</title><link>{link}</link><guid>g{n}</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+        for n, link in enumerate(
+            [str(secret), "file:///etc/hostname", "http://elsewhere.example/a"]
+        )
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    over_http = read_source(site.url("/feed/"), rules(settings), full_text=True)
+    # a path is an address on the feed's own site (there: 404); the others are not read
+    assert over_http.drafts == [] and len(over_http.problems) == 3
+    assert "404" in over_http.problems[0] and "was not read" in over_http.problems[2]
+    feed = tmp_path / "feed.xml"
+    feed.write_text(_rss(items))
+    from_a_file = read_source(str(feed), rules(settings), full_text=True)
+    assert from_a_file.drafts[2:] == [] and len(from_a_file.problems) >= 2
+    assert all("is not a web address" in p for p in from_a_file.problems[:2])
+    for read in (over_http, from_a_file):
+        assert not any("must never reach" in d.body_html for d in read.drafts)
+
+
+def test_one_unreadable_entry_is_skipped_and_the_others_kept(settings, tmp_path):
+    items = (
+        "<item><title>Broken</title><guid>a</guid><description>&lt;p&gt;Bad &amp;#1; byte"
+        " in a paragraph long enough.&lt;/p&gt;&lt;img src='https://x/y.jpg'&gt;</description></item>"
+        "<item><title>Images only</title><guid>b</guid>"
+        "<description>&lt;img src='https://x/y.jpg'&gt;</description></item>"
+        "<item><title>Good</title><guid>c</guid><description>A good entry with a sentence."
+        "</description></item>"
+    )
+    feed = tmp_path / "feed.xml"
+    feed.write_text(_rss(items))
+    read = read_source(str(feed), rules(settings))
+    assert [d.title for d in read.drafts] == ["Broken", "Good"]
+    assert "Bad  byte" not in read.drafts[0].body_html and "Bad" in read.drafts[0].body_html
+    assert len(read.problems) == 1 and read.problems[0].startswith("Images only:")
+
+
+def test_entries_sharing_a_description_or_a_link_stay_two_articles(engine, settings, tmp_path):
+    items = "".join(
+        f"<item><title>Episode {n}</title><link>https://n.example/live/</link><guid>ep{n}</guid>"
+        "<description>Our weekly podcast, with the news of the week.</description></item>"
+        for n in (1, 2)
+    )
+    feed = tmp_path / "feed.xml"
+    feed.write_text(_rss(items))
+    first = ingest_source(engine, settings, str(feed))
+    again = ingest_source(engine, settings, str(feed))
+    assert [r.outcome for r in first.results] == ["new", "new"]
+    assert [r.outcome for r in again.results] == ["unchanged", "unchanged"]
+
+
+def test_pixels_lazy_images_and_article_words_that_look_like_boxes(settings, tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>Markets &amp; money</title>"
+        '<link rel="canonical" href="/2025/markets/">'
+        '<script type="application/ld+json">{"@type":"NewsArticle",'
+        '"headline":"Tom &amp; Jerry&#039;s market"}</script></head><body><article>'
+        "<p>The ruling is final. <a href='/r'>Read more about the ruling</a> in our report.</p>"
+        '<p class="share-price">Shares fell three percent on the news this morning.</p>'
+        '<p>A chart: <img src="data:image/gif;base64,AAAA" data-src="/chart.png" width="800"'
+        ' height="400"><img src="https://t.example/p.gif" style="width:1px;height:1px"></p>'
+        "</article></body></html>"
+    )
+    draft = read_source(str(page), rules(settings), url="https://n.example/x").drafts[0]
+    assert draft.title == "Tom & Jerry's market"
+    assert draft.url == "https://n.example/2025/markets/"
+    assert "Read more about the ruling</a> in our report." in draft.body_html
+    assert "Shares fell three percent" in draft.body_html
+    assert 'src="https://n.example/chart.png"' in draft.body_html
+    assert "p.gif" not in draft.body_html
+
+
+def test_a_feed_without_an_xml_declaration_is_still_a_feed(settings, site):
+    entry = "<title>Bare</title><guid>z</guid><description>A bare feed's entry.</description>"
+    body = _rss(f"<item>{entry}</item>")
+    site.documents["/bare"] = (b"\xef\xbb\xbf" + body.encode(), "text/xml")
+    assert [d.title for d in read_source(site.url("/bare"), rules(settings)).drafts] == ["Bare"]

@@ -77,7 +77,11 @@ def ingest_source(
     )
     results = [store(engine, draft) for draft in read.drafts]
     if conditional:
-        _remember(engine, location, read.etag, read.last_modified)
+        # with entries left out, the next look fetches the feed again to retry them
+        fresh = not read.problems
+        _remember(
+            engine, location, read.etag if fresh else None, read.last_modified if fresh else None
+        )
     return IngestReport(results, read.problems, read.not_modified)
 
 
@@ -120,14 +124,26 @@ def ingest_file(
 
 
 def _stored(engine: Engine, draft: ArticleDraft) -> Article | None:
-    """The article a draft is a new version of: same guid, or the same text stored before
-    it had a url."""
+    """The article a draft is a new version of: the same guid; else the same text or
+    address, unless both have guids of their own that differ (two feed entries that
+    share a description or a link are two articles)."""
     with session_scope(engine) as session:
-        same = [Article.guid == draft.guid, Article.fingerprint == draft.fingerprint]
+        same = select(Article).where(Article.guid == draft.guid)
+        found = session.exec(same).first()
+        if found is not None:
+            return found
+        alike = [Article.fingerprint == draft.fingerprint]
         if draft.url:
-            same.append(Article.url == draft.url)
-        query = select(Article).where(or_(*same))
-        return session.exec(query.order_by(col(Article.guid) != draft.guid)).first()
+            alike.append(Article.url == draft.url)
+        for candidate in session.exec(select(Article).where(or_(*alike))):
+            if _anonymous(candidate.guid, candidate.url) or _anonymous(draft.guid, draft.url):
+                return candidate
+        return None
+
+
+def _anonymous(guid: str, url: str | None) -> bool:
+    """A guid that names nothing but the text or the address itself."""
+    return guid.startswith("sha256:") or guid == url
 
 
 def store(engine: Engine, draft: ArticleDraft) -> IngestResult:

@@ -272,6 +272,10 @@ class FeedWatch:
         return _worth_sending(new, first, now, f"feed {self.url}")
 
 
+def _where(watch: FolderWatch | FeedWatch) -> str:
+    return f"folder {watch.folder}" if isinstance(watch, FolderWatch) else f"feed {watch.url}"
+
+
 def _worth_sending(new: list[Article], first: bool, now: datetime, where: str) -> list[Article]:
     """The new articles to send by themselves: none found on the first look ever at a
     source, nor any published more than a week ago (an old entry that reappeared)."""
@@ -329,8 +333,8 @@ class Service:
         if self.watches:
             try:
                 self.poll()  # an article published just now belongs in it
-            except (MailerError, DBAPIError, OSError) as exc:
-                event("poll-failed", logging.ERROR, job="digest", error=str(exc))
+            except Exception as exc:  # the digest goes out with what is in, whatever happens
+                event("poll-failed", logging.ERROR, job="digest", error=repr(exc))
         with self._turn():
             run = send_digest(self.engine, self.settings, now, due=due, stop=self.stop)
         self.digest_done = due
@@ -391,7 +395,12 @@ class Service:
         scheduled for now, so one that cannot go out yet is retried by the outbox job),
         or left for an editor."""
         now = self.clock()
-        new = [a for watch in self.watches for a in watch.poll(self.engine, self.settings, now)]
+        new = []
+        for watch in self.watches:  # one source that fails leaves the others to be read
+            try:
+                new += watch.poll(self.engine, self.settings, now)
+            except (MailerError, DBAPIError, OSError) as exc:
+                event("poll-failed", logging.ERROR, source=_where(watch), error=str(exc))
         for article in new:
             if not self.settings.schedule.auto_send_new_articles:
                 event(

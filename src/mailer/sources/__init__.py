@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from mailer.errors import SourceError
 from mailer.sources.cleanup import DEFAULT_PATTERNS, Boilerplate
@@ -85,6 +86,7 @@ def read_source(
             return SourceRead([], not_modified=True, etag=got.etag, last_modified=got.last_modified)
         kind = _kind_of(got.content, got.content_type, location)
         given["url"] = url or (got.url if kind == "page" else None)
+        given["base"] = got.url
         read = _read(got.content, location, rules, kind, got.charset, full_text, given)
         read.etag, read.last_modified = got.etag, got.last_modified
         return read
@@ -113,6 +115,22 @@ def read_article(
     )
     if len(read.drafts) != 1:
         raise SourceError(f"{path} is a feed of {len(read.drafts)} articles, not one article")
+    return read.drafts[0]
+
+
+def _full_page(link: str, feed_url: str | None, rules: Boilerplate, zone: str) -> ArticleDraft:
+    """An entry's own page, for a feed of excerpts: only a web page, and only on the
+    feed's own site when the feed came from the web (an entry must not make mailer read
+    a local file, or a page on the newsroom's internal network, into an email)."""
+    if not link.startswith(("http://", "https://")):
+        raise SourceError(f"its link {link!r} is not a web address: the page was not read")
+    if feed_url and urlsplit(link).hostname != urlsplit(feed_url).hostname:
+        raise SourceError(
+            f"its link {link} is on another site than the feed: the page was not read"
+        )
+    read = read_source(link, rules, timezone=zone)
+    if len(read.drafts) != 1:
+        raise SourceError(f"{link} is not an article page")
     return read.drafts[0]
 
 
@@ -161,13 +179,14 @@ def _read(
     from mailer.sources.text import parse_text
 
     zone = given.pop("timezone")
+    base = given.pop("base", None)
     if kind == "feed":
 
         def full_page(link: str) -> ArticleDraft:
-            return read_source(link, rules, timezone=zone).drafts[0]
+            return _full_page(link, base, rules, zone)
 
         pages = full_page if full_text else None
-        feed = parse_feed(data, name, rules, url=given["url"], full_page=pages)
+        feed = parse_feed(data, name, rules, url=base, full_page=pages)
         return SourceRead(feed.drafts, feed.problems)
     if kind == "page":
         page = decode_page(data, name, charset)

@@ -103,7 +103,8 @@ def sanitize_html(html: str, wide: bool = False) -> str:
     # "*": attributes any tag may carry (nh3 would allow title and lang by default)
     attributes = {tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()} | {"*": {"lang"}}
     if wide:
-        attributes |= {"*": {"class", "id", "lang"}, "img": {*attributes["img"], "title"}}
+        wider = {"title", "style", "data-src"}  # to tell pixels and lazy-loaded images
+        attributes |= {"*": {"class", "id", "lang"}, "img": attributes["img"] | wider}
     return nh3.clean(
         html,
         tags=set(_WIDE_TAGS if wide else ALLOWED_TAGS),

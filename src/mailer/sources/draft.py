@@ -46,7 +46,7 @@ def draft_from_html(
     if title is None and body.first_heading:
         title = body.first_heading
         body = clean_body(html, base, rules, title)
-    if not body.paragraphs:
+    if not any(body.paragraphs):
         raise SourceError(
             f"{name} contains no article text after cleaning: every part of it is markup "
             "mailer leaves out, the donation appeal, payment details or matches [sources] "

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
+from lxml import etree
 
 from mailer.errors import SourceError
 from mailer.sources import ArticleDraft
@@ -26,10 +27,15 @@ class FeedRead:
     problems: list[str] = field(default_factory=list)  # one line per entry left out
 
 
+_ROOTS = (b"<rss", b"<feed", b"<rdf:rdf")
+
+
 def is_feed(data: bytes) -> bool:
-    head = data[:1024].lstrip().lower()
-    return head.startswith(b"<?xml") and any(t in data[:4096].lower() for t in
-                                             (b"<rss", b"<feed", b"<rdf:rdf"))  # fmt: skip
+    """RSS, RDF or Atom: an XML document with one of their root elements."""
+    head = data[:4096].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if head.startswith(_ROOTS):
+        return True
+    return head.startswith((b"<?xml", b"<!--")) and any(root in head for root in _ROOTS)
 
 
 def parse_feed(
@@ -56,6 +62,8 @@ def parse_feed(
             read.drafts.append(_entry(entry, feed, name, rules, full_page))
         except SourceError as exc:
             read.problems.append(f"{label}: {exc}")
+        except (ValueError, LookupError, AssertionError, etree.LxmlError) as exc:
+            read.problems.append(f"{label}: cannot be read ({exc or type(exc).__name__})")
     return read
 
 
@@ -75,6 +83,7 @@ def _entry(
     published = _when(entry.get("published_parsed") or entry.get("updated_parsed"))
     if full_page is not None and link:
         page = full_page(link)  # the article's own page, for a feed of excerpts
+        guid = guid or page.guid
         return _with(page, guid, plain_text(entry.get("title")), published, summary)
     html = body["value"] if body else summary
     if body and plain_text(body["value"]).startswith(plain_text(summary)[:200]):

@@ -28,13 +28,21 @@ _DROP_TAGS = (
     "input", "button", "select", "textarea", "noscript", "template", "svg", "math", "canvas",
     "video", "audio", "nav", "aside", "footer", "header",
 )  # fmt: skip
-# Class or id words of the boxes a site puts around and inside its articles.
-_SITE_BOXES = re.compile(
-    r"(^|[\s_-])(share|sharing|sharedaddy|social|related|jp-relatedposts|comments?|"
-    r"respond|donat\w*|newsletter|subscribe|advert\w*|ads?|promo|sidebar|widget|"
-    r"navigation|nav|breadcrumbs?|author-box)($|[\s_-])",
-    re.IGNORECASE,
-)
+# Class and id names of the boxes a site puts around and inside its articles: whole
+# names, or names starting with one of _BOX_PREFIXES ("share-price" is article text).
+_BOXES = frozenset(
+    {
+        "share", "shares", "sharing", "share-buttons", "share-links", "sharing-buttons",
+        "share-this", "social", "social-share", "social-links", "related", "related-posts",
+        "comments", "comment-respond", "respond", "donate", "donation", "newsletter",
+        "subscribe", "advert", "advertisement", "ad", "ads", "promo", "sidebar", "widget",
+        "navigation", "nav", "breadcrumb", "breadcrumbs", "author-box", "no-comments",
+    }
+)  # fmt: skip
+_BOX_PREFIXES = (
+    "sharedaddy", "sd-sharing", "jp-relatedposts", "wp-block-social", "social-", "related-",
+    "donat", "newsletter-", "advert", "comments-", "widget_", "kg-signup",
+)  # fmt: skip
 _READ_MORE = re.compile(r"\s*(read more|continue reading|read the full (article|story))\b", re.I)
 _BLOCKS = ("p", "h2", "h3", "h4", "ul", "ol", "blockquote", "figure", "hr")
 _CONTAINERS = ("ul", "ol", "blockquote", "figure")
@@ -42,6 +50,10 @@ _WRAPPERS = ("div", "section", "article", "main")
 _HEADINGS = ("h2", "h3", "h4")
 COLUMN_WIDTH = 520  # the email's 600 px column less its padding
 _SPACE = re.compile(r"\s+")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|&#(x0*[0-8bcef]|x0*1[0-9a-f]|0*([0-8]|1[1-9]|2[0-9]|3[01]));",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ def clean_body(
     html: str, base_url: str | None, rules: Boilerplate, title: str | None = None
 ) -> CleanBody:
     """The email-safe body of an article's HTML (see the module docstring)."""
+    html = _CONTROL.sub("", html)  # lxml refuses them, and no text holds them
     root = lxml.html.fragment_fromstring(sanitize_html(html, wide=True), create_parent="div")
     _drop_site_boxes(root)
     for element in list(root.iter()):
@@ -89,15 +102,20 @@ def _drop_site_boxes(root: lxml.html.HtmlElement) -> None:
     for element in list(root.iter()):
         if element.getparent() is None or not isinstance(element.tag, str):
             continue
-        words = f"{element.get('class', '')} {element.get('id', '')}"
-        if element.tag in _DROP_TAGS or (words.strip() and _SITE_BOXES.search(words)):
+        names = f"{element.get('class', '')} {element.get('id', '')}".lower().split()
+        boxed = any(n in _BOXES or n.startswith(_BOX_PREFIXES) for n in names)
+        quoted = element.tag == "footer" and any(
+            a.tag == "blockquote" for a in element.iterancestors()
+        )
+        if (element.tag in _DROP_TAGS and not quoted) or boxed:
             element.drop_tree()
 
 
 def _link(a: lxml.html.HtmlElement, base_url: str | None) -> None:
     href = _absolute(a.get("href"), base_url, ("http", "https", "mailto"))
-    if _READ_MORE.match(a.text_content() or "") and len(a.text_content()) < 80:
-        a.drop_tree()
+    ends_its_block = not (a.tail or "").strip(" .…»→") and a.getnext() is None
+    if ends_its_block and _READ_MORE.match(a.text_content() or "") and len(a.text_content()) < 100:
+        a.drop_tree()  # "Continue reading", the way to the site: not the article's text
     elif href is None:
         a.drop_tag()  # its text stays, without the link
     else:
@@ -105,20 +123,34 @@ def _link(a: lxml.html.HtmlElement, base_url: str | None) -> None:
 
 
 def _image(img: lxml.html.HtmlElement, base_url: str | None, title: str | None) -> None:
-    src = _absolute(img.get("src"), base_url, ("http", "https"))
-    width, height = _size(img.get("width")), _size(img.get("height"))
-    if src is None or (width is not None and width <= 1) or (height is not None and height <= 1):
+    schemes = ("http", "https")
+    src = _absolute(img.get("src"), base_url, schemes) or _absolute(
+        img.get("data-src"),
+        base_url,
+        schemes,  # a lazy-loaded image's real address
+    )
+    style = img.get("style") or ""
+    width, height = (
+        size if (size := _size(img.get(name))) is not None else _size_in(style, name)
+        for name in ("width", "height")
+    )
+    if src is None or width == 0 or height == 0 or (width or 2) * (height or 2) <= 1:
         img.drop_tree()  # not shown in email, or a tracking pixel
         return
     img.set("src", src)
+    for name in ("data-src", "style", "width", "height"):
+        img.attrib.pop(name, None)
     if not (img.get("alt") or "").strip():
         caption = img.getparent().find(".//figcaption") if img.getparent() is not None else None
         alt = caption.text_content() if caption is not None else img.get("title") or title
         img.set("alt", " ".join((alt or "").split()))
     if width is not None and width > COLUMN_WIDTH:
-        img.set("width", str(COLUMN_WIDTH))
-        if height is not None:
-            img.set("height", str(round(height * COLUMN_WIDTH / width)))
+        height = round(height * COLUMN_WIDTH / width) if height is not None else None
+        width = COLUMN_WIDTH
+    if width is not None:
+        img.set("width", str(width))
+    if height is not None and width is not None:
+        img.set("height", str(height))
 
 
 def _absolute(url: str | None, base_url: str | None, schemes: tuple[str, ...]) -> str | None:
@@ -130,7 +162,13 @@ def _absolute(url: str | None, base_url: str | None, schemes: tuple[str, ...]) -
 
 
 def _size(value: str | None) -> int | None:
-    match = re.match(r"\s*(\d+)", value or "")
+    """A size in pixels written as such ("600", "600px"); None for anything else."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*(px)?\s*", value or "")
+    return int(match[1]) if match else None
+
+
+def _size_in(style: str, name: str) -> int | None:
+    match = re.search(rf"(?:^|;)\s*{name}\s*:\s*(\d{{1,5}})\s*px", style, re.IGNORECASE)
     return int(match[1]) if match else None
 
 

@@ -5,7 +5,9 @@ metadata (Open Graph, article:*, JSON-LD, <time>, <html lang>)."""
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -32,17 +34,18 @@ def parse_page(
     published: datetime | None = None,
 ) -> ArticleDraft:
     """The article on an HTML page (read from ``name``, served at ``url``)."""
+    # lxml takes no encoding declaration in text that is decoded already, nor controls
+    page = _CONTROL.sub("", _XML_DECLARATION.sub("", page, count=1))
     try:
         tree = lxml.html.document_fromstring(page)
-    except (etree.ParserError, ValueError):
-        raise SourceError(f"{name} is not an HTML page") from None
-    meta = _metadata(tree)
-    address = meta.get("url") or url
-    try:
-        main = Document(page, url=url).summary(html_partial=True)
-    except Exception as exc:  # readability raises its own Unparseable and lxml errors
-        raise SourceError(f"{name}: no article found on the page ({exc})") from None
-    main = _with_image_sizes(main, tree, url)
+        meta = _metadata(tree)
+        main = _with_image_sizes(Document(page, url=url).summary(html_partial=True), tree, url)
+    except Exception as exc:  # readability raises its own Unparseable, lxml its errors
+        raise SourceError(
+            f"{name}: no article found on the page ({exc or type(exc).__name__})"
+        ) from None
+    canonical = urljoin(url or "", meta["url"]) if meta.get("url") else None
+    address = canonical or url
     return draft_from_html(
         main,
         name,
@@ -58,17 +61,22 @@ def parse_page(
     )
 
 
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _with_image_sizes(main: str, tree: lxml.html.HtmlElement, url: str | None) -> str:
-    """readability drops images' width and height, which tell a tracking pixel and an
-    image wider than the column: they are put back from the page."""
-    sizes = {
-        urljoin(url or "", img.get("src", "")): (img.get("width"), img.get("height"))
+    """readability drops images' sizes (attributes and style), which tell a tracking
+    pixel and an image wider than the column: they are put back from the page."""
+    kept = ("width", "height", "style", "data-src")
+    originals = {
+        urljoin(url or "", img.get("src", "")): {name: img.get(name) for name in kept}
         for img in tree.iter("img")
     }
     fragment = lxml.html.fragment_fromstring(main, create_parent="div")
     for img in fragment.iter("img"):
-        width, height = sizes.get(urljoin(url or "", img.get("src", "")), (None, None))
-        for name, value in (("width", width), ("height", height)):
+        original = originals.get(urljoin(url or "", img.get("src", "")), {})
+        for name, value in original.items():
             if value and not img.get(name):
                 img.set(name, value)
     return etree.tostring(fragment, encoding="unicode", method="html")
@@ -80,7 +88,7 @@ def _metadata(tree: lxml.html.HtmlElement) -> dict[str, str]:
 
     def take(key: str, value: Any) -> None:
         if isinstance(value, str) and value.strip() and key not in found:
-            found[key] = " ".join(value.split())
+            found[key] = " ".join(html.unescape(value).split())
 
     for item in _json_ld(tree):
         take("title", item.get("headline"))
