@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, or_, select
 
 from mailer.db import session_scope
@@ -147,6 +148,13 @@ def _anonymous(guid: str, url: str | None) -> bool:
 
 
 def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
+    try:
+        return _store(engine, draft)
+    except IntegrityError:  # another process (the scheduler, an editor) stored it just now
+        return _store(engine, draft)
+
+
+def _store(engine: Engine, draft: ArticleDraft) -> IngestResult:
     existing = _stored(engine, draft)
     with session_scope(engine) as session:
         if existing is None:
