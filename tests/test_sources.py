@@ -494,3 +494,23 @@ def test_a_feed_without_an_xml_declaration_is_still_a_feed(settings, site):
     body = _rss(f"<item>{entry}</item>")
     site.documents["/bare"] = (b"\xef\xbb\xbf" + body.encode(), "text/xml")
     assert [d.title for d in read_source(site.url("/bare"), rules(settings)).drafts] == ["Bare"]
+
+
+PERSIAN = (
+    "روسيه روز سه‌شنبه ميزبان هيئتي بلندپايه از طالبان بود و سرگئي لاوروف، وزير خارجه اين "
+    "کشور، نسبت به هرگونه حضور نظامي خارجي در افغانستان هشدار داد."
+)
+
+
+def test_a_file_in_another_scripts_code_page_is_detected_not_read_as_latin(settings, tmp_path):
+    """Windows-1252 would read these bytes too, as gibberish: charset-normalizer tells."""
+    for name, data in (
+        ("fa.txt", f"{PERSIAN}\n".encode("cp1256")),
+        ("fa.md", f"# گفت‌وگوهاي مسکو\n\n{PERSIAN}\n".encode("cp1256")),
+        ("fa.html", f"<html><body><p>{PERSIAN}</p></body></html>".encode("cp1256")),
+    ):
+        path = tmp_path / name
+        path.write_bytes(data)
+        draft = read_source(str(path), rules(settings)).drafts[0]
+        assert PERSIAN in draft.body_html, name
+        assert draft.language == "fa"

@@ -23,7 +23,7 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 # A lead byte and its continuation bytes: how UTF-8 writes any non-ASCII character.
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029]")
-_MUST_BE_TEXT = "The file must be UTF-8 or Windows-1252 text"
+_MUST_BE_TEXT = "The file must be UTF-8 or Windows-1252 text (or another script's code page)"
 
 
 def decode_text(data: bytes, name: str) -> str:
@@ -61,11 +61,31 @@ def _decode_plain(data: bytes, name: str) -> str:
             offset = utf8_error.start
             why = "is not valid UTF-8, though the rest of the file is UTF-8 (damaged or mixed text)"
             raise _undecodable_error(name, offset, data[offset], why) from None
+    detected = _other_script(data)
+    if detected is not None:
+        return detected
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError as error:
         why = "is neither UTF-8 nor Windows-1252"
         raise _undecodable_error(name, error.start, data[error.start], why) from None
+
+
+def _other_script(data: bytes) -> str | None:
+    """The text, when charset-normalizer finds it in another script's code page (a
+    Persian file in Windows-1256, a Russian one in Windows-1251): Windows-1252 would read
+    any of them, as Latin gibberish."""
+    from charset_normalizer import from_bytes
+
+    # a high threshold: with the default one, it stops at the first code page that will
+    # do (a Persian text in Windows-1256 came out as Kazakh Cyrillic)
+    best = from_bytes(data, threshold=0.8).best()
+    if best is None:
+        return None
+    text = str(best)
+    letters = [ch for ch in text if ch.isalpha()]
+    beyond_latin = sum(ord(ch) > 0x24F for ch in letters)
+    return text if letters and beyond_latin > len(letters) / 2 else None
 
 
 def _looks_like_damaged_utf8(data: bytes) -> bool:
@@ -120,7 +140,7 @@ def decode_page(data: bytes, name: str, declared: str | None = None) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    candidates = list(from_bytes(data))
+    candidates = list(from_bytes(data, threshold=0.8))
     if not candidates:
         raise SourceError(
             f"{name}: cannot tell the character set of the page (it declares none and is "

@@ -16,6 +16,7 @@ from itertools import pairwise
 from mailer.errors import SourceError
 from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate, remove_boilerplate, sanitize_html, shorten
+from mailer.sources.language import language_of
 
 SUMMARY_CHARS = 300
 TITLE_CHARS = 90
@@ -79,6 +80,7 @@ def parse_text(
         source=f"text:{name}",
         title_derived=not (given_title or file_title),
         removed=tuple(paragraph for paragraph in every if paragraph not in kept),
+        language=language_of(None, "\n".join(paragraphs)),
     )
 
 
