@@ -16,6 +16,7 @@ from itertools import pairwise
 from mailer.errors import SourceError
 from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate, remove_boilerplate, sanitize_html, shorten
+from mailer.sources.draft import check_url
 from mailer.sources.language import language_of
 
 SUMMARY_CHARS = 300
@@ -36,7 +37,6 @@ _FIRST_SENTENCE = re.compile(r".{20,}?[.!?…][\"”’)\]]*(?=\s|$)")
 # A dateline (a place in capitals, then a dash) opening a news paragraph; left out of a title
 # derived from that paragraph.
 _DATELINE = re.compile(r"[A-ZÀ-Þ][A-ZÀ-Þ .,'’/-]*\s[–—-]\s+")
-_WEB_ADDRESS = re.compile(r"https?://\S+")
 
 
 def parse_text(
@@ -61,7 +61,7 @@ def parse_text(
     body, file_title = _split_title(paragraphs)
     headings = {i for i in range(1, len(body) - 1) if _is_heading(body[i])}
     given_title = " ".join((title or "").split())  # a subject line never holds a newline
-    url = _check_url(url, name)
+    url = check_url(url, name)
     # Only the article text identifies it: a new --title must not make it a new article.
     digest = hashlib.sha256("\n".join(paragraphs).encode("utf-8")).hexdigest()
     title = given_title or file_title or _derive_title(body, headings)
@@ -164,16 +164,6 @@ def _to_html(body: list[str], headings: set[int]) -> str:
         tag = "h2" if i in headings else "p"
         blocks.append(f"<{tag}>{html.escape(paragraph, quote=False)}</{tag}>")
     return "\n".join(blocks)
-
-
-def _check_url(url: str | None, name: str) -> str | None:
-    url = (url or "").strip()
-    if url and not _WEB_ADDRESS.fullmatch(url):
-        raise SourceError(
-            f"The url {url!r} given for {name} is not a web address: give the article's "
-            "address on the site, starting with https:// or http://."
-        )
-    return url or None
 
 
 def _check_published(published: datetime | None, name: str) -> datetime | None:
