@@ -23,6 +23,9 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f]")
 # A lead byte and its continuation bytes: how UTF-8 writes any non-ASCII character.
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
 _NEWLINES = re.compile(r"\r\n?|[\u2028\u2029]")
+# charset-normalizer's coherence: how much the decoded text reads as some language
+# (0.5-0.7 for a news paragraph; 0 for bytes that only decode).
+COHERENT = 0.2
 _MUST_BE_TEXT = "The file must be UTF-8 or Windows-1252 text (or another script's code page)"
 
 
@@ -80,8 +83,8 @@ def _other_script(data: bytes) -> str | None:
     # a high threshold: with the default one, it stops at the first code page that will
     # do (a Persian text in Windows-1256 came out as Kazakh Cyrillic)
     best = from_bytes(data, threshold=0.8).best()
-    if best is None:
-        return None
+    if best is None or best.coherence < COHERENT:
+        return None  # no language it reads as: bytes, not text in some code page
     text = str(best)
     letters = [ch for ch in text if ch.isalpha()]
     beyond_latin = sum(ord(ch) > 0x24F for ch in letters)
@@ -140,7 +143,7 @@ def decode_page(data: bytes, name: str, declared: str | None = None) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    candidates = list(from_bytes(data, threshold=0.8))
+    candidates = [c for c in from_bytes(data, threshold=0.8) if c.coherence >= COHERENT]
     if not candidates:
         raise SourceError(
             f"{name}: cannot tell the character set of the page (it declares none and is "
