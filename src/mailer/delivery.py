@@ -173,7 +173,7 @@ def send_issue(
     ]
     for sender in senders:
         sender.start()
-    with _ctrl_c_sets(run.interrupted, install=stop is None):
+    with stop_on_signals(run.interrupted, install=stop is None):
         try:
             run.coordinate(len(senders), wait_for_others)
         finally:
@@ -184,7 +184,7 @@ def send_issue(
 
 
 @contextmanager
-def _ctrl_c_sets(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
+def stop_on_signals(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
     """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
     two database transactions, never inside one; a second Ctrl-C interrupts at once. A
     second SIGTERM does not: a service manager's stop may reach a helper process both

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from sqlmodel import select
 
 from mailer.articles import find_article, ingest_file, ingest_source, remembered
 from mailer.db import session_scope
-from mailer.delivery import SendReport, deliver
+from mailer.delivery import SendReport, deliver, stop_on_signals
 from mailer.digest import DigestPlan, crontab_trigger, last_due, plan_digest, week_of
 from mailer.errors import MailerError
 from mailer.issues import (
@@ -464,7 +463,7 @@ def run_service(settings: Settings, engine: Engine, clock: Callable[[], datetime
     global _service
     service = _service = Service(settings, engine, clock)
     scheduler = make_scheduler(settings, engine)
-    with _stop_on_signals(service.stop):
+    with stop_on_signals(service.stop):
         scheduler.start(paused=True)
         install_jobs(scheduler, settings, clock())
         scheduler.resume()
@@ -550,24 +549,6 @@ def _missed(job_event: JobEvent) -> None:
         due=job_event.scheduled_run_time,
         reason="the service was not running then, and is back after the misfire grace time",
     )
-
-
-@contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """The first SIGTERM or Ctrl-C asks the service to stop; a second one ends it now."""
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-
-    def request_stop(signum: int, _frame: object) -> None:
-        stop.set()
-        signal.signal(signum, previous[signal.Signals(signum)])
-
-    for signum in previous:
-        signal.signal(signum, request_stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def log_to_stdout(timezone: str) -> None:
