@@ -356,7 +356,7 @@ def test_serve_answers_on_its_port_and_stops_on_ctrl_c(tmp_path):
         deadline = time.monotonic() + 20
         while True:
             try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/healthz")
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30)
                 break
             except httpx.ConnectError:
                 assert time.monotonic() < deadline, "nothing listening"

@@ -37,6 +37,25 @@ class SlowServer(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
+class TogetherServer(SlowServer):
+    """Holds each message until messages from `senders` builders are waiting (told apart
+    by their MIME boundary: each process or thread builds its own), so every sender has
+    work in flight however long it took to start; slow as SlowServer after that."""
+
+    senders = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.builders: set[bytes] = set()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.builders.add(_boundary(envelope.original_content or b""))
+        give_up = time.monotonic() + 60
+        while len(self.builders) < self.senders and time.monotonic() < give_up:
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
 @pytest.fixture
 def readers(engine: Any, settings: Any, tmp_path: Any) -> None:
     """READERS active subscribers and the sample article, ready to send."""
@@ -122,8 +141,8 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(readers, settings, engine, 
 def test_killing_a_send_kills_its_helper_processes(readers, settings, engine, tmp_path):
     if settings.database.url.startswith("postgresql"):
         pytest.skip("processes live and die the same on every database")
-    slower = SlowServer()
-    slower.delay = 0.05  # the helper process takes a second or two to start
+    slower = TogetherServer()
+    slower.delay = 0.05
     with smtp_server(slower) as (_controller, server):
         env = {**_environment(settings.database.url, server.port), "MAILER_DELIVERY_PROCESSES": "2"}
         command = [sys.executable, "-m", "mailer", "send", "--latest", "--yes"]
@@ -148,4 +167,4 @@ def test_killing_a_send_kills_its_helper_processes(readers, settings, engine, tm
 
 def _boundary(data: bytes) -> bytes:
     """The MIME boundary: each process's message builder makes its own."""
-    return data.split(b"boundary=", 1)[1].split(b"\r\n", 1)[0]
+    return data.split(b"boundary=", 1)[-1].split(b"\r\n", 1)[0]

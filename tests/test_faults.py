@@ -281,9 +281,10 @@ def test_a_server_stalling_past_the_timeout_defers_only_the_stalled(
 ):
     addresses = readers(engine, tmp_path, 16)
     issue = new_issue(engine, settings, tmp_path)
-    quick = settings.replace(smtp={"max_connections": 4, "timeout": 0.5})
+    # a time-out with room for a loaded machine; stalls well past it
+    quick = settings.replace(smtp={"max_connections": 4, "timeout": 2})
     stalled = set(random.Random(seed).sample(addresses, 4))
-    smtp.stall = dict.fromkeys(stalled, 1.5)
+    smtp.stall = dict.fromkeys(stalled, 6)
     report = deliver(engine, quick, issue)
     assert report.counts == {"sent": 12, "deferred": 4}, f"seed {seed}"
     rows = deliveries(engine, issue)

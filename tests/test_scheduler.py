@@ -352,9 +352,9 @@ def test_a_cancel_and_the_start_of_a_scheduled_issue_cannot_both_win(engine, set
 def _article_file(folder: Path, name: str, title: str, settled: bool = True) -> Path:
     path = folder / name
     path.write_text(f"{title}\n\nThe story of {title.lower()}, told in one paragraph.\n")
-    if settled:
-        past = time.time() - 10
-        os.utime(path, (past, past))
+    # settled: changed 10 s ago; not: changed "in an hour", never settled however slow the test
+    stamp = time.time() + (-10 if settled else 3600)
+    os.utime(path, (stamp, stamp))
     return path
 
 

@@ -222,15 +222,18 @@ def _subscribers(engine: Engine) -> list[Subscriber]:
         return list(session.exec(select(Subscriber)).all())
 
 
-def test_two_senders_on_one_issue_never_send_to_the_same_subscriber(
-    engine, settings, smtp, tmp_path
-):
+def test_two_senders_on_one_issue_never_send_to_the_same_subscriber(engine, settings, tmp_path):
+    from test_crash import TogetherServer  # each sender's first message waits for the other's
+
     listing = tmp_path / "many.csv"
     listing.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(300)))
     assert import_csv(engine, listing).added == 300
     issue = article_issue(engine, settings, ingest_file(engine, settings, SAMPLE_ARTICLE).article)
-    with ThreadPoolExecutor(2) as pool:
-        reports = list(pool.map(lambda _: deliver(engine, settings, issue), range(2)))
+    together = TogetherServer()
+    together.delay = 0
+    with smtp_server(together) as (_controller, smtp), ThreadPoolExecutor(2) as pool:
+        sending = settings.replace(smtp={"port": smtp.port, "timeout": 60})
+        reports = list(pool.map(lambda _: deliver(engine, sending, issue), range(2)))
     assert all(r.sent > 0 for r in reports), "both senders took part"
     assert sum(r.sent for r in reports) == 300
     recipients = [r for m in smtp.received for r in m.rcpt_tos]
@@ -405,15 +408,15 @@ def test_lines_starting_with_a_dot_arrive_as_sent(settings, smtp, ending):
 
 
 def test_a_send_spread_over_processes_mails_everyone_once(engine, settings, tmp_path):
-    from test_crash import SlowServer  # 10 ms a message: the helper starts in time
+    from test_crash import TogetherServer  # the helper's first message waits for the helper
 
     listing = tmp_path / "many.csv"
     listing.write_text("email\n" + "".join(f"reader{i}@example.org\n" for i in range(300)))
     import_csv(engine, listing)
     issue = article_issue(engine, settings, ingest_file(engine, settings, SAMPLE_ARTICLE).article)
     seen: list[str] = []
-    with smtp_server(SlowServer()) as (_controller, smtp):
-        slow = settings.replace(smtp={"port": smtp.port, "max_connections": 2})
+    with smtp_server(TogetherServer()) as (_controller, smtp):
+        slow = settings.replace(smtp={"port": smtp.port, "max_connections": 2, "timeout": 60})
         report = deliver(engine, slow, issue, seen.append, processes=2)
     assert report.counts == {"sent": 300} and seen.count("sent") == 300
     recipients = [r for m in smtp.received for r in m.rcpt_tos]

@@ -109,10 +109,17 @@ def test_a_queued_delivery_is_not_sent_once_its_reader_has_left(engine, site, re
     assert report.counts == {"skipped": 1} and smtp.received == []
 
 
+def tampered(token: str) -> str:
+    """The token with its signature's first character changed (the last one carries
+    padding bits a decoder ignores: changing it may change nothing)."""
+    head, signature = token.rsplit(".", 1)
+    return f"{head}.{'B' if signature[0] == 'A' else 'A'}{signature[1:]}"
+
+
 @pytest.mark.parametrize("how", ["tampered", "confirm token", "no such subscriber"])
 def test_a_link_that_is_not_an_unsubscribe_link_changes_nothing(engine, site, reader, how):
     token = {
-        "tampered": site.token(reader)[:-2] + "xx",
+        "tampered": tampered(site.token(reader)),
         "confirm token": site.token(reader, CONFIRM),
         "no such subscriber": make_token(site.settings.secret_key, UNSUBSCRIBE, 999),
     }[how]
@@ -228,7 +235,7 @@ def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, h
     if how == "after leaving":  # an old link must not bring back who has left since
         httpx.post(f"{site.url}/unsubscribe/{site.token(reader)}")
     token = {
-        "tampered": site.token(reader, CONFIRM)[:-2] + "xx",
+        "tampered": tampered(site.token(reader, CONFIRM)),
         "unsubscribe token": site.token(reader, UNSUBSCRIBE),
         "after leaving": site.token(reader, CONFIRM),
     }[how]

@@ -202,7 +202,8 @@ def smtp_server(
 ) -> Iterator[tuple[Controller, RecordingHandler]]:
     """A started aiosmtpd server on 127.0.0.1 and a free port; stopped afterwards."""
     handler = handler or RecordingHandler()
-    controller = _Controller(handler, hostname="127.0.0.1", port=free_port())
+    # ready_timeout: aiosmtpd's 5 s can pass on a loaded machine before the thread is up
+    controller = _Controller(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=30)
     controller.start()
     handler.port = controller.port
     try:
