@@ -5,10 +5,12 @@ rendered email; the sample article gives the same body from text, Markdown and a
 
 from __future__ import annotations
 
+import gzip
 import logging
 import subprocess
 import sys
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -179,9 +181,11 @@ def test_every_sanitiser_rule_holds_in_the_stored_article_and_the_email(engine, 
 
 @dataclass
 class Site:
-    """A web server on 127.0.0.1 serving fixed documents, with ETag and 304s."""
+    """A web server on 127.0.0.1 serving fixed documents, with ETag and 304s; `encodings`
+    sends a document's bytes as they are under a Content-Encoding."""
 
     documents: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    encodings: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     port: int = 0
 
@@ -214,6 +218,8 @@ def site() -> Iterator[Site]:
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(content)))
             self.send_header("ETag", etag)
+            if self.path in served.encodings:
+                self.send_header("Content-Encoding", served.encodings[self.path])
             self.end_headers()
             self.wfile.write(content)
 
@@ -292,6 +298,39 @@ def test_a_source_that_cannot_be_read_says_why_and_changes_nothing(
         assert str(raised.value).startswith(site.url(path))
     with Session(engine) as session:
         assert [a.title for a in session.exec(select(Article))] == ["Where the aid money went"]
+
+
+def test_a_gzipped_feed_reads_as_the_plain_one_and_a_gzip_bomb_is_refused_early(settings, site):
+    feed = (DATA / "ghost-feed.xml").read_bytes()
+    site.documents["/feed.gz"] = (gzip.compress(feed), "application/rss+xml")
+    site.encodings["/feed.gz"] = "gzip"
+    site.documents["/feed"] = (feed, "application/rss+xml")
+    gzipped, plain = (read_source(site.url(p), rules(settings)) for p in ("/feed.gz", "/feed"))
+    assert [(d.title, d.body_html, d.url) for d in gzipped.drafts] == [
+        (d.title, d.body_html, d.url) for d in plain.drafts
+    ]
+    assert site.requests[0][1]["Accept-Encoding"] == "gzip"
+    # 200 MB of spaces in a page, 200 kB on the wire: refused before it is all inflated
+    bomb = gzip.compress(b"<html><p>" + b" " * (200 * 1024 * 1024), compresslevel=9)
+    site.documents["/bomb"] = (bomb, "text/html")
+    site.encodings["/bomb"] = "gzip"
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError, match=r"/bomb: more than the 5,242,880 bytes allowed"):
+            read_source(site.url("/bomb"), rules(settings))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 1024 * 1024, f"{peak:,} bytes held at the peak"
+    for path, body, coding, reason in [
+        ("/cut.gz", gzip.compress(feed)[:-100], "gzip", "ends early"),
+        ("/junk.gz", b"not gzip at all", "gzip", "compressed content is damaged"),
+        ("/feed.br", feed, "br", r"an encoding mailer does not read \(br\)"),
+    ]:
+        site.documents[path] = (body, "application/rss+xml")
+        site.encodings[path] = coding
+        with pytest.raises(SourceError, match=reason):
+            read_source(site.url(path), rules(settings))
 
 
 def test_an_unreachable_source_is_one_line_naming_it(settings):
