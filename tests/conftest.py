@@ -1,6 +1,7 @@
 """Fixtures: a real SMTP server on 127.0.0.1, and settings for a throwaway database: a
 SQLite file, and PostgreSQL too when MAILER_TEST_POSTGRES_URL names a database that the
-tests may empty (CI starts one)."""
+tests may empty (CI starts one). Under pytest-xdist each worker empties a database of its
+own beside it (`mailer_test_gw0`, ...), created on first use."""
 
 from __future__ import annotations
 
@@ -19,9 +20,16 @@ from mailer.models import Article, utcnow
 from mailer.render import render_article_issue
 from mailer.settings import Settings
 from mailer.sources import read_article
-from mailer.testing import RecordingHandler, empty_postgres, make_settings, smtp_server
+from mailer.testing import (
+    RecordingHandler,
+    empty_postgres,
+    make_settings,
+    smtp_server,
+    worker_database,
+)
 
-POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
+POSTGRES_URL = worker_database(os.environ.get("MAILER_TEST_POSTGRES_URL", ""),
+                               os.environ.get("PYTEST_XDIST_WORKER", ""))
 BACKENDS = [
     "sqlite",
     pytest.param(

@@ -17,7 +17,7 @@ from typing import Any, Literal, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
@@ -184,6 +184,27 @@ class _Server(SMTP):
 class _Controller(Controller):
     def factory(self) -> SMTP:
         return _Server(self.handler, **self.SMTP_kwargs)
+
+
+def worker_database(url: str, worker: str) -> str:
+    """The database a pytest-xdist `worker` empties: one of its own beside `url`'s, created
+    when missing (the role needs CREATEDB), so parallel workers never drop each other's
+    tables. Without a worker, or a url, the url itself."""
+    if not url or not worker:
+        return url
+    base = make_url(url)
+    own = base.set(database=f"{base.database}_{worker}")
+    engine = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            exists = connection.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": own.database}
+            ).first()
+            if not exists:
+                connection.execute(text(f'CREATE DATABASE "{own.database}"'))
+    finally:
+        engine.dispose()
+    return own.render_as_string(hide_password=False)
 
 
 def empty_postgres(url: str) -> str:
