@@ -24,6 +24,7 @@ from mailer.subscribers import add_subscriber, find_subscriber, list_subscribers
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, web_server
 from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
 from mailer.web import ONE_CLICK, create_app
+from mailer.web.guards import SWEEP_ABOVE, RateLimit, canonical_mailbox
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 EVIL = "https://evil.example"
@@ -215,3 +216,29 @@ def test_mailer_serve_leaves_x_forwarded_for_to_the_site(tmp_path, smtp: Recordi
     finally:
         process.send_signal(signal.SIGINT)
         process.communicate(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("address", "mailbox"),
+    [
+        ("Victim+news@Example.org", "victim@example.org"),
+        ("v.i.c.t.i.m+1@gmail.com", "victim@gmail.com"),
+        ("vic.tim@googlemail.com", "victim@gmail.com"),
+        ("a.b@example.org", "a.b@example.org"),  # dots matter elsewhere
+        ("+x@example.org", "@example.org"),
+    ],
+)
+def test_an_address_folds_to_the_mailbox_it_reaches(address, mailbox):
+    assert canonical_mailbox(address) == mailbox
+
+
+def test_a_limiter_flooded_with_distinct_keys_forgets_the_stale_ones(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    limit = RateLimit(1, 60)
+    for n in range(SWEEP_ABOVE):
+        assert limit.allow(f"k{n}")
+    assert not limit.allow("k0"), "still within its window"
+    clock[0] += 61
+    assert limit.allow("fresh") and limit.allow("fresh2")
+    assert set(limit.seen) == {"fresh", "fresh2"}, "the stale keys are gone"

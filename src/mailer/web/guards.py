@@ -5,6 +5,7 @@ trusted proxy says), and how often a client and an address may ask for mail."""
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable
@@ -97,24 +98,30 @@ class RateLimit:
     def __init__(self, limit: int, seconds: float):
         self.limit, self.seconds = limit, seconds
         self.seen: dict[str, deque[float]] = defaultdict(deque)
+        self.lock = threading.Lock()  # async routes and threadpool routes share it
+        self.sweep_above = SWEEP_ABOVE
 
     def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        if len(self.seen) > SWEEP_ABOVE:
-            self._sweep(now)
-        times = self.seen[key]
-        while times and times[0] <= now - self.seconds:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        return True
+        with self.lock:
+            now = time.monotonic()
+            if len(self.seen) > self.sweep_above:
+                self._sweep(now)
+            times = self.seen[key]
+            while times and times[0] <= now - self.seconds:
+                times.popleft()
+            if len(times) >= self.limit:
+                return False
+            times.append(now)
+            return True
 
     def _sweep(self, now: float) -> None:
         """Forget keys with nothing left in the window, so a flood of distinct keys
         does not grow memory without end."""
-        for key in [key for key, times in self.seen.items() if times[-1] <= now - self.seconds]:
+        start = now - self.seconds
+        for key in [key for key, times in self.seen.items() if not times or times[-1] <= start]:
             del self.seen[key]
+        # swept again only once the keys double: a flood costs O(1) a request on average
+        self.sweep_above = max(SWEEP_ABOVE, 2 * len(self.seen))
 
 
 SWEEP_ABOVE = 10_000  # keys held before the limiter forgets the stale ones
