@@ -188,6 +188,18 @@ def test_behind_a_trusted_proxy_its_client_counts_and_a_spoofed_entry_does_not(e
                    **{"X-Forwarded-For": chain}) == "203.0.113.5"  # fmt: skip
 
 
+def test_an_ipv6_client_is_limited_by_its_64_network(engine, start):
+    """A home line gets a whole /64: changing address within it is one client."""
+    site = start(trusted_proxies=["127.0.0.1"])
+    codes = [sign_up(site, f"r{n}@example.org", **{"X-Forwarded-For": f"2001:db8::{n + 1}"})
+             .status_code for n in range(6)]  # fmt: skip
+    assert codes == [200] * 5 + [429]
+    other = sign_up(site, "s@example.org", **{"X-Forwarded-For": "2001:db8:0:1::1"})
+    assert other.status_code == 200, "the next /64 is another client"
+    mapped = "::ffff:203.0.113.4"  # an IPv4 client as a dual-stack proxy may write it
+    assert confirm(site, engine, "m@example.org", **{"X-Forwarded-For": mapped}) == "203.0.113.4"
+
+
 def test_mailer_serve_leaves_x_forwarded_for_to_the_site(tmp_path, smtp: RecordingHandler):
     """uvicorn reads X-Forwarded-For from 127.0.0.1 by default; `mailer serve` must not
     let it, or any local client could pick its own address."""

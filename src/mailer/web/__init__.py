@@ -43,7 +43,7 @@ from mailer.tokens import (
 )
 from mailer.web.guards import (
     AddressLimit,
-    RateLimit,
+    ClientLimit,
     client_address,
     form_from_allowed_origin,
     proxy_networks,
@@ -73,7 +73,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def subscriber_of(token: str) -> int:
         return read_token(settings.secret_key, UNSUBSCRIBE, token)
 
-    limiter = RateLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
+    limiter = ClientLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
     limits = AddressLimit()
 
     class CrossSite(Exception):

@@ -55,7 +55,7 @@ def client_address(request: Request, proxies: tuple[IPNetwork, ...]) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy; then the
     right-most X-Forwarded-For entry that is not itself a trusted proxy (the left part
     of the header is whatever the client chose to send, and is never believed)."""
-    peer = request.client.host if request.client else "unknown"
+    peer = _unmapped(request.client.host) if request.client else "unknown"
     if not proxies or not _within(peer, proxies):
         return peer
     hops = ",".join(request.headers.getlist("x-forwarded-for")).split(",")
@@ -78,9 +78,18 @@ def _address(hop: str) -> IPAddress | None:
     elif hop.count(":") == 1:
         hop = hop.partition(":")[0]
     try:
-        return ipaddress.ip_address(hop)
+        address = ipaddress.ip_address(hop)
     except ValueError:
         return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _unmapped(host: str) -> str:
+    """An IPv4 peer as a dual-stack socket reports it ("::ffff:10.0.0.1") in its own
+    form, so IPv4 networks in trusted_proxies match it."""
+    address = _address(host)
+    return str(address) if address is not None else host
 
 
 def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
@@ -122,6 +131,20 @@ class RateLimit:
             del self.seen[key]
         # swept again only once the keys double: a flood costs O(1) a request on average
         self.sweep_above = max(SWEEP_ABOVE, 2 * len(self.seen))
+
+
+class ClientLimit(RateLimit):
+    """A RateLimit per client, where an IPv6 client is its /64: one subscriber line
+    gets a whole /64, and a limit per address would let it take 2**64 turns."""
+
+    def allow(self, key: str) -> bool:
+        try:
+            address = ipaddress.ip_address(key)
+        except ValueError:
+            return super().allow(key)
+        if address.version == 6:
+            key = str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return super().allow(key)
 
 
 SWEEP_ABOVE = 10_000  # keys held before the limiter forgets the stale ones
