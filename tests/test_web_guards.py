@@ -5,6 +5,7 @@ address is spelled, and X-Forwarded-For is believed only from a trusted proxy.""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -254,3 +255,38 @@ def test_a_limiter_flooded_with_distinct_keys_forgets_the_stale_ones(monkeypatch
     clock[0] += 61
     assert limit.allow("fresh") and limit.allow("fresh2")
     assert set(limit.seen) == {"fresh", "fresh2"}, "the stale keys are gone"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_in_a_browser_the_form_works_embedded_on_an_allowed_site_only(engine, start, smtp):
+    """Debian's chromium, driven by Playwright: a page of the newsroom's own site holds
+    the sign-up form; the same form on another site is refused."""
+    from playwright.sync_api import Route, sync_playwright
+
+    site = start(allowed_origins=["http://newsroom.example"])
+    embed = f"""<!doctype html><form method="post" action="{site.url}/subscribe">
+        <input id="email" name="email"><button type="submit">Subscribe</button></form>"""
+
+    def serve_embed(route: Route) -> None:
+        route.fulfill(body=embed, content_type="text/html")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.route("http://*.example/**", serve_embed)
+            for host, address in [("newsroom", "embedded@example.org"),
+                                  ("evil", "victim@example.org")]:  # fmt: skip
+                page.goto(f"http://{host}.example/newsletter")
+                page.fill("#email", address)
+                page.click("button[type=submit]")
+                page.wait_for_url(f"{site.url}/subscribe")
+                results = page.locator("h1").inner_text()
+                assert results == ("Check your inbox" if host == "newsroom" else "Not accepted")
+        finally:
+            browser.close()
+    assert [r for m in smtp.received for r in m.rcpt_tos] == ["embedded@example.org"]
+    assert [s.email for s in list_subscribers(engine)] == ["embedded@example.org"]
