@@ -133,3 +133,13 @@ def test_head_answers_wherever_get_does_and_changes_nothing(pages, engine, kind)
     assert_guarded(head)
     assert find_subscriber(engine, pages.pending_id).status == "pending"
     assert find_subscriber(engine, pages.reader_id).status == "active"
+
+
+def test_a_server_error_carries_the_headers_too(pages, engine):
+    """A page that fails (its table gone) still answers with the headers, uncached."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE subscriber RENAME TO subscriber_gone")
+    answer = httpx.get(pages.preferences)
+    assert answer.status_code == 500
+    assert_guarded(answer)
+    assert answer.headers["cache-control"] == "no-store"

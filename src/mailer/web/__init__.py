@@ -48,14 +48,14 @@ from mailer.web.guards import (
     form_from_allowed_origin,
     proxy_networks,
 )
-from mailer.web.headers import HeadAsGet, SecurityHeaders
+from mailer.web.headers import GuardedApp
 
 # RFC 8058: what a mail client POSTs for a one-click unsubscribe
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    app = FastAPI(title=settings.publication.name, docs_url=None, redoc_url=None)
+    app = GuardedApp(title=settings.publication.name, docs_url=None, redoc_url=None)
     pages = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dirs(settings)),
         autoescape=True,
@@ -63,8 +63,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     )
     publication = settings.publication
     app.state.trusted_proxies = proxy_networks(settings.web.trusted_proxies)
-    app.add_middleware(HeadAsGet)
-    app.add_middleware(SecurityHeaders)
 
     def page(name: str, status: int = 200, /, **values: object) -> HTMLResponse:
         body = pages.get_template(f"web/{name}").render(publication=publication, **values)

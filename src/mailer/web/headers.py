@@ -4,6 +4,7 @@ of pages behind a token or of a form's answer, and HEAD answered wherever GET is
 
 from __future__ import annotations
 
+from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -74,3 +75,12 @@ class HeadAsGet:
             await send(message)
 
         await self.app({**scope, "method": "GET"}, receive, without_body)
+
+
+class GuardedApp(FastAPI):
+    """A FastAPI app whose every response, a server error's included, goes through
+    SecurityHeaders and HeadAsGet (middleware added the usual way sits inside the
+    handler that answers 500)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return SecurityHeaders(HeadAsGet(super().build_middleware_stack()))
