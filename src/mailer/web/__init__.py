@@ -85,7 +85,12 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def refuse_cross_site(request: Request, exc: CrossSite) -> HTMLResponse:
         return page("message.html", 403, **REFUSED)
 
+    async def from_token_page(request: Request) -> None:
+        if not form_from_allowed_origin(request, settings.allowed_origins, token_page=True):
+            raise CrossSite
+
     from_our_pages = [Depends(same_origin)]
+    from_token_pages = [Depends(from_token_page)]
 
     @app.get("/subscribe")
     def subscribe_form() -> HTMLResponse:
@@ -135,7 +140,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("invalid.html", 400)
         return page("confirm.html", subscriber=subscriber)
 
-    @app.post("/confirm/{token}", dependencies=from_our_pages)
+    @app.post("/confirm/{token}", dependencies=from_token_pages)
     def confirm(token: str, request: Request) -> HTMLResponse:
         """The button: a valid link activates; an expired link's button (expired.html)
         sends a fresh link to the same address, if still pending."""
@@ -174,7 +179,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("invalid.html", 400)
         return page("preferences.html", subscriber=subscriber, saved=False)
 
-    @app.post("/preferences/{token}", dependencies=from_our_pages)
+    @app.post("/preferences/{token}", dependencies=from_token_pages)
     async def save_preferences(token: str, request: Request) -> HTMLResponse:
         form = await _form(request)
         try:
@@ -226,7 +231,9 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         the same answer however often it comes."""
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         one_click = "One-Click" in form.get("List-Unsubscribe", [])
-        if not one_click and not form_from_allowed_origin(request, settings.allowed_origins):
+        if not one_click and not form_from_allowed_origin(
+            request, settings.allowed_origins, token_page=True
+        ):
             return page("message.html", 403, **REFUSED)  # mail clients' POST needs no Origin
         try:
             subscriber = unsubscribe(engine, subscriber_of(token))

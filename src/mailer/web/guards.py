@@ -22,15 +22,21 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def form_from_allowed_origin(request: Request, allowed: Iterable[str]) -> bool:
+def form_from_allowed_origin(
+    request: Request, allowed: Iterable[str], token_page: bool = False
+) -> bool:
     """A form post the site takes: a form's content type, and the page it came from
     (Origin, else Referer) one of the `allowed` origins. A post with neither header comes
     from a non-browser client (browsers send Origin with every cross-site POST), which a
-    forged page cannot be, so it passes."""
+    forged page cannot be, so it passes. A `token_page`'s form (its address carries a
+    signed token) is sent with `Origin: null` under the page's no-referrer policy; a
+    forged page cannot know the token, so null passes there."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
         return False
     origin = request.headers.get("origin")
+    if token_page and origin == "null":
+        return True
     if origin is None and "referer" in request.headers:
         origin = _origin_or_none(request.headers["referer"])
         if origin is None:

@@ -21,11 +21,15 @@ ISSUE_POLICY = (
 )
 EVERY_RESPONSE = {
     "x-content-type-options": "nosniff",
-    # A token in the address bar must not leak to other sites. Not "no-referrer": under
-    # it browsers post our own forms with `Origin: null`, which the origin check refuses.
-    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
 }
+# No page's address leaves in a Referer. The sign-up form's page alone says
+# "same-origin": its address is no secret, and under "no-referrer" browsers post a form
+# with `Origin: null`, which the sign-up's origin check must refuse. (Token pages post
+# with `Origin: null`; their token is what proves the form came from the reader's mail.)
+REFERRER_POLICY = "no-referrer"
+FORM_PAGE_REFERRER_POLICY = "same-origin"
+FORM_PAGE = "/subscribe"
 # Pages whose address is a secret (a token): no browser or proxy cache keeps them.
 TOKEN_PATHS = ("/confirm/", "/unsubscribe/", "/preferences/")
 SAFE_METHODS = ("GET", "HEAD")
@@ -42,12 +46,14 @@ class SecurityHeaders:
         path, method = scope["path"], scope["method"]
         policy = ISSUE_POLICY if path.startswith("/issues/") else PAGE_POLICY
         private = method not in SAFE_METHODS or path.startswith(TOKEN_PATHS)
+        referrer = FORM_PAGE_REFERRER_POLICY if path == FORM_PAGE else REFERRER_POLICY
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in EVERY_RESPONSE.items():
                     headers[name] = value
+                headers["referrer-policy"] = referrer
                 headers.setdefault("content-security-policy", policy)
                 if private:
                     headers["cache-control"] = "no-store"
