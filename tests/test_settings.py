@@ -94,3 +94,36 @@ def test_a_lease_shorter_than_the_longest_send_is_refused():
     with pytest.raises(ConfigError, match=r"delivery\.lease_seconds = 60: expected more than 690"):
         load_settings(environ={"MAILER_DELIVERY_LEASE_SECONDS": "60"})
     assert load_settings(environ={}).delivery.lease_seconds > 690
+
+
+def test_web_origins_and_proxies_are_checked_and_read_from_the_environment():
+    settings = load_settings(
+        environ={
+            "MAILER_WEB_ALLOWED_ORIGINS": "https://News.example:443, http://embed.example:8080",
+            "MAILER_WEB_TRUSTED_PROXIES": "127.0.0.1 10.0.0.0/8 ::1",
+        }
+    )
+    assert settings.allowed_origins == (
+        "https://dawatmedia.example",  # base_url's: the site's own pages, always
+        "https://news.example",  # as browsers send it: lower case, no default port
+        "http://embed.example:8080",
+    )
+    assert settings.web.trusted_proxies == ("127.0.0.1/32", "10.0.0.0/8", "::1/128")
+    assert load_settings(environ={}).allowed_origins == ("https://dawatmedia.example",)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MAILER_WEB_ALLOWED_ORIGINS", "https://news.example/newsletter"),
+        ("MAILER_WEB_ALLOWED_ORIGINS", "news.example"),
+        ("MAILER_WEB_ALLOWED_ORIGINS", "ftp://news.example"),
+        ("MAILER_WEB_TRUSTED_PROXIES", "10.0.0.300"),
+        ("MAILER_WEB_TRUSTED_PROXIES", "proxy.internal"),
+    ],
+)
+def test_a_bad_web_value_stops_the_program_naming_the_key(variable, value):
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={variable: value})
+    key = variable.removeprefix("MAILER_").lower().replace("_", ".", 1)
+    assert key in str(error.value) and value in str(error.value)

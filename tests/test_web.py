@@ -31,6 +31,11 @@ from mailer.web import ONE_CLICK, create_app
 ONE_CLICK_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
+def press(url: str, **headers: str) -> httpx.Response:
+    """A page's one button: what a browser posts for a form with no fields."""
+    return httpx.post(url, headers={**ONE_CLICK_FORM, **headers})
+
+
 @dataclass
 class Site:
     url: str
@@ -47,7 +52,9 @@ def site(engine: Engine, settings: Settings) -> Iterator[Site]:
     port = free_port()
     served = settings.replace(publication={"base_url": f"http://127.0.0.1:{port}"})
     app = create_app(served, engine)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -94,7 +101,7 @@ def test_a_get_only_shows_the_button_and_the_button_unsubscribes(engine, site, r
     assert page.status_code == 200 and '<form method="post">' in page.text
     assert "ana@example.org" in page.text and "Dawat Media Center" in page.text
     assert find_subscriber(engine, reader.id).status == "active"
-    done = httpx.post(url)  # the button: an empty form
+    done = press(url)  # the button: an empty form
     assert done.status_code == 200 and "You are unsubscribed" in done.text
     assert find_subscriber(engine, reader.id).status == "unsubscribed"
     assert "You are unsubscribed" in httpx.get(url).text
@@ -125,7 +132,7 @@ def test_a_link_that_is_not_an_unsubscribe_link_changes_nothing(engine, site, re
     }[how]
     url = f"{site.url}/unsubscribe/{token}"
     assert httpx.get(url).status_code == 400
-    page = httpx.post(url)
+    page = press(url)
     assert page.status_code == 400 and "This link is not valid" in page.text
     one_click = httpx.post(url, content=ONE_CLICK, headers=ONE_CLICK_FORM)
     assert one_click.status_code == 400
@@ -161,11 +168,14 @@ def test_subscribe_confirm_receive_and_leave(engine, site, smtp, tmp_path):
     assert link.startswith(f"{site.url}/confirm/")
     reader = next(s for s in list_all(engine) if s.email == "new.reader@example.org")
     assert reader.status == "pending" and reader.name == "Nora"
-    thanks = httpx.get(link)
+    button = httpx.get(link)
+    assert button.status_code == 200 and "Confirm my subscription" in button.text
+    thanks = press(link)
     assert thanks.status_code == 200 and "You are subscribed" in thanks.text
     reader = find_subscriber(engine, reader.id)
     assert reader.status == "active" and reader.confirmed_at and reader.consent_ip == "127.0.0.1"
     assert "You are subscribed" in httpx.get(link).text, "the link works twice, changes once"
+    assert "You are subscribed" in press(link).text
     issue = article_issue(engine, site.settings, sample(engine, site.settings))
     assert deliver(engine, site.settings, issue).sent == 1
     newsletter = smtp.to("new.reader@example.org")[-1]
@@ -220,20 +230,36 @@ def test_an_expired_link_offers_a_new_one_and_never_activates(engine, site, smtp
     page = httpx.get(f"{site.url}/confirm/{old}")
     assert page.status_code == 410 and "Send me a new link" in page.text
     assert find_subscriber(engine, reader.id).status == "pending"
-    assert "Check your inbox" in httpx.post(f"{site.url}/confirm/{old}").text
+    assert "Check your inbox" in press(f"{site.url}/confirm/{old}").text
     assert len(smtp.to("late@example.org")) == 1, "the first link was sent just now"
     with engine.begin() as connection:  # ten minutes on
         connection.exec_driver_sql("UPDATE subscriber SET confirmation_sent_at = NULL")
-    httpx.post(f"{site.url}/confirm/{old}")
+    press(f"{site.url}/confirm/{old}")
     fresh = confirm_link(smtp.to("late@example.org")[-1])
     assert len(smtp.to("late@example.org")) == 2
-    assert "You are subscribed" in httpx.get(fresh).text
+    assert "You are subscribed" in press(fresh).text
+
+
+def test_a_link_scanner_opening_the_confirm_link_subscribes_nobody(engine, site, smtp):
+    """Mail scanners fetch every link in a message: only the page's button confirms."""
+    sign_up(site, "someone.else@example.org")
+    link = confirm_link(smtp.to("someone.else@example.org")[0])
+    for _ in range(2):
+        page = httpx.get(link)
+        assert page.status_code == 200 and "Confirm my subscription" in page.text
+        assert '<form method="post">' in page.text
+        assert httpx.head(link).status_code == 200
+    reader = list_all(engine)[0]
+    assert (reader.status, reader.confirmed_at, reader.consent_ip) == ("pending", None, None)
+    thanks = press(link)
+    assert thanks.status_code == 200 and "You are subscribed" in thanks.text
+    assert find_subscriber(engine, reader.id).status == "active"
 
 
 @pytest.mark.parametrize("how", ["tampered", "unsubscribe token", "after leaving"])
 def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, how):
     if how == "after leaving":  # an old link must not bring back who has left since
-        httpx.post(f"{site.url}/unsubscribe/{site.token(reader)}")
+        press(f"{site.url}/unsubscribe/{site.token(reader)}")
     token = {
         "tampered": tampered(site.token(reader, CONFIRM)),
         "unsubscribe token": site.token(reader, UNSUBSCRIBE),
@@ -244,6 +270,7 @@ def test_a_confirm_link_that_is_not_one_activates_nobody(engine, site, reader, h
             connection.exec_driver_sql("UPDATE subscriber SET status = 'pending'")
     refused = httpx.get(f"{site.url}/confirm/{token}")
     assert refused.status_code == 400 and 'href="/subscribe"' in refused.text, "a way on"
+    assert press(f"{site.url}/confirm/{token}").status_code == 400
     assert find_subscriber(engine, reader.id).status in ("pending", "unsubscribed")
 
 
@@ -323,6 +350,10 @@ def test_in_a_browser_a_reader_subscribes_confirms_and_leaves(engine, site, smtp
             assert page.locator("h1").inner_text() == "Check your inbox"
             (welcome,) = smtp.to("phone.reader@example.org")
             page.goto(confirm_link(welcome))
+            assert page.locator("h1").inner_text() == "Confirm your subscription"
+            pending = next(s for s in list_all(engine) if s.email == "phone.reader@example.org")
+            assert pending.status == "pending", "opening the link changes nothing"
+            page.click("button[type=submit]")
             assert page.locator("h1").inner_text() == "You are subscribed"
             reader = next(s for s in list_all(engine) if s.email == "phone.reader@example.org")
             assert (reader.status, reader.frequency, reader.name) == ("active", "weekly", "Pat")

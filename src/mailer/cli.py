@@ -123,7 +123,9 @@ def serve(
     settings = settings_of(ctx)
     web = create_app(settings, open_database(settings.database.url))
     say(f"Serving {settings.publication.name} on http://{host}:{port} (Ctrl-C to stop)")
-    uvicorn.run(web, host=host, port=port, log_level="warning")
+    # The site reads X-Forwarded-For itself, from [web] trusted_proxies only; uvicorn's
+    # own reading (on by default, trusting 127.0.0.1) would replace the peer before it.
+    uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 def _announce(recipients: list[str], content: bytes) -> None:

@@ -3,6 +3,7 @@ validated Settings object. Loaded once at start; a bad value stops the program t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -202,6 +203,72 @@ class Dkim(Section):
         return self
 
 
+def _listed(value: object) -> object:
+    """A list from the environment comes as one string: split it at commas and spaces."""
+    return tuple(value.replace(",", " ").split()) if isinstance(value, str) else value
+
+
+def web_origin(url: str) -> str:
+    """`scheme://host[:port]` of an http(s) address, as a browser's Origin header puts it:
+    lower case, an IDN host in punycode, the scheme's default port left out; ValueError
+    for anything else (a path, a query, a user name)."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+        host = (parts.hostname or "").encode("idna").decode("ascii").lower()
+    except (ValueError, UnicodeError):
+        raise ValueError(f"{url!r} is not an http(s) origin") from None
+    if parts.scheme.lower() not in ("http", "https") or not host or parts.username:
+        raise ValueError(f"{url!r} is not an http(s) origin")
+    if host.count(":"):  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+class Web(Section):
+    """The subscriber site (mailer serve): whose forms it takes, and which proxies it
+    believes about the client's address."""
+
+    # Other sites whose pages' forms may post to the site (a newsroom's own site
+    # embedding the sign-up form), besides the site's own ([publication] base_url).
+    allowed_origins: tuple[str, ...] = ()
+    # Addresses (or networks) of reverse proxies in front of the site; only a request
+    # from one of them has its X-Forwarded-For read. Empty: none is believed.
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        return _listed(value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        origins = []
+        for value in values:
+            parts = urlsplit(value.strip())
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                raise ValueError(f"origins as scheme://host[:port], without a path ({value!r})")
+            try:
+                origins.append(web_origin(value))
+            except ValueError:
+                raise ValueError(f"origins as scheme://host[:port] ({value!r})") from None
+        return tuple(origins)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        networks = []
+        for value in values:
+            try:
+                networks.append(str(ipaddress.ip_network(value.strip(), strict=False)))
+            except ValueError:
+                raise ValueError(f"IP addresses or CIDR networks ({value!r})") from None
+        return tuple(networks)
+
+
 class Security(Section):
     secret_key_file: str = "var/secret_key"
     secret_key: str = Field(default="", repr=False)
@@ -221,6 +288,7 @@ class Settings(Section):
     sources: Sources = Sources()
     schedule: Schedule = Schedule()
     dkim: Dkim = Dkim()
+    web: Web = Web()
     security: Security = Security()
     config_path: Path | None = None
 
@@ -236,6 +304,12 @@ class Settings(Section):
                 "to accept a message), or a slow server's message could go out twice"
             )
         return self
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """Origins whose forms the site takes: base_url's (its own pages), and
+        [web] allowed_origins."""
+        return (web_origin(self.publication.base_url), *self.web.allowed_origins)
 
     @property
     def secret_key(self) -> str:

@@ -8,7 +8,9 @@ import asyncio
 import email
 import email.policy
 import random
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -257,3 +259,30 @@ def make_settings(
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}
     return base.replace(**overrides)
+
+
+@contextmanager
+def web_server(build: Callable[[str], Any]) -> Iterator[str]:
+    """The ASGI app `build(base_url)` makes (the subscriber site) served by uvicorn on a
+    free port of 127.0.0.1, as `mailer serve` runs it (uvicorn reads no proxy headers);
+    yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    app = build(f"http://127.0.0.1:{port}")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the site did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -8,12 +8,10 @@ token cannot do anything else, nor act on another subscriber."""
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from urllib.parse import parse_qs
 
 import jinja2
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -43,19 +41,28 @@ from mailer.tokens import (
     make_token,
     read_token,
 )
+from mailer.web.guards import (
+    AddressLimit,
+    ClientLimit,
+    client_address,
+    form_from_allowed_origin,
+    proxy_networks,
+)
+from mailer.web.headers import GuardedApp
 
 # RFC 8058: what a mail client POSTs for a one-click unsubscribe
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    app = FastAPI(title=settings.publication.name, docs_url=None, redoc_url=None)
+    app = GuardedApp(title=settings.publication.name, docs_url=None, redoc_url=None)
     pages = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dirs(settings)),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
     publication = settings.publication
+    app.state.trusted_proxies = proxy_networks(settings.web.trusted_proxies)
 
     def page(name: str, status: int = 200, /, **values: object) -> HTMLResponse:
         body = pages.get_template(f"web/{name}").render(publication=publication, **values)
@@ -64,14 +71,33 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def subscriber_of(token: str) -> int:
         return read_token(settings.secret_key, UNSUBSCRIBE, token)
 
-    limiter = RateLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
+    limiter = ClientLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
+    limits = AddressLimit()
+
+    class CrossSite(Exception):
+        """A state-changing form that did not come from an allowed page."""
+
+    async def same_origin(request: Request) -> None:
+        if not form_from_allowed_origin(request, settings.allowed_origins):
+            raise CrossSite
+
+    @app.exception_handler(CrossSite)
+    def refuse_cross_site(request: Request, exc: CrossSite) -> HTMLResponse:
+        return page("message.html", 403, **REFUSED)
+
+    async def from_token_page(request: Request) -> None:
+        if not form_from_allowed_origin(request, settings.allowed_origins, token_page=True):
+            raise CrossSite
+
+    from_our_pages = [Depends(same_origin)]
+    from_token_pages = [Depends(from_token_page)]
 
     @app.get("/subscribe")
     def subscribe_form() -> HTMLResponse:
         empty = {"email": "", "name": "", "frequency": "every"}
         return page("subscribe.html", error="", values=empty)
 
-    @app.post("/subscribe")
+    @app.post("/subscribe", dependencies=from_our_pages)
     async def subscribe(request: Request) -> HTMLResponse:
         """The same answer whether the address was new, pending or subscribed already,
         so the form tells nobody who reads us."""
@@ -87,7 +113,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             )
         except SubscriberError as exc:
             return page("subscribe.html", 400, error=str(exc), values=values)
-        if subscriber is not None:
+        if subscriber is not None and limits.allow_address(subscriber.email):
             try:
                 _send_confirmation(settings, subscriber)
             except MailerError:
@@ -96,34 +122,47 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         return page("message.html", **CHECK_INBOX)
 
     @app.get("/confirm/{token}")
-    def confirm(token: str, request: Request) -> HTMLResponse:
+    def confirm_page(token: str) -> HTMLResponse:
+        """A page with one button: link scanners that fetch every link in a message must
+        not confirm a sign-up somebody else made, so a GET changes nothing."""
         try:
             subscriber_id = read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
-            subscriber = confirm_subscription(engine, subscriber_id, _client(request))
+            subscriber = find_subscriber(engine, subscriber_id)
         except TokenError as exc:
             if exc.expired and exc.subscriber_id is not None:
                 return page("expired.html", 410, token=token)
             return page("invalid.html", 400)
         except SubscriberError:
             return page("invalid.html", 400)
+        if subscriber.status == SubscriberStatus.ACTIVE:
+            return page("message.html", **CONFIRMED)
+        if subscriber.status != SubscriberStatus.PENDING:
+            return page("invalid.html", 400)
+        return page("confirm.html", subscriber=subscriber)
+
+    @app.post("/confirm/{token}", dependencies=from_token_pages)
+    def confirm(token: str, request: Request) -> HTMLResponse:
+        """The button: a valid link activates; an expired link's button (expired.html)
+        sends a fresh link to the same address, if still pending."""
+        try:
+            subscriber_id = read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
+        except TokenError as exc:
+            if not exc.expired or exc.subscriber_id is None:
+                return page("invalid.html", 400)
+            return renew(exc.subscriber_id, request)
+        try:
+            subscriber = confirm_subscription(engine, subscriber_id, _client(request))
+        except SubscriberError:
+            return page("invalid.html", 400)
         if subscriber.status != SubscriberStatus.ACTIVE:
             return page("invalid.html", 400)
         return page("message.html", **CONFIRMED)
 
-    @app.post("/confirm/{token}")
-    def renew_confirmation(token: str, request: Request) -> HTMLResponse:
-        """An expired link's button: a fresh link to the same address, if still pending."""
-        try:
-            read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
-            return page("invalid.html", 400)  # not expired: nothing to renew
-        except TokenError as exc:
-            if exc.subscriber_id is None:
-                return page("invalid.html", 400)
-            subscriber_id = exc.subscriber_id
+    def renew(subscriber_id: int, request: Request) -> HTMLResponse:
         if not limiter.allow(_client(request)):
             return page("message.html", 429, **TOO_MANY)
         subscriber = renew_request(engine, subscriber_id)
-        if subscriber is not None:
+        if subscriber is not None and limits.allow_address(subscriber.email):
             try:
                 _send_confirmation(settings, subscriber)
             except MailerError:
@@ -140,7 +179,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("invalid.html", 400)
         return page("preferences.html", subscriber=subscriber, saved=False)
 
-    @app.post("/preferences/{token}")
+    @app.post("/preferences/{token}", dependencies=from_token_pages)
     async def save_preferences(token: str, request: Request) -> HTMLResponse:
         form = await _form(request)
         try:
@@ -192,6 +231,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         the same answer however often it comes."""
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         one_click = "One-Click" in form.get("List-Unsubscribe", [])
+        if not one_click and not form_from_allowed_origin(
+            request, settings.allowed_origins, token_page=True
+        ):
+            return page("message.html", 403, **REFUSED)  # mail clients' POST needs no Origin
         try:
             subscriber = unsubscribe(engine, subscriber_of(token))
         except (TokenError, SubscriberError):
@@ -228,32 +271,20 @@ NOT_FOUND = {
     "title": "No such issue",
     "text": "This issue does not exist, or has not been sent yet.",
 }
+REFUSED = {
+    "title": "Not accepted",
+    "text": "This form was sent from a page that is not ours, so nothing was changed. "
+    "Please use the form on our own website.",
+}
 NOT_SENT = {
     "title": "We could not send the email",
     "text": "Our mail server did not take it just now. Please try again in a little while.",
 }
 
 
-class RateLimit:
-    """At most `limit` requests from one address in any `seconds`-long window."""
-
-    def __init__(self, limit: int, seconds: float):
-        self.limit, self.seconds = limit, seconds
-        self.seen: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, client: str) -> bool:
-        now = time.monotonic()
-        times = self.seen[client]
-        while times and times[0] <= now - self.seconds:
-            times.popleft()
-        if len(times) >= self.limit:
-            return False
-        times.append(now)
-        return True
-
-
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address, from X-Forwarded-For only behind a trusted proxy."""
+    return client_address(request, request.app.state.trusted_proxies)
 
 
 async def _form(request: Request) -> dict[str, str]:
