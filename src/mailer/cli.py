@@ -458,6 +458,7 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
     from mailer.scheduler import start_due_issues
 
     if not worker:
+        _send_transactional(engine, settings)
         for issue, report in start_due_issues(engine, settings, utcnow()):
             say(f"Issue {issue.id}: “{issue.subject}” (scheduled) started.")
             print_report(report, "mailer send --resume")
@@ -470,6 +471,17 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
         rows = plural(open_rows, "delivery", "deliveries")
         say(f"Issue {issue.id}: “{issue.subject}”: {rows} open.")
         _send_one(engine, settings, issue, open_rows, worker, "mailer send --resume", enqueue=False)
+
+
+def _send_transactional(engine: Engine, settings: Settings) -> None:
+    """Confirmation links the site queued and has not sent yet (for a site run without
+    the scheduler, from cron)."""
+    from mailer.transactional import send_queued
+
+    counts = send_queued(engine, settings)
+    if counts:
+        done = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        say(f"Confirmation links: {done}.")
 
 
 def _send_one(
