@@ -33,7 +33,7 @@ from mailer.subscribers import (
     request_subscription,
 )
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, make_settings, served, smtp_server
-from mailer.transactional import queue_confirmation, send_queued
+from mailer.transactional import queue_confirmation, queue_sign_up, send_queued
 from mailer.web.limits import FORM_BYTES
 
 FORM = "application/x-www-form-urlencoded"
@@ -118,7 +118,7 @@ def test_a_1_mb_name_is_refused_at_once_and_stored_nowhere(engine, site):
     answer = sign_up(url, "big@example.org", "n" * 1_000_000)
     assert answer.status_code == 413 and "Too much text" in answer.text
     assert time.monotonic() - started < 10, "46 s before the fix"
-    assert list(list_subscribers(engine)) == []
+    assert list(list_subscribers(engine)) == [] and mails(engine) == []
 
 
 def test_a_form_just_under_the_limit_is_read(engine, site):
@@ -126,7 +126,8 @@ def test_a_form_just_under_the_limit_is_read(engine, site):
     name = "ن" * NAME_MAX  # the longest name, percent-encoded UTF-8
     answer = sign_up(url, "fits@example.org", name)
     assert len(f"email=fits%40example.org&name={name}".encode()) * 3 < FORM_BYTES
-    assert answer.status_code == 200 and one(engine, "fits@example.org").name == name
+    assert answer.status_code == 200
+    assert settled(engine) == [("sent", 1)] and one(engine, "fits@example.org").name == name
 
 
 def test_a_name_too_long_or_an_address_beyond_rfc_limits_is_told(engine, site):
@@ -136,7 +137,7 @@ def test_a_name_too_long_or_an_address_beyond_rfc_limits_is_told(engine, site):
     for address in ("l" * 65 + "@example.org", "a@" + ("d" * 62 + ".") * 4 + "org"):
         refused = sign_up(url, address)
         assert refused.status_code == 400 and "too long" in refused.text
-    assert list(list_subscribers(engine)) == []
+    assert list(list_subscribers(engine)) == [] and mails(engine) == []
 
 
 def test_health_answers_while_the_relay_stalls_after_the_dot(engine, settings, smtp, site):
@@ -300,10 +301,42 @@ def test_a_link_for_someone_who_confirmed_or_left_meanwhile_is_not_sent(engine, 
 
 
 def test_a_purge_deletes_the_queued_mail(engine, settings, smtp):
+    """Both the link waiting for them and a sign-up with their address not made yet."""
     queue_for(engine, "erase@example.org")
+    queue_sign_up(engine, "Erase@Example.org", "Er", "every")
+    queue_sign_up(engine, "other@example.org", None, "every")
     remove_subscriber(engine, "erase@example.org", purge=True)
-    assert mails(engine) == []
-    assert send_queued(engine, settings) == {} and smtp.received == []
+    assert len(mails(engine)) == 1
+    assert send_queued(engine, settings) == {"sent": 1}
+    assert [m["To"] for m in (r.message for r in smtp.received)] == ["other@example.org"]
+
+
+def test_the_site_does_the_same_work_for_every_address(engine, site):
+    """The same SQL statements for a new, a pending and a subscribed address: the answer
+    cannot take longer for one than for another (before, a new address cost a render
+    and an SMTP conversation; a subscribed one, a look-up)."""
+    from sqlalchemy import event
+
+    url, _ = site
+    add_subscriber(engine, "active@example.org", confirmed=True)
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name != "transactional-mail":
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    work = []
+    try:
+        for address in ("new@example.org", "new@example.org", "active@example.org"):
+            statements.clear()
+            assert sign_up(url, address).status_code == 200
+            work.append(list(statements))
+            settled(engine)  # the sender made the request meanwhile: "new" is pending now
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert work[0] == work[1] == work[2]
+    assert not any("subscriber" in statement.lower() for statement in work[0])
 
 
 # -- defect 4: a name is one display name, wherever it was stored -------------------------

@@ -228,6 +228,7 @@ def test_a_malformed_address_is_told_and_the_form_kept(engine, site):
 
 def test_an_expired_link_offers_a_new_one_and_never_activates(engine, site, smtp, monkeypatch):
     sign_up(site, "late@example.org")
+    smtp.wait_for("late@example.org")
     reader = list_all(engine)[0]
     with monkeypatch.context() as past:  # a link made eight days ago
         now = time.time()

@@ -114,7 +114,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
-    """The subscriber site: the unsubscribe pages (RFC 8058 one-click) and /healthz.
+    """The subscriber site: sign-up (it sends the confirmation emails itself, from a
+    background thread), the unsubscribe pages (RFC 8058 one-click) and /healthz.
     Put it behind your web server at [publication] base_url."""
     import uvicorn
 
@@ -367,7 +368,9 @@ def send(
     test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
     dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
     resume: bool = typer.Option(
-        False, help="Finish every issue started and not finished; deferred messages when due."
+        False,
+        help="Finish every issue started and not finished; deferred messages when due; "
+        "confirmation emails the site has queued.",
     ),
     worker: bool = typer.Option(
         False,

@@ -164,7 +164,11 @@ _OPEN_MAIL = text("status IN ('queued', 'sending')")
 class TransactionalMail(SQLModel, table=True):
     """A mail to one subscriber outside any issue (the confirmation link), queued by the
     site and sent by a background sender: recorded, retried with backoff, and kept
-    across a restart. Its content (and the link's token) is made when it is sent."""
+    across a restart. Its content (and the link's token) is made when it is sent.
+
+    A sign-up queues one before anybody looks the address up (so the site does the same
+    work for every address): `subscriber_id` is empty and `email`, `name`, `frequency`
+    hold what the form said, until the sender makes the request and clears them."""
 
     __tablename__ = "transactional_mail"
     __table_args__ = (
@@ -180,7 +184,10 @@ class TransactionalMail(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(foreign_key="subscriber.id")
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id")
+    email: str | None = None
+    name: str | None = None
+    frequency: str | None = None
     kind: str = MailKind.CONFIRMATION
     status: str = MailStatus.QUEUED
     attempts: int = 0

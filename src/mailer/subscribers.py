@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine, delete
+from sqlalchemy import ColumnElement, Engine, delete, or_
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope
@@ -166,13 +166,25 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
         if purge:
             subscriber.email = erased_marker(address)
             subscriber.name = None
-            session.exec(delete(MAILS).where(MAILS.c.subscriber_id == subscriber.id))  # queued mail
+            session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
         session.add(subscriber)
         return subscriber
 
 
+def _mail_to(subscriber_id: int | None, address: str) -> ColumnElement[bool]:
+    return or_(MAILS.c.subscriber_id == subscriber_id, MAILS.c.email == address)
+
+
 # A pending address gets a fresh confirmation link at most this often.
 RESEND_AFTER = timedelta(minutes=10)
+
+
+def checked_request(email: str, name: str | None, frequency: str) -> tuple[str, str | None, str]:
+    """A sign-up's address, name and frequency, checked and normalised, whoever the
+    address belongs to; SubscriberError says what is wrong with them."""
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
+    return normalise_address(email), clean_name(name), frequency
 
 
 def request_subscription(
@@ -182,10 +194,7 @@ def request_subscription(
     confirmation link should go to now, or None (already active, erased at their
     request, or sent a link less than RESEND_AFTER ago). Raises SubscriberError for an
     address that is not one."""
-    address = normalise_address(email)
-    name = clean_name(name)
-    if frequency not in FREQUENCIES:
-        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
+    address, name, frequency = checked_request(email, name, frequency)
     now = utcnow()
     with session_scope(engine) as session:
         found = _existing(session, address)

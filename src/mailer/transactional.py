@@ -15,13 +15,13 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailer.errors import MailerError
+from mailer.errors import MailerError, SubscriberError
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
     SUBSCRIBERS,
@@ -34,6 +34,7 @@ from mailer.models import (
 from mailer.render import render_confirmation
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
+from mailer.subscribers import checked_request, request_subscription
 from mailer.tokens import CONFIRM, make_token
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,28 @@ RETRY_BASE_SECONDS = 30.0
 POLL_SECONDS = 5.0
 
 MAILS = TRANSACTIONAL_MAILS
+
+
+def queue_sign_up(engine: Engine, email: str, name: str | None, frequency: str) -> None:
+    """Record a sign-up from the form, checked (SubscriberError) but not looked up: the
+    same work, and so the same time, whether the address is new, pending, subscribed or
+    erased. The sender makes the request (`request_subscription`) and sends the link if
+    one is due."""
+    address, name, frequency = checked_request(email, name, frequency)
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            MAILS.insert().values(
+                email=address,
+                name=name,
+                frequency=frequency,
+                kind=MailKind.CONFIRMATION,
+                status=MailStatus.QUEUED,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
 
 
 def queue_confirmation(engine: Engine, subscriber_id: int) -> bool:
@@ -73,10 +96,11 @@ class _Claimed:
     kind: str
     attempts: int  # this attempt included
     created_at: datetime
-    subscriber_id: int
+    subscriber_id: int | None  # None: a sign-up still to be made
     email: str
     name: str | None
     status: str
+    frequency: str | None = None
 
 
 def send_queued(
@@ -94,6 +118,10 @@ def send_queued(
             claimed = _claim_next(engine, settings, clock)
             if claimed is None:
                 break
+            if claimed.subscriber_id is None:
+                claimed = _make_request(engine, claimed)
+                if claimed is None:  # no link due: nothing is kept of the request
+                    continue
             if claimed.status != SubscriberStatus.PENDING or claimed.email.startswith("erased:"):
                 # confirmed with an earlier link, left, or erased since it was queued
                 _record(engine, claimed.id, MailStatus.SKIPPED, f"subscriber is {claimed.status}")
@@ -140,6 +168,7 @@ def _attempt(
 
 def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
     """The message, made now: the link's token dates from the sending, not the queueing."""
+    assert claimed.subscriber_id is not None
     token = make_token(settings.secret_key, CONFIRM, claimed.subscriber_id)
     url = f"{settings.publication.base_url}/confirm/{token}"
     rendered = render_confirmation(settings, claimed.email, claimed.name, url)
@@ -203,10 +232,45 @@ _CLAIMED = select(
     MAILS.c.attempts,
     MAILS.c.created_at,
     SUBSCRIBERS.c.id,
-    SUBSCRIBERS.c.email,
-    SUBSCRIBERS.c.name,
-    SUBSCRIBERS.c.status,
-).join(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
+    func.coalesce(SUBSCRIBERS.c.email, MAILS.c.email),
+    func.coalesce(SUBSCRIBERS.c.name, MAILS.c.name),
+    func.coalesce(SUBSCRIBERS.c.status, ""),
+    MAILS.c.frequency,
+).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
+
+
+def _make_request(engine: Engine, claimed: _Claimed) -> _Claimed | None:
+    """A sign-up from the form, made now: the mail becomes the confirmation of the
+    subscriber a link is due to, or is deleted (active, erased, a link sent a moment
+    ago, or one waiting already)."""
+    try:
+        subscriber = request_subscription(
+            engine, claimed.email, claimed.name, claimed.frequency or "every"
+        )
+    except SubscriberError as exc:  # checked when queued: only a changed rule gets here
+        log.error("sign-up %s not made: %s", claimed.id, exc)
+        subscriber = None
+    mail = MAILS.c.id == claimed.id
+    try:
+        with engine.begin() as connection:
+            if subscriber is None:
+                connection.execute(delete(MAILS).where(mail))
+                return None
+            cleared = {"email": None, "name": None, "frequency": None}
+            connection.execute(
+                update(MAILS).where(mail).values(subscriber_id=subscriber.id, **cleared)
+            )
+    except IntegrityError:  # a link waits for them already (the relay was down)
+        with engine.begin() as connection:
+            connection.execute(delete(MAILS).where(mail))
+        return None
+    return replace(
+        claimed,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        status=subscriber.status,
+    )
 
 
 def _record(

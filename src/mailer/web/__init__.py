@@ -32,7 +32,6 @@ from mailer.subscribers import (
     confirm_subscription,
     find_subscriber,
     renew_request,
-    request_subscription,
     unsubscribe,
     update_preferences,
 )
@@ -43,7 +42,7 @@ from mailer.tokens import (
     TokenError,
     read_token,
 )
-from mailer.transactional import BackgroundSender, queue_confirmation
+from mailer.transactional import BackgroundSender, queue_confirmation, queue_sign_up
 from mailer.web.limits import FORM_BYTES, BodyLimit
 
 # RFC 8058: what a mail client POSTs for a one-click unsubscribe
@@ -106,14 +105,13 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("message.html", **CHECK_INBOX)
         if not limiter.allow(client):
             return page("message.html", 429, **TOO_MANY)
-        try:
-            subscriber = request_subscription(
+        try:  # looked up later, by the sender: the same work for every address
+            queue_sign_up(
                 engine, values["email"], values["name"] or None, values["frequency"] or "every"
             )
         except SubscriberError as exc:
             return page("subscribe.html", 400, error=str(exc), values=values)
-        if subscriber is not None:
-            send_confirmation(subscriber.id or 0)
+        sender.wake()
         return page("message.html", **CHECK_INBOX)
 
     @app.get("/confirm/{token}")

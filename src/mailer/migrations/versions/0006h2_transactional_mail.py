@@ -20,7 +20,10 @@ def upgrade() -> None:
     op.create_table(
         "transactional_mail",
         sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("subscriber_id", sa.Integer(), sa.ForeignKey("subscriber.id"), nullable=False),
+        sa.Column("subscriber_id", sa.Integer(), sa.ForeignKey("subscriber.id"), nullable=True),
+        sa.Column("email", sa.String(), nullable=True),
+        sa.Column("name", sa.String(), nullable=True),
+        sa.Column("frequency", sa.String(), nullable=True),
         sa.Column("kind", sa.String(), nullable=False),
         sa.Column("status", sa.String(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
