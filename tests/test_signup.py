@@ -76,39 +76,34 @@ def one(engine: Engine, email: str) -> Subscriber:
 # -- defect 2: one request must not freeze the site --------------------------------------
 
 
-def post_raw(url: str, path: str, declared: bool, total: int = 200_000_000) -> tuple[str, int]:
-    """POST a `total`-byte body over a raw socket, a piece at a time, declared in
-    Content-Length or sent chunked, and stop as soon as the server answers: the status
-    line, and how many body bytes were sent by then."""
+def post_raw(url: str, path: str, declared: bool) -> bytes:
+    """Start a POST of 200 MB over a raw socket, declared in Content-Length (nothing of
+    it sent) or sent chunked (its first 8 KB sent), and wait for the answer without
+    sending more: a server that waits for the whole body never answers. (A client that
+    went on sending could find its connection reset before it reads the answer: the
+    server closes with bytes unread, as it should.)"""
     host, port = url.removeprefix("http://").split(":")
-    framing = f"Content-Length: {total}" if declared else "Transfer-Encoding: chunked"
+    framing = "Content-Length: 200000000" if declared else "Transfer-Encoding: chunked"
     head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {FORM}\r\n{framing}\r\n\r\n"
-    piece = b"name=" + b"x" * 65531
+    piece = b"name=" + b"x" * 8187
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(head.encode())
-        sent = 0
-        while sent < total:
-            readable, writable, _ = select.select([connection], [connection], [], 30)
-            if readable:
-                break
-            assert writable, "the server neither reads nor answers"
-            connection.sendall(piece if declared else b"%x\r\n%s\r\n" % (len(piece), piece))
-            sent += len(piece)
+        if not declared:
+            connection.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+        readable, _, _ = select.select([connection], [], [], 30)
+        assert readable, "no answer before the whole body"
         answer = b""
-        while b"\r\n" not in answer:
-            data = connection.recv(4096)
-            assert data, "the server hung up without answering"
+        while data := connection.recv(65536):
             answer += data
-    return answer.split(b"\r\n")[0].decode(), sent
+    return answer
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 @pytest.mark.parametrize("path", ["/subscribe", "/unsubscribe/x", "/preferences/x"])
-def test_a_200_mb_body_is_refused_with_413_long_before_it_is_all_sent(site, path, declared):
+def test_a_200_mb_body_is_refused_with_413_before_it_is_sent(site, path, declared):
     url, _ = site
-    status, sent = post_raw(url, path, declared)
-    assert status == "HTTP/1.1 413 Request Entity Too Large"
-    assert sent < 5_000_000, f"the server read {sent} bytes before answering"
+    answer = post_raw(url, path, declared)
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"Too much text" in answer
     assert httpx.get(f"{url}/healthz").status_code == 200
 
 
@@ -289,6 +284,21 @@ def test_one_confirmation_waits_per_subscriber_and_a_refused_one_is_not_retried(
     assert send_queued(engine, settings) == {"failed": 1}
     assert send_queued(engine, settings) == {}
     assert mails(engine) == [("failed", 1)] and smtp.received == []
+
+
+def test_a_temporary_refusal_is_retried_with_backoff(engine, settings, smtp):
+    from datetime import timedelta
+
+    from mailer.models import utcnow
+
+    queue_for(engine, "later@example.org")
+    smtp.refuse["later@example.org"] = "451 4.3.0 Try again later"
+    assert send_queued(engine, settings) == {"queued": 1}
+    assert send_queued(engine, settings) == {}, "not due again yet"
+    del smtp.refuse["later@example.org"]
+    an_hour_on = utcnow() + timedelta(hours=1)
+    assert send_queued(engine, settings, clock=lambda: an_hour_on) == {"sent": 1}
+    assert mails(engine) == [("sent", 2)] and len(smtp.to("later@example.org")) == 1
 
 
 def test_a_link_for_someone_who_confirmed_or_left_meanwhile_is_not_sent(engine, settings, smtp):

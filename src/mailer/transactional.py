@@ -250,6 +250,9 @@ def _make_request(engine: Engine, claimed: _Claimed) -> _Claimed | None:
     except SubscriberError as exc:  # checked when queued: only a changed rule gets here
         log.error("sign-up %s not made: %s", claimed.id, exc)
         subscriber = None
+    except IntegrityError:  # the same new address, made by another sender this instant
+        _record(engine, claimed.id, MailStatus.QUEUED, "", utcnow() + timedelta(seconds=1))
+        return None
     mail = MAILS.c.id == claimed.id
     try:
         with engine.begin() as connection:
