@@ -15,7 +15,7 @@ import pytest
 
 from mailer.messages import MessageBuilder, Recipient, fill
 from mailer.render import one_line
-from mailer.testing import TEST_SECRET_KEY
+from mailer.testing import TEST_SECRET_KEY, make_settings
 
 READERS = [
     Recipient(1, "ana@example.org", "Ana"),
@@ -97,3 +97,43 @@ def test_the_token_maker_makes_the_tokens_itsdangerous_makes():
                 break
         assert ours == reference
         assert read_token(TEST_SECRET_KEY, UNSUBSCRIBE, ours) == subscriber_id
+
+
+HOSTILE_NAMES = [
+    "Zoë <attacker@evil.example>, x",
+    "a@b.c",
+    '"quoted" <x@y>',
+    "x\r\nBcc: evil@evil.example",
+    "\x00\x1b[31m",
+    "=?utf-8?q?evil?=",
+    "Ali, Reza",
+    "مریم\u200cجان",  # Persian, with a zero-width non-joiner
+    "Zoë <a@evil.example>, " * 4 + "Zoë <b@evil.example>",  # 100 characters
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_a_hostile_name_is_one_display_name_of_the_one_recipient(builder, tmp_path, name):
+    """In an issue and in the confirmation link alike: no second address in To:, no
+    header added, no raw control character, and the name reads back as it was given."""
+    from mailer.render import render_confirmation
+    from mailer.subscribers import without_controls
+
+    settings = make_settings(tmp_path)
+    address = "reader@example.org"
+    confirmation = render_confirmation(settings, address, name, "https://x.example/confirm/t")
+    for built in (
+        builder.build(Recipient(9, address, name)),
+        MessageBuilder(settings, confirmation).build(Recipient(9, address, name)),
+    ):
+        message = email.message_from_bytes(built.data, policy=email.policy.default)
+        (to,) = message["To"].addresses
+        assert to.addr_spec == address and len(message.get_all("To")) == 1
+        assert message["Bcc"] is None and message["Cc"] is None
+        # white space aside: a reader may join encoded words with or without a space
+        assert to.display_name.split() == without_controls(name).split() or "".join(
+            to.display_name.split()
+        ) == "".join(without_controls(name).split())
+        head = built.data.split(b"\r\n\r\n")[0]
+        assert all(32 <= byte < 127 or byte in b"\r\n\t" for byte in head)
+        assert message.defects == []

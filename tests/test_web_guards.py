@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from mailer.catcher import free_port
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, find_subscriber, list_subscribers
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, web_server
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, queued_mails, web_server
 from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
 from mailer.web import ONE_CLICK, create_app
 from mailer.web.guards import SWEEP_ABOVE, RateLimit, canonical_mailbox
@@ -99,7 +99,7 @@ def test_a_form_posted_from_elsewhere_is_refused_and_changes_nothing(engine, sta
         answer = httpx.post(url, content=body, headers=headers)
         assert answer.status_code == 403 and "Not accepted" in answer.text, url
     assert statuses(engine) == {"pending@example.org": "pending", "ana@example.org": "active"}
-    assert smtp.received == []
+    assert queued_mails(engine) == {} and smtp.received == []
 
 
 def test_forms_from_the_site_an_allowed_site_or_no_browser_are_taken(engine, start, smtp):
@@ -113,7 +113,7 @@ def test_forms_from_the_site_an_allowed_site_or_no_browser_are_taken(engine, sta
     for number, headers in enumerate(origins):
         answer = sign_up(site, f"reader{number}@example.org", **headers)
         assert answer.status_code == 200 and "Check your inbox" in answer.text, headers
-    assert len(smtp.received) == 4
+    smtp.wait_for_count(4)
     reader = add_subscriber(engine, "ana@example.org", confirmed=True)
     left = httpx.post(site.link(PREFERENCES, reader.id), data={"action": "leave"},
                       headers={"Origin": site.url})  # fmt: skip
@@ -135,20 +135,24 @@ def test_a_mail_clients_one_click_unsubscribe_needs_no_origin(engine, start, ori
 # -- how often one mailbox is written to -------------------------------------------------
 
 
-def test_one_mailbox_gets_three_confirmations_however_its_address_is_spelled(start, smtp):
+def test_one_mailbox_gets_three_confirmations_however_its_address_is_spelled(
+    engine, start, smtp
+):
     site = start()
     spellings = ["victim@gmail.com", "victim+1@gmail.com", "Victim+2@gmail.com",
                  "v.i.c.t.i.m@gmail.com", "vic.tim+news@googlemail.com"]  # fmt: skip
     answers = [sign_up(site, address) for address in spellings]
     assert len({(a.status_code, a.text) for a in answers}) == 1, "refused looks like taken"
     assert answers[0].status_code == 200 and "Check your inbox" in answers[0].text
+    assert queued_mails(engine) == {"sent": 3}
     assert len(smtp.received) == 3, "the mailbox's limit: no more mail after three"
 
 
-def test_dots_count_only_where_the_provider_ignores_them(start, smtp):
+def test_dots_count_only_where_the_provider_ignores_them(engine, start, smtp):
     site = start()
     for address in ["a.b@example.org", "ab@example.org", "a.b+x@example.org", "A.B@example.org"]:
         assert sign_up(site, address).status_code == 200
+    queued_mails(engine)
     received = sorted(r for m in smtp.received for r in m.rcpt_tos)
     # a.b@ and ab@ are two mailboxes at example.org; A.B@ is a.b@ again (pending)
     assert received == ["a.b+x@example.org", "a.b@example.org", "ab@example.org"]
@@ -160,6 +164,7 @@ def test_dots_count_only_where_the_provider_ignores_them(start, smtp):
 def confirm(site: Site, engine: Engine, address: str, **headers: str) -> str | None:
     """Signs `address` up and presses its confirm button: the consent IP stored."""
     assert sign_up(site, address).status_code == 200
+    queued_mails(engine)  # the sign-up is made a moment later, by the site's sender
     (subscriber,) = [s for s in list_subscribers(engine) if s.email == address]
     assert httpx.post(site.link(CONFIRM, subscriber.id), headers={**FORM, **headers}).is_success
     return find_subscriber(engine, subscriber.id).consent_ip
@@ -290,6 +295,8 @@ def test_in_a_browser_the_form_works_embedded_on_an_allowed_site_only(engine, st
                 assert results == ("Check your inbox" if host == "newsroom" else "Not accepted")
         finally:
             browser.close()
+    smtp.wait_for("embedded@example.org")
+    assert queued_mails(engine) == {"sent": 1}
     assert [r for m in smtp.received for r in m.rcpt_tos] == ["embedded@example.org"]
     assert [s.email for s in list_subscribers(engine)] == ["embedded@example.org"]
 

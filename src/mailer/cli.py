@@ -114,7 +114,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
 ) -> None:
-    """The subscriber site: the unsubscribe pages (RFC 8058 one-click) and /healthz.
+    """The subscriber site: sign-up (it sends the confirmation emails itself, from a
+    background thread), the unsubscribe pages (RFC 8058 one-click) and /healthz.
     Put it behind your web server at [publication] base_url."""
     import uvicorn
 
@@ -369,7 +370,9 @@ def send(
     test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
     dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
     resume: bool = typer.Option(
-        False, help="Finish every issue started and not finished; deferred messages when due."
+        False,
+        help="Finish every issue started and not finished; deferred messages when due; "
+        "confirmation emails the site has queued.",
     ),
     worker: bool = typer.Option(
         False,
@@ -460,6 +463,7 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
     from mailer.scheduler import start_due_issues
 
     if not worker:
+        _send_transactional(engine, settings)
         for issue, report in start_due_issues(engine, settings, utcnow()):
             say(f"Issue {issue.id}: “{issue.subject}” (scheduled) started.")
             print_report(report, "mailer send --resume")
@@ -472,6 +476,17 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
         rows = plural(open_rows, "delivery", "deliveries")
         say(f"Issue {issue.id}: “{issue.subject}”: {rows} open.")
         _send_one(engine, settings, issue, open_rows, worker, "mailer send --resume", enqueue=False)
+
+
+def _send_transactional(engine: Engine, settings: Settings) -> None:
+    """Confirmation links the site queued and has not sent yet (for a site run without
+    the scheduler, from cron)."""
+    from mailer.transactional import send_queued
+
+    counts = send_queued(engine, settings)
+    if counts:
+        done = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        say(f"Confirmation links: {done}.")
 
 
 def _send_one(

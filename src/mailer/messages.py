@@ -5,20 +5,23 @@ are set here, by code, never by templates."""
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import hmac
 import html
+import re
 import secrets
 from dataclasses import dataclass
 from email.policy import EmailPolicy
-from email.utils import format_datetime, formataddr, make_msgid
+from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
 from mailer.models import utcnow
 from mailer.render import EMAIL, PREFERENCES_URL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
 from mailer.signing import Signer, relaxed_lines
+from mailer.subscribers import without_controls
 from mailer.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker
 
 
@@ -80,7 +83,6 @@ class MessageBuilder:
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
         self.boundary = f"mailer.{secrets.token_hex(12)}"
         shared = [
-            ("From", formataddr((one_line(publication.sender_name), self.sender))),
             ("Reply-To", publication.reply_to),
             ("Subject", one_line(subject_prefix + rendered.subject)),
             ("List-Id", f"{one_line(publication.name)} <{_list_id(publication.base_url)}>"),
@@ -91,7 +93,9 @@ class MessageBuilder:
         self.closing = f"--{self.boundary}--\r\n".encode()
         self.text_part = _Part(self.boundary, "plain", rendered.text)
         self.html_part = _Part(self.boundary, "html", rendered.html)
-        self.shared_headers = b"".join(_header(name, value) for name, value in shared if value)
+        self.shared_headers = address_header("From", publication.sender_name, self.sender) + (
+            b"".join(_header(name, value) for name, value in shared if value)
+        )
 
     def message_id(self, subscriber_id: int) -> str:
         """The same for every attempt at one delivery, so a copy sent again after a crash
@@ -114,7 +118,7 @@ class MessageBuilder:
         links = (unsubscribe_url, self.preferences_url(recipient.subscriber_id))
         message_id = self.message_id(recipient.subscriber_id)
         own = [
-            _header("To", formataddr((one_line(recipient.name or ""), recipient.email))),
+            address_header("To", recipient.name, recipient.email),
             _header("Date", format_datetime(utcnow())),
             _header("Message-ID", message_id),
             # one line, never encoded: mail clients must read it as a link
@@ -191,6 +195,64 @@ def _header(name: str, value: str) -> bytes:
         return f"{name}: {value}\r\n".encode("ascii")
     folded: str = WIRE.header_factory(name, value).fold(policy=WIRE)
     return folded.encode("ascii")
+
+
+def address_header(name: str, display_name: str | None, address: str) -> bytes:
+    """A header holding one address and its display name, the name as one unit whatever
+    it holds: commas, angle brackets, quotes, "=?", line breaks or control characters in
+    a name never add a recipient or a header. The name is an atom or a quoted string
+    when it is plain ASCII and short, else RFC 2047 encoded words; folded at 76 columns.
+
+    Built here rather than by the standard library: Python before 3.12.5 refolds a
+    non-ASCII name holding specials into a partly encoded one, and the comma and the
+    angle brackets come out bare (a second address)."""
+    shown = " ".join(without_controls(display_name or "").split())
+    words = [*_phrase(shown), f"<{address}>"] if shown else [address]
+    lines, line = [], f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > 76 and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += " " + word
+    return "\r\n".join([*lines, line]).encode("ascii") + b"\r\n"
+
+
+# RFC 5322 specials (and white space): a name holding one is quoted
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_LONGEST_WORD = 60
+
+
+def _phrase(name: str) -> list[str]:
+    """The display name as words that may be folded between."""
+    if name.isascii() and "=?" not in name:  # "=?" would read as an encoded word
+        if not _SPECIALS.search(name):
+            words = name.split(" ")
+            if max(len(word) for word in words) <= _LONGEST_WORD:
+                return words
+        else:
+            quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            if len(quoted) <= _LONGEST_WORD:
+                return [quoted]
+    return _encoded_words(name)
+
+
+def _encoded_words(name: str) -> list[str]:
+    """RFC 2047 base64 encoded words of whole characters, each short enough for a line.
+    A reader joins adjacent ones without the white space between them, so each word but
+    the first starts, where it can, with a space of the name."""
+    chunks, chunk = [], b""
+    for piece in re.split(r"(?= )", name):
+        for char in piece if len(piece.encode("utf-8")) > _CHUNK else [piece]:
+            data = char.encode("utf-8")
+            if chunk and len(chunk) + len(data) > _CHUNK:
+                chunks.append(chunk)
+                chunk = b""
+            chunk += data
+    chunks.append(chunk)
+    return [f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=" for chunk in chunks]
+
+
+_CHUNK = 45  # bytes: 60 characters of base64, 72 with the encoded word's frame
 
 
 def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:

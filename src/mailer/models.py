@@ -5,9 +5,10 @@ Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL al
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Table, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import DateTime, Index, Table, Text, TypeDecorator, UniqueConstraint, text
 from sqlmodel import Column, Field, SQLModel
 
 
@@ -144,6 +145,59 @@ class Delivery(SQLModel, table=True):
     sent_at: datetime | None = _when()
 
 
+class MailKind(StrEnum):
+    CONFIRMATION = "confirmation"  # the double opt-in link
+
+
+class MailStatus(StrEnum):
+    QUEUED = "queued"  # due at next_attempt_at
+    SENDING = "sending"  # claimed by a sender until lease_until
+    SENT = "sent"
+    FAILED = "failed"  # refused for good, or retries used up
+    SKIPPED = "skipped"  # no longer wanted when its turn came (confirmed, left, erased)
+
+
+# at most one confirmation waiting per subscriber, however many requests come at once
+_OPEN_MAIL = text("status IN ('queued', 'sending')")
+
+
+class TransactionalMail(SQLModel, table=True):
+    """A mail to one subscriber outside any issue (the confirmation link), queued by the
+    site and sent by a background sender: recorded, retried with backoff, and kept
+    across a restart. Its content (and the link's token) is made when it is sent.
+
+    A sign-up queues one before anybody looks the address up (so the site does the same
+    work for every address): `subscriber_id` is empty and `email`, `name`, `frequency`
+    hold what the form said, until the sender makes the request and clears them."""
+
+    __tablename__ = "transactional_mail"
+    __table_args__ = (
+        Index(
+            "ux_transactional_mail_open",
+            "subscriber_id",
+            "kind",
+            unique=True,
+            sqlite_where=_OPEN_MAIL,
+            postgresql_where=_OPEN_MAIL,
+        ),
+        Index("ix_transactional_mail_status_due", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id")
+    email: str | None = None
+    name: str | None = None
+    frequency: str | None = None
+    kind: str = MailKind.CONFIRMATION
+    status: str = MailStatus.QUEUED
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    lease_until: datetime | None = _when()
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    sent_at: datetime | None = _when()
+    last_reply: str | None = None
+
+
 class PolledSource(SQLModel, table=True):
     """A place the scheduler looks for new articles (a folder, later a feed), and what
     it remembers between looks."""
@@ -169,3 +223,4 @@ SUBSCRIBERS = _table(Subscriber)
 ARTICLES = _table(Article)
 ISSUES = _table(Issue)
 DELIVERIES = _table(Delivery)
+TRANSACTIONAL_MAILS = _table(TransactionalMail)

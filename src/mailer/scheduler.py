@@ -54,6 +54,7 @@ from mailer.models import Article, Issue, IssueStatus, PolledSource, utcnow
 from mailer.outbox import Outbox
 from mailer.settings import Settings
 from mailer.sources import ARTICLE_SUFFIXES
+from mailer.transactional import send_queued
 
 log = logging.getLogger("mailer.scheduler")
 DIGEST_JOB = "weekly-digest"
@@ -361,6 +362,7 @@ class Service:
             )
 
     def outbox(self) -> None:
+        self.transactional()
         if self._digest_missed():
             self.digest()
         if not self.sending.acquire(blocking=False):
@@ -375,6 +377,17 @@ class Service:
                 event("issue-resumed", issue=issue.id, **_counts(report))
         finally:
             self.sending.release()
+
+    def transactional(self) -> None:
+        """Confirmation links queued by the site and not sent yet (retries, or a site that
+        stopped before sending them); never held up by an issue being sent."""
+        try:
+            counts = send_queued(self.engine, self.settings, self.stop)
+        except Exception as exc:  # the issues' part of the job goes on
+            event("transactional-mail-failed", logging.ERROR, error=repr(exc))
+            return
+        if counts:
+            event("transactional-mail", **counts)
 
     def _digest_missed(self) -> bool:
         """Was the digest due within the grace time and never run (the service stopped

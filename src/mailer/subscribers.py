@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import TextIO
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine, delete, or_
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope
 from mailer.errors import SubscriberError
+from mailer.models import TRANSACTIONAL_MAILS as MAILS
 from mailer.models import Subscriber, SubscriberStatus, utcnow
 
 # every article and the weekly digest; the digest only; every article without the digest
@@ -39,10 +41,48 @@ EXPORT_COLUMNS = (
 def normalise_address(raw: str) -> str:
     """The canonical form of an address, or SubscriberError saying what is wrong with it."""
     try:
-        checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
+        # strict: the 64-character limit of the part before the @ (RFC 5321) as well
+        checked = validate_email(
+            raw.strip(), check_deliverability=False, allow_smtputf8=False, strict=True
+        )
     except EmailNotValidError as exc:
         raise SubscriberError(f"{raw.strip()!r} is not a valid email address: {exc}") from None
     return (checked.ascii_email or checked.normalized).lower()
+
+
+# A name is a display name in a header and a greeting in a mail from the newsroom: long
+# enough for anybody's full name, too short for a paragraph of someone else's text.
+NAME_MAX = 100
+
+
+def clean_name(raw: str | None) -> str | None:
+    """A name as it comes in (the site, preferences, `subscribers add`, an import): white
+    space of any kind becomes single spaces, control characters are dropped (see
+    `without_controls`), and a name longer than NAME_MAX characters is refused."""
+    name = " ".join(without_controls(raw or "").split())
+    if len(name) > NAME_MAX:
+        raise SubscriberError(
+            f"the name is {len(name)} characters long; give at most {NAME_MAX}"
+        )
+    return name or None
+
+
+def without_controls(text: str) -> str:
+    """The text without what must never reach a header or a greeting: control characters
+    (Unicode Cc: NUL, ESC, DEL...; white space among them becomes a space) and the bidi
+    embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which can make a
+    name show as somebody else's text. The zero-width joiner and non-joiner (U+200D,
+    U+200C) stay: Persian names need them."""
+    return "".join(" " if char.isspace() else char for char in text if not _hidden(char))
+
+
+def _hidden(char: str) -> bool:
+    if char.isspace():
+        return False
+    return unicodedata.category(char) == "Cc" or char in _BIDI_CONTROLS
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def erased_marker(address: str) -> str:
@@ -84,7 +124,7 @@ def _new(address: str, name: str | None, status: str | None, frequency: str) -> 
     now = utcnow()
     return Subscriber(
         email=address,
-        name=" ".join(name.split()) if name and name.strip() else None,
+        name=clean_name(name),
         status=status,
         frequency=frequency,
         created_at=now,
@@ -126,12 +166,25 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
         if purge:
             subscriber.email = erased_marker(address)
             subscriber.name = None
+            session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
         session.add(subscriber)
         return subscriber
 
 
+def _mail_to(subscriber_id: int | None, address: str) -> ColumnElement[bool]:
+    return or_(MAILS.c.subscriber_id == subscriber_id, MAILS.c.email == address)
+
+
 # A pending address gets a fresh confirmation link at most this often.
 RESEND_AFTER = timedelta(minutes=10)
+
+
+def checked_request(email: str, name: str | None, frequency: str) -> tuple[str, str | None, str]:
+    """A sign-up's address, name and frequency, checked and normalised, whoever the
+    address belongs to; SubscriberError says what is wrong with them."""
+    if frequency not in FREQUENCIES:
+        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
+    return normalise_address(email), clean_name(name), frequency
 
 
 def request_subscription(
@@ -141,9 +194,7 @@ def request_subscription(
     confirmation link should go to now, or None (already active, erased at their
     request, or sent a link less than RESEND_AFTER ago). Raises SubscriberError for an
     address that is not one."""
-    address = normalise_address(email)
-    if frequency not in FREQUENCIES:
-        raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
+    address, name, frequency = checked_request(email, name, frequency)
     now = utcnow()
     with session_scope(engine) as session:
         found = _existing(session, address)
@@ -159,7 +210,7 @@ def request_subscription(
             return None
         # pending, or back after leaving or bouncing: a new link, consent asked again
         found.status = SubscriberStatus.PENDING
-        found.name = " ".join(name.split()) if name and name.strip() else found.name
+        found.name = clean_name(name) or found.name
         found.frequency = frequency
         found.confirmation_sent_at = now
         session.add(found)
@@ -182,15 +233,6 @@ def renew_request(engine: Engine, subscriber_id: int) -> Subscriber | None:
         return found
 
 
-def forget_confirmation(engine: Engine, subscriber_id: int) -> None:
-    """The link could not be sent: let the next request send one at once."""
-    with session_scope(engine) as session:
-        found = session.get(Subscriber, subscriber_id)
-        if found is not None:
-            found.confirmation_sent_at = None
-            session.add(found)
-
-
 def confirm_subscription(engine: Engine, subscriber_id: int, ip: str) -> Subscriber:
     """The confirmation link was followed: a pending subscriber becomes active, with when
     and from where as the proof of consent. Anyone else is left as they are (an old link
@@ -211,9 +253,10 @@ def update_preferences(
     """A subscriber's own choices, from their preferences page."""
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
+    name = clean_name(name)
     with session_scope(engine) as session:
         subscriber = _get(session, subscriber_id)
-        subscriber.name = " ".join(name.split()) if name and name.strip() else None
+        subscriber.name = clean_name(name)
         subscriber.frequency = frequency
         session.add(subscriber)
         return subscriber

@@ -45,7 +45,9 @@ class RecordingHandler:
     answers every RCPT so; `refuse_sender` answers MAIL FROM so, `refuse_data` the end of
     DATA; `drop` names recipients whose DATA makes the server hang up (the message
     received, no reply sent); `stall` maps a recipient to the seconds its RCPT waits
-    before the reply, to outlast a client's time-out.
+    before the reply, to outlast a client's time-out; `stall_data` the seconds the end of
+    DATA waits before its reply (a relay that stalls after the dot), `in_data` is set
+    once a message's data has arrived.
 
     `max_sessions` turns away sessions beyond that many open at once with a 421, at the
     greeting (as Postfix and Exim do) or, with `turn_away_at="ehlo"`, in reply to EHLO,
@@ -59,6 +61,9 @@ class RecordingHandler:
     refuse_data: str | None = None
     drop: set[str] = field(default_factory=set)
     stall: dict[str, float] = field(default_factory=dict)
+    stall_data: float = 0.0
+    in_data: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
     max_sessions: int = 0  # 0: no limit
     turn_away_at: Literal["greeting", "ehlo"] = "greeting"
     connections: int = 0  # EHLOs answered with 250
@@ -95,21 +100,47 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.in_data.set()
+        if self.stall_data:
+            await asyncio.sleep(self.stall_data)
         if self.drop.intersection(envelope.rcpt_tos):
             server.transport.close()
             return "421 closing"
         if self.refuse_data:
             return self.refuse_data
-        self.received.append(
-            Received(
-                envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""
+        with self.arrived:
+            self.received.append(
+                Received(
+                    envelope.mail_from or "",
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or b"",
+                )
             )
-        )
+            self.arrived.notify_all()
         return "250 2.0.0 Ok: queued"
 
     def to(self, address: str) -> list[EmailMessage]:
         """The messages received for one recipient."""
         return [r.message for r in self.received if address in r.rcpt_tos]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 30.0) -> list[EmailMessage]:
+        """The messages received for one recipient, once there are `count` of them (mail
+        sent in the background, such as a confirmation link); AssertionError after
+        `timeout` seconds without."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(found := self.to(address)) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(found)} of {count} messages for {address} arrived"
+                self.arrived.wait(left)
+        return found
+
+    def wait_for_count(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until `count` messages in all have arrived."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.received) >= count, timeout), (
+                f"{len(self.received)} of {count} messages arrived"
+            )
 
 
 @dataclass
@@ -221,12 +252,15 @@ def empty_postgres(url: str) -> str:
 
 @contextmanager
 def smtp_server(
-    handler: RecordingHandler | None = None,
+    handler: RecordingHandler | None = None, port: int = 0
 ) -> Iterator[tuple[Controller, RecordingHandler]]:
-    """A started aiosmtpd server on 127.0.0.1 and a free port; stopped afterwards."""
+    """A started aiosmtpd server on 127.0.0.1 and a free port (or `port`: a relay back
+    where it was); stopped afterwards."""
     handler = handler or RecordingHandler()
     # ready_timeout: aiosmtpd's 5 s can pass on a loaded machine before the thread is up
-    controller = _Controller(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=30)
+    controller = _Controller(
+        handler, hostname="127.0.0.1", port=port or free_port(), ready_timeout=30
+    )
     controller.start()
     handler.port = controller.port
     try:
@@ -262,13 +296,13 @@ def make_settings(
 
 
 @contextmanager
-def web_server(build: Callable[[str], Any]) -> Iterator[str]:
-    """The ASGI app `build(base_url)` makes (the subscriber site) served by uvicorn on a
-    free port of 127.0.0.1, as `mailer serve` runs it (uvicorn reads no proxy headers);
-    yields the base URL."""
+def web_server(build: Callable[[str], Any], port: int = 0) -> Iterator[str]:
+    """The ASGI app `build(base_url)` makes (the subscriber site) served by uvicorn on
+    127.0.0.1 and a free port, or `port`, as `mailer serve` runs it (uvicorn reads no
+    proxy headers); yields the base URL. Stopped, lifespan and all, afterwards."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     app = build(f"http://127.0.0.1:{port}")
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
@@ -276,7 +310,7 @@ def web_server(build: Callable[[str], Any]) -> Iterator[str]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not server.started:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the site did not start")
@@ -285,4 +319,35 @@ def web_server(build: Callable[[str], Any]) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(30)
+
+
+@contextmanager
+def served(settings: Settings, engine: Any, port: int = 0) -> Iterator[tuple[str, Settings]]:
+    """`mailer serve`'s app (with its confirmation sender) run by uvicorn on 127.0.0.1 and
+    a free port, or `port`; the site's address and the settings it runs with (base_url
+    pointing at it, so the emails' links do too)."""
+    from mailer.web import create_app
+
+    running: list[Settings] = []
+
+    def build(base_url: str) -> Any:
+        running.append(settings.replace(publication={"base_url": base_url}))
+        return create_app(running[0], engine)
+
+    with web_server(build, port) as url:
+        yield url, running[0]
+
+
+def queued_mails(engine: Any) -> dict[str, int]:
+    """The confirmation queue's rows by state, once nothing in it is waiting or sending."""
+    deadline = time.monotonic() + 30
+    while True:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql(
+                "SELECT status, COUNT(*) FROM transactional_mail GROUP BY status"
+            ).all()
+        counts = {status: count for status, count in rows}
+        if not {"queued", "sending"} & set(counts) or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.05)

@@ -8,6 +8,8 @@ token cannot do anything else, nor act on another subscriber."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import parse_qs
 
 import jinja2
@@ -15,21 +17,20 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 
-from mailer.delivery import send_one
-from mailer.errors import MailerError, SubscriberError
+from mailer.errors import SubscriberError
 from mailer.issues import find_issue
-from mailer.messages import Recipient, fill
-from mailer.models import IssueStatus, Subscriber, SubscriberStatus
-from mailer.render import issue_key, render_confirmation, template_dirs
+from mailer.messages import fill
+from mailer.models import IssueStatus, SubscriberStatus
+from mailer.render import issue_key, template_dirs
 from mailer.settings import Settings
 from mailer.subscribers import (
     FREQUENCIES,
+    checked_request,
     confirm_subscription,
     find_subscriber,
-    forget_confirmation,
     renew_request,
-    request_subscription,
     unsubscribe,
     update_preferences,
 )
@@ -38,9 +39,9 @@ from mailer.tokens import (
     PREFERENCES,
     UNSUBSCRIBE,
     TokenError,
-    make_token,
     read_token,
 )
+from mailer.transactional import BackgroundSender, queue_confirmation, queue_sign_up
 from mailer.web.guards import (
     AddressLimit,
     ClientLimit,
@@ -49,13 +50,27 @@ from mailer.web.guards import (
     proxy_networks,
 )
 from mailer.web.headers import GuardedApp
+from mailer.web.limits import FORM_BYTES, BodyLimit
 
 # RFC 8058: what a mail client POSTs for a one-click unsubscribe
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
-    app = GuardedApp(title=settings.publication.name, docs_url=None, redoc_url=None)
+    # confirmation links go out from here, after the answer (transactional.py)
+    sender = BackgroundSender(engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        sender.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(sender.stop)
+
+    app = GuardedApp(
+        title=settings.publication.name, docs_url=None, redoc_url=None, lifespan=lifespan
+    )
     pages = jinja2.Environment(
         loader=jinja2.FileSystemLoader(template_dirs(settings)),
         autoescape=True,
@@ -91,6 +106,12 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     from_our_pages = [Depends(same_origin)]
     from_token_pages = [Depends(from_token_page)]
+    too_large = pages.get_template("web/message.html").render(publication=publication, **TOO_LARGE)
+    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode())
+
+    def send_confirmation(subscriber_id: int) -> None:
+        if queue_confirmation(engine, subscriber_id):
+            sender.wake()
 
     @app.get("/subscribe")
     def subscribe_form() -> HTMLResponse:
@@ -99,26 +120,29 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     @app.post("/subscribe", dependencies=from_our_pages)
     async def subscribe(request: Request) -> HTMLResponse:
-        """The same answer whether the address was new, pending or subscribed already,
-        so the form tells nobody who reads us."""
+        """The same answer, in the same time, whether the address was new, pending or
+        subscribed already, relay up or down, so the form tells nobody who reads us: the
+        confirmation link is only queued here."""
         form = await _form(request)
+        return await run_in_threadpool(sign_up, form, _client(request))
+
+    def sign_up(form: dict[str, str], client: str) -> HTMLResponse:
         values = {key: form.get(key, "") for key in ("email", "name", "frequency")}
         if form.get(HONEYPOT):  # a field people never see: a bot filled it in
             return page("message.html", **CHECK_INBOX)
-        if not limiter.allow(_client(request)):
+        if not limiter.allow(client):
             return page("message.html", 429, **TOO_MANY)
         try:
-            subscriber = request_subscription(
-                engine, values["email"], values["name"] or None, values["frequency"] or "every"
+            address, name, frequency = checked_request(
+                values["email"], values["name"] or None, values["frequency"] or "every"
             )
         except SubscriberError as exc:
             return page("subscribe.html", 400, error=str(exc), values=values)
-        if subscriber is not None and limits.allow_address(subscriber.email):
-            try:
-                _send_confirmation(settings, subscriber)
-            except MailerError:
-                forget_confirmation(engine, subscriber.id or 0)
-                return page("message.html", 503, **NOT_SENT)
+        # Looked up later, by the sender: the same work for every address. Past the
+        # limit for this mailbox the answer is the same, and no more mail goes to it.
+        if limits.allow_address(address):
+            queue_sign_up(engine, address, name, frequency)
+            sender.wake()
         return page("message.html", **CHECK_INBOX)
 
     @app.get("/confirm/{token}")
@@ -163,11 +187,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("message.html", 429, **TOO_MANY)
         subscriber = renew_request(engine, subscriber_id)
         if subscriber is not None and limits.allow_address(subscriber.email):
-            try:
-                _send_confirmation(settings, subscriber)
-            except MailerError:
-                forget_confirmation(engine, subscriber_id)
-                return page("message.html", 503, **NOT_SENT)
+            send_confirmation(subscriber_id)
         return page("message.html", **CHECK_INBOX)
 
     @app.get("/preferences/{token}")
@@ -182,19 +202,25 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @app.post("/preferences/{token}", dependencies=from_token_pages)
     async def save_preferences(token: str, request: Request) -> HTMLResponse:
         form = await _form(request)
+        return await run_in_threadpool(preferences_saved, token, form)
+
+    def preferences_saved(token: str, form: dict[str, str]) -> HTMLResponse:
         try:
             subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
             if form.get("action") == "leave":
                 subscriber = unsubscribe(engine, subscriber_id)
                 return page("unsubscribe.html", subscriber=subscriber, done=True)
+            subscriber = find_subscriber(engine, subscriber_id)
             if form.get("frequency") not in FREQUENCIES:  # only a hand-made form does that
-                subscriber = find_subscriber(engine, subscriber_id)
                 return page("preferences.html", 400, subscriber=subscriber, saved=False)
+        except (TokenError, SubscriberError):
+            return page("invalid.html", 400)
+        try:
             subscriber = update_preferences(
                 engine, subscriber_id, form.get("name") or None, form["frequency"]
             )
-        except (TokenError, SubscriberError):
-            return page("invalid.html", 400)
+        except SubscriberError:  # a name too long: the page again, as it was
+            return page("preferences.html", 400, subscriber=subscriber, saved=False)
         return page("preferences.html", subscriber=subscriber, saved=True)
 
     @app.get("/issues/{slug}")
@@ -230,11 +256,13 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         """The button, or a mail client's RFC 8058 one-click POST: no cookie, no login;
         the same answer however often it comes."""
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        checked = form_from_allowed_origin(request, settings.allowed_origins, token_page=True)
+        return await run_in_threadpool(unsubscribed, token, form, checked)
+
+    def unsubscribed(token: str, form: dict[str, list[str]], from_our_page: bool) -> Response:
         one_click = "One-Click" in form.get("List-Unsubscribe", [])
-        if not one_click and not form_from_allowed_origin(
-            request, settings.allowed_origins, token_page=True
-        ):
-            return page("message.html", 403, **REFUSED)  # mail clients' POST needs no Origin
+        if not one_click and not from_our_page:  # mail clients' one-click needs no Origin
+            return page("message.html", 403, **REFUSED)
         try:
             subscriber = unsubscribe(engine, subscriber_of(token))
         except (TokenError, SubscriberError):
@@ -276,9 +304,9 @@ REFUSED = {
     "text": "This form was sent from a page that is not ours, so nothing was changed. "
     "Please use the form on our own website.",
 }
-NOT_SENT = {
-    "title": "We could not send the email",
-    "text": "Our mail server did not take it just now. Please try again in a little while.",
+TOO_LARGE = {
+    "title": "Too much text",
+    "text": "The form sent more than we accept. Please shorten what you typed and try again.",
 }
 
 
@@ -291,12 +319,3 @@ async def _form(request: Request) -> dict[str, str]:
     """A urlencoded form's fields, the first value of each."""
     fields = parse_qs((await request.body()).decode("utf-8", "replace"))
     return {key: values[0].strip() for key, values in fields.items()}
-
-
-def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
-    assert subscriber.id is not None
-    token = make_token(settings.secret_key, CONFIRM, subscriber.id)
-    url = f"{settings.publication.base_url}/confirm/{token}"
-    rendered = render_confirmation(settings, subscriber.email, subscriber.name, url)
-    recipient = Recipient(subscriber.id, subscriber.email, subscriber.name)
-    send_one(settings, rendered, recipient, what="confirmation link")

@@ -1,0 +1,334 @@
+"""Transactional mail: one message to one subscriber outside any issue (today the double
+opt-in link). The site only queues it, in the database, and answers at once, so the
+answer is the same, in the same time, whoever the address belongs to and whether the
+relay is up or down. A sender then sends what is due: a thread of `mailer serve`
+(`BackgroundSender`), the scheduler's outbox job and `mailer send --resume`
+(`send_queued`). A temporary failure is retried with backoff; a refusal of the
+recipient fails the mail for good; a queued mail survives a restart.
+
+Each mail is claimed with a compare-and-set on its row, so however many senders drain
+the queue at once (the site, the scheduler, cron), each mail goes out once."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from mailer.errors import MailerError, SubscriberError
+from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
+from mailer.models import (
+    SUBSCRIBERS,
+    TRANSACTIONAL_MAILS,
+    MailKind,
+    MailStatus,
+    SubscriberStatus,
+    utcnow,
+)
+from mailer.render import render_confirmation
+from mailer.settings import Settings
+from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
+from mailer.subscribers import checked_request, request_subscription
+from mailer.tokens import CONFIRM, make_token
+
+log = logging.getLogger(__name__)
+
+# A reader waits for this mail: its retries start sooner than an issue's ([delivery]
+# retry_base_seconds, if that is shorter), doubling up to [delivery] retry_hours.
+RETRY_BASE_SECONDS = 30.0
+# How often the site's sender looks for retries that have come due.
+POLL_SECONDS = 5.0
+
+MAILS = TRANSACTIONAL_MAILS
+
+
+def queue_sign_up(engine: Engine, email: str, name: str | None, frequency: str) -> None:
+    """Record a sign-up from the form, checked (SubscriberError) but not looked up: the
+    same work, and so the same time, whether the address is new, pending, subscribed or
+    erased. The sender makes the request (`request_subscription`) and sends the link if
+    one is due."""
+    address, name, frequency = checked_request(email, name, frequency)
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            MAILS.insert().values(
+                email=address,
+                name=name,
+                frequency=frequency,
+                kind=MailKind.CONFIRMATION,
+                status=MailStatus.QUEUED,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
+def queue_confirmation(engine: Engine, subscriber_id: int) -> bool:
+    """Queue a confirmation link for the subscriber, due now; False if one is waiting to
+    be sent already (the database keeps at most one, even for requests at the same time)."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                MAILS.insert().values(
+                    subscriber_id=subscriber_id,
+                    kind=MailKind.CONFIRMATION,
+                    status=MailStatus.QUEUED,
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    created_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    kind: str
+    attempts: int  # this attempt included
+    created_at: datetime
+    subscriber_id: int | None  # None: a sign-up still to be made
+    email: str
+    name: str | None
+    status: str
+    frequency: str | None = None
+
+
+def send_queued(
+    engine: Engine,
+    settings: Settings,
+    stop: threading.Event | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> Counter[str]:
+    """Send every transactional mail that is due, one connection for all; how many ended
+    in each state. An unreachable or refusing relay ends the run: the rest stay queued."""
+    counts: Counter[str] = Counter()
+    transport: SMTPTransport | None = None
+    try:
+        while stop is None or not stop.is_set():
+            claimed = _claim_next(engine, settings, clock)
+            if claimed is None:
+                break
+            if claimed.subscriber_id is None:
+                claimed = _make_request(engine, claimed)
+                if claimed is None:  # no link due: nothing is kept of the request
+                    continue
+            if claimed.status != SubscriberStatus.PENDING or claimed.email.startswith("erased:"):
+                # confirmed with an earlier link, left, or erased since it was queued
+                _record(engine, claimed.id, MailStatus.SKIPPED, f"subscriber is {claimed.status}")
+                counts[MailStatus.SKIPPED] += 1
+                continue
+            if transport is None:
+                transport = SMTPTransport(settings.smtp, local_hostname=_domain(settings))
+            outcome = _attempt(settings, transport, claimed, clock)
+            _record(engine, claimed.id, outcome.status, outcome.reply, outcome.retry_at, clock)
+            counts[outcome.status] += 1
+            if not outcome.go_on:
+                break
+    finally:
+        if transport is not None:
+            transport.close()
+    return counts
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    status: str
+    reply: str
+    retry_at: datetime | None = None  # queued again for then
+    go_on: bool = True  # with the other mails due (the relay is not the problem)
+
+
+def _attempt(
+    settings: Settings, transport: SMTPTransport, claimed: _Claimed, clock: Callable[[], datetime]
+) -> _Outcome:
+    try:
+        message = _build(settings, claimed)
+        reply = transport.send(message.sender, message.recipient, message.data)
+    except PermanentFailure as exc:  # the relay refused this recipient for good
+        return _Outcome(MailStatus.FAILED, exc.reply)
+    except ConnectionFailure as exc:  # the relay is down or turned us away: later
+        return _retry(settings, claimed, exc.reply, clock, go_on=False)
+    except TemporaryFailure as exc:
+        return _retry(settings, claimed, exc.reply, clock)
+    except MailerError as exc:  # refused every message (sender, login, content): later
+        log.error("transactional mail %s not sent: %s", claimed.id, exc)
+        return _retry(settings, claimed, str(exc), clock, go_on=False)
+    return _Outcome(MailStatus.SENT, reply)
+
+
+def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
+    """The message, made now: the link's token dates from the sending, not the queueing."""
+    assert claimed.subscriber_id is not None
+    token = make_token(settings.secret_key, CONFIRM, claimed.subscriber_id)
+    url = f"{settings.publication.base_url}/confirm/{token}"
+    rendered = render_confirmation(settings, claimed.email, claimed.name, url)
+    builder = MessageBuilder(settings, rendered)
+    return builder.build(Recipient(claimed.subscriber_id, claimed.email, claimed.name))
+
+
+def _retry(
+    settings: Settings,
+    claimed: _Claimed,
+    reply: str,
+    clock: Callable[[], datetime],
+    go_on: bool = True,
+) -> _Outcome:
+    """Queued again with exponential backoff, or failed once the retries are used up:
+    [delivery] max_attempts tries and retry_hours since it was queued."""
+    rules, now = settings.delivery, clock()
+    if claimed.attempts >= rules.max_attempts and now >= claimed.created_at + timedelta(
+        hours=rules.retry_hours
+    ):
+        return _Outcome(MailStatus.FAILED, reply, go_on=go_on)
+    base = min(RETRY_BASE_SECONDS, rules.retry_base_seconds)
+    delay = min(base * 2 ** (claimed.attempts - 1), 6 * 3600.0)
+    return _Outcome(MailStatus.QUEUED, reply, now + timedelta(seconds=delay), go_on)
+
+
+def _claim_next(
+    engine: Engine, settings: Settings, clock: Callable[[], datetime]
+) -> _Claimed | None:
+    """The next due mail, now held by this sender until its lease ends (a sender that
+    died lets go of it that way)."""
+    now = clock()
+    due = or_(
+        and_(MAILS.c.status == MailStatus.QUEUED, MAILS.c.next_attempt_at <= now),
+        and_(MAILS.c.status == MailStatus.SENDING, MAILS.c.lease_until < now),
+    )
+    lease = now + timedelta(seconds=settings.delivery.lease_seconds)
+    for _ in range(10):  # another sender may take the one picked first: pick again
+        with engine.connect() as connection:
+            mail_id = connection.execute(
+                select(MAILS.c.id).where(due).order_by(MAILS.c.next_attempt_at).limit(1)
+            ).scalar()
+        if mail_id is None:
+            return None
+        # the write first, then the read: SQLite takes its write lock (waiting its turn)
+        # rather than fail to upgrade a read transaction another writer overtook
+        with engine.begin() as connection:
+            taken = connection.execute(
+                update(MAILS)
+                .where(MAILS.c.id == mail_id, due)
+                .values(status=MailStatus.SENDING, lease_until=lease, attempts=MAILS.c.attempts + 1)
+            )
+            if taken.rowcount == 1:
+                return _Claimed(*connection.execute(_CLAIMED.where(MAILS.c.id == mail_id)).one())
+    return None
+
+
+_CLAIMED = select(
+    MAILS.c.id,
+    MAILS.c.kind,
+    MAILS.c.attempts,
+    MAILS.c.created_at,
+    SUBSCRIBERS.c.id,
+    func.coalesce(SUBSCRIBERS.c.email, MAILS.c.email),
+    func.coalesce(SUBSCRIBERS.c.name, MAILS.c.name),
+    func.coalesce(SUBSCRIBERS.c.status, ""),
+    MAILS.c.frequency,
+).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
+
+
+def _make_request(engine: Engine, claimed: _Claimed) -> _Claimed | None:
+    """A sign-up from the form, made now: the mail becomes the confirmation of the
+    subscriber a link is due to, or is deleted (active, erased, a link sent a moment
+    ago, or one waiting already)."""
+    try:
+        subscriber = request_subscription(
+            engine, claimed.email, claimed.name, claimed.frequency or "every"
+        )
+    except SubscriberError as exc:  # checked when queued: only a changed rule gets here
+        log.error("sign-up %s not made: %s", claimed.id, exc)
+        subscriber = None
+    except IntegrityError:  # the same new address, made by another sender this instant
+        _record(engine, claimed.id, MailStatus.QUEUED, "", utcnow() + timedelta(seconds=1))
+        return None
+    mail = MAILS.c.id == claimed.id
+    try:
+        with engine.begin() as connection:
+            if subscriber is None:
+                connection.execute(delete(MAILS).where(mail))
+                return None
+            cleared = {"email": None, "name": None, "frequency": None}
+            connection.execute(
+                update(MAILS).where(mail).values(subscriber_id=subscriber.id, **cleared)
+            )
+    except IntegrityError:  # a link waits for them already (the relay was down)
+        with engine.begin() as connection:
+            connection.execute(delete(MAILS).where(mail))
+        return None
+    return replace(
+        claimed,
+        subscriber_id=subscriber.id,
+        email=subscriber.email,
+        name=subscriber.name,
+        status=subscriber.status,
+    )
+
+
+def _record(
+    engine: Engine,
+    mail_id: int,
+    status: str,
+    reply: str,
+    retry_at: datetime | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> None:
+    values: dict[str, object] = {"status": status, "last_reply": reply[:1000], "lease_until": None}
+    if status == MailStatus.SENT:
+        values["sent_at"] = clock()
+    if retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    with engine.begin() as connection:
+        connection.execute(update(MAILS).where(MAILS.c.id == mail_id).values(**values))
+
+
+def _domain(settings: Settings) -> str:
+    return settings.publication.from_address.rpartition("@")[2]
+
+
+class BackgroundSender:
+    """`mailer serve`'s sender of transactional mail: a thread that sends what is due
+    when woken (a sign-up was just queued) and every POLL_SECONDS (retries). Whatever
+    goes wrong is logged and tried again at the next look; the site goes on."""
+
+    def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = POLL_SECONDS):
+        self.engine, self.settings, self.poll_seconds = engine, settings, poll_seconds
+        self.woken = threading.Event()
+        self.stopping = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.stopping.clear()
+        self.thread = threading.Thread(target=self._run, name="transactional-mail", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop looking; a message on the wire is given `timeout` seconds to finish (one
+        cut off stays claimed until its lease ends, then another sender sends it)."""
+        self.stopping.set()
+        self.woken.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.woken.clear()  # a sign-up queued during the run wakes the next one
+            try:
+                send_queued(self.engine, self.settings, self.stopping)
+            except Exception:
+                log.exception("sending queued transactional mail failed; trying again soon")
+            self.woken.wait(self.poll_seconds)
