@@ -372,8 +372,62 @@ def test_markdown_front_matter_and_its_errors(settings, tmp_path):
     with pytest.raises(SourceError, match="front matter is not valid YAML"):
         read_source(str(path), rules(settings))
     path.write_text("---\ncolour: red\n---\nText that is long enough to be an article.\n")
-    with pytest.raises(SourceError, match="unknown front matter colour"):
+    assert read_source(str(path), rules(settings)).drafts[0].notes == (
+        "front matter mailer does not use, ignored: colour",
+    )
+
+
+def test_hugo_and_jekyll_front_matter_is_read_under_its_own_names(settings):
+    """Aliases for what mailer uses; the site generator's own keys are ignored and named."""
+    hugo = read_source(str(DATA / "hugo-post.md"), rules(settings)).drafts[0]
+    assert hugo.title == "Kabul's schools open their doors again"
+    assert hugo.author == "Mina Rahimi, Omid Karimi and Sara Nazari"
+    assert hugo.url == "https://dawatmedia.example/2025/10/02/kabul-schools-open/"
+    assert hugo.summary == "Girls over twelve are still kept out, teachers say."
+    assert hugo.published_at == datetime(2025, 10, 2, 2, 30, tzinfo=UTC)  # publishDate
+    assert hugo.notes == (
+        "front matter mailer does not use, ignored: aliases, categories, date, feed_url, "
+        "slug, tags, weight",
+    )
+    jekyll = read_source(str(DATA / "jekyll-post.md"), rules(settings)).drafts[0]
+    assert (jekyll.title, jekyll.author) == (
+        "Herat's carpet weavers find new buyers",
+        "Farid Ahmadi",
+    )
+    assert jekyll.url == "https://dawatmedia.example/2025/10/05/herat-carpets/"
+    assert jekyll.summary == "Online orders from abroad keep the looms busy."
+    assert jekyll.published_at == datetime(2025, 10, 5, 5, 45, tzinfo=UTC)
+    assert jekyll.notes == (
+        "front matter mailer does not use, ignored: categories, comments, layout, permalink, tags",
+    )
+
+
+def test_a_draft_is_refused_and_other_aliases_are_read(settings, tmp_path):
+    path = tmp_path / "post.md"
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    path.write_text(f"---\ntitle: Not yet\ndraft: true\nlayout: post\n---\n{text}")
+    with pytest.raises(SourceError) as refused:
         read_source(str(path), rules(settings))
+    assert str(refused.value) == (
+        "post.md is a draft (draft: true in its front matter); publish it first or remove the key"
+    )
+    path.write_text(
+        "---\npubDate: 2025-10-01T08:00:00+02:00\nlang: fa\nauthors: [Ana, Bo]\n"
+        f"canonical: https://n.example/a/\nurl: /a/\n---\n{text}"
+    )
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert (draft.author, draft.url, draft.language) == ("Ana and Bo", "https://n.example/a/", "fa")
+    assert draft.published_at == datetime(2025, 10, 1, 6, tzinfo=UTC)
+    assert draft.notes == ("front matter mailer does not use, ignored: url",)
+
+
+def test_mailer_ingest_names_the_front_matter_it_ignored(settings, tmp_path):
+    env = _environment(settings.database.url, 1)
+    command = [sys.executable, "-m", "mailer", "ingest", str(DATA / "jekyll-post.md")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Article 1 (new): Herat's carpet weavers find new buyers" in done.stdout
+    assert "ignored: categories, comments, layout, permalink, tags" in done.stderr
 
 
 def _feed(*entries: tuple[str, datetime]) -> bytes:

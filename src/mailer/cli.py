@@ -255,6 +255,8 @@ def ingest(
 def _ingested(result: IngestResult, source: str) -> None:
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
+    for note in result.draft.notes:
+        typer.echo(f"  note: {note}", err=True)
     removed = result.draft.removed
     if removed and result.outcome != "unchanged":
         say(f"  Left out as the site's boilerplate ({plural(len(removed), 'paragraph')}):")

@@ -50,6 +50,7 @@ class ArticleDraft:
     fingerprint: str = ""
     removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
     language: str | None = None  # BCP 47, when the article's differs from the publication's
+    notes: tuple[str, ...] = ()  # what the editor should know, e.g. front matter ignored
 
 
 @dataclass
