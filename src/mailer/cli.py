@@ -232,14 +232,33 @@ def ingest(
         help="For a feed of excerpts: read each entry's page for the whole article "
         "(default: [sources] fetch_full_text).",
     ),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Read a URL whole even when it is unchanged since the last ingest.",
+    ),
 ) -> None:
     """Bring in articles: from a file, a web page, or every entry of a feed."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     when = None if published is None else _iso_time(published, settings.publication.timezone)
+    # A URL asks only for what changed since the last look (ETag / Last-Modified), as the
+    # scheduler's poll does, unless this ingest sets something the last one did not.
+    web = source.startswith(("http://", "https://"))
+    conditional = web and not (refresh or title or url or when)
     report = ingest_source(
-        engine, settings, source, title=title, url=url, published=when, full_text=full_text
+        engine,
+        settings,
+        source,
+        title=title,
+        url=url,
+        published=when,
+        full_text=full_text,
+        conditional=conditional,
     )
+    if report.not_modified:
+        say(f"{source}: unchanged since last time; nothing changed (--refresh reads it anyway).")
+        return
     for problem in report.problems:
         typer.echo(f"skipped: {problem}", err=True)
     for result in report.results:
