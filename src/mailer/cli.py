@@ -83,6 +83,24 @@ def init(ctx: typer.Context) -> None:
 
 
 @app.command()
+def backup(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Where to write the copy, e.g. backups/mailer.db."),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
+) -> None:
+    """Copy the SQLite database consistently, even while a send or the site is writing."""
+    from mailer.backup import backup_database
+
+    made = backup_database(settings_of(ctx).database.url, file, force=force)
+    say(f"Backed up the database to {made.path} ({made.size:,} bytes, checked).")
+    say(
+        "To restore it: stop mailer, delete the database's -wal and -shm files, copy the "
+        "backup over the database file, and run `mailer send --resume` to finish what was "
+        "being sent."
+    )
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """Run the whole pipeline on the embedded default, with a local SMTP catcher."""
     from mailer.demo import run_demo
