@@ -30,7 +30,7 @@ from mailer.models import Article
 from mailer.render import render_article_issue
 from mailer.scheduler import Service
 from mailer.sources import read_article, read_source
-from mailer.sources.reach import NonPublicAddress, Reach, is_public
+from mailer.sources.reach import NonPublicAddress, Reach, is_public, system_resolver
 from mailer.subscribers import add_subscriber
 from test_crash import _environment
 
@@ -687,7 +687,7 @@ def _public(site: Site, **names: list[str]) -> Reach:
     name resolves to the test server on 127.0.0.1 (only DNS is mocked), and it is the
     editor's own host, so connecting there is allowed; `names` resolve as given."""
     table = {"news.example": ["127.0.0.1"], **{k.replace("_", "."): v for k, v in names.items()}}
-    return Reach("news.example", False, lambda host: table[host])
+    return Reach("news.example", False, lambda host: table.get(host) or system_resolver(host))
 
 
 def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site):
@@ -701,6 +701,8 @@ def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings,
             "/to-mapped/": f"http://[::ffff:127.0.0.1]:{site.port}/feed/",
             "/to-intranet/": f"http://intranet.example:{site.port}/feed/",
             "/to-rebound/": f"http://rebound.example:{site.port}/feed/",
+            "/to-decimal/": f"http://2130706433:{site.port}/feed/",
+            "/to-localhost/": f"http://localhost:{site.port}/feed/",
         }
     )
     reach = _public(site, intranet_example=["10.0.0.5"], rebound_example=["8.8.8.8", "127.0.0.1"])
@@ -711,6 +713,8 @@ def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings,
         ("/to-mapped/", "::ffff:127.0.0.1"),
         ("/to-intranet/", "intranet.example (10.0.0.5), a private address"),
         ("/to-rebound/", "rebound.example (127.0.0.1), a loopback address"),
+        ("/to-decimal/", "2130706433 (127.0.0.1), a loopback address"),
+        ("/to-localhost/", "localhost ("),
     ]:
         with pytest.raises(SourceError) as refused:
             read_source(f"{news}{path}", rules(settings), reach=reach)
