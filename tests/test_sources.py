@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import logging
 import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -30,7 +32,13 @@ from mailer.models import Article
 from mailer.render import render_article_issue
 from mailer.scheduler import Service
 from mailer.sources import read_article, read_source
-from mailer.sources.reach import NonPublicAddress, Reach, is_public, system_resolver
+from mailer.sources.reach import (
+    GuardedTransport,
+    NonPublicAddress,
+    Reach,
+    is_public,
+    system_resolver,
+)
 from mailer.subscribers import add_subscriber
 from test_crash import _environment
 
@@ -753,3 +761,63 @@ def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_addr
     intranet = settings.replace(sources={"allow_private_addresses": True})
     allowed = ingest_source(engine, intranet, str(feed), full_text=True)
     assert [r.outcome for r in allowed.results] == ["new"]
+
+
+def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):
+    """The connection goes to the address that was checked; TLS still checks the name."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "news.example")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("news.example")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = serving.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trusting = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+    names = {"news.example": ["127.0.0.1"], "alias.example": ["127.0.0.1"]}
+    reach = Reach("news.example", True, lambda host: names[host])
+    port = server.server_address[1]
+    try:
+        with httpx.Client(transport=GuardedTransport(reach, trusting)) as client:
+            assert client.get(f"https://news.example:{port}/").text == "ok"
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                client.get(f"https://alias.example:{port}/")  # the same server, not its name
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,8 +13,10 @@ check and to a private one a moment later (DNS rebinding) gains nothing."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -164,9 +166,16 @@ class GuardedTransport(httpx.HTTPTransport):
     its own, so the connection pool it builds is replaced by the same pool over ours
     (and no proxy from the environment is used: it would connect for us, unchecked)."""
 
-    def __init__(self, reach: Reach):
-        super().__init__(trust_env=False)
+    def __init__(self, reach: Reach, context: ssl.SSLContext | None = None):
+        context = context or _ssl_context()
+        super().__init__(verify=context, trust_env=False)
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            network_backend=GuardedBackend(reach),
+            ssl_context=context, network_backend=GuardedBackend(reach)
         )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """httpx's default context (certifi's roots), made once: loading them takes a while,
+    and a feed read --full-text fetches once per entry."""
+    return httpx.create_ssl_context()
