@@ -6,7 +6,10 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+import os
 import re
+import shutil
+import subprocess
 import types
 from email.message import EmailMessage
 from email.utils import formataddr
@@ -137,3 +140,21 @@ def test_a_hostile_name_is_one_display_name_of_the_one_recipient(builder, tmp_pa
         head = built.data.split(b"\r\n\r\n")[0]
         assert all(32 <= byte < 127 or byte in b"\r\n\t" for byte in head)
         assert message.defects == []
+
+
+SPAMASSASSIN = shutil.which("spamassassin")
+
+
+@pytest.mark.skipif(SPAMASSASSIN is None, reason="Debian's spamassassin is not installed")
+def test_spamassassin_scores_an_issue_message_at_most_half_a_point(builder, tmp_path):
+    """Offline rules only (-L); the hidden preheader once cost 0.7 (HTML_FONT_LOW_CONTRAST)."""
+    data = builder.build(READERS[0]).data
+    env = {**os.environ, "HOME": str(tmp_path)}  # its user preferences go there, not to ~
+    checked = subprocess.run(
+        [str(SPAMASSASSIN), "-L", "-t"], input=data, capture_output=True, env=env, timeout=120
+    )
+    report = checked.stdout.decode("utf-8", "replace")
+    status = re.search(r"^X-Spam-Status: \w+, score=(-?[\d.]+).*?tests=([^\n]*(?:\n\s+[^\n]*)*)",
+                       report, re.MULTILINE)  # fmt: skip
+    assert status is not None, checked.stderr.decode("utf-8", "replace")
+    assert float(status.group(1)) <= 0.5, f"rules that fired: {' '.join(status.group(2).split())}"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
+import ssl
 import subprocess
 import sys
 import threading
@@ -19,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlmodel import Session, select
 
@@ -29,6 +32,13 @@ from mailer.models import Article
 from mailer.render import render_article_issue
 from mailer.scheduler import Service
 from mailer.sources import read_article, read_source
+from mailer.sources.reach import (
+    GuardedTransport,
+    NonPublicAddress,
+    Reach,
+    is_public,
+    system_resolver,
+)
 from mailer.subscribers import add_subscriber
 from test_crash import _environment
 
@@ -186,6 +196,8 @@ class Site:
 
     documents: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     encodings: dict[str, str] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
+    dated: set[str] = field(default_factory=set)  # paths with Last-Modified, not an ETag
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     port: int = 0
 
@@ -205,19 +217,32 @@ def site() -> Iterator[Site]:
                 self.send_header("Location", f"/loop{len(served.requests)}")
                 self.end_headers()
                 return
+            if self.path in served.redirects:
+                self.send_response(302)
+                self.send_header("Location", served.redirects[self.path])
+                self.end_headers()
+                return
             if self.path not in served.documents:
                 self.send_error(404, "Not Found")
                 return
             content, kind = served.documents[self.path]
             etag = f'"{hash(content) & 0xFFFFFFFF:x}"'
-            if self.headers.get("If-None-Match") == etag:
+            modified = format_datetime(datetime(2026, 1, 1, tzinfo=UTC), usegmt=True)
+            if self.path in served.dated:
+                etag, same = "", self.headers.get("If-Modified-Since") == modified
+            else:
+                same = self.headers.get("If-None-Match") == etag
+            if same:
                 self.send_response(304)
                 self.end_headers()
                 return
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(content)))
-            self.send_header("ETag", etag)
+            if etag:
+                self.send_header("ETag", etag)
+            else:
+                self.send_header("Last-Modified", modified)
             if self.path in served.encodings:
                 self.send_header("Content-Encoding", served.encodings[self.path])
             self.end_headers()
@@ -372,8 +397,62 @@ def test_markdown_front_matter_and_its_errors(settings, tmp_path):
     with pytest.raises(SourceError, match="front matter is not valid YAML"):
         read_source(str(path), rules(settings))
     path.write_text("---\ncolour: red\n---\nText that is long enough to be an article.\n")
-    with pytest.raises(SourceError, match="unknown front matter colour"):
+    assert read_source(str(path), rules(settings)).drafts[0].notes == (
+        "front matter mailer does not use, ignored: colour",
+    )
+
+
+def test_hugo_and_jekyll_front_matter_is_read_under_its_own_names(settings):
+    """Aliases for what mailer uses; the site generator's own keys are ignored and named."""
+    hugo = read_source(str(DATA / "hugo-post.md"), rules(settings)).drafts[0]
+    assert hugo.title == "Kabul's schools open their doors again"
+    assert hugo.author == "Mina Rahimi, Omid Karimi and Sara Nazari"
+    assert hugo.url == "https://dawatmedia.example/2025/10/02/kabul-schools-open/"
+    assert hugo.summary == "Girls over twelve are still kept out, teachers say."
+    assert hugo.published_at == datetime(2025, 10, 2, 2, 30, tzinfo=UTC)  # publishDate
+    assert hugo.notes == (
+        "front matter mailer does not use, ignored: aliases, categories, date, feed_url, "
+        "slug, tags, weight",
+    )
+    jekyll = read_source(str(DATA / "jekyll-post.md"), rules(settings)).drafts[0]
+    assert (jekyll.title, jekyll.author) == (
+        "Herat's carpet weavers find new buyers",
+        "Farid Ahmadi",
+    )
+    assert jekyll.url == "https://dawatmedia.example/2025/10/05/herat-carpets/"
+    assert jekyll.summary == "Online orders from abroad keep the looms busy."
+    assert jekyll.published_at == datetime(2025, 10, 5, 5, 45, tzinfo=UTC)
+    assert jekyll.notes == (
+        "front matter mailer does not use, ignored: categories, comments, layout, permalink, tags",
+    )
+
+
+def test_a_draft_is_refused_and_other_aliases_are_read(settings, tmp_path):
+    path = tmp_path / "post.md"
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    path.write_text(f"---\ntitle: Not yet\ndraft: true\nlayout: post\n---\n{text}")
+    with pytest.raises(SourceError) as refused:
         read_source(str(path), rules(settings))
+    assert str(refused.value) == (
+        "post.md is a draft (draft: true in its front matter); publish it first or remove the key"
+    )
+    path.write_text(
+        "---\npubDate: 2025-10-01T08:00:00+02:00\nlang: fa\nauthors: [Ana, Bo]\n"
+        f"canonical: https://n.example/a/\nurl: /a/\n---\n{text}"
+    )
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert (draft.author, draft.url, draft.language) == ("Ana and Bo", "https://n.example/a/", "fa")
+    assert draft.published_at == datetime(2025, 10, 1, 6, tzinfo=UTC)
+    assert draft.notes == ("front matter mailer does not use, ignored: url",)
+
+
+def test_mailer_ingest_names_the_front_matter_it_ignored(settings, tmp_path):
+    env = _environment(settings.database.url, 1)
+    command = [sys.executable, "-m", "mailer", "ingest", str(DATA / "jekyll-post.md")]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Article 1 (new): Herat's carpet weavers find new buyers" in done.stdout
+    assert "ignored: categories, comments, layout, permalink, tags" in done.stderr
 
 
 def _feed(*entries: tuple[str, datetime]) -> bytes:
@@ -435,8 +514,12 @@ def test_mailer_ingest_a_feed_url_then_preview_the_latest(settings, site, tmp_pa
     assert first.returncode == 0, first.stderr
     assert "3 new, 0 updated, 0 unchanged, 0 skipped." in first.stdout
     assert "Article 1 (new): Lavrov’s Dual-Message" in first.stdout
-    again = mailer("ingest", site.url("/feed/"))
-    assert "0 new, 0 updated, 3 unchanged, 0 skipped." in again.stdout
+    again = mailer("ingest", site.url("/feed/"))  # a conditional GET, answered 304
+    assert again.stdout.startswith(f"{site.url('/feed/')}: unchanged since last time")
+    assert site.requests[-1][1].get("If-None-Match")
+    refreshed = mailer("ingest", site.url("/feed/"), "--refresh")
+    assert "0 new, 0 updated, 3 unchanged, 0 skipped." in refreshed.stdout
+    assert "If-None-Match" not in site.requests[-1][1]
     latest = mailer("preview", "--latest", "--text")  # an undated entry: dated when it came
     assert latest.returncode == 0 and "A note without a date" in latest.stdout
     preview = mailer("preview", "--article", "1", "--text")
@@ -553,3 +636,188 @@ def test_a_file_in_another_scripts_code_page_is_detected_not_read_as_latin(setti
         draft = read_source(str(path), rules(settings)).drafts[0]
         assert PERSIAN in draft.body_html, name
         assert draft.language == "fa"
+
+
+def test_a_second_ingest_of_a_url_asks_only_for_what_changed_by_date_too(settings, site, tmp_path):
+    """A server that gives Last-Modified and no ETag: asked If-Modified-Since, answers 304."""
+    site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
+    site.dated.add("/feed/")
+    env = _environment(settings.database.url, 1)
+    command = [sys.executable, "-m", "mailer", "ingest", site.url("/feed/")]
+    runs = [subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)]
+    runs.append(subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True))
+    assert [run.returncode for run in runs] == [0, 0], runs[1].stderr
+    asked = [headers.get("If-Modified-Since") for _path, headers in site.requests]
+    assert asked == [None, "Thu, 01 Jan 2026 00:00:00 GMT"]
+    assert "unchanged since last time" in runs[1].stdout and "Article" not in runs[1].stdout
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["8.8.8.8", "93.184.215.14", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"],
+)
+def test_a_public_address(address):
+    assert is_public(address)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+        "100.64.0.1", "0.0.0.0", "0.1.2.3", "224.0.0.251", "255.255.255.255", "::1", "::",
+        "fc00::1", "fd12:3456::1", "fe80::1", "fe80::1%eth0", "ff02::1", "fec0::1",
+        "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1", "64:ff9b::a9fe:a9fe",
+        "2002:a9fe:a9fe::1", "not an address",
+    ],
+)  # fmt: skip
+def test_a_non_public_address(address):
+    assert not is_public(address)
+
+
+def test_who_may_lead_where():
+    """The editor's host goes whatever it is; after a public one, only public addresses."""
+    assert not Reach.of("http://93.184.215.14/feed/").private_ok
+    assert Reach.of("http://93.184.215.14/feed/", allow_private=True).private_ok
+    assert Reach.of("http://127.0.0.1:8000/feed/").private_ok  # a local test server
+    assert Reach.of("http://[::1]:8000/feed/").private_ok
+    assert not Reach.of(None).private_ok  # a file's links are a public site's
+    public = Reach.of("http://93.184.215.14/feed/")
+    assert public.addresses("93.184.215.14") == ["93.184.215.14"]
+    for host, address in [("169.254.169.254", "169.254.169.254"), ("[::1]", "::1")]:
+        with pytest.raises(NonPublicAddress, match=re.escape(address)):
+            public.addresses(host)
+    local = Reach.of("http://127.0.0.1/")
+    assert local.addresses("169.254.169.254") == ["169.254.169.254"]
+
+
+def _public(site: Site, **names: list[str]) -> Reach:
+    """A fetch that starts on news.example, a public site as far as mailer knows: its
+    name resolves to the test server on 127.0.0.1 (only DNS is mocked), and it is the
+    editor's own host, so connecting there is allowed; `names` resolve as given."""
+    table = {"news.example": ["127.0.0.1"], **{k.replace("_", "."): v for k, v in names.items()}}
+    return Reach("news.example", False, lambda host: table.get(host) or system_resolver(host))
+
+
+def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site):
+    site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
+    news = f"http://news.example:{site.port}"
+    site.redirects.update(
+        {
+            "/moved/": f"{news}/feed/",
+            "/to-local/": site.url("/feed/"),
+            "/to-metadata/": "http://169.254.169.254/latest/meta-data/",
+            "/to-mapped/": f"http://[::ffff:127.0.0.1]:{site.port}/feed/",
+            "/to-intranet/": f"http://intranet.example:{site.port}/feed/",
+            "/to-rebound/": f"http://rebound.example:{site.port}/feed/",
+            "/to-decimal/": f"http://2130706433:{site.port}/feed/",
+            "/to-localhost/": f"http://localhost:{site.port}/feed/",
+        }
+    )
+    reach = _public(site, intranet_example=["10.0.0.5"], rebound_example=["8.8.8.8", "127.0.0.1"])
+    assert len(read_source(f"{news}/moved/", rules(settings), reach=reach).drafts) == 1
+    for path, address in [
+        ("/to-local/", "127.0.0.1"),
+        ("/to-metadata/", "169.254.169.254, the cloud metadata address"),
+        ("/to-mapped/", "::ffff:127.0.0.1"),
+        ("/to-intranet/", "intranet.example (10.0.0.5), a private address"),
+        ("/to-rebound/", "rebound.example (127.0.0.1), a loopback address"),
+        ("/to-decimal/", "2130706433 (127.0.0.1), a loopback address"),
+        ("/to-localhost/", "localhost ("),
+    ]:
+        with pytest.raises(SourceError) as refused:
+            read_source(f"{news}{path}", rules(settings), reach=reach)
+        message = str(refused.value)
+        assert message.startswith(f"{news}{path}: refused to connect to ") and "\n" not in message
+        assert address in message and "allow_private_addresses" in message
+    assert [path for path, _headers in site.requests].count("/feed/") == 1  # /moved/'s
+    # a local test feed may redirect locally; so may anything with allow_private_addresses
+    assert len(read_source(site.url("/to-local/"), rules(settings)).drafts) == 1
+    lifted = Reach("news.example", True, reach.resolve)
+    assert len(read_source(f"{news}/to-local/", rules(settings), reach=lifted).drafts) == 1
+
+
+def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_address(
+    engine, settings, site, tmp_path
+):
+    site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    news = f"http://news.example:{site.port}"
+    site.redirects["/story/"] = site.url("/page/")
+    items = "".join(
+        f"<item><title>{n}</title><link>{link}</link><guid>g{n}</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+        for n, link in enumerate([site.url("/page/"), f"{news}/story/"])
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    read = read_source(f"{news}/feed/", rules(settings), full_text=True, reach=_public(site))
+    assert read.drafts == [] and len(read.problems) == 2
+    assert "127.0.0.1, a loopback address" in read.problems[1]
+    assert "/page/" not in [path for path, _headers in site.requests]
+    # a feed file's links are a public site's too, unless the newsroom allows its network
+    feed = tmp_path / "feed.xml"
+    feed.write_text(_rss(items.split("</item>")[0] + "</item>"))  # the 127.0.0.1 entry
+    refused = ingest_source(engine, settings, str(feed), full_text=True)
+    assert refused.results == [] and "/page/" not in [path for path, _ in site.requests]
+    assert "refused to connect to 127.0.0.1, a loopback address" in refused.problems[0]
+    intranet = settings.replace(sources={"allow_private_addresses": True})
+    allowed = ingest_source(engine, intranet, str(feed), full_text=True)
+    assert [r.outcome for r in allowed.results] == ["new"]
+
+
+def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):
+    """The connection goes to the address that was checked; TLS still checks the name."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "news.example")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("news.example")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    serving.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = serving.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    trusting = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+    names = {"news.example": ["127.0.0.1"], "alias.example": ["127.0.0.1"]}
+    reach = Reach("news.example", True, lambda host: names[host])
+    port = server.server_address[1]
+    try:
+        with httpx.Client(transport=GuardedTransport(reach, trusting)) as client:
+            assert client.get(f"https://news.example:{port}/").text == "ok"
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                client.get(f"https://alias.example:{port}/")  # the same server, not its name
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -18,6 +18,7 @@ from mailer.models import Article, PolledSource, utcnow
 from mailer.settings import Settings
 from mailer.sources import FEED_SUFFIXES, ArticleDraft, read_article, read_source
 from mailer.sources.cleanup import Boilerplate
+from mailer.sources.reach import Reach
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,8 @@ def ingest_source(
             result = ingest_file(engine, settings, path, title=title, url=url, published=published)
             return IngestReport([result], [])
     known = remembered(engine, location) if conditional else None
+    web = location.startswith(("http://", "https://"))
+    reach = Reach.of(location if web else None, settings.sources.allow_private_addresses)
     read = read_source(
         location,
         boilerplate(settings),
@@ -75,6 +78,7 @@ def ingest_source(
         full_text=settings.sources.fetch_full_text if full_text is None else full_text,
         etag=known.etag if known else None,
         last_modified=known.last_modified if known else None,
+        reach=reach,
     )
     results = [store(engine, draft) for draft in read.drafts]
     if conditional:

@@ -83,6 +83,24 @@ def init(ctx: typer.Context) -> None:
 
 
 @app.command()
+def backup(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="Where to write the copy, e.g. backups/mailer.db."),
+    force: bool = typer.Option(False, "--force", help="Replace FILE if it exists."),
+) -> None:
+    """Copy the SQLite database consistently, even while a send or the site is writing."""
+    from mailer.backup import backup_database
+
+    made = backup_database(settings_of(ctx).database.url, file, force=force)
+    say(f"Backed up the database to {made.path} ({made.size:,} bytes, checked).")
+    say(
+        "To restore it: stop mailer, delete the database's -wal and -shm files, copy the "
+        "backup over the database file, and run `mailer send --resume` to finish what was "
+        "being sent."
+    )
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """Run the whole pipeline on the embedded default, with a local SMTP catcher."""
     from mailer.demo import run_demo
@@ -235,14 +253,33 @@ def ingest(
         help="For a feed of excerpts: read each entry's page for the whole article "
         "(default: [sources] fetch_full_text).",
     ),
+    refresh: bool = typer.Option(
+        False,
+        "--refresh",
+        help="Read a URL whole even when it is unchanged since the last ingest.",
+    ),
 ) -> None:
     """Bring in articles: from a file, a web page, or every entry of a feed."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     when = None if published is None else _iso_time(published, settings.publication.timezone)
+    # A URL asks only for what changed since the last look (ETag / Last-Modified), as the
+    # scheduler's poll does, unless this ingest sets something the last one did not.
+    web = source.startswith(("http://", "https://"))
+    conditional = web and not (refresh or title or url or when)
     report = ingest_source(
-        engine, settings, source, title=title, url=url, published=when, full_text=full_text
+        engine,
+        settings,
+        source,
+        title=title,
+        url=url,
+        published=when,
+        full_text=full_text,
+        conditional=conditional,
     )
+    if report.not_modified:
+        say(f"{source}: unchanged since last time; nothing changed (--refresh reads it anyway).")
+        return
     for problem in report.problems:
         typer.echo(f"skipped: {problem}", err=True)
     for result in report.results:
@@ -258,6 +295,8 @@ def ingest(
 def _ingested(result: IngestResult, source: str) -> None:
     article = result.article
     say(f"Article {article.id} ({result.outcome}): {article.title}")
+    for note in result.draft.notes:
+        typer.echo(f"  note: {note}", err=True)
     removed = result.draft.removed
     if removed and result.outcome != "unchanged":
         say(f"  Left out as the site's boilerplate ({plural(len(removed), 'paragraph')}):")

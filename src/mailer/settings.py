@@ -135,6 +135,8 @@ class Sources(Section):
     boilerplate_patterns: tuple[str, ...] = ()
     # a feed that carries excerpts only: read each entry's page for the whole article
     fetch_full_text: bool = False
+    # let a redirect or a feed entry's page lead from a public site to a private address
+    allow_private_addresses: bool = False
 
     @field_validator("boilerplate_patterns")
     @classmethod

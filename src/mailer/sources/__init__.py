@@ -5,15 +5,20 @@ into paragraphs; cleanup.py removes the site's boilerplate and sanitises the HTM
 all build. The caller (the CLI, the feed poller) stores the draft as an ``Article``.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from mailer.errors import SourceError
 from mailer.sources.cleanup import DEFAULT_PATTERNS, Boilerplate
 from mailer.sources.decode import decode_text
+
+if TYPE_CHECKING:
+    from mailer.sources.reach import Reach
 
 __all__ = [
     "ARTICLE_SUFFIXES",
@@ -50,6 +55,7 @@ class ArticleDraft:
     fingerprint: str = ""
     removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
     language: str | None = None  # BCP 47, when the article's differs from the publication's
+    notes: tuple[str, ...] = ()  # what the editor should know, e.g. front matter ignored
 
 
 @dataclass
@@ -74,14 +80,25 @@ def read_source(
     full_text: bool = False,
     etag: str | None = None,
     last_modified: str | None = None,
+    reach: Reach | None = None,
 ) -> SourceRead:
     """The articles at ``location``: a file (text, Markdown, HTML page, RSS/Atom feed) or
-    an http(s) URL (a feed or a page). Raises SourceError."""
+    an http(s) URL (a feed or a page). `reach` says where fetching may connect, for the
+    location and every page it leads to (default: `Reach.of` the location, with no
+    private addresses allowed beyond it). Raises SourceError."""
     from mailer.sources.fetch import fetch
+    from mailer.sources.reach import Reach
 
-    given = {"title": title, "url": url, "published": published, "timezone": timezone}
-    if location.startswith(("http://", "https://")):
-        got = fetch(location, etag=etag, last_modified=last_modified)
+    given: dict[str, Any] = {
+        "title": title,
+        "url": url,
+        "published": published,
+        "timezone": timezone,
+    }
+    web = location.startswith(("http://", "https://"))
+    given["reach"] = reach or Reach.of(location if web else None)
+    if web:
+        got = fetch(location, etag=etag, last_modified=last_modified, reach=given["reach"])
         if got.content is None:
             return SourceRead([], not_modified=True, etag=got.etag, last_modified=got.last_modified)
         kind = _kind_of(got.content, got.content_type, location)
@@ -118,17 +135,20 @@ def read_article(
     return read.drafts[0]
 
 
-def _full_page(link: str, feed_url: str | None, rules: Boilerplate, zone: str) -> ArticleDraft:
+def _full_page(
+    link: str, feed_url: str | None, rules: Boilerplate, zone: str, reach: Reach
+) -> ArticleDraft:
     """An entry's own page, for a feed of excerpts: only a web page, and only on the
-    feed's own site when the feed came from the web (an entry must not make mailer read
-    a local file, or a page on the newsroom's internal network, into an email)."""
+    feed's own site when the feed came from the web, and only where the feed's `reach`
+    allows (an entry must not make mailer read a local file, or a page on the newsroom's
+    internal network, into an email)."""
     if not link.startswith(("http://", "https://")):
         raise SourceError(f"its link {link!r} is not a web address: the page was not read")
     if feed_url and urlsplit(link).hostname != urlsplit(feed_url).hostname:
         raise SourceError(
             f"its link {link} is on another site than the feed: the page was not read"
         )
-    read = read_source(link, rules, timezone=zone)
+    read = read_source(link, rules, timezone=zone, reach=reach)
     if len(read.drafts) != 1:
         raise SourceError(f"{link} is not an article page")
     return read.drafts[0]
@@ -180,10 +200,11 @@ def _read(
 
     zone = given.pop("timezone")
     base = given.pop("base", None)
+    reach = given.pop("reach")
     if kind == "feed":
 
         def full_page(link: str) -> ArticleDraft:
-            return _full_page(link, base, rules, zone)
+            return _full_page(link, base, rules, zone, reach)
 
         pages = full_page if full_text else None
         feed = parse_feed(data, name, rules, url=base, full_page=pages)

@@ -1,7 +1,7 @@
 """Ingest, fetching: a feed or an article page over HTTP(S) with httpx. A time-out, a
-size limit, at most 5 redirects, a User-Agent naming mailer, and conditional GET
-(ETag / Last-Modified from the previous fetch) so that polling a feed is cheap. Every
-failure is one line naming the URL and the reason."""
+size limit, at most 5 redirects (each connection checked by reach.py), a User-Agent
+naming mailer, and conditional GET (ETag / Last-Modified from the previous fetch) so
+that polling a feed is cheap. Every failure is one line naming the URL and the reason."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import httpx
 
 from mailer import __version__
 from mailer.errors import SourceError
+from mailer.sources.reach import GuardedTransport, NonPublicAddress, Reach
 
 MAX_BYTES = 5 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -44,19 +45,29 @@ def fetch(
     last_modified: str | None = None,
     timeout: float = TIMEOUT_SECONDS,
     max_bytes: int = MAX_BYTES,
+    reach: Reach | None = None,
 ) -> Fetched:
-    """GET the URL; raises SourceError("URL: reason")."""
+    """GET the URL, connecting only where `reach` allows (default: the URL's host, and
+    public addresses after it when that host is public); raises SourceError("URL: reason")."""
     headers = {"User-Agent": USER_AGENT, "Accept": ACCEPT, "Accept-Encoding": "gzip"}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
         headers["If-Modified-Since"] = last_modified
+    transport = GuardedTransport(reach or Reach.of(url))
     try:
         with (
-            httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS, timeout=timeout) as c,
+            httpx.Client(
+                follow_redirects=True,
+                max_redirects=MAX_REDIRECTS,
+                timeout=timeout,
+                transport=transport,
+            ) as c,
             c.stream("GET", url, headers=headers) as response,
         ):
             return _read(url, response, max_bytes, etag, last_modified)
+    except NonPublicAddress as exc:
+        raise SourceError(f"{url}: {exc}") from None
     except httpx.TooManyRedirects:
         raise SourceError(f"{url}: more than {MAX_REDIRECTS} redirects") from None
     except httpx.TimeoutException:
