@@ -31,12 +31,18 @@ from sqlalchemy import Engine
 from mailer.errors import DeliveryError
 from mailer.issues import as_rendered, find_issue_by_id
 from mailer.messages import MessageBuilder, Recipient
-from mailer.models import Issue, SubscriberStatus, utcnow
+from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
 from mailer.settings import Settings
-from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
+from mailer.smtp import (
+    ConnectionFailure,
+    ContentRefused,
+    PermanentFailure,
+    SMTPTransport,
+    TemporaryFailure,
+)
 from mailer.throttle import Throttle
 
 # A temporary refusal that means "slow down" rather than "this recipient, later".
@@ -63,6 +69,21 @@ class SendReport:
     @property
     def sent(self) -> int:
         return self.counts.get(SENT, 0)
+
+
+class IssueHeld(DeliveryError):
+    """The relay refused the message itself: the send stopped, the rest stay queued, and
+    the issue is held until an editor resumes it. Counts against no reader."""
+
+    def __init__(self, issue_id: int, reply: str, report: SendReport):
+        super().__init__(
+            f"the relay refused the message itself, not a reader: {reply}. Issue {issue_id} "
+            f"is held: {report.sent} sent before that; the rest stay queued, count against "
+            "nobody and are not resumed by themselves. Find out why from the reply (or ask "
+            "your provider), put that right, then resume with: "
+            f"mailer send --issue {issue_id}"
+        )
+        self.issue_id, self.reply, self.report = issue_id, reply, report
 
 
 def deliver(
@@ -109,13 +130,28 @@ def deliver(
         return report.counts, report.bounced
 
     count = processes or process_count(settings, outbox.open_deliveries())
-    if count == 1 or wait_for_others:  # a worker is one process among several already
-        counts, bounced = send_here(settings)
-    else:
-        shares = share(settings.smtp.max_connections, count)
-        assert issue.id is not None
-        counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
-    return SendReport(counts, bounced)
+    assert issue.id is not None
+    try:
+        if count == 1 or wait_for_others:  # a worker is one process among several already
+            counts, bounced = send_here(settings)
+        else:
+            shares = share(settings.smtp.max_connections, count)
+            counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
+    except DeliveryError:
+        if held_reason(engine, issue.id) is None:
+            raise
+        counts, bounced = {}, 0  # a helper process found it refused
+    report = SendReport(counts, bounced)
+    reason = held_reason(engine, issue.id)
+    if reason is not None:  # here, by another connection, or by another sender
+        raise IssueHeld(issue.id, reason, report)
+    return report
+
+
+def held_reason(engine: Engine, issue_id: int) -> str | None:
+    """The relay's reply, if the issue is held."""
+    issue = find_issue_by_id(engine, issue_id)
+    return (issue.held_reason or "refused") if issue.status == IssueStatus.HELD else None
 
 
 def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
@@ -176,6 +212,8 @@ def send_issue(
     with stop_on_signals(run.interrupted, install=stop is None):
         try:
             run.coordinate(len(senders), wait_for_others)
+        except ContentRefused:
+            pass  # the issue is held (deliver says so); in-flight messages are recorded
         finally:
             run.stop(senders)
             outbox.release()
@@ -262,6 +300,10 @@ class _Run:
                     # this connection cannot be made; the others go on
                     senders = self.senders = senders - 1
                     failure = event or failure
+                elif isinstance(event, ContentRefused):
+                    # first, so that no other sender claims more of it
+                    self.outbox.hold(event.reply)
+                    raise event
                 elif isinstance(event, BaseException):
                     raise event
         if failure is not None:  # every connection failed
@@ -403,7 +445,8 @@ class _Run:
         except TemporaryFailure as exc:
             return self._defer(claimed, exc.reply)
         except PermanentFailure as exc:
-            return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce)
+            blames = exc.verdict.blames_reader
+            return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce, blames_reader=blames)
         at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
         return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
 
@@ -427,5 +470,6 @@ class _Run:
         if reply.startswith("421") or _TOO_FAST.search(reply):
             self.throttle.slow_down()
         retry_at = self.outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
-        status = DEFERRED if retry_at is not None else FAILED
-        return Outcome(claimed, status, reply, next_attempt_at=retry_at)
+        if retry_at is None:  # put off for days: the reader's mailbox, as far as we know
+            return Outcome(claimed, FAILED, reply, blames_reader=True)
+        return Outcome(claimed, DEFERRED, reply, next_attempt_at=retry_at)

@@ -88,7 +88,7 @@ def _counts(report: SendReport) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class DigestRun:
-    outcome: str  # "sent" (or sending went on), "empty", "already sent"
+    outcome: str  # "sent" (or sending went on), "empty", "already sent", "held"
     plan: DigestPlan
     issue: Issue | None = None
     report: SendReport | None = None
@@ -120,6 +120,8 @@ def send_digest(
     assert issue is not None
     if issue.status == IssueStatus.SENT:
         return DigestRun("already sent", plan, issue)
+    if issue.status == IssueStatus.HELD:  # the relay refused it: an editor resumes it
+        return DigestRun("held", plan, issue)
     report = deliver(
         engine,
         settings,
@@ -349,6 +351,16 @@ class Service:
             assert run.issue is not None
             event(
                 "digest-already-sent", week=plan.week, issue=run.issue.id, sent_at=run.issue.sent_at
+            )
+        elif run.outcome == "held":
+            assert run.issue is not None
+            event(
+                "digest-held",
+                logging.WARNING,
+                week=plan.week,
+                issue=run.issue.id,
+                reason=run.issue.held_reason,
+                resume=f"mailer send --issue {run.issue.id}",
             )
         else:
             assert run.issue is not None and run.report is not None
