@@ -57,7 +57,9 @@ CASES = [
     (Stage.RCPT, "550 Requested action not taken: mailbox unavailable", Verdict.BOUNCE),
     (Stage.RCPT, "550 5.2.1 Mailbox disabled, not accepting messages", Verdict.READER),
     (Stage.RCPT, "552 5.2.2 Mailbox full", Verdict.READER),
-    (Stage.RCPT, "550 Recipient address rejected: Access denied", Verdict.READER),
+    (Stage.RCPT, "550 Recipient address rejected: Access denied", Verdict.REFUSED),
+    (Stage.RCPT, "554 Message rejected as spam", Verdict.REFUSED),
+    (Stage.RCPT, "550 Requested action not taken", Verdict.READER),
     (
         Stage.RCPT,
         "550 5.7.1 <a@example.org>: Recipient address rejected: Access denied",
@@ -226,6 +228,11 @@ def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settin
     assert SPAM in result.stderr and f"mailer send --issue {issue.id}" in result.stderr
     assert "Sent 0" in result.stdout
     assert set(subscriber_status(engine).values()) == {"active"}
+    smtp.refuse_data = None  # sending the article again resumes it too
+    again = mailer(settings, tmp_path, "send", "--article", article, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "Sent 3" in again.stdout and len(smtp.received) == 3
+    assert stored(engine, issue).status == "sent"
 
 
 def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, settings, tmp_path, smtp):

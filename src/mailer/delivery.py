@@ -75,12 +75,12 @@ class IssueHeld(DeliveryError):
     """The relay refused the message itself: the send stopped, the rest stay queued, and
     the issue is held until an editor resumes it. Counts against no reader."""
 
-    def __init__(self, issue_id: int, reply: str, report: SendReport):
+    def __init__(self, issue_id: int, reply: str, report: SendReport, sent: int):
         super().__init__(
             f"the relay refused the message itself, not a reader: {reply}. Issue {issue_id} "
-            f"is held: {report.sent} sent before that; the rest stay queued, count against "
-            "nobody and are not resumed by themselves. Find out why from the reply (or ask "
-            "your provider), put that right, then resume with: "
+            f"is held: {sent} have it; the rest stay queued, count against nobody and are "
+            "not resumed by themselves. Find out why from the reply (or ask your "
+            "provider), put that right, then resume with: "
             f"mailer send --issue {issue_id}"
         )
         self.issue_id, self.reply, self.report = issue_id, reply, report
@@ -144,7 +144,7 @@ def deliver(
     report = SendReport(counts, bounced)
     reason = held_reason(engine, issue.id)
     if reason is not None:  # here, by another connection, or by another sender
-        raise IssueHeld(issue.id, reason, report)
+        raise IssueHeld(issue.id, reason, report, outbox.sent_deliveries())
     return report
 
 

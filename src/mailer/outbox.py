@@ -186,6 +186,11 @@ class Outbox:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def sent_deliveries(self) -> int:
+        query = select(func.count()).where(self.of_issue, d.status == SENT)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def open_deliveries(self) -> int:
         """Rows not settled yet: queued, being sent, or deferred."""
         query = select(func.count()).where(self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED)))

@@ -93,6 +93,8 @@ _OUR_SENDER = (
     r"(black|block)listed"
 )
 _TOO_BIG = r"message size exceeds|too (large|big)"
+# a refusal at RCPT without an enhanced code that speaks of spam or policy: about us
+_POLICY = r"spam|policy|reputation|blocked|denied"
 
 S, V = Stage, Verdict
 # The table. The first row that matches decides; a new row goes above the broader row
@@ -119,6 +121,7 @@ RULES: tuple[Rule, ...] = (
     _rule(S.DATA, None, r"5\.7\.\d+", None, V.CONTENT, "spam or policy: the message"),
     _rule(_DELIVERY, r"55[013]", "", _NO_SUCH_USER, V.BOUNCE, "no such user, in words"),
     _rule(_DELIVERY, None, "", _TOO_BIG, V.CONTENT, "too big, in words"),
+    _rule(S.RCPT, r"5\d\d", "", _POLICY, V.REFUSED, "spam or policy, in words"),
     _rule(S.DATA, r"552", "", None, V.CONTENT, "552 after DATA: too big"),
     _rule(S.RCPT, r"5\d\d", None, None, V.READER, "any other refusal of the recipient"),
     _rule(S.DATA, r"5\d\d", None, None, V.CONTENT, "any other refusal of the message"),
