@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,10 @@ from sqlmodel import Session, select
 from mailer.articles import ingest_file
 from mailer.delivery import IssueHeld, deliver
 from mailer.demo import SAMPLE_ARTICLE
-from mailer.issues import article_issue
-from mailer.models import Delivery, Issue, Subscriber
+from mailer.issues import article_issue, schedule_issue
+from mailer.models import Delivery, Issue, Subscriber, utcnow
 from mailer.replies import RULES, Stage, Verdict, classify
-from mailer.scheduler import resume_unfinished
+from mailer.scheduler import resume_unfinished, start_due_issues
 from mailer.settings import Settings
 from mailer.subscribers import import_csv
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
@@ -260,6 +261,22 @@ def test_a_relay_refusing_everything_at_rcpt_for_policy_blames_nobody(
     for number in range(3):
         deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
     assert set(subscriber_status(engine).values()) == {"active"}
+
+
+def test_the_scheduler_holds_a_scheduled_issue_the_relay_refuses_and_leaves_it_held(
+    engine, settings, tmp_path, smtp, caplog
+):
+    readers(engine, tmp_path, 5)
+    issue = schedule_issue(
+        engine, new_issue(engine, settings, tmp_path), utcnow() - timedelta(minutes=1)
+    )
+    smtp.refuse_data = "552 5.3.4 Message size exceeds fixed limit"
+    with caplog.at_level("INFO", logger="mailer"):
+        assert list(start_due_issues(engine, settings, utcnow())) == []
+    assert stored(engine, issue).status == "held"
+    assert f"issue-held issue={issue.id}" in caplog.text and "5.3.4" in caplog.text
+    assert list(resume_unfinished(engine, settings)) == [] and smtp.received == []
+    assert {r.status for r in rows(engine, issue).values()} == {"queued"}
 
 
 # -- a relay that refuses one reader --------------------------------------------------------
