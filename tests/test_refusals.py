@@ -279,6 +279,25 @@ def test_the_scheduler_holds_a_scheduled_issue_the_relay_refuses_and_leaves_it_h
     assert {r.status for r in rows(engine, issue).values()} == {"queued"}
 
 
+def test_a_relay_refusing_recipient_after_recipient_for_policy_holds_the_issue(
+    engine, settings, tmp_path, smtp
+):
+    """Refused at RCPT for spam, reader after reader: that is about us, not them. The
+    issue is held as for a refused message, and nobody is left failed."""
+    addresses = readers(engine, tmp_path, 30)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_all = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(IssueHeld, match="recipients in a row") as held:
+        deliver(engine, settings.replace(smtp={"max_connections": 4}), issue)
+    assert held.value.report.counts.get("failed", 0) == 0
+    assert stored(engine, issue).status == "held"
+    found = rows(engine, issue).values()
+    assert {(r.status, r.attempts, r.smtp_response) for r in found} == {("queued", 0, None)}
+    smtp.refuse_all = None
+    assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert copies(smtp) == Counter(addresses)
+
+
 # -- a relay that refuses one reader --------------------------------------------------------
 
 

@@ -35,6 +35,7 @@ from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
+from mailer.replies import Verdict
 from mailer.settings import Settings
 from mailer.smtp import (
     ConnectionFailure,
@@ -50,6 +51,10 @@ _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
 _GATHER_SECONDS = 0.002
 # How long a worker waits before looking again at rows another sender holds.
 _POLL_SECONDS = 2.0
+# So many recipients in a row refused at RCPT for a policy reason (and none accepted in
+# between): the relay is refusing us, not them, and the issue is held like a refusal of
+# the message, those recipients queued again.
+REFUSALS_IN_A_ROW = 10
 
 
 class Transport(Protocol):
@@ -263,6 +268,8 @@ class _Run:
     longest_send: float
     progress: Callable[[str], None] | None
     report: SendReport = field(default_factory=SendReport)
+    refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
+    refusing: bool = False  # the relay refuses us: what it refuses now goes back too
     work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
     events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
     leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
@@ -295,6 +302,7 @@ class _Run:
             outcomes = [event for event in events if isinstance(event, tuple)]
             if outcomes:
                 self._record(outcomes)
+                self._refused_in_a_row([outcome for outcome, _ in outcomes])
             for event in events:
                 if event is None or isinstance(event, ConnectionFailure):
                     # this connection cannot be made; the others go on
@@ -367,6 +375,28 @@ class _Run:
             if self.progress is not None:
                 self.progress(outcome.status)
 
+    def _refused_in_a_row(self, outcomes: list[Outcome]) -> None:
+        """Hold the issue once REFUSALS_IN_A_ROW recipients in a row were refused for a
+        policy reason: put them back in the queue, uncounted, and stop."""
+        for outcome in outcomes:
+            if outcome.status == SENT:
+                self.refused.clear()
+            elif outcome.status == FAILED and outcome.refused:
+                self.refused.append(outcome)
+        if len(self.refused) < REFUSALS_IN_A_ROW:
+            return
+        reply = f"{self.refused[-1].reply} ({len(self.refused)} recipients in a row)"
+        self.outbox.hold(reply)
+        self.refusing = True
+        self._requeue(self.refused)
+        raise ContentRefused(reply)
+
+    def _requeue(self, outcomes: list[Outcome]) -> None:
+        refused = [outcome for outcome in outcomes if outcome.refused]
+        if refused:
+            self.outbox.requeue([outcome.claimed for outcome in refused])
+            self.report.counts[FAILED] -= len(refused)
+
     def _renew_if_due(self) -> None:
         """Keep the leases of rows still waiting long enough to cover a whole send."""
         if not self.leases or self.renew_after is None or self.outbox.clock() < self.renew_after:
@@ -392,6 +422,8 @@ class _Run:
             outcomes = [e for e in self._next_events(block=True) if isinstance(e, tuple)]
             if outcomes:
                 self._record(outcomes)
+                if self.refusing:
+                    self._requeue([outcome for outcome, _ in outcomes])
 
     # -- a sender: one thread, one connection ---------------------------------------
 
@@ -445,8 +477,10 @@ class _Run:
         except TemporaryFailure as exc:
             return self._defer(claimed, exc.reply)
         except PermanentFailure as exc:
-            blames = exc.verdict.blames_reader
-            return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce, blames_reader=blames)
+            blames, refused = exc.verdict.blames_reader, exc.verdict == Verdict.REFUSED
+            return Outcome(
+                claimed, FAILED, exc.reply, bounce=exc.bounce, blames_reader=blames, refused=refused
+            )
         at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
         return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
 

@@ -73,6 +73,7 @@ class Outcome:
     next_attempt_at: datetime | None = None
     bounce: bool = False
     blames_reader: bool = False  # a failure that counts against the reader
+    refused: bool = False  # a failure that is a policy refusal of this recipient
     at: datetime | None = None  # when the server answered; else when it is recorded
 
 
@@ -420,6 +421,24 @@ class Outbox:
             self._connection = self.engine.connect()
         with self._connection.begin():
             yield self._connection
+
+    def requeue(self, recorded: list[Claimed]) -> None:
+        """Undo the recorded failures of these rows (a policy refusal that turned out to
+        be about us, not them): back in the queue as they were before the attempt."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(DELIVERIES)
+                .where(d.id == bindparam("b_id"), d.status == FAILED)
+                .values(
+                    status=case((d.attempts > 1, DEFERRED), else_=QUEUED),
+                    attempts=d.attempts - 1,
+                    smtp_response=None,
+                    blames_reader=None,
+                    next_attempt_at=self.started,
+                    first_attempt_at=bindparam("b_first", type_=UTCDateTime()),
+                ),
+                [{"b_id": c.delivery_id, "b_first": c.first_attempt_at} for c in recorded],
+            )
 
     def release(self) -> None:
         """Hand back every row this sender still holds, untouched (the run is stopping)."""
