@@ -202,6 +202,9 @@ def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
     assert resumed.returncode == 0, resumed.stderr
     assert "held" in resumed.stdout and f"mailer send --issue {issue.id}" in resumed.stdout
     assert stored(engine, issue).status == "held" and smtp.received == []
+    worker = mailer(settings, tmp_path, "send", "--worker", "--article", issue.article_ids, "-y")
+    assert worker.returncode == 1 and "is held" in worker.stderr, worker.stderr
+    assert stored(engine, issue).status == "held" and smtp.received == []
 
     listing = mailer(settings, tmp_path, "status")
     assert "held" in listing.stdout and SPAM in listing.stdout, listing.stdout

@@ -421,6 +421,11 @@ def send(
         say("Nothing was sent.")
         return
     issue = article_issue(engine, settings, chosen)
+    if issue.status == IssueStatus.HELD and worker:  # joining a send resumes nothing
+        raise MailerError(
+            f"issue {issue.id} is held: the relay refused it ({issue.held_reason}); an editor "
+            f"resumes it, once that is put right, with: mailer send --issue {issue.id}"
+        )
     outbox = Outbox(engine, issue, settings.delivery)
     pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
