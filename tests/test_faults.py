@@ -301,6 +301,7 @@ def test_a_server_stalling_past_the_timeout_defers_only_the_stalled(
 
 UNKNOWN = "550 5.1.1 <{}>: Recipient address rejected: User unknown in virtual mailbox table"
 SPAM = "554 5.7.1 Message rejected as spam"
+DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
 
 
 def test_unknown_users_bounce_and_policy_refusals_do_not(engine, settings, tmp_path, smtp):
@@ -342,7 +343,7 @@ def test_repeated_hard_failures_bounce_an_address_without_a_5_1_1(engine, settin
     dead, flaky = addresses[0], addresses[1]  # flaky: fails, except for one issue
     several = settings.replace(smtp={"max_connections": 4})
     for number in range(HARD_FAILURES + 1):
-        smtp.refuse = {dead: SPAM}
+        smtp.refuse = {dead: DISABLED}
         if number != 1:
             smtp.refuse[flaky] = "552 5.2.2 Mailbox full"
         issue = new_issue(engine, settings, tmp_path, number)

@@ -20,7 +20,7 @@ from mailer.messages import MessageBuilder
 from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
 from mailer.outbox import Outbox, Outcome
 from mailer.settings import Settings
-from mailer.smtp import SMTPTransport, is_bounce
+from mailer.smtp import SMTPTransport
 from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY, smtp_server
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
@@ -312,22 +312,6 @@ def test_reruns_retry_deferred_mail_without_using_up_its_retries(engine, setting
         connection.execute(update(Delivery).values(first_attempt_at=utcnow() - timedelta(hours=25)))
     send(engine, settings, article)
     assert {deliveries(engine)[a].status for a in ACTIVE} == {"failed"}
-
-
-@pytest.mark.parametrize(
-    ("code", "reply", "bounce"),
-    [
-        (550, "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown", True),
-        (550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound", True),
-        (550, "550 No such user here", True),
-        (550, "550 5.7.1 <a@example.org>: Recipient address rejected: Access denied", False),
-        (554, "554 5.7.1 Message rejected as spam", False),
-        (552, "552 5.2.2 Mailbox full", False),
-        (550, "550 Recipient address rejected: Access denied", False),
-    ],
-)
-def test_only_an_unknown_address_counts_as_a_bounce(code, reply, bounce):
-    assert is_bounce(code, reply) is bounce
 
 
 def test_stopping_mid_send_hands_the_rest_back(engine, settings, article, smtp):

@@ -24,13 +24,15 @@ from mailer import subscribers as subs
 from mailer.articles import IngestResult, find_article, ingest_source, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
-from mailer.delivery import SendReport, deliver, send_test_copy
+from mailer.delivery import IssueHeld, SendReport, deliver, send_test_copy
 from mailer.digest import DigestPlan, next_digest_at, plan_digest
 from mailer.errors import MailerError
 from mailer.issues import (
     article_issue,
     cancel_issue,
     find_issue,
+    find_issue_by_id,
+    held_issues,
     schedule_issue,
     unfinished_issues,
 )
@@ -426,6 +428,13 @@ def send(
     cancel: int | None = typer.Option(
         None, metavar="ISSUE", help="Cancel a scheduled issue that has not started."
     ),
+    issue_id: int | None = typer.Option(
+        None,
+        "--issue",
+        metavar="ISSUE",
+        help="Finish this issue: one held because the relay refused it (once that is put "
+        "right), or one started and not finished.",
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Send an article to every subscriber who gets every article."""
@@ -434,6 +443,9 @@ def send(
     if cancel is not None:
         cancelled = cancel_issue(engine, cancel)
         say(f"Cancelled issue {cancel}: “{cancelled.subject}”. Nothing of it was sent.")
+        return
+    if issue_id is not None:
+        _resume_issue(engine, settings, issue_id, yes)
         return
     if (resume or worker) and article is None and not latest:
         _finish_started(engine, settings, worker)
@@ -453,6 +465,11 @@ def send(
         say("Nothing was sent.")
         return
     issue = article_issue(engine, settings, chosen)
+    if issue.status == IssueStatus.HELD and worker:  # joining a send resumes nothing
+        raise MailerError(
+            f"issue {issue.id} is held: the relay refused it ({issue.held_reason}); an editor "
+            f"resumes it, once that is put right, with: mailer send --issue {issue.id}"
+        )
     outbox = Outbox(engine, issue, settings.delivery)
     pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
@@ -509,6 +526,12 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
     issues = unfinished_issues(engine)
     if not issues:
         say("Nothing to resume: no issue is being sent.")
+    for held in held_issues(engine):
+        say(
+            f"Issue {held.id}: “{held.subject}” is held, not resumed by itself: the relay "
+            f"refused it ({held.held_reason}). Once that is put right: "
+            f"mailer send --issue {held.id}"
+        )
     for issue in issues:
         outbox = Outbox(engine, issue, settings.delivery)
         open_rows = outbox.open_deliveries()
@@ -528,6 +551,25 @@ def _send_transactional(engine: Engine, settings: Settings) -> None:
         say(f"Confirmation links: {done}.")
 
 
+def _resume_issue(engine: Engine, settings: Settings, issue_id: int, yes: bool) -> None:
+    """--issue: an editor finishes one issue, a held one included."""
+    issue = find_issue_by_id(engine, issue_id)
+    if issue.status not in (IssueStatus.HELD, IssueStatus.SENDING):
+        raise MailerError(
+            f"issue {issue_id} is {issue.status}, not held or being sent: nothing to resume; "
+            "see `mailer status`"
+        )
+    outbox = Outbox(engine, issue, settings.delivery)
+    open_rows = outbox.open_deliveries()
+    say(f"Issue {issue.id}: “{issue.subject}”: {plural(open_rows, 'delivery', 'deliveries')} open.")
+    if issue.status == IssueStatus.HELD:
+        say(f"It was held: the relay refused it ({issue.held_reason}).")
+        _confirm(yes)
+        outbox.unhold()
+    again = f"mailer send --issue {issue_id}"
+    _send_one(engine, settings, issue, open_rows, False, again, enqueue=False, retry=True)
+
+
 def _send_one(
     engine: Engine,
     settings: Settings,
@@ -536,6 +578,7 @@ def _send_one(
     worker: bool,
     again: str,
     enqueue: bool = True,
+    retry: bool = False,
 ) -> None:
     try:
         with progress_reporter(total, bar=not worker) as progress:
@@ -545,12 +588,15 @@ def _send_one(
                 issue,
                 progress,
                 enqueue=enqueue,
-                retry_deferred_now=enqueue and not worker,
+                retry_deferred_now=(enqueue or retry) and not worker,
                 wait_for_others=worker,
             )
     except KeyboardInterrupt:
         typer.echo(f"Stopped. What was not sent stays queued; resume with: {again}", err=True)
         sys.exit(130)
+    except IssueHeld as held:
+        print_report(held.report, again)
+        raise
     print_report(report, again, Outbox(engine, issue, settings.delivery).next_attempt())
 
 
@@ -687,6 +733,13 @@ def _digest_started(
         say(f"The digest for {plan.week} went out ({sent}): issue {issue.id}. One a week.")
         return
     open_rows = Outbox(engine, issue, settings.delivery).open_deliveries()
+    if issue.status == IssueStatus.HELD:
+        say(
+            f"The digest for {plan.week} (issue {issue.id}) is held, {open_rows} open: the relay "
+            f"refused it ({issue.held_reason}). Once that is put right: "
+            f"mailer send --issue {issue.id}"
+        )
+        return
     say(f"The digest for {plan.week} (issue {issue.id}) is being sent: {open_rows} open.")
     if not send:
         say("Finish it with: mailer digest --send")
@@ -757,6 +810,8 @@ def status(
             counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if v) or "nothing queued"
             if r.issue.status == IssueStatus.SCHEDULED and r.issue.scheduled_at is not None:
                 counts = f"scheduled for {_local(r.issue.scheduled_at, settings)}"
+            if r.issue.status == IssueStatus.HELD:
+                counts += f"\n      held: the relay refused it: {r.issue.held_reason}"
             say(f"{r.issue.id:>4}  {r.issue.status:<9} {r.issue.subject}\n      {counts}")
         cron = settings.schedule.digest_cron
         upcoming = next_digest_at(cron, settings.publication.timezone, utcnow())
@@ -765,6 +820,13 @@ def status(
         return
     report = issue_report(engine, issue)
     say(f"Issue {issue}: “{report.issue.subject}” ({report.issue.status})")
+    if report.issue.status == IssueStatus.HELD:
+        say(
+            f"  held: the relay refused the message itself, not a reader: "
+            f"{report.issue.held_reason}\n  What is queued waits, counting against nobody. "
+            f"Put right what the reply says (or ask your provider), then: "
+            f"mailer send --issue {issue}"
+        )
     for state, count in report.counts.items():
         say(f"  {state:<9} {count}")
     if report.rate is not None:

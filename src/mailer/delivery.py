@@ -31,12 +31,19 @@ from sqlalchemy import Engine
 from mailer.errors import DeliveryError
 from mailer.issues import as_rendered, find_issue_by_id
 from mailer.messages import MessageBuilder, Recipient
-from mailer.models import Issue, SubscriberStatus, utcnow
+from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
+from mailer.replies import Verdict
 from mailer.settings import Settings
-from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
+from mailer.smtp import (
+    ConnectionFailure,
+    ContentRefused,
+    PermanentFailure,
+    SMTPTransport,
+    TemporaryFailure,
+)
 from mailer.throttle import Throttle
 
 # A temporary refusal that means "slow down" rather than "this recipient, later".
@@ -44,6 +51,10 @@ _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
 _GATHER_SECONDS = 0.002
 # How long a worker waits before looking again at rows another sender holds.
 _POLL_SECONDS = 2.0
+# So many recipients in a row refused at RCPT for a policy reason (and none accepted in
+# between): the relay is refusing us, not them, and the issue is held like a refusal of
+# the message, those recipients queued again.
+REFUSALS_IN_A_ROW = 10
 
 
 class Transport(Protocol):
@@ -63,6 +74,21 @@ class SendReport:
     @property
     def sent(self) -> int:
         return self.counts.get(SENT, 0)
+
+
+class IssueHeld(DeliveryError):
+    """The relay refused the message itself: the send stopped, the rest stay queued, and
+    the issue is held until an editor resumes it. Counts against no reader."""
+
+    def __init__(self, issue_id: int, reply: str, report: SendReport, sent: int):
+        super().__init__(
+            f"the relay refused the message itself, not a reader: {reply}. Issue {issue_id} "
+            f"is held: {sent} have it; the rest stay queued, count against nobody and are "
+            "not resumed by themselves. Find out why from the reply (or ask your "
+            "provider), put that right, then resume with: "
+            f"mailer send --issue {issue_id}"
+        )
+        self.issue_id, self.reply, self.report = issue_id, reply, report
 
 
 def deliver(
@@ -109,13 +135,28 @@ def deliver(
         return report.counts, report.bounced
 
     count = processes or process_count(settings, outbox.open_deliveries())
-    if count == 1 or wait_for_others:  # a worker is one process among several already
-        counts, bounced = send_here(settings)
-    else:
-        shares = share(settings.smtp.max_connections, count)
-        assert issue.id is not None
-        counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
-    return SendReport(counts, bounced)
+    assert issue.id is not None
+    try:
+        if count == 1 or wait_for_others:  # a worker is one process among several already
+            counts, bounced = send_here(settings)
+        else:
+            shares = share(settings.smtp.max_connections, count)
+            counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
+    except DeliveryError:
+        if held_reason(engine, issue.id) is None:
+            raise
+        counts, bounced = {}, 0  # a helper process found it refused
+    report = SendReport(counts, bounced)
+    reason = held_reason(engine, issue.id)
+    if reason is not None:  # here, by another connection, or by another sender
+        raise IssueHeld(issue.id, reason, report, outbox.sent_deliveries())
+    return report
+
+
+def held_reason(engine: Engine, issue_id: int) -> str | None:
+    """The relay's reply, if the issue is held."""
+    issue = find_issue_by_id(engine, issue_id)
+    return (issue.held_reason or "refused") if issue.status == IssueStatus.HELD else None
 
 
 def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
@@ -176,6 +217,8 @@ def send_issue(
     with stop_on_signals(run.interrupted, install=stop is None):
         try:
             run.coordinate(len(senders), wait_for_others)
+        except ContentRefused:
+            pass  # the issue is held (deliver says so); in-flight messages are recorded
         finally:
             run.stop(senders)
             outbox.release()
@@ -225,6 +268,8 @@ class _Run:
     longest_send: float
     progress: Callable[[str], None] | None
     report: SendReport = field(default_factory=SendReport)
+    refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
+    refusing: bool = False  # the relay refuses us: what it refuses now goes back too
     work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
     events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
     leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
@@ -257,11 +302,16 @@ class _Run:
             outcomes = [event for event in events if isinstance(event, tuple)]
             if outcomes:
                 self._record(outcomes)
+                self._refused_in_a_row([outcome for outcome, _ in outcomes])
             for event in events:
                 if event is None or isinstance(event, ConnectionFailure):
                     # this connection cannot be made; the others go on
                     senders = self.senders = senders - 1
                     failure = event or failure
+                elif isinstance(event, ContentRefused):
+                    # first, so that no other sender claims more of it
+                    self.outbox.hold(event.reply)
+                    raise event
                 elif isinstance(event, BaseException):
                     raise event
         if failure is not None:  # every connection failed
@@ -325,6 +375,28 @@ class _Run:
             if self.progress is not None:
                 self.progress(outcome.status)
 
+    def _refused_in_a_row(self, outcomes: list[Outcome]) -> None:
+        """Hold the issue once REFUSALS_IN_A_ROW recipients in a row were refused for a
+        policy reason: put them back in the queue, uncounted, and stop."""
+        for outcome in outcomes:
+            if outcome.status == SENT:
+                self.refused.clear()
+            elif outcome.status == FAILED and outcome.refused:
+                self.refused.append(outcome)
+        if len(self.refused) < REFUSALS_IN_A_ROW:
+            return
+        reply = f"{self.refused[-1].reply} ({len(self.refused)} recipients in a row)"
+        self.outbox.hold(reply)
+        self.refusing = True
+        self._requeue(self.refused)
+        raise ContentRefused(reply)
+
+    def _requeue(self, outcomes: list[Outcome]) -> None:
+        refused = [outcome for outcome in outcomes if outcome.refused]
+        if refused:
+            self.outbox.requeue([outcome.claimed for outcome in refused])
+            self.report.counts[FAILED] -= len(refused)
+
     def _renew_if_due(self) -> None:
         """Keep the leases of rows still waiting long enough to cover a whole send."""
         if not self.leases or self.renew_after is None or self.outbox.clock() < self.renew_after:
@@ -350,6 +422,8 @@ class _Run:
             outcomes = [e for e in self._next_events(block=True) if isinstance(e, tuple)]
             if outcomes:
                 self._record(outcomes)
+                if self.refusing:
+                    self._requeue([outcome for outcome, _ in outcomes])
 
     # -- a sender: one thread, one connection ---------------------------------------
 
@@ -403,7 +477,10 @@ class _Run:
         except TemporaryFailure as exc:
             return self._defer(claimed, exc.reply)
         except PermanentFailure as exc:
-            return Outcome(claimed, FAILED, exc.reply, bounce=exc.bounce)
+            blames, refused = exc.verdict.blames_reader, exc.verdict == Verdict.REFUSED
+            return Outcome(
+                claimed, FAILED, exc.reply, bounce=exc.bounce, blames_reader=blames, refused=refused
+            )
         at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
         return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
 
@@ -427,5 +504,6 @@ class _Run:
         if reply.startswith("421") or _TOO_FAST.search(reply):
             self.throttle.slow_down()
         retry_at = self.outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
-        status = DEFERRED if retry_at is not None else FAILED
-        return Outcome(claimed, status, reply, next_attempt_at=retry_at)
+        if retry_at is None:  # put off for days: the reader's mailbox, as far as we know
+            return Outcome(claimed, FAILED, reply, blames_reader=True)
+        return Outcome(claimed, DEFERRED, reply, next_attempt_at=retry_at)

@@ -37,6 +37,13 @@ def unfinished_issues(engine: Engine) -> list[Issue]:
         return list(session.exec(query).all())
 
 
+def held_issues(engine: Engine) -> list[Issue]:
+    """Issues the relay refused: they wait for an editor (`mailer send --issue`)."""
+    with session_scope(engine) as session:
+        query = select(Issue).where(Issue.status == IssueStatus.HELD).order_by(col(Issue.id))
+        return list(session.exec(query).all())
+
+
 def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue:
     """The issue for this article: created and rendered on first use; re-rendered until
     it is queued (the editor may have fixed the article); frozen once queued."""
@@ -123,6 +130,7 @@ _not_cancellable = {
     IssueStatus.DRAFT: "is not scheduled: nothing to cancel",
     IssueStatus.CANCELLED: "was cancelled already",
     IssueStatus.SENDING: "has started: what is queued goes out; see `mailer status`",
+    IssueStatus.HELD: "has started and is held: see `mailer status`",
     IssueStatus.SENT: "has been sent",
 }
 

@@ -65,9 +65,12 @@ class IssueStatus:
     SCHEDULED = "scheduled"
     CANCELLED = "cancelled"
     SENDING = "sending"
+    # the relay refused the message itself: nothing more goes out, and nothing resumes
+    # it by itself, until an editor does (held_reason: the relay's reply)
+    HELD = "held"
     SENT = "sent"
     # what the public may read online, and what can no longer change
-    STARTED = (SENDING, SENT)
+    STARTED = (SENDING, HELD, SENT)
 
 
 class Subscriber(SQLModel, table=True):
@@ -121,6 +124,8 @@ class Issue(SQLModel, table=True):
     # a digest: the articles published (or brought in) after period_start, up to period_end
     period_start: datetime | None = _when()
     period_end: datetime | None = _when()
+    # why a held issue is held: the relay's reply
+    held_reason: str | None = None
 
 
 class Delivery(SQLModel, table=True):
@@ -142,6 +147,9 @@ class Delivery(SQLModel, table=True):
     lease_until: datetime | None = _when()
     message_id: str | None = None
     smtp_response: str | None = None
+    # a failure that counts against the reader (replies.Verdict.blames_reader): only
+    # these make an address bounced after repeated failures
+    blames_reader: bool | None = None
     sent_at: datetime | None = _when()
 
 

@@ -72,6 +72,8 @@ class Outcome:
     message_id: str | None = None
     next_attempt_at: datetime | None = None
     bounce: bool = False
+    blames_reader: bool = False  # a failure that counts against the reader
+    refused: bool = False  # a failure that is a policy refusal of this recipient
     at: datetime | None = None  # when the server answered; else when it is recorded
 
 
@@ -166,6 +168,7 @@ class Outbox:
                 status=bindparam("b_status"),
                 attempts=bindparam("b_attempts"),
                 smtp_response=bindparam("b_reply"),
+                blames_reader=bindparam("b_blames"),
                 message_id=bindparam("b_message_id"),
                 sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
                 next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
@@ -181,6 +184,11 @@ class Outbox:
         """Eligible subscribers not yet recorded as sent, failed or skipped for this issue."""
         done = select(d.subscriber_id).where(self.of_issue, d.status.in_((SENT, FAILED, SKIPPED)))
         query = select(func.count()).where(recipients_filter(self.kind), s.id.not_in(done))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def sent_deliveries(self) -> int:
+        query = select(func.count()).where(self.of_issue, d.status == SENT)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -212,8 +220,10 @@ class Outbox:
         )
         statement = _insert_new(self.engine).from_select(["subscriber_id", "issue_id"], eligible)
         with self.engine.begin() as connection:
-            # first, so the issue's row is locked against a cancel until this commits
-            if connection.execute(started.values(status=IssueStatus.SENDING)).rowcount == 0:
+            # first, so the issue's row is locked against a cancel until this commits; an
+            # editor sending a held issue again resumes it
+            started = started.values(status=IssueStatus.SENDING, held_reason=None)
+            if connection.execute(started).rowcount == 0:
                 return False
             # another sender enqueueing the same issue at once may add some rows first
             connection.execute(statement.on_conflict_do_nothing())
@@ -258,7 +268,31 @@ class Outbox:
         """Is any row of the issue due now (see claim)?"""
         query = select(d.id).where(self.of_issue, self._due(self.clock())).limit(1)
         with self.engine.connect() as connection:
-            return connection.execute(query).first() is not None
+            return not self._held(connection) and connection.execute(query).first() is not None
+
+    def _held(self, connection: Connection) -> bool:
+        query = select(ISSUES.c.status).where(ISSUES.c.id == self.issue_id)
+        return bool(connection.execute(query).scalar_one() == IssueStatus.HELD)
+
+    def hold(self, reply: str) -> None:
+        """The relay refused the message itself: hold the issue with its reply, so no
+        sender claims more of it and nothing resumes it until an editor does."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(ISSUES)
+                .where(ISSUES.c.id == self.issue_id, ISSUES.c.status == IssueStatus.SENDING)
+                .values(status=IssueStatus.HELD, held_reason=reply)
+            )
+
+    def unhold(self) -> bool:
+        """An editor resumes a held issue (False if it was not held)."""
+        with self.engine.begin() as connection:
+            resumed = connection.execute(
+                update(ISSUES)
+                .where(ISSUES.c.id == self.issue_id, ISSUES.c.status == IssueStatus.HELD)
+                .values(status=IssueStatus.SENDING, held_reason=None)
+            )
+        return resumed.rowcount == 1
 
     def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
         """Reserve the next batch with a lease: first rows of a sender whose lease ran out
@@ -272,6 +306,8 @@ class Outbox:
         kinds.append((QUEUED, d.status == QUEUED))
         claimed: list[int] = []
         with self._transaction() as connection:
+            if self._held(connection):
+                return []  # held by another sender meanwhile: no more of it goes out
             for status, kind in kinds:
                 wanted = limit - len(claimed)
                 # one status at a time, so the index hands the rows over in id order
@@ -321,6 +357,7 @@ class Outbox:
                 "b_status": o.status,
                 "b_attempts": o.claimed.attempts + (o.status != SKIPPED),
                 "b_reply": o.reply,
+                "b_blames": o.blames_reader if o.status == FAILED else None,
                 "b_message_id": o.message_id,
                 "b_sent_at": (o.at or now) if o.status == SENT else None,
                 "b_next": o.next_attempt_at,
@@ -328,7 +365,11 @@ class Outbox:
             }
             for o in outcomes
         ]
-        failed = [o.claimed.recipient.subscriber_id for o in outcomes if o.status == FAILED]
+        failed = [
+            o.claimed.recipient.subscriber_id
+            for o in outcomes
+            if o.status == FAILED and o.blames_reader
+        ]
         bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
         with self._transaction() as connection:
             connection.execute(self._record_outcome, rows)
@@ -344,7 +385,9 @@ class Outbox:
     @staticmethod
     def _failing_for_good(connection: Connection, subscriber_ids: list[int]) -> list[int]:
         """Subscribers whose last HARD_FAILURES deliveries, over as many issues, all
-        failed: the address is dead even if no server said "no such user"."""
+        failed for a reason that blames the reader: the address is dead even if no
+        server said "no such user". A failure that blames nobody (a policy refusal)
+        neither counts nor breaks the run."""
         settled = (
             select(
                 d.subscriber_id,
@@ -353,7 +396,10 @@ class Outbox:
                 .over(partition_by=d.subscriber_id, order_by=d.id.desc())
                 .label("recent"),
             )
-            .where(d.subscriber_id.in_(subscriber_ids), d.status.in_((SENT, FAILED)))
+            .where(
+                d.subscriber_id.in_(subscriber_ids),
+                or_(d.status == SENT, and_(d.status == FAILED, d.blames_reader.is_(True))),
+            )
             .subquery()
         )
         query = (
@@ -375,6 +421,24 @@ class Outbox:
             self._connection = self.engine.connect()
         with self._connection.begin():
             yield self._connection
+
+    def requeue(self, recorded: list[Claimed]) -> None:
+        """Undo the recorded failures of these rows (a policy refusal that turned out to
+        be about us, not them): back in the queue as they were before the attempt."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(DELIVERIES)
+                .where(d.id == bindparam("b_id"), d.status == FAILED)
+                .values(
+                    status=case((d.attempts > 1, DEFERRED), else_=QUEUED),
+                    attempts=d.attempts - 1,
+                    smtp_response=None,
+                    blames_reader=None,
+                    next_attempt_at=self.started,
+                    first_attempt_at=bindparam("b_first", type_=UTCDateTime()),
+                ),
+                [{"b_id": c.delivery_id, "b_first": c.first_attempt_at} for c in recorded],
+            )
 
     def release(self) -> None:
         """Hand back every row this sender still holds, untouched (the run is stopping)."""
@@ -410,7 +474,7 @@ class Outbox:
                 update(ISSUES)
                 .where(
                     ISSUES.c.id == self.issue_id,
-                    ISSUES.c.status != IssueStatus.SENT,
+                    ISSUES.c.status.not_in((IssueStatus.SENT, IssueStatus.HELD)),
                     ~still_open.exists(),
                 )
                 .values(status=IssueStatus.SENT, sent_at=self.clock())

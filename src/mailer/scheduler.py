@@ -38,7 +38,7 @@ from sqlmodel import select
 
 from mailer.articles import find_article, ingest_file, ingest_source, remembered
 from mailer.db import session_scope
-from mailer.delivery import SendReport, deliver, stop_on_signals
+from mailer.delivery import IssueHeld, SendReport, deliver, stop_on_signals
 from mailer.digest import DigestPlan, crontab_trigger, last_due, plan_digest, week_of
 from mailer.errors import MailerError
 from mailer.issues import (
@@ -89,7 +89,7 @@ def _counts(report: SendReport) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class DigestRun:
-    outcome: str  # "sent" (or sending went on), "empty", "already sent"
+    outcome: str  # "sent" (or sending went on), "empty", "already sent", "held"
     plan: DigestPlan
     issue: Issue | None = None
     report: SendReport | None = None
@@ -121,6 +121,8 @@ def send_digest(
     assert issue is not None
     if issue.status == IssueStatus.SENT:
         return DigestRun("already sent", plan, issue)
+    if issue.status == IssueStatus.HELD:  # the relay refused it: an editor resumes it
+        return DigestRun("held", plan, issue)
     report = deliver(
         engine,
         settings,
@@ -148,9 +150,19 @@ def start_due_issues(
         if not outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)):
             continue  # cancelled, or started by another process a moment ago
         event("issue-started", issue=issue.id, scheduled_at=due.scheduled_at, subject=issue.subject)
-        report = deliver(
-            engine, settings, issue, progress, enqueue=False, retry_deferred_now=False, stop=stop
-        )
+        try:
+            report = deliver(
+                engine,
+                settings,
+                issue,
+                progress,
+                enqueue=False,
+                retry_deferred_now=False,
+                stop=stop,
+            )
+        except IssueHeld as held:
+            _held(held)
+            continue
         yield issue, report
 
 
@@ -171,10 +183,25 @@ def resume_unfinished(
         if not outbox.claimable():
             outbox.finish()  # settled meanwhile: mark it sent
             continue
-        report = deliver(
-            engine, settings, issue, enqueue=False, retry_deferred_now=False, stop=stop
-        )
+        try:
+            report = deliver(
+                engine, settings, issue, enqueue=False, retry_deferred_now=False, stop=stop
+            )
+        except IssueHeld as held:
+            _held(held)
+            continue
         yield issue, report
+
+
+def _held(held: IssueHeld) -> None:
+    """The relay refused an issue: it waits for an editor, and the other issues go on."""
+    event(
+        "issue-held",
+        logging.WARNING,
+        issue=held.issue_id,
+        reason=held.reply,
+        resume=f"mailer send --issue {held.issue_id}",
+    )
 
 
 class FolderWatch:
@@ -350,6 +377,16 @@ class Service:
             assert run.issue is not None
             event(
                 "digest-already-sent", week=plan.week, issue=run.issue.id, sent_at=run.issue.sent_at
+            )
+        elif run.outcome == "held":
+            assert run.issue is not None
+            event(
+                "digest-held",
+                logging.WARNING,
+                week=plan.week,
+                issue=run.issue.id,
+                reason=run.issue.held_reason,
+                resume=f"mailer send --issue {run.issue.id}",
             )
         else:
             assert run.issue is not None and run.report is not None

@@ -1,37 +1,22 @@
 """SMTP transport: one connection, reused across messages, in the configured security
-mode. It sends one message and says what happened, classifying every failure:
-temporary (4xx, a refused or dropped connection, a time-out) or permanent (5xx)."""
+mode. It sends one message and says what happened: a dropped connection or a time-out
+is temporary; what a reply means is decided by the table in replies.py."""
 
 from __future__ import annotations
 
 import functools
-import re
 import smtplib
 import ssl
 from types import TracebackType
 
 from mailer.errors import DeliveryError
+from mailer.replies import Stage, Verdict, classify
 from mailer.settings import SMTP_DATA_TIMEOUT, Smtp
 
-# RFC 3463 codes. A bounce: the recipient's address does not exist (5.1.1 bad mailbox,
-# 5.1.2 bad domain, 5.1.3 bad syntax, 5.1.6 moved, 5.1.10 null MX); without an enhanced
-# code, the wording of a 550/551/553 reply. A policy refusal (spam, 5.7.x) is no bounce.
-_ENHANCED = re.compile(r"^\d{3}[ -]([245])\.(\d{1,3})\.(\d{1,3})\b")
-_BOUNCE_CODES = {(1, 1), (1, 2), (1, 3), (1, 6), (1, 10)}
-_NO_SUCH_USER = re.compile(
-    r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|"
-    r"mailbox (unavailable|not found)|invalid (recipient|mailbox)",
-    re.IGNORECASE,
-)
-# Refusals of our sender, login or message rather than of one recipient: every message
-# would get them (5.1.7/5.1.8 bad sender, 5.3.4 too big, 5.5.x protocol, 5.7.0/5.7.8/
-# 5.7.9 authentication, and relaying or sender wording without such a code).
-_SENDER_CODES = {(1, 7), (1, 8), (3, 4), (7, 0), (7, 8), (7, 9)}
-_SENDER_WORDING = re.compile(
-    r"relay(ing)? (access )?(denied|not permitted)|authentication required|"
-    r"sender address rejected|message size exceeds|too large",
-    re.IGNORECASE,
-)
+# smtplib refuses a reply line longer than this; a relay may still have accepted the
+# message (a 250 with a long queue id or diagnostics): read it, and keep the start.
+_MAXLINE = 8192
+_KEPT = 1000  # characters of a reply kept for the record
 
 
 class TemporaryFailure(Exception):
@@ -47,46 +32,41 @@ class ConnectionFailure(TemporaryFailure):
 
 
 class PermanentFailure(Exception):
-    """A 5xx reply: this message to this recipient will never be accepted."""
+    """A 5xx reply about this recipient: this message to them will never be accepted.
+    The verdict (replies.py) says whether it counts against the reader."""
 
-    def __init__(self, reply: str, bounce: bool):
+    def __init__(self, reply: str, verdict: Verdict):
         super().__init__(reply)
         self.reply = reply
-        self.bounce = bounce
+        self.verdict = verdict
+
+    @property
+    def bounce(self) -> bool:
+        """The address does not exist: the reader is marked bounced at once."""
+        return self.verdict == Verdict.BOUNCE
+
+
+class ContentRefused(DeliveryError):
+    """The relay refused the message itself (spam, policy, size), not one reader: every
+    reader would get the same refusal, so the send stops and counts against nobody."""
+
+    def __init__(self, reply: str):
+        super().__init__(f"the relay refused the message itself, not a reader: {reply}")
+        self.reply = reply
+
+
+class _Refused(Exception):
+    """A reply other than the one hoped for, at a stage of the transaction."""
+
+    def __init__(self, stage: Stage, code: int, message: bytes | str):
+        super().__init__(stage, code)
+        self.stage, self.code, self.reply = stage, code, _reply(code, message)
 
 
 def _reply(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
-    return f"{code} {' '.join(text.split())}"
-
-
-def _failure(code: int, message: bytes | str) -> TemporaryFailure | PermanentFailure:
-    reply = _reply(code, message)
-    if 400 <= code < 500 or code < 200:
-        return TemporaryFailure(reply)
-    return PermanentFailure(reply, bounce=is_bounce(code, reply))
-
-
-def _enhanced(reply: str) -> tuple[int, int] | None:
-    found = _ENHANCED.match(reply)
-    return (int(found.group(2)), int(found.group(3))) if found else None
-
-
-def is_bounce(code: int, reply: str) -> bool:
-    """Does a permanent failure say the recipient's address does not exist?"""
-    enhanced = _enhanced(reply)
-    if enhanced is not None:
-        return enhanced in _BOUNCE_CODES
-    return code in (550, 551, 553) and bool(_NO_SUCH_USER.search(reply))
-
-
-def blames_sender(code: int, reply: str) -> bool:
-    """Does a permanent failure refuse our sender, login or message, so that every
-    recipient would get it too?"""
-    enhanced = _enhanced(reply)
-    if enhanced is not None and (enhanced in _SENDER_CODES or enhanced[0] == 5):
-        return True
-    return code in (530, 535) or bool(_SENDER_WORDING.search(reply))
+    reply = f"{code} {' '.join(text.split())}"
+    return reply if len(reply) <= _KEPT else reply[: _KEPT - 1] + "…"
 
 
 @functools.cache
@@ -97,7 +77,39 @@ def _tls_context() -> ssl.SSLContext:
 
 def _command(connection: smtplib.SMTP, verb: str, argument: str = "") -> tuple[int, bytes]:
     connection.putcmd(verb, argument)  # refuses CR and LF in the line
-    return connection.getreply()
+    return _getreply(connection)
+
+
+def _getreply(connection: smtplib.SMTP) -> tuple[int, bytes]:
+    """smtplib's getreply, except that a line longer than its limit is cut short rather
+    than refused with a made-up "500 Line too long": the relay's code still counts."""
+    if connection.file is None:
+        assert connection.sock is not None
+        connection.file = connection.sock.makefile("rb")
+    lines: list[bytes] = []
+    while True:
+        line = _readline(connection)
+        if sum(map(len, lines)) < _KEPT:
+            lines.append(line[4:].strip(b" \t\r\n"))
+        try:
+            code = int(line[:3])
+        except ValueError:
+            return -1, b"\n".join(lines)
+        if line[3:4] != b"-":
+            return code, b"\n".join(lines)
+
+
+def _readline(connection: smtplib.SMTP) -> bytes:
+    """One line of a reply: the first _MAXLINE bytes of it, the rest read and dropped."""
+    assert connection.file is not None
+    line = connection.file.readline(_MAXLINE + 1)
+    rest = line
+    while len(rest) > _MAXLINE and not rest.endswith(b"\n"):
+        rest = connection.file.readline(_MAXLINE + 1)
+    if not line or not rest:
+        connection.close()
+        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+    return line
 
 
 class SMTPTransport:
@@ -185,22 +197,30 @@ class SMTPTransport:
         code, message = connection.ehlo()
         if 500 <= code < 600:
             code, message = connection.helo()
-        if code != 250:
-            raise ConnectionFailure(
-                f"SMTP server {self.address} turned the connection away: {_reply(code, message)}"
+        if code == 250:
+            return
+        reply = _reply(code, message)
+        if classify(Stage.GREETING, code, reply) == Verdict.STOP:
+            raise DeliveryError(
+                f"SMTP server {self.address} refused our greeting: {reply}; check [smtp] host "
+                "and port"
             )
+        raise ConnectionFailure(f"SMTP server {self.address} turned the connection away: {reply}")
 
     def send(self, sender: str, recipient: str, data: bytes) -> str:
-        """Send one message; return the server's reply, or raise TemporaryFailure or
-        PermanentFailure for this recipient. A refused sender concerns every message:
-        that raises DeliveryError."""
+        """Send one message; return the server's reply, or raise what the reply means
+        (replies.py): TemporaryFailure or PermanentFailure for this recipient;
+        ContentRefused when the relay refuses the message itself; DeliveryError when it
+        refuses our sender or login, which concerns every message."""
         self.open()
         assert self._connection is not None
         self._messages += 1
         try:
             reply = self._transaction(self._connection, sender, recipient, data)
-        except smtplib.SMTPResponseException as exc:
-            code, failure = exc.smtp_code, _failure(exc.smtp_code, exc.smtp_error)
+        except _Refused as refused:
+            failure = self._failure(refused, sender)
+            self._reset(closing=refused.code == 421)
+            raise failure from None
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
@@ -208,14 +228,31 @@ class SMTPTransport:
             if self._messages >= self.settings.max_messages_per_connection:
                 self.close()  # relays limit messages per connection; start a fresh one
             return reply
-        self._reset(failure)
-        if isinstance(failure, PermanentFailure) and blames_sender(code, failure.reply):
-            raise DeliveryError(
+
+    def _failure(self, refused: _Refused, sender: str) -> Exception:
+        """The exception that says what the table makes of a refusal."""
+        verdict, reply = classify(refused.stage, refused.code, refused.reply), refused.reply
+        if verdict == Verdict.DEFERRED and refused.stage == Stage.MAIL:
+            # every message would be put off alike: this connection stops for now
+            return ConnectionFailure(
+                f"SMTP server {self.address} put off the sender for now: {reply}"
+            )
+        if verdict in (Verdict.DEFERRED, Verdict.SENT):  # SENT: a 2xx where none belongs
+            return TemporaryFailure(reply)
+        if verdict == Verdict.CONTENT:
+            return ContentRefused(reply)
+        if verdict == Verdict.STOP and refused.stage == Stage.MAIL:
+            return DeliveryError(
+                f"SMTP server {self.address} refused the sender {sender}: {reply}; check "
+                "[smtp] username, MAILER_SMTP_PASSWORD and [publication] from_address"
+            )
+        if verdict == Verdict.STOP:
+            return DeliveryError(
                 f"SMTP server {self.address} refused the message from {sender} for a reason "
-                f"every recipient would get: {failure.reply}; check [smtp] username, "
+                f"every recipient would get: {reply}; check [smtp] username, "
                 "MAILER_SMTP_PASSWORD and [publication] from_address"
             )
-        raise failure
+        return PermanentFailure(reply, verdict)
 
     def _transaction(
         self, connection: smtplib.SMTP, sender: str, recipient: str, data: bytes
@@ -223,44 +260,34 @@ class SMTPTransport:
         # MAIL and RCPT by hand: smtplib parses both addresses again for every message
         # (a fifth of its time), and ours are checked and normalised when stored
         code, message = _command(connection, "mail", f"FROM:<{sender}>")
-        if 400 <= code < 500:
-            self._reset(_failure(code, message))
-            raise ConnectionFailure(
-                f"SMTP server {self.address} put off the sender for now: {_reply(code, message)}"
-            )
-        if code >= 500:
-            self._reset(None)
-            raise DeliveryError(
-                f"SMTP server {self.address} refused the sender {sender}: "
-                f"{_reply(code, message)}; check [smtp] username, MAILER_SMTP_PASSWORD and "
-                "[publication] from_address"
-            )
-        if code == 250:
-            code, message = _command(connection, "rcpt", f"TO:<{recipient}>")
-        if code in (250, 251):
-            code, message = self._data(connection, data)
-        if code == 250:
+        if code != 250:
+            raise _Refused(Stage.MAIL, code, message)
+        code, message = _command(connection, "rcpt", f"TO:<{recipient}>")
+        if code not in (250, 251):
+            raise _Refused(Stage.RCPT, code, message)
+        code, message = self._data(connection, data)
+        if 200 <= code < 300:  # delivered, whatever else the reply says
             return _reply(code, message)
-        raise smtplib.SMTPResponseException(code, message)
+        raise _Refused(Stage.DATA, code, message)
 
     def _data(self, connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
         """DATA, with dot-stuffing by bytes.replace rather than smtplib's regex: the
         message is CRLF throughout and starts with a header, never with a dot."""
         code, message = _command(connection, "data")
         if code != 354:
-            raise smtplib.SMTPDataError(code, message)
+            raise _Refused(Stage.DATA, code, message)
         ending = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
         if connection.sock is not None:
             connection.sock.settimeout(max(self.settings.timeout, SMTP_DATA_TIMEOUT))
         connection.send(data.replace(b"\r\n.", b"\r\n..") + ending)
-        reply = connection.getreply()
+        reply = _getreply(connection)
         if connection.sock is not None:
             connection.sock.settimeout(self.settings.timeout)
         return reply
 
-    def _reset(self, failure: Exception | None) -> None:
+    def _reset(self, closing: bool) -> None:
         """After a refusal, clear the transaction so the connection can be reused."""
-        if isinstance(failure, TemporaryFailure) and failure.reply.startswith("421"):
+        if closing:
             self._drop()  # 421: the server is closing the connection
             return
         try:

@@ -43,11 +43,14 @@ class RecordingHandler:
     """Accepts and records every message, except as told: `refuse` maps a recipient to
     the reply its RCPT gets ("550 5.1.1 User unknown", "451 4.3.0 Try later"); `refuse_all`
     answers every RCPT so; `refuse_sender` answers MAIL FROM so, `refuse_data` the end of
-    DATA; `drop` names recipients whose DATA makes the server hang up (the message
-    received, no reply sent); `stall` maps a recipient to the seconds its RCPT waits
-    before the reply, to outlast a client's time-out; `stall_data` the seconds the end of
-    DATA waits before its reply (a relay that stalls after the dot), `in_data` is set
-    once a message's data has arrived.
+    DATA (once `accept_first` messages have been received: a relay whose filter or quota
+    starts refusing mid-send), `refuse_data_to` the end of DATA for one recipient;
+    `data_reply` is the reply to a message received (a long one, say); `drop` names
+    recipients whose DATA makes the server hang up (the message received, no reply
+    sent); `stall` maps a recipient to the seconds its RCPT waits before the reply, to
+    outlast a client's time-out; `stall_data` the seconds the end of DATA waits before
+    its reply (a relay that stalls after the dot), `in_data` is set once a message's
+    data has arrived.
 
     `max_sessions` turns away sessions beyond that many open at once with a 421, at the
     greeting (as Postfix and Exim do) or, with `turn_away_at="ehlo"`, in reply to EHLO,
@@ -59,6 +62,9 @@ class RecordingHandler:
     refuse_all: str | None = None
     refuse_sender: str | None = None
     refuse_data: str | None = None
+    accept_first: int = 0
+    refuse_data_to: dict[str, str] = field(default_factory=dict)
+    data_reply: str = "250 2.0.0 Ok: queued"
     drop: set[str] = field(default_factory=set)
     stall: dict[str, float] = field(default_factory=dict)
     stall_data: float = 0.0
@@ -106,7 +112,10 @@ class RecordingHandler:
         if self.drop.intersection(envelope.rcpt_tos):
             server.transport.close()
             return "421 closing"
-        if self.refuse_data:
+        for address in envelope.rcpt_tos:
+            if address in self.refuse_data_to:
+                return self.refuse_data_to[address]
+        if self.refuse_data and len(self.received) >= self.accept_first:
             return self.refuse_data
         with self.arrived:
             self.received.append(
@@ -117,7 +126,7 @@ class RecordingHandler:
                 )
             )
             self.arrived.notify_all()
-        return "250 2.0.0 Ok: queued"
+        return self.data_reply
 
     def to(self, address: str) -> list[EmailMessage]:
         """The messages received for one recipient."""

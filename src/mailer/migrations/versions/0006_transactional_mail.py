@@ -1,6 +1,6 @@
 """the queue of transactional mail (confirmation links), sent after the site answers
 
-Revision ID: 0006h2
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-11-29
 """
@@ -8,7 +8,7 @@ Create Date: 2026-11-29
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006h2"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

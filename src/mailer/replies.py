@@ -1,0 +1,144 @@
+"""What an SMTP reply means: the one table that decides it. The transport asks it about
+every reply it gets (the greeting, MAIL, RCPT, the end of DATA), and nothing else decides
+what counts against a reader. Bounce processing extends the same table with its rows.
+
+A newsletter goes to one recipient per transaction, so a reply at the end of DATA is
+about the message unless it says it is about the recipient; a refusal of the message
+(spam, policy, size) must never count against the reader: it would, three issues
+later, mark the whole list bounced."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    GREETING = "greeting"  # the banner, EHLO/HELO, STARTTLS, AUTH
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"  # DATA itself and the reply after the final dot
+
+
+class Verdict(StrEnum):
+    SENT = "sent"  # accepted
+    DEFERRED = "deferred"  # temporary: try this delivery again later
+    BOUNCE = "bounce"  # the address does not exist: failed, the reader is bounced at once
+    READER = "reader"  # this reader's mailbox refuses for good: failed, a strike (3 bounce)
+    REFUSED = "refused"  # this recipient refused by policy: failed, counts against nobody
+    CONTENT = "content"  # the message itself refused: the send stops, the issue is held
+    STOP = "stop"  # our sender, login or relay refused: the send stops, all stays queued
+
+    @property
+    def blames_reader(self) -> bool:
+        return self in (Verdict.BOUNCE, Verdict.READER)
+
+
+_ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
+ANY_STAGE = frozenset(Stage)
+_DELIVERY = frozenset((Stage.RCPT, Stage.DATA))
+_BEFORE_DATA = frozenset((Stage.GREETING, Stage.MAIL, Stage.RCPT))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row: a reply at one of `stages` whose basic code matches `code`, whose
+    enhanced status code (RFC 3463, "5.7.1") matches `enhanced` and whose text matches
+    `text` (each a regular expression; None matches anything, and `enhanced=""` only a
+    reply without an enhanced code) means `verdict`."""
+
+    stages: frozenset[Stage]
+    code: str | None
+    enhanced: str | None
+    text: str | None
+    verdict: Verdict
+    why: str
+
+    def matches(self, stage: Stage, code: int, enhanced: str, reply: str) -> bool:
+        return (
+            stage in self.stages
+            and (self.code is None or re.fullmatch(self.code, str(code)) is not None)
+            and (
+                self.enhanced is None
+                or (enhanced == "" if self.enhanced == "" else _full(self.enhanced, enhanced))
+            )
+            and (self.text is None or re.search(self.text, reply, re.IGNORECASE) is not None)
+        )
+
+
+def _full(pattern: str, value: str) -> bool:
+    return re.fullmatch(pattern, value) is not None
+
+
+def _rule(
+    stages: frozenset[Stage] | Stage,
+    code: str | None,
+    enhanced: str | None,
+    text: str | None,
+    verdict: Verdict,
+    why: str,
+) -> Rule:
+    where = frozenset((stages,)) if isinstance(stages, Stage) else stages
+    return Rule(where, code, enhanced, text, verdict, why)
+
+
+_NO_SUCH_USER = (
+    r"user unknown|unknown user|no such (user|mailbox|recipient)|does not exist|"
+    r"mailbox (unavailable|not found)|invalid (recipient|mailbox)"
+)
+_OUR_SENDER = (
+    r"relay(ing)? (access )?(denied|not permitted)|authentication required|"
+    r"sender address rejected|client host .*blocked|blocked using|"
+    r"(black|block)listed"
+)
+_TOO_BIG = r"message size exceeds|too (large|big)"
+# a refusal at RCPT without an enhanced code that speaks of spam or policy: about us
+_POLICY = r"spam|policy|reputation|blocked|denied"
+
+S, V = Stage, Verdict
+# The table. The first row that matches decides; a new row goes above the broader row
+# it refines. README.md ("When the relay says no") shows the same table.
+RULES: tuple[Rule, ...] = (
+    _rule(ANY_STAGE, r"2\d\d", None, None, V.SENT, "accepted"),
+    _rule(ANY_STAGE, r"4\d\d", None, None, V.DEFERRED, "temporary: try again later"),
+    _rule(S.GREETING, r"5\d\d", None, None, V.STOP, "the relay turns us away or refuses the login"),
+    _rule(S.MAIL, r"5\d\d", None, None, V.STOP, "the relay refuses our sender"),
+    _rule(_BEFORE_DATA, None, r"5\.7\.[089]", None, V.STOP, "authentication or security"),
+    _rule(ANY_STAGE, r"53[05]", "", None, V.STOP, "authentication required or refused"),
+    _rule(ANY_STAGE, None, None, _OUR_SENDER, V.STOP, "relaying, our sender or our host"),
+    _rule(_DELIVERY, None, r"5\.1\.([1236]|10)", None, V.BOUNCE, "no such address"),
+    _rule(_DELIVERY, None, r"5\.1\.[78]", None, V.STOP, "our sender's address is refused"),
+    _rule(_DELIVERY, None, r"5\.1\.\d+", None, V.READER, "the recipient's address"),
+    _rule(_DELIVERY, None, r"5\.2\.3", None, V.CONTENT, "the message is too long"),
+    _rule(_DELIVERY, None, r"5\.2\.\d+", None, V.READER, "the mailbox: disabled, full"),
+    _rule(_DELIVERY, None, r"5\.3\.4", None, V.CONTENT, "the message is too big"),
+    _rule(_DELIVERY, None, r"5\.3\.\d+", None, V.STOP, "the relay's mail system"),
+    _rule(_DELIVERY, None, r"5\.4\.\d+", None, V.READER, "no route to the recipient's domain"),
+    _rule(_DELIVERY, None, r"5\.5\.\d+", None, V.STOP, "a protocol error: every message has it"),
+    _rule(_DELIVERY, None, r"5\.6\.\d+", None, V.CONTENT, "the message's content or format"),
+    _rule(S.RCPT, None, r"5\.7\.\d+", None, V.REFUSED, "a policy about this recipient"),
+    _rule(S.DATA, None, r"5\.7\.\d+", None, V.CONTENT, "spam or policy: the message"),
+    _rule(_DELIVERY, r"55[013]", "", _NO_SUCH_USER, V.BOUNCE, "no such user, in words"),
+    _rule(_DELIVERY, None, "", _TOO_BIG, V.CONTENT, "too big, in words"),
+    _rule(S.RCPT, r"5\d\d", "", _POLICY, V.REFUSED, "spam or policy, in words"),
+    _rule(S.DATA, r"552", "", None, V.CONTENT, "552 after DATA: too big"),
+    _rule(S.RCPT, r"5\d\d", None, None, V.READER, "any other refusal of the recipient"),
+    _rule(S.DATA, r"5\d\d", None, None, V.CONTENT, "any other refusal of the message"),
+)
+
+
+def enhanced_code(reply: str) -> str:
+    """The RFC 3463 status code a reply ("554 5.7.1 ...") carries, or ""."""
+    found = _ENHANCED.match(reply)
+    return found.group(1) if found else ""
+
+
+def classify(stage: Stage, code: int, reply: str) -> Verdict:
+    """What the reply (code and text, as "554 5.7.1 Message rejected") at this stage
+    means. A reply no row covers (a 1xx, a code out of range) is temporary."""
+    enhanced = enhanced_code(reply)
+    for rule in RULES:
+        if rule.matches(stage, code, enhanced, reply):
+            return rule.verdict
+    return Verdict.DEFERRED

@@ -1,0 +1,429 @@
+"""What a relay's refusal counts against: a refusal of the message itself (spam, policy,
+size) stops the send, holds the issue and counts against no reader; only a refusal about
+the recipient (no such user, mailbox disabled) counts against the reader. Real SMTP
+servers on 127.0.0.1 that refuse as told; SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from mailer.articles import ingest_file
+from mailer.delivery import IssueHeld, deliver
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.issues import article_issue, schedule_issue
+from mailer.models import Delivery, Issue, Subscriber, utcnow
+from mailer.replies import RULES, Stage, Verdict, classify
+from mailer.scheduler import resume_unfinished, start_due_issues
+from mailer.settings import Settings
+from mailer.subscribers import import_csv
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+
+SPAM = "554 5.7.1 Message rejected as spam"
+UNKNOWN = "550 5.1.1 <{}>: Recipient address rejected: User unknown"
+
+
+# -- the table ----------------------------------------------------------------------------
+
+CASES = [
+    (Stage.DATA, SPAM, Verdict.CONTENT),
+    (Stage.DATA, "554 5.7.0 Message rejected: content policy", Verdict.CONTENT),
+    (Stage.DATA, "550 5.7.1 Message rejected due to DMARC policy", Verdict.CONTENT),
+    (Stage.DATA, "554 5.6.0 Message rejected: malformed MIME", Verdict.CONTENT),
+    (Stage.DATA, "552 5.3.4 Message size exceeds fixed limit", Verdict.CONTENT),
+    (Stage.DATA, "552 Message size exceeds maximum permitted", Verdict.CONTENT),
+    (Stage.DATA, "552 Requested mail action aborted: exceeded storage allocation", Verdict.CONTENT),
+    (Stage.DATA, "554 5.2.3 Message length exceeds administrative limit", Verdict.CONTENT),
+    (Stage.DATA, "554 Transaction failed", Verdict.CONTENT),
+    (Stage.DATA, "550 5.1.1 <a@example.org>: User unknown", Verdict.BOUNCE),
+    (Stage.DATA, "552 5.2.2 Mailbox full", Verdict.READER),
+    (Stage.DATA, "250 2.0.0 Ok: queued as 4F2", Verdict.SENT),
+    (Stage.DATA, "451 4.3.0 Temporary failure", Verdict.DEFERRED),
+    (
+        Stage.RCPT,
+        "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown",
+        Verdict.BOUNCE,
+    ),
+    (Stage.RCPT, "550 5.1.10 RESOLVER.ADR.RecipientNotFound", Verdict.BOUNCE),
+    (Stage.RCPT, "550 User unknown", Verdict.BOUNCE),
+    (Stage.RCPT, "550 No such user here", Verdict.BOUNCE),
+    (Stage.RCPT, "550 Requested action not taken: mailbox unavailable", Verdict.BOUNCE),
+    (Stage.RCPT, "550 5.2.1 Mailbox disabled, not accepting messages", Verdict.READER),
+    (Stage.RCPT, "552 5.2.2 Mailbox full", Verdict.READER),
+    (Stage.RCPT, "550 Recipient address rejected: Access denied", Verdict.REFUSED),
+    (Stage.RCPT, "554 Message rejected as spam", Verdict.REFUSED),
+    (Stage.RCPT, "550 Requested action not taken", Verdict.READER),
+    (
+        Stage.RCPT,
+        "550 5.7.1 <a@example.org>: Recipient address rejected: Access denied",
+        Verdict.REFUSED,
+    ),
+    (Stage.RCPT, "554 5.7.1 <a@example.org>: Relay access denied", Verdict.STOP),
+    (Stage.RCPT, "554 Relay access denied", Verdict.STOP),
+    (
+        Stage.RCPT,
+        "553 5.1.8 <n@example.org>: Sender address rejected: Domain not found",
+        Verdict.STOP,
+    ),
+    (
+        Stage.RCPT,
+        "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org",
+        Verdict.STOP,
+    ),
+    (Stage.RCPT, "530 5.7.0 Authentication required", Verdict.STOP),
+    (Stage.RCPT, "421 4.7.0 Try again later, closing connection", Verdict.DEFERRED),
+    (Stage.RCPT, "450 4.2.1 Mailbox busy", Verdict.DEFERRED),
+    (Stage.RCPT, "451 4.7.1 Greylisted, try again later", Verdict.DEFERRED),
+    (Stage.RCPT, "251 User not local; will forward", Verdict.SENT),
+    (Stage.MAIL, "530 5.7.0 Authentication required", Verdict.STOP),
+    (Stage.MAIL, "550 5.1.8 Sender address rejected", Verdict.STOP),
+    (Stage.MAIL, "451 4.7.1 Sender rate limited, try later", Verdict.DEFERRED),
+    (Stage.GREETING, "554 No SMTP service here", Verdict.STOP),
+    (Stage.GREETING, "421 4.7.0 Too many concurrent SMTP connections", Verdict.DEFERRED),
+]
+
+
+@pytest.mark.parametrize(("stage", "reply", "verdict"), CASES, ids=[c[1][:40] for c in CASES])
+def test_the_table_says_what_a_reply_means(stage, reply, verdict):
+    assert classify(stage, int(reply[:3]), reply) == verdict
+
+
+def test_only_refusals_about_the_recipient_count_against_the_reader():
+    blamed = {rule.verdict for rule in RULES if rule.verdict.blames_reader}
+    assert blamed == {Verdict.BOUNCE, Verdict.READER}
+    for _stage, reply, verdict in CASES:
+        if any(f" 5.{n}." in reply for n in (3, 5, 6, 7)):
+            assert not verdict.blames_reader, reply
+
+
+def test_the_readme_shows_the_table():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for rule in RULES:
+        assert f"| {rule.why} |" in readme, f"README lacks the row: {rule.why}"
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def readers(engine: Engine, directory: Path, count: int) -> list[str]:
+    addresses = [f"reader{i:03}@example.org" for i in range(count)]
+    listing = directory / "readers.csv"
+    listing.write_text("email\n" + "".join(f"{address}\n" for address in addresses))
+    assert import_csv(engine, listing).added == count
+    return addresses
+
+
+def new_issue(engine: Engine, settings: Settings, directory: Path, number: int = 0) -> Issue:
+    if number == 0:
+        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    else:
+        source = directory / f"article-{number}.txt"
+        source.write_text(f"OSLO – News item number {number}, in plain words.\n", "utf-8")
+        article = ingest_file(engine, settings, source, title=f"News {number}").article
+    return article_issue(engine, settings, article)
+
+
+def rows(engine: Engine, issue: Issue) -> dict[str, Delivery]:
+    with Session(engine) as session:
+        query = (
+            select(Delivery, Subscriber.email).join(Subscriber).where(Delivery.issue_id == issue.id)
+        )
+        return {address: delivery for delivery, address in session.exec(query).all()}
+
+
+def stored(engine: Engine, issue: Issue) -> Issue:
+    with Session(engine) as session:
+        found = session.get(Issue, issue.id)
+        assert found is not None
+        return found
+
+
+def subscriber_status(engine: Engine) -> dict[str, str]:
+    with Session(engine) as session:
+        return {s.email: s.status for s in session.exec(select(Subscriber)).all()}
+
+
+def copies(server: RecordingHandler) -> Counter[str]:
+    return Counter(r for message in server.received for r in message.rcpt_tos)
+
+
+def mailer(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `mailer` command on the test's database and SMTP server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update(
+        MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        MAILER_DATABASE_URL=settings.database.url,
+        MAILER_SMTP_PORT=str(settings.smtp.port),
+        MAILER_SMTP_HOST="127.0.0.1",
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# -- a relay that refuses every message ---------------------------------------------------
+
+
+def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 24)
+    issue = new_issue(engine, settings, tmp_path)
+    several = settings.replace(smtp={"max_connections": 4})
+    smtp.refuse_data = SPAM
+    with pytest.raises(IssueHeld, match="Message rejected as spam") as held:
+        deliver(engine, several, issue)
+    assert f"mailer send --issue {issue.id}" in str(held.value)
+    assert held.value.report.sent == 0
+    assert (stored(engine, issue).status, stored(engine, issue).held_reason) == ("held", SPAM)
+    assert {(r.status, r.attempts, r.blames_reader) for r in rows(engine, issue).values()} == {
+        ("queued", 0, None)
+    }, "the rest stay queued; no attempt counted against anyone"
+    assert set(subscriber_status(engine).values()) == {"active"}
+    assert smtp.received == []
+
+    # the scheduler's resume and `mailer send --resume` leave a held issue alone
+    assert list(resume_unfinished(engine, settings)) == []
+    resumed = mailer(settings, tmp_path, "send", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "held" in resumed.stdout and f"mailer send --issue {issue.id}" in resumed.stdout
+    assert stored(engine, issue).status == "held" and smtp.received == []
+    worker = mailer(settings, tmp_path, "send", "--worker", "--article", issue.article_ids, "-y")
+    assert worker.returncode == 1 and "is held" in worker.stderr, worker.stderr
+    assert stored(engine, issue).status == "held" and smtp.received == []
+
+    listing = mailer(settings, tmp_path, "status")
+    assert "held" in listing.stdout and SPAM in listing.stdout, listing.stdout
+    detail = mailer(settings, tmp_path, "status", str(issue.id))
+    assert f"({'held'})" in detail.stdout and SPAM in detail.stdout, detail.stdout
+    assert f"mailer send --issue {issue.id}" in detail.stdout
+
+    # the relay is put right; an editor resumes it
+    smtp.refuse_data = None
+    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "Sent 24" in done.stdout, done.stdout
+    assert copies(smtp) == Counter(addresses), "each reader exactly once"
+    assert stored(engine, issue).status == "sent" and stored(engine, issue).held_reason is None
+
+
+def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settings, tmp_path, smtp):
+    readers(engine, tmp_path, 3)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_data = SPAM
+    article = issue.article_ids
+    result = mailer(settings, tmp_path, "send", "--article", article, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "refused the message itself, not a reader" in result.stderr
+    assert SPAM in result.stderr and f"mailer send --issue {issue.id}" in result.stderr
+    assert "Sent 0" in result.stdout
+    assert set(subscriber_status(engine).values()) == {"active"}
+    smtp.refuse_data = None  # sending the article again resumes it too
+    again = mailer(settings, tmp_path, "send", "--article", article, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert "Sent 3" in again.stdout and len(smtp.received) == 3
+    assert stored(engine, issue).status == "sent"
+
+
+def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, settings, tmp_path, smtp):
+    """The old fault: each refusal a strike, and after three issues the list was bounced."""
+    readers(engine, tmp_path, 10)
+    smtp.refuse_data = SPAM
+    issues = [new_issue(engine, settings, tmp_path, number) for number in range(3)]
+    for issue in issues:
+        with pytest.raises(IssueHeld):
+            deliver(engine, settings, issue)
+    assert set(subscriber_status(engine).values()) == {"active"}
+    smtp.refuse_data = None
+    for issue in issues:
+        assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+        assert stored(engine, issue).status == "sent"
+    assert set(copies(smtp).values()) == {3}, "each reader got each issue once"
+
+
+def test_a_relay_refusing_everything_at_rcpt_for_policy_blames_nobody(
+    engine, settings, tmp_path, smtp
+):
+    """The same refusal, made at RCPT, three issues running: no reader is bounced."""
+    readers(engine, tmp_path, 6)
+    smtp.refuse_all = "550 5.7.1 Recipient address rejected: Access denied"
+    for number in range(3):
+        deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
+    assert set(subscriber_status(engine).values()) == {"active"}
+
+
+def test_the_scheduler_holds_a_scheduled_issue_the_relay_refuses_and_leaves_it_held(
+    engine, settings, tmp_path, smtp, caplog
+):
+    readers(engine, tmp_path, 5)
+    issue = schedule_issue(
+        engine, new_issue(engine, settings, tmp_path), utcnow() - timedelta(minutes=1)
+    )
+    smtp.refuse_data = "552 5.3.4 Message size exceeds fixed limit"
+    with caplog.at_level("INFO", logger="mailer"):
+        assert list(start_due_issues(engine, settings, utcnow())) == []
+    assert stored(engine, issue).status == "held"
+    assert f"issue-held issue={issue.id}" in caplog.text and "5.3.4" in caplog.text
+    assert list(resume_unfinished(engine, settings)) == [] and smtp.received == []
+    assert {r.status for r in rows(engine, issue).values()} == {"queued"}
+
+
+def test_a_relay_refusing_recipient_after_recipient_for_policy_holds_the_issue(
+    engine, settings, tmp_path, smtp
+):
+    """Refused at RCPT for spam, reader after reader: that is about us, not them. The
+    issue is held as for a refused message, and nobody is left failed."""
+    addresses = readers(engine, tmp_path, 30)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_all = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(IssueHeld, match="recipients in a row") as held:
+        deliver(engine, settings.replace(smtp={"max_connections": 4}), issue)
+    assert held.value.report.counts.get("failed", 0) == 0
+    assert stored(engine, issue).status == "held"
+    found = rows(engine, issue).values()
+    assert {(r.status, r.attempts, r.smtp_response) for r in found} == {("queued", 0, None)}
+    smtp.refuse_all = None
+    assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert copies(smtp) == Counter(addresses)
+
+
+# -- a relay that refuses one reader --------------------------------------------------------
+
+
+def test_a_reader_refused_as_unknown_at_rcpt_alone_fails_and_is_bounced(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 12)
+    gone = addresses[5]
+    smtp.refuse[gone] = UNKNOWN.format(gone)
+    issue = new_issue(engine, settings, tmp_path)
+    report = deliver(engine, settings.replace(smtp={"max_connections": 3}), issue)
+    assert report.counts == {"sent": 11, "failed": 1} and report.bounced == 1
+    found = rows(engine, issue)
+    assert (found[gone].status, found[gone].blames_reader) == ("failed", True)
+    assert {subscriber for subscriber, s in subscriber_status(engine).items() if s != "active"} == {
+        gone
+    }
+    assert copies(smtp) == Counter(a for a in addresses if a != gone)
+    assert stored(engine, issue).status == "sent"
+
+
+def test_a_reader_refused_as_unknown_after_data_alone_fails_and_is_bounced(
+    engine, settings, tmp_path, smtp
+):
+    """Some relays check the recipient only once the message is in: the reply says who."""
+    addresses = readers(engine, tmp_path, 8)
+    gone = addresses[2]
+    smtp.refuse_data_to[gone] = UNKNOWN.format(gone)
+    issue = new_issue(engine, settings, tmp_path)
+    report = deliver(engine, settings, issue)
+    assert report.counts == {"sent": 7, "failed": 1} and report.bounced == 1
+    assert subscriber_status(engine)[gone] == "bounced"
+    assert stored(engine, issue).status == "sent"
+
+
+def test_a_policy_refusal_of_one_recipient_at_rcpt_counts_against_nobody(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 6)
+    refused = addresses[1]
+    smtp.refuse[refused] = "550 5.7.1 <x>: Recipient address rejected: Access denied"
+    for number in range(4):
+        issue = new_issue(engine, settings, tmp_path, number)
+        assert deliver(engine, settings, issue).counts == {"sent": 5, "failed": 1}
+        assert rows(engine, issue)[refused].blames_reader is False
+    assert subscriber_status(engine)[refused] == "active", "four refusals, none of them its own"
+
+
+def test_a_mailbox_disabled_three_issues_running_bounces_the_reader(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 4)
+    disabled = addresses[0]
+    smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
+    for number in range(3):
+        deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
+        expected = "bounced" if number == 2 else "active"
+        assert subscriber_status(engine)[disabled] == expected, number
+
+
+# -- a relay that refuses after 100 accepted ----------------------------------------------
+
+
+def test_a_relay_refusing_after_100_accepted_holds_the_rest_and_a_resume_sends_them_once(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 130)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_data, smtp.accept_first = SPAM, 100
+    several = settings.replace(smtp={"max_connections": 4})
+    with pytest.raises(IssueHeld) as held:
+        deliver(engine, several, issue)
+    assert held.value.report.sent == 100
+    found = rows(engine, issue)
+    assert Counter(r.status for r in found.values()) == {"sent": 100, "queued": 30}
+    assert {r.attempts for r in found.values() if r.status == "queued"} == {0}
+    assert set(copies(smtp)) == {a for a, r in found.items() if r.status == "sent"}
+    assert stored(engine, issue).status == "held"
+    assert set(subscriber_status(engine).values()) == {"active"}
+
+    assert list(resume_unfinished(engine, settings)) == [], "not resumed by itself"
+    assert len(smtp.received) == 100
+    smtp.refuse_data = None
+    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert copies(smtp) == Counter(addresses), "the rest, each once"
+    assert stored(engine, issue).status == "sent"
+
+
+def test_a_held_issue_stops_senders_in_other_processes_from_claiming_more(
+    engine, settings, tmp_path, smtp
+):
+    """Two processes share the send; the one that meets the refusal holds the issue,
+    and the other claims no more of it."""
+    addresses = readers(engine, tmp_path, 40)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_data, smtp.accept_first = SPAM, 10
+    with pytest.raises(IssueHeld):
+        deliver(engine, settings.replace(smtp={"max_connections": 4}), issue, processes=2)
+    found = rows(engine, issue)
+    assert Counter(r.status for r in found.values()) == {"sent": 10, "queued": 30}
+    assert set(subscriber_status(engine).values()) == {"active"}
+    smtp.refuse_data = None
+    mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    assert copies(smtp) == Counter(addresses)
+
+
+# -- a long reply -------------------------------------------------------------------------
+
+
+def test_a_message_accepted_with_a_reply_longer_than_8_kb_is_recorded_as_sent(
+    engine, settings, tmp_path
+):
+    handler = RecordingHandler(data_reply="250 2.0.0 Ok: queued as " + "X" * 12000)
+    with smtp_server(handler) as (_, server):
+        addresses = readers(engine, tmp_path, 3)
+        issue = new_issue(engine, settings, tmp_path)
+        one = settings.replace(smtp={"port": server.port, "max_connections": 1})
+        assert deliver(engine, one, issue).counts == {"sent": 3}
+    found = rows(engine, issue)
+    for address in addresses:
+        reply = found[address].smtp_response or ""
+        assert found[address].status == "sent" and reply.startswith("250 2.0.0 Ok: queued as X")
+        assert len(reply) <= 1000, "kept short"
+    assert copies(server) == Counter(addresses)
+    assert server.connections == 1, "the connection goes on after the long reply"
