@@ -39,19 +39,25 @@ from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, Subscribe
 from mailer.outbox import Outbox, count_recipients
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
 from mailer.report import issue_report, list_issues
-from mailer.settings import Settings, load_settings
+from mailer.settings import Settings, load_settings, masked_url
 
 app = typer.Typer(
     help="Newsletter and donation-appeal mailer.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # help texts name config keys as "[section] key": rich markup would eat the brackets
+    rich_markup_mode=None,
 )
-subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
-articles_app = typer.Typer(help="Articles that have been ingested.", no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Manage subscribers.", no_args_is_help=True, rich_markup_mode=None
+)
+articles_app = typer.Typer(
+    help="Articles that have been ingested.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(articles_app, name="articles")
-dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True)
+dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(dkim_app, name="dkim")
 
 
@@ -79,7 +85,7 @@ def init(ctx: typer.Context) -> None:
     """Create the database, or upgrade an older one in place."""
     settings = settings_of(ctx)
     open_database(settings.database.url)
-    say(f"Database ready: {settings.database.url}")
+    say(f"Database ready: {masked_url(settings.database.url)}")
 
 
 @app.command()

@@ -16,22 +16,24 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
 from mailer.errors import MailerError
+from mailer.settings import masked_url
 
 
 def create_db_engine(url: str) -> Engine:
+    shown = masked_url(url)  # errors never print the password
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise MailerError(f"database.url = {url!r} is not a database URL") from None
+        raise MailerError(f"database.url = {shown!r} is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise MailerError(f"database.url = {url!r}: mailer runs on sqlite:// or postgresql://")
+        raise MailerError(f"database.url = {shown!r}: mailer runs on sqlite:// or postgresql://")
     if backend == "postgresql":
         try:
             return create_engine(url, pool_pre_ping=True)
         except (ImportError, NoSuchModuleError) as exc:
             raise MailerError(
-                f"database.url = {url!r} needs a driver that is not installed ({exc}); "
+                f"database.url = {shown!r} needs a driver that is not installed ({exc}); "
                 "install psycopg: pip install 'psycopg[binary]'"
             ) from None
     if parsed.database and parsed.database != ":memory:":
@@ -94,7 +96,8 @@ def upgrade(engine: Engine) -> None:
     except DBAPIError as exc:
         # Another process may have created the schema at the same moment: that is fine.
         if current_revision(engine) != SCHEMA_REVISION:
-            raise MailerError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+            shown = masked_url(str(engine.url))
+            raise MailerError(f"cannot open the database {shown!r}: {exc.orig}") from None
 
 
 def open_database(url: str) -> Engine:

@@ -10,7 +10,7 @@ import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -31,6 +31,10 @@ def _address(value: str) -> str:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"an email address ({exc})") from None
+
+
+# RFC 3986 pchar and "/", and "%" so an address encoded already is not encoded twice
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class Publication(Section):
@@ -56,13 +60,15 @@ class Publication(Section):
     @field_validator("base_url")
     @classmethod
     def _ascii_base(cls, value: str) -> str:
-        """Links go into headers, which must be ASCII: an IDN host becomes punycode."""
+        """Links go into headers, which must be ASCII: an IDN host becomes punycode, and
+        a path in other letters (/påmelding) is percent-encoded as UTF-8."""
         parts = urlsplit(value.rstrip("/"))
         try:
             host = parts.netloc.encode("idna").decode("ascii")
         except UnicodeError:
             raise ValueError("an http(s) address with a valid host name") from None
-        return urlunsplit(parts._replace(netloc=host))
+        path = quote(parts.path, safe=_PATH_SAFE)  # what is encoded already stays as it is
+        return urlunsplit(parts._replace(netloc=host, path=path))
 
     @field_validator("timezone")
     @classmethod
@@ -76,6 +82,17 @@ class Publication(Section):
     @property
     def sender_name(self) -> str:
         return self.from_name or self.name
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads: mask by its shape
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 class Database(Section):
@@ -333,9 +350,10 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"  {message}")
         else:
             expected = message.removeprefix("Input should be ")
-            lines.append(
-                f"  {key} = {error.get('input')!r}: expected {expected} (file or {variable})"
-            )
+            given = error.get("input")
+            if key == "database.url" and isinstance(given, str):
+                given = masked_url(given)
+            lines.append(f"  {key} = {given!r}: expected {expected} (file or {variable})")
     return "\n".join(lines)
 
 
