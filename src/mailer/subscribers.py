@@ -8,9 +8,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -334,11 +335,13 @@ def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
     frequency = values.get("frequency", "").strip().lower() or "every"
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"unknown frequency {frequency!r} (use every, weekly or articles)")
-    return _new(normalise_address(values["email"]), values.get("name"), status, frequency)
+    name = unneutralised(values["name"]) if values.get("name") else None
+    return _new(normalise_address(unneutralised(values["email"])), name, status, frequency)
 
 
 def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
-    """Write the list as CSV (importable again); erased subscribers are left out."""
+    """Write the list as CSV (importable again); erased subscribers are left out. Text a
+    spreadsheet would run as a formula is neutralised (see `neutralised`)."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
@@ -346,8 +349,31 @@ def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
         if subscriber.email.startswith("erased:"):
             continue
         row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
-        writer.writerow(
-            ["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row]
-        )
+        writer.writerow([_cell(v) for v in row])
         count += 1
     return count
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return neutralised(str(value))
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"); quotes in
+# front count too, so a value that begins with "'=" comes back as it was.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def neutralised(value: str) -> str:
+    """A cell a spreadsheet shows as text: a value that would start a formula (=, +, -,
+    @, tab, carriage return; web sign-ups supply names) gets a single quote in front."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def unneutralised(value: str) -> str:
+    """The value `neutralised` was given: the one quote it added taken off again. A value
+    that starts with a quote and then anything else is left as it is."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value
