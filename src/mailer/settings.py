@@ -3,9 +3,11 @@ validated Settings object. Loaded once at start; a bad value stops the program t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -219,9 +221,39 @@ class Dkim(Section):
         return self
 
 
+# The shortest signing key accepted: what the generated key file is held to as well.
+MIN_KEY_LENGTH = 32
+
+
 class Security(Section):
     secret_key_file: str = "var/secret_key"
+    # Only ever from the environment: MAILER_SECRET_KEY, and MAILER_SECRET_KEY_PREVIOUS
+    # (keys retired by a change of key whose links still verify, comma-separated).
     secret_key: str = Field(default="", repr=False)
+    secret_key_previous: tuple[str, ...] = Field(default=(), repr=False)
+
+    @field_validator("secret_key_previous", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> Security:
+        # said here, naming the variable, so the error never repeats the key itself
+        if self.secret_key and len(self.secret_key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"MAILER_SECRET_KEY is {len(self.secret_key)} characters long; a signing key "
+                f"needs at least {MIN_KEY_LENGTH} random characters (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if any(len(key) < MIN_KEY_LENGTH for key in self.secret_key_previous):
+            raise ValueError(
+                f"MAILER_SECRET_KEY_PREVIOUS: every previous key has at least {MIN_KEY_LENGTH} "
+                "characters, as it had when it signed links (separate several with commas)"
+            )
+        return self
 
 
 # The end of a message's DATA may take a server long to answer (RFC 5321 4.5.3.2: 10
@@ -256,7 +288,14 @@ class Settings(Section):
 
     @property
     def secret_key(self) -> str:
+        """The key that signs links now."""
         return self.security.secret_key or _secret_from_file(Path(self.security.secret_key_file))
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Every key a link may be signed with: the previous ones, then the current one
+        (itsdangerous's order: it tries the newest first)."""
+        return [*self.security.secret_key_previous, self.secret_key]
 
     def replace(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys of some sections changed, validated again."""
@@ -319,8 +358,8 @@ def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
         if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
             continue
         section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
-        if variable == "MAILER_SECRET_KEY":
-            section, key = "security", "secret_key"
+        if variable in ("MAILER_SECRET_KEY", "MAILER_SECRET_KEY_PREVIOUS"):
+            section, key = "security", variable.removeprefix("MAILER_").lower()
         elif key not in keys.get(section, ()):
             raise ConfigError(
                 f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> naming a key "
@@ -359,14 +398,30 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
 
 def _secret_from_file(path: Path) -> str:
     """The signing key from its file, created with a fresh random key on first use."""
-    if path.is_file():
-        key = path.read_text(encoding="utf-8").strip()
-        if len(key) < 32:
-            raise ConfigError(f"{path}: the secret key is too short; delete the file to renew it")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    key = key_from_file(path)
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"{path}: the secret key is too short; delete the file to renew it")
     return key
+
+
+def key_from_file(path: Path) -> str:
+    """The key kept in `path`, created with a fresh random key on first use. Processes
+    starting together (serve and scheduler) agree on one key: the file is written whole
+    under a temporary name and linked into place, and a process that finds it there
+    already reads the winner's key."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key stays
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return path.read_text(encoding="utf-8").strip()

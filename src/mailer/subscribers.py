@@ -225,6 +225,19 @@ def find_subscriber(engine: Engine, subscriber_id: int) -> Subscriber:
         return _get(session, subscriber_id)
 
 
+def resolve(engine: Engine, reference: int | str) -> int:
+    """The id of the subscriber a link names: by their public id, or by the id itself in
+    a link made before there were public ids. SubscriberError if there is none."""
+    if isinstance(reference, int):
+        return reference
+    with session_scope(engine) as session:
+        query = select(Subscriber.id).where(Subscriber.public_id == reference)
+        found = session.exec(query).first()
+    if found is None:
+        raise SubscriberError("no subscriber with that link")
+    return found
+
+
 def _get(session: Session, subscriber_id: int) -> Subscriber:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:

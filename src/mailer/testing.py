@@ -236,3 +236,28 @@ def make_settings(
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}
     return base.replace(**overrides)
+
+
+@contextmanager
+def running_site(app: Any) -> Iterator[str]:
+    """An ASGI app (the subscriber site) served by uvicorn on a free port of 127.0.0.1,
+    in a thread; yields its base URL and stops it after."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the site did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

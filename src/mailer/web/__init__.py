@@ -32,6 +32,7 @@ from mailer.subscribers import (
     forget_confirmation,
     renew_request,
     request_subscription,
+    resolve,
     unsubscribe,
     update_preferences,
 )
@@ -61,8 +62,12 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         body = pages.get_template(f"web/{name}").render(publication=publication, **values)
         return HTMLResponse(body, status_code=status)
 
+    def reader_of(purpose: str, token: str, max_age: int | None = None) -> int:
+        """The subscriber a link is for; TokenError or SubscriberError if none."""
+        return resolve(engine, read_token(settings.signing_keys, purpose, token, max_age))
+
     def subscriber_of(token: str) -> int:
-        return read_token(settings.secret_key, UNSUBSCRIBE, token)
+        return reader_of(UNSUBSCRIBE, token)
 
     limiter = RateLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
 
@@ -98,7 +103,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @app.get("/confirm/{token}")
     def confirm(token: str, request: Request) -> HTMLResponse:
         try:
-            subscriber_id = read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
+            subscriber_id = reader_of(CONFIRM, token, CONFIRM_SECONDS)
             subscriber = confirm_subscription(engine, subscriber_id, _client(request))
         except TokenError as exc:
             if exc.expired and exc.subscriber_id is not None:
@@ -114,12 +119,15 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     def renew_confirmation(token: str, request: Request) -> HTMLResponse:
         """An expired link's button: a fresh link to the same address, if still pending."""
         try:
-            read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
+            read_token(settings.signing_keys, CONFIRM, token, CONFIRM_SECONDS)
             return page("invalid.html", 400)  # not expired: nothing to renew
         except TokenError as exc:
             if exc.subscriber_id is None:
                 return page("invalid.html", 400)
-            subscriber_id = exc.subscriber_id
+            try:
+                subscriber_id = resolve(engine, exc.subscriber_id)
+            except SubscriberError:
+                return page("invalid.html", 400)
         if not limiter.allow(_client(request)):
             return page("message.html", 429, **TOO_MANY)
         subscriber = renew_request(engine, subscriber_id)
@@ -134,7 +142,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @app.get("/preferences/{token}")
     def preferences(token: str) -> HTMLResponse:
         try:
-            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            subscriber_id = reader_of(PREFERENCES, token)
             subscriber = find_subscriber(engine, subscriber_id)
         except (TokenError, SubscriberError):
             return page("invalid.html", 400)
@@ -144,7 +152,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     async def save_preferences(token: str, request: Request) -> HTMLResponse:
         form = await _form(request)
         try:
-            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            subscriber_id = reader_of(PREFERENCES, token)
             if form.get("action") == "leave":
                 subscriber = unsubscribe(engine, subscriber_id)
                 return page("unsubscribe.html", subscriber=subscriber, done=True)
@@ -264,8 +272,8 @@ async def _form(request: Request) -> dict[str, str]:
 
 def _send_confirmation(settings: Settings, subscriber: Subscriber) -> None:
     assert subscriber.id is not None
-    token = make_token(settings.secret_key, CONFIRM, subscriber.id)
+    token = make_token(settings.secret_key, CONFIRM, subscriber.public_id)
     url = f"{settings.publication.base_url}/confirm/{token}"
     rendered = render_confirmation(settings, subscriber.email, subscriber.name, url)
-    recipient = Recipient(subscriber.id, subscriber.email, subscriber.name)
+    recipient = Recipient(subscriber.id, subscriber.email, subscriber.name, subscriber.public_id)
     send_one(settings, rendered, recipient, what="confirmation link")
