@@ -149,9 +149,15 @@ def subscribers_add(
     weekly: bool = typer.Option(False, help="Weekly digest instead of every article."),
 ) -> None:
     """Add a subscriber (pending until confirmed, unless --confirmed)."""
-    engine = open_database(settings_of(ctx).database.url)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
     subscriber = subs.add_subscriber(
-        engine, email, name, confirmed=confirmed, frequency="weekly" if weekly else "every"
+        engine,
+        email,
+        name,
+        confirmed=confirmed,
+        frequency="weekly" if weekly else "every",
+        purge_key=settings.purge_key,
     )
     say(f"Added {subscriber.email} ({subscriber.status}).")
     if subscriber.status == SubscriberStatus.PENDING:
@@ -179,8 +185,9 @@ def subscribers_remove(
     purge: bool = typer.Option(False, help="Also erase their address and name."),
 ) -> None:
     """Unsubscribe an address; --purge erases their personal data."""
-    engine = open_database(settings_of(ctx).database.url)
-    subs.remove_subscriber(engine, email, purge=purge)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subs.remove_subscriber(engine, email, purge=purge, purge_key=settings.purge_key)
     address = subs.normalise_address(email)
     say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
 
@@ -188,8 +195,9 @@ def subscribers_remove(
 @subscribers_app.command("import")
 def subscribers_import(ctx: typer.Context, file: Path) -> None:
     """Import a CSV file with a header row: email[,name][,status][,frequency]."""
-    engine = open_database(settings_of(ctx).database.url)
-    report = subs.import_csv(engine, file)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    report = subs.import_csv(engine, file, purge_key=settings.purge_key)
     for line, reason in report.rejected:
         typer.echo(f"line {line}: rejected: {reason}", err=True)
     for line, reason in report.skipped:

@@ -83,7 +83,8 @@ class Subscriber(SQLModel, table=True):
         sa_column=Column(Text, nullable=False, unique=True, default=new_public_id),
     )
     # normalised by email-validator; lower-cased for the uniqueness check; an erased
-    # subscriber keeps only "erased:<sha256>" here so the address cannot return by accident
+    # subscriber keeps only "erased:hmac:<HMAC-SHA256 under the purge key>" here (older
+    # ones "erased:<sha256>") so the address cannot return by accident
     email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     name: str | None = None
     status: str = Field(default=SubscriberStatus.PENDING, index=True)

@@ -231,6 +231,10 @@ class Security(Section):
     # (keys retired by a change of key whose links still verify, comma-separated).
     secret_key: str = Field(default="", repr=False)
     secret_key_previous: tuple[str, ...] = Field(default=(), repr=False)
+    # The key of the markers purged addresses leave behind; never changed (a new key
+    # lets purged addresses be imported again). MAILER_PURGE_KEY, or this file.
+    purge_key_file: str = "var/purge_key"
+    purge_key: str = Field(default="", repr=False)
 
     @field_validator("secret_key_previous", mode="before")
     @classmethod
@@ -247,6 +251,12 @@ class Security(Section):
                 f"MAILER_SECRET_KEY is {len(self.secret_key)} characters long; a signing key "
                 f"needs at least {MIN_KEY_LENGTH} random characters (make one with: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.purge_key and len(self.purge_key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"MAILER_PURGE_KEY is {len(self.purge_key)} characters long; it needs at least "
+                f"{MIN_KEY_LENGTH} (use the key you have always used: a new one lets purged "
+                "addresses be imported again)"
             )
         if any(len(key) < MIN_KEY_LENGTH for key in self.secret_key_previous):
             raise ValueError(
@@ -290,6 +300,21 @@ class Settings(Section):
     def secret_key(self) -> str:
         """The key that signs links now."""
         return self.security.secret_key or _secret_from_file(Path(self.security.secret_key_file))
+
+    @property
+    def purge_key(self) -> str:
+        """The key of erased addresses' markers: MAILER_PURGE_KEY, or the purge key file
+        (created on first need)."""
+        if self.security.purge_key:
+            return self.security.purge_key
+        path = Path(self.security.purge_key_file)
+        key = key_from_file(path)
+        if len(key) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"{path}: the purge key is too short; restore it from your backup (a new key "
+                "lets purged addresses be imported again)"
+            )
+        return key
 
     @property
     def signing_keys(self) -> list[str]:
@@ -358,7 +383,7 @@ def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
         if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
             continue
         section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
-        if variable in ("MAILER_SECRET_KEY", "MAILER_SECRET_KEY_PREVIOUS"):
+        if variable in ("MAILER_SECRET_KEY", "MAILER_SECRET_KEY_PREVIOUS", "MAILER_PURGE_KEY"):
             section, key = "security", variable.removeprefix("MAILER_").lower()
         elif key not in keys.get(section, ()):
             raise ConfigError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from sqlmodel import Session, col, select
 
 from mailer.db import session_scope
 from mailer.errors import SubscriberError
-from mailer.models import Subscriber, SubscriberStatus, utcnow
+from mailer.models import Delivery, Subscriber, SubscriberStatus, utcnow
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -46,13 +47,26 @@ def normalise_address(raw: str) -> str:
     return (checked.ascii_email or checked.normalized).lower()
 
 
-def erased_marker(address: str) -> str:
-    """What an erased subscriber's row keeps: a one-way hash that blocks re-adding."""
+def erased_marker(address: str, purge_key: str) -> str:
+    """What an erased subscriber's row keeps: a keyed hash that blocks re-adding. Keyed
+    (HMAC-SHA256 under the purge key, kept outside the database) so that hashing a list
+    of guessed addresses cannot tell who was on the list."""
+    return "erased:hmac:" + hmac.new(purge_key.encode(), address.encode(), "sha256").hexdigest()
+
+
+def _legacy_marker(address: str) -> str:
+    """The plain hash older versions left: still checked, it cannot be re-keyed."""
     return "erased:" + hashlib.sha256(address.encode()).hexdigest()
 
 
-def _existing(session: Session, address: str) -> Subscriber | None:
-    query = select(Subscriber).where(col(Subscriber.email).in_((address, erased_marker(address))))
+def _markers(address: str, purge_key: str) -> tuple[str, ...]:
+    legacy = _legacy_marker(address)
+    return (erased_marker(address, purge_key), legacy) if purge_key else (legacy,)
+
+
+def _existing(session: Session, address: str, purge_key: str = "") -> Subscriber | None:
+    known = (address, *_markers(address, purge_key))
+    query = select(Subscriber).where(col(Subscriber.email).in_(known))
     return session.exec(query).first()
 
 
@@ -69,10 +83,13 @@ def add_subscriber(
     *,
     confirmed: bool = False,
     frequency: str = "every",
+    purge_key: str = "",
 ) -> Subscriber:
+    """Add a subscriber; refused if on the list already or erased (`purge_key`: the key
+    of the erased addresses' markers, Settings.purge_key)."""
     address = normalise_address(email)
     with session_scope(engine) as session:
-        found = _existing(session, address)
+        found = _existing(session, address, purge_key)
         if found is not None:
             raise SubscriberError(f"{address} is {_refusal(found)}")
         subscriber = _new(address, name, SubscriberStatus.ACTIVE if confirmed else None, frequency)
@@ -113,10 +130,13 @@ def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subs
         after = batch[-1].id or after
 
 
-def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Subscriber:
-    """Unsubscribe; with purge, also erase name and address, keeping only a hash of it so
-    the address cannot be imported again by mistake."""
+def remove_subscriber(
+    engine: Engine, email: str, *, purge: bool = False, purge_key: str = ""
+) -> Subscriber:
+    """Unsubscribe; with purge, erase them: see `erase`."""
     address = normalise_address(email)
+    if purge and not purge_key:
+        raise SubscriberError("a purge needs the purge key (Settings.purge_key)")
     with session_scope(engine) as session:
         subscriber = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
         if subscriber is None:
@@ -125,10 +145,39 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
             subscriber.unsubscribed_at = utcnow()
         if purge:
-            subscriber.email = erased_marker(address)
-            subscriber.name = None
+            erase(session, subscriber, address, purge_key)
         session.add(subscriber)
         return subscriber
+
+
+def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str) -> None:
+    """Erase a person from every table: their row keeps only the keyed marker that stops
+    the address coming back by mistake, and their deliveries keep the relay's status
+    code without its text (a reply quotes the address). Whatever else comes to store
+    personal data (an audit log, donors, bounce events) is erased here too, and in the
+    test that scans every table for the address."""
+    assert subscriber.id is not None
+    subscriber.email = erased_marker(address, purge_key)
+    subscriber.name = None
+    subscriber.consent_ip = None
+    replies = session.exec(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber.id, col(Delivery.smtp_response).is_not(None)
+        )
+    ).all()
+    for delivery in replies:
+        delivery.smtp_response = redacted_reply(delivery.smtp_response or "")
+        session.add(delivery)
+
+
+_REPLY_CODE = re.compile(r"\s*(\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?)")
+
+
+def redacted_reply(reply: str) -> str:
+    """An SMTP reply without its text: the codes say what happened, the text may name
+    the reader."""
+    code = _REPLY_CODE.match(reply)
+    return f"{code[1] if code else ''} (reply erased with the subscriber)".lstrip()
 
 
 # A pending address gets a fresh confirmation link at most this often.
@@ -136,7 +185,7 @@ RESEND_AFTER = timedelta(minutes=10)
 
 
 def request_subscription(
-    engine: Engine, email: str, name: str | None, frequency: str
+    engine: Engine, email: str, name: str | None, frequency: str, *, purge_key: str = ""
 ) -> Subscriber | None:
     """Someone asks, on the site, for `email` to be subscribed: the subscriber a
     confirmation link should go to now, or None (already active, erased at their
@@ -147,7 +196,7 @@ def request_subscription(
         raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     now = utcnow()
     with session_scope(engine) as session:
-        found = _existing(session, address)
+        found = _existing(session, address, purge_key)
         if found is None:
             subscriber = _new(address, name, None, frequency)
             subscriber.confirmation_sent_at = now
@@ -265,7 +314,7 @@ class ImportReport:
     ignored_columns: list[str] = field(default_factory=list)
 
 
-def import_csv(engine: Engine, path: Path) -> ImportReport:
+def import_csv(engine: Engine, path: Path, purge_key: str = "") -> ImportReport:
     """Add every good row of a CSV file (header: email[,name][,status][,frequency]) in one
     transaction; report each rejected row with its line number and reason. A file that
     is not UTF-8 CSV with an email column is refused whole and changes nothing."""
@@ -285,7 +334,7 @@ def import_csv(engine: Engine, path: Path) -> ImportReport:
         good[subscriber.email] = (line, subscriber)
     with session_scope(engine) as session:
         for address, (line, subscriber) in good.items():
-            found = _existing(session, address)
+            found = _existing(session, address, purge_key)
             if found is not None:
                 report.skipped.append((line, f"{address} is {_refusal(found)}"))
                 continue

@@ -23,6 +23,7 @@ from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+TEST_PURGE_KEY = "test-purge-key-" + "p" * 32
 
 
 @dataclass
@@ -231,7 +232,7 @@ def make_settings(
             "username": "",
             "timeout": 5,
         },
-        "security": {"secret_key": TEST_SECRET_KEY},
+        "security": {"secret_key": TEST_SECRET_KEY, "purge_key": TEST_PURGE_KEY},
     }
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}

@@ -88,7 +88,11 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
             return page("message.html", 429, **TOO_MANY)
         try:
             subscriber = request_subscription(
-                engine, values["email"], values["name"] or None, values["frequency"] or "every"
+                engine,
+                values["email"],
+                values["name"] or None,
+                values["frequency"] or "every",
+                purge_key=settings.purge_key,
             )
         except SubscriberError as exc:
             return page("subscribe.html", 400, error=str(exc), values=values)
