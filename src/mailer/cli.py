@@ -197,17 +197,52 @@ def subscribers_import(ctx: typer.Context, file: Path) -> None:
     """Import a CSV file with a header row: email[,name][,status][,frequency]."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
-    report = subs.import_csv(engine, file, purge_key=settings.purge_key)
+    with import_progress() as progress:
+        report = subs.import_csv(engine, file, purge_key=settings.purge_key, progress=progress)
     for line, reason in report.rejected:
         typer.echo(f"line {line}: rejected: {reason}", err=True)
-    for line, reason in report.skipped:
+    for line, reason in report.skipped[:SKIPPED_SHOWN]:
         typer.echo(f"line {line}: skipped: {reason}", err=True)
+    if len(report.skipped) > SKIPPED_SHOWN:  # a file imported again: its rows are all there
+        more = len(report.skipped) - SKIPPED_SHOWN
+        typer.echo(f"... and {plural(more, 'more row')} skipped the same way", err=True)
     if report.ignored_columns:
         say(f"Ignored columns: {', '.join(report.ignored_columns)}")
     say(
         f"Imported {report.added}; skipped {len(report.skipped)} already on the list; "
         f"rejected {len(report.rejected)}."
     )
+
+
+# Skipped rows listed one by one; a rerun of a big file skips thousands.
+SKIPPED_SHOWN = 50
+
+
+@contextmanager
+def import_progress(every: float = 5.0) -> Iterator[Callable[[subs.ImportReport], None]]:
+    """The rows going in: a bar on a terminal, otherwise a plain line every few seconds."""
+    if sys.stderr.isatty():
+        with Progress(*Progress.get_default_columns(), transient=True) as shown:
+            task = shown.add_task("Importing", total=None)
+
+            def advance_bar(report: subs.ImportReport) -> None:
+                done = report.added + len(report.skipped)
+                shown.update(task, total=report.to_add, completed=done)
+
+            yield advance_bar
+        return
+    last = time.monotonic()
+
+    def advance(report: subs.ImportReport) -> None:
+        nonlocal last
+        done = report.added + len(report.skipped)
+        if done == 0:
+            typer.echo(f"Checked the file: {plural(report.to_add, 'row')} to import.", err=True)
+        elif time.monotonic() - last >= every or done == report.to_add:
+            last = time.monotonic()
+            typer.echo(f"{done}/{report.to_add} rows: {report.added} imported", err=True)
+
+    yield advance
 
 
 @subscribers_app.command("export")

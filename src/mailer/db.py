@@ -4,11 +4,13 @@ default; the same code runs on PostgreSQL. Every command opens the database thro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -17,6 +19,11 @@ from sqlmodel import Session
 
 from mailer.errors import MailerError
 from mailer.settings import masked_url
+
+T = TypeVar("T")
+# How long a write that must not fail (an unsubscribe) waits out a busy database, on top
+# of SQLite's own busy timeout per attempt.
+RETRY_SECONDS = 60.0
 
 
 def create_db_engine(url: str) -> Engine:
@@ -104,6 +111,31 @@ def open_database(url: str) -> Engine:
     engine = create_db_engine(url)
     upgrade(engine)
     return engine
+
+
+def is_contention(exc: DBAPIError) -> bool:
+    """The database was busy, not wrong: SQLite's writer held by another process past the
+    busy timeout, or PostgreSQL's serialization failure, deadlock or lock timeout."""
+    if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01", "55P03"):
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def with_retries(work: Callable[[], T], seconds: float = RETRY_SECONDS) -> T:
+    """`work` (one whole transaction), done again after a pause growing from 50 ms to
+    2 s while the database is busy, for up to `seconds`; then the error stands. For
+    what must not fail because of somebody else's long write (a reader's unsubscribe)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_contention(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))  # apart, not in step with another
+        pause = min(pause * 2, 2.0)
 
 
 @contextmanager

@@ -10,19 +10,28 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from mailer.db import session_scope
+from mailer.db import session_scope, with_retries
 from mailer.errors import SubscriberError
-from mailer.models import Delivery, Subscriber, SubscriberStatus, utcnow
+from mailer.models import (
+    SUBSCRIBERS,
+    Delivery,
+    Subscriber,
+    SubscriberStatus,
+    new_public_id,
+    utcnow,
+)
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -71,9 +80,13 @@ def _existing(session: Session, address: str, purge_key: str = "") -> Subscriber
 
 
 def _refusal(found: Subscriber) -> str:
-    if found.email.startswith("erased:"):
+    return _refusal_of(found.email, found.status)
+
+
+def _refusal_of(email: str, status: str) -> str:
+    if email.startswith("erased:"):
         return "erased at the reader's request; only they can subscribe again"
-    return f"already on the list ({found.status})"
+    return f"already on the list ({status})"
 
 
 def add_subscriber(
@@ -98,17 +111,23 @@ def add_subscriber(
 
 
 def _new(address: str, name: str | None, status: str | None, frequency: str) -> Subscriber:
+    return Subscriber(**_new_values(address, name, status, frequency))
+
+
+def _new_values(
+    address: str, name: str | None, status: str | None, frequency: str
+) -> dict[str, Any]:
     status = status or SubscriberStatus.PENDING
     now = utcnow()
-    return Subscriber(
-        email=address,
-        name=" ".join(name.split()) if name and name.strip() else None,
-        status=status,
-        frequency=frequency,
-        created_at=now,
-        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
-        unsubscribed_at=now if status == SubscriberStatus.UNSUBSCRIBED else None,
-    )
+    return {
+        "email": address,
+        "name": " ".join(name.split()) if name and name.strip() else None,
+        "status": status,
+        "frequency": frequency,
+        "created_at": now,
+        "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
+        "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
+    }
 
 
 def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subscriber]:
@@ -296,14 +315,25 @@ def _get(session: Session, subscriber_id: int) -> Subscriber:
 
 def unsubscribe(engine: Engine, subscriber_id: int) -> Subscriber:
     """Unsubscribe by id (a signed link): idempotent; the first time is the one kept.
-    Deliveries already queued for them are skipped when their turn comes."""
+    Deliveries already queued for them are skipped when their turn comes. A reader's
+    unsubscribe must never fail: a database busy with somebody else's writing (a big
+    import, a send) is waited out and the change tried again."""
+    return with_retries(lambda: _unsubscribe_once(engine, subscriber_id))
+
+
+def _unsubscribe_once(engine: Engine, subscriber_id: int) -> Subscriber:
     with session_scope(engine) as session:
-        subscriber = _get(session, subscriber_id)
-        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
-            subscriber.status = SubscriberStatus.UNSUBSCRIBED
-            subscriber.unsubscribed_at = utcnow()
-            session.add(subscriber)
-        return subscriber
+        # the write first: it queues for the writer's lock before anything is read, so
+        # SQLite never finds what this transaction read overtaken by another's commit
+        session.connection().execute(
+            update(SUBSCRIBERS)
+            .where(
+                SUBSCRIBERS.c.id == subscriber_id,
+                SUBSCRIBERS.c.status != SubscriberStatus.UNSUBSCRIBED,
+            )
+            .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=utcnow())
+        )
+        return _get(session, subscriber_id)
 
 
 @dataclass
@@ -312,35 +342,92 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    to_add: int = 0  # the good rows, once the whole file is checked
 
 
-def import_csv(engine: Engine, path: Path, purge_key: str = "") -> ImportReport:
-    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) in one
-    transaction; report each rejected row with its line number and reason. A file that
-    is not UTF-8 CSV with an email column is refused whole and changes nothing."""
+# Rows added per transaction: each holds the writer a few milliseconds, so a reader's
+# unsubscribe (or a sign-up) waits no longer than that while a big list comes in.
+IMPORT_BATCH = 1000
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    purge_key: str = "",
+    progress: Callable[[ImportReport], None] | None = None,
+    batch_size: int = IMPORT_BATCH,
+) -> ImportReport:
+    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) and
+    report each rejected row with its line number and reason. A file that is not UTF-8
+    CSV with an email column is refused whole and changes nothing. The whole file is
+    checked first; then the rows go in, in short transactions of `batch_size`, with
+    `progress` told after each. An address on the list already (or erased) is skipped,
+    so the same file imported again after an interruption adds the rest, nothing twice."""
     rows, report = _read_csv(path)
-    good: dict[str, tuple[int, Subscriber]] = {}
+    good = _checked_rows(rows, report)
+    report.to_add = len(good)
+    if progress is not None:
+        progress(report)
+    for start in range(0, len(good), batch_size):
+        batch = good[start : start + batch_size]
+        added, skipped = with_retries(partial(_add_batch, engine, batch, purge_key))
+        report.added += added
+        report.skipped += skipped
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def _checked_rows(
+    rows: list[tuple[int, dict[str, str]]], report: ImportReport
+) -> list[tuple[int, dict[str, Any]]]:
+    """The rows to add, as column values; a bad or repeated row goes to the report."""
+    good: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, values in rows:
         try:
-            subscriber = _row_to_subscriber(values)
+            row = _row_values(values)
         except SubscriberError as exc:
             report.rejected.append((line, str(exc)))
             continue
-        if subscriber.email in good:
-            report.rejected.append(
-                (line, f"{subscriber.email} repeats line {good[subscriber.email][0]}")
-            )
+        if row["email"] in good:
+            report.rejected.append((line, f"{row['email']} repeats line {good[row['email']][0]}"))
             continue
-        good[subscriber.email] = (line, subscriber)
-    with session_scope(engine) as session:
-        for address, (line, subscriber) in good.items():
-            found = _existing(session, address, purge_key)
-            if found is not None:
-                report.skipped.append((line, f"{address} is {_refusal(found)}"))
-                continue
-            session.add(subscriber)
-            report.added += 1
-    return report
+        good[row["email"]] = (line, row)
+    return list(good.values())
+
+
+def _add_batch(
+    engine: Engine, batch: list[tuple[int, dict[str, Any]]], purge_key: str
+) -> tuple[int, list[tuple[int, str]]]:
+    """One transaction: the batch's rows whose address is new. Returns how many were
+    added and the skipped rows with why."""
+    markers = {m: row["email"] for _, row in batch for m in _markers(row["email"], purge_key)}
+    wanted = [row["email"] for _, row in batch] + list(markers)
+    s = SUBSCRIBERS.c
+    with engine.begin() as connection:
+        found = connection.execute(select(s.email, s.status).where(s.email.in_(wanted))).all()
+        taken = {markers.get(email, email): _refusal_of(email, status) for email, status in found}
+        new = [
+            row | {"public_id": new_public_id()} for _, row in batch if row["email"] not in taken
+        ]
+        added: set[str] = set()
+        if new:
+            # an address that arrived since the look (a sign-up) is left as it is
+            statement = _insert(engine).on_conflict_do_nothing().returning(s.email)
+            added = set(connection.execute(statement, new).scalars())
+    skipped = [
+        (line, f"{row['email']} is {taken.get(row['email'], 'already on the list')}")
+        for line, row in batch
+        if row["email"] not in added
+    ]
+    return len(added), skipped
+
+
+def _insert(engine: Engine) -> Any:
+    """INSERT that can skip rows already there, in the dialect's own words."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(SUBSCRIBERS)
+    return sqlite.insert(SUBSCRIBERS)
 
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportReport]:
@@ -390,7 +477,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportRepor
     return rows, report
 
 
-def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
+def _row_values(values: dict[str, str]) -> dict[str, Any]:
     status = values.get("status", "").strip().lower() or SubscriberStatus.ACTIVE
     if status not in SubscriberStatus.ALL:
         raise SubscriberError(f"unknown status {status!r} (use {', '.join(SubscriberStatus.ALL)})")
@@ -398,7 +485,8 @@ def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"unknown frequency {frequency!r} (use every, weekly or articles)")
     name = unneutralised(values["name"]) if values.get("name") else None
-    return _new(normalise_address(unneutralised(values["email"])), name, status, frequency)
+    address = normalise_address(unneutralised(values["email"]))
+    return _new_values(address, name, status, frequency)
 
 
 def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:

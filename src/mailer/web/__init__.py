@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import jinja2
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -158,7 +159,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         try:
             subscriber_id = reader_of(PREFERENCES, token)
             if form.get("action") == "leave":
-                subscriber = unsubscribe(engine, subscriber_id)
+                # off the event loop: it may wait out a busy database
+                subscriber = await run_in_threadpool(unsubscribe, engine, subscriber_id)
                 return page("unsubscribe.html", subscriber=subscriber, done=True)
             if form.get("frequency") not in FREQUENCIES:  # only a hand-made form does that
                 subscriber = find_subscriber(engine, subscriber_id)
@@ -205,7 +207,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         one_click = "One-Click" in form.get("List-Unsubscribe", [])
         try:
-            subscriber = unsubscribe(engine, subscriber_of(token))
+            # off the event loop: it may wait out a busy database
+            subscriber = await run_in_threadpool(unsubscribe, engine, subscriber_of(token))
         except (TokenError, SubscriberError):
             if one_click:
                 return PlainTextResponse("This link is not valid.", status_code=400)
