@@ -217,3 +217,14 @@ def test_an_older_database_gets_a_public_id_for_every_subscriber(database_url):
         engine.dispose()
     assert len(ids) == 5 and len(set(ids)) == 5
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{20,}", i) for i in ids)
+
+
+@pytest.mark.parametrize("key", ["secret_key", "secret_key_previous", "purge_key"])
+def test_a_key_in_the_config_file_is_refused(tmp_path, key):
+    config = tmp_path / "mailer.toml"
+    shipped = load_settings(environ={}).config_path
+    assert shipped is not None
+    text = shipped.read_text(encoding="utf-8")
+    config.write_text(text.replace("\n[security]\n", f'\n[security]\n{key} = "{"s" * 40}"\n'))
+    with pytest.raises(ConfigError, match=f"MAILER_{key.upper()}"):
+        load_settings(config, environ={})

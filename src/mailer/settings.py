@@ -340,6 +340,12 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         raise ConfigError(
             f"{path}: [smtp] password must not be in the file; set MAILER_SMTP_PASSWORD instead"
         )
+    for key in ("secret_key", "secret_key_previous", "purge_key"):
+        if key in data.get("security", {}):
+            raise ConfigError(
+                f"{path}: [security] {key} must not be in the file; set MAILER_{key.upper()} "
+                "in the environment instead (or leave it to the key file)"
+            )
     _overlay_environment(data, env)
     data["config_path"] = path
     return _validate(data)
