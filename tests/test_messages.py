@@ -31,8 +31,8 @@ READERS = [
 
 def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> EmailMessage:
     """The same message the plain way: EmailMessage, set_content, add_alternative."""
-    url = builder.unsubscribe_url(recipient.subscriber_id)
-    settings_url = builder.preferences_url(recipient.subscriber_id)
+    url = builder.unsubscribe_url(recipient.public_id)
+    settings_url = builder.preferences_url(recipient.public_id)
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = formataddr(("Dawat Media Center", "newsletter@dawatmedia.example"))
     message["To"] = formataddr((one_line(recipient.name or ""), recipient.email))

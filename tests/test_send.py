@@ -91,7 +91,7 @@ def test_message_has_both_parts_the_donation_once_and_no_boilerplate(
 
 def test_headers_and_a_per_subscriber_unsubscribe_token(engine, settings, article, smtp):
     send(engine, settings, article)
-    by_address = {s.email: s.id for s in _subscribers(engine)}
+    by_address = {s.email: s.public_id for s in _subscribers(engine)}
     for address in ACTIVE:
         message = smtp.to(address)[0]
         for header in ("From", "To", "Subject", "Date", "Message-ID", "List-Id"):

@@ -315,7 +315,7 @@ def test_a_purge_deletes_the_queued_mail(engine, settings, smtp):
     queue_for(engine, "erase@example.org")
     queue_sign_up(engine, "Erase@Example.org", "Er", "every")
     queue_sign_up(engine, "other@example.org", None, "every")
-    remove_subscriber(engine, "erase@example.org", purge=True)
+    remove_subscriber(engine, "erase@example.org", purge=True, purge_key=settings.purge_key)
     assert len(mails(engine)) == 1
     assert send_queued(engine, settings) == {"sent": 1}
     assert [m["To"] for m in (r.message for r in smtp.received)] == ["other@example.org"]
@@ -378,10 +378,11 @@ def test_stored_hostile_names_reach_one_recipient_in_every_mail(engine, settings
                 name = name.replace("\x00", "\x01")
             connection.execute(
                 text(
-                    "INSERT INTO subscriber (email, name, status, frequency, created_at) "
-                    "VALUES (:email, :name, 'pending', 'every', CURRENT_TIMESTAMP)"
+                    "INSERT INTO subscriber (email, name, status, frequency, created_at, "
+                    "public_id) VALUES (:email, :name, 'pending', 'every', CURRENT_TIMESTAMP, "
+                    ":public_id)"
                 ),
-                {"email": f"r{n}@example.org", "name": name},
+                {"email": f"r{n}@example.org", "name": name, "public_id": f"reader-{n}"},
             )
     for subscriber in list_subscribers(engine):
         assert subscriber.id is not None and queue_confirmation(engine, subscriber.id)

@@ -42,8 +42,7 @@ class Site:
     settings: Settings
 
     def token(self, subscriber: Subscriber, purpose: str = UNSUBSCRIBE) -> str:
-        assert subscriber.id is not None
-        return make_token(self.settings.secret_key, purpose, subscriber.id)
+        return make_token(self.settings.secret_key, purpose, subscriber.public_id)
 
 
 @pytest.fixture

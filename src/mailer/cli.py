@@ -41,19 +41,25 @@ from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, Subscribe
 from mailer.outbox import Outbox, count_recipients
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
 from mailer.report import issue_report, list_issues
-from mailer.settings import Settings, load_settings
+from mailer.settings import Settings, load_settings, masked_url
 
 app = typer.Typer(
     help="Newsletter and donation-appeal mailer.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # help texts name config keys as "[section] key": rich markup would eat the brackets
+    rich_markup_mode=None,
 )
-subscribers_app = typer.Typer(help="Manage subscribers.", no_args_is_help=True)
-articles_app = typer.Typer(help="Articles that have been ingested.", no_args_is_help=True)
+subscribers_app = typer.Typer(
+    help="Manage subscribers.", no_args_is_help=True, rich_markup_mode=None
+)
+articles_app = typer.Typer(
+    help="Articles that have been ingested.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(articles_app, name="articles")
-dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True)
+dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(dkim_app, name="dkim")
 
 
@@ -81,7 +87,7 @@ def init(ctx: typer.Context) -> None:
     """Create the database, or upgrade an older one in place."""
     settings = settings_of(ctx)
     open_database(settings.database.url)
-    say(f"Database ready: {settings.database.url}")
+    say(f"Database ready: {masked_url(settings.database.url)}")
 
 
 @app.command()
@@ -166,9 +172,15 @@ def subscribers_add(
     weekly: bool = typer.Option(False, help="Weekly digest instead of every article."),
 ) -> None:
     """Add a subscriber (pending until confirmed, unless --confirmed)."""
-    engine = open_database(settings_of(ctx).database.url)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
     subscriber = subs.add_subscriber(
-        engine, email, name, confirmed=confirmed, frequency="weekly" if weekly else "every"
+        engine,
+        email,
+        name,
+        confirmed=confirmed,
+        frequency="weekly" if weekly else "every",
+        purge_key=settings.purge_key,
     )
     say(f"Added {subscriber.email} ({subscriber.status}).")
     if subscriber.status == SubscriberStatus.PENDING:
@@ -196,8 +208,9 @@ def subscribers_remove(
     purge: bool = typer.Option(False, help="Also erase their address and name."),
 ) -> None:
     """Unsubscribe an address; --purge erases their personal data."""
-    engine = open_database(settings_of(ctx).database.url)
-    subs.remove_subscriber(engine, email, purge=purge)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subs.remove_subscriber(engine, email, purge=purge, purge_key=settings.purge_key)
     address = subs.normalise_address(email)
     say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
 
@@ -205,18 +218,54 @@ def subscribers_remove(
 @subscribers_app.command("import")
 def subscribers_import(ctx: typer.Context, file: Path) -> None:
     """Import a CSV file with a header row: email[,name][,status][,frequency]."""
-    engine = open_database(settings_of(ctx).database.url)
-    report = subs.import_csv(engine, file)
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    with import_progress() as progress:
+        report = subs.import_csv(engine, file, purge_key=settings.purge_key, progress=progress)
     for line, reason in report.rejected:
         typer.echo(f"line {line}: rejected: {reason}", err=True)
-    for line, reason in report.skipped:
+    for line, reason in report.skipped[:SKIPPED_SHOWN]:
         typer.echo(f"line {line}: skipped: {reason}", err=True)
+    if len(report.skipped) > SKIPPED_SHOWN:  # a file imported again: its rows are all there
+        more = len(report.skipped) - SKIPPED_SHOWN
+        typer.echo(f"... and {plural(more, 'more row')} skipped the same way", err=True)
     if report.ignored_columns:
         say(f"Ignored columns: {', '.join(report.ignored_columns)}")
     say(
         f"Imported {report.added}; skipped {len(report.skipped)} already on the list; "
         f"rejected {len(report.rejected)}."
     )
+
+
+# Skipped rows listed one by one; a rerun of a big file skips thousands.
+SKIPPED_SHOWN = 50
+
+
+@contextmanager
+def import_progress(every: float = 5.0) -> Iterator[Callable[[subs.ImportReport], None]]:
+    """The rows going in: a bar on a terminal, otherwise a plain line every few seconds."""
+    if sys.stderr.isatty():
+        with Progress(*Progress.get_default_columns(), transient=True) as shown:
+            task = shown.add_task("Importing", total=None)
+
+            def advance_bar(report: subs.ImportReport) -> None:
+                done = report.added + len(report.skipped)
+                shown.update(task, total=report.to_add, completed=done)
+
+            yield advance_bar
+        return
+    last = time.monotonic()
+
+    def advance(report: subs.ImportReport) -> None:
+        nonlocal last
+        done = report.added + len(report.skipped)
+        if done == 0:
+            typer.echo(f"Checked the file: {plural(report.to_add, 'row')} to import.", err=True)
+        elif time.monotonic() - last >= every or done == report.to_add:
+            last = time.monotonic()
+            typer.echo(f"{done}/{report.to_add} rows: {report.added} imported", err=True)
+
+    yield advance
 
 
 @subscribers_app.command("export")

@@ -4,11 +4,13 @@ default; the same code runs on PostgreSQL. Every command opens the database thro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
@@ -16,22 +18,29 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
 from mailer.errors import MailerError
+from mailer.settings import masked_url
+
+T = TypeVar("T")
+# How long a write that must not fail (an unsubscribe) waits out a busy database, on top
+# of SQLite's own busy timeout per attempt.
+RETRY_SECONDS = 60.0
 
 
 def create_db_engine(url: str) -> Engine:
+    shown = masked_url(url)  # errors never print the password
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise MailerError(f"database.url = {url!r} is not a database URL") from None
+        raise MailerError(f"database.url = {shown!r} is not a database URL") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise MailerError(f"database.url = {url!r}: mailer runs on sqlite:// or postgresql://")
+        raise MailerError(f"database.url = {shown!r}: mailer runs on sqlite:// or postgresql://")
     if backend == "postgresql":
         try:
             return create_engine(url, pool_pre_ping=True)
         except (ImportError, NoSuchModuleError) as exc:
             raise MailerError(
-                f"database.url = {url!r} needs a driver that is not installed ({exc}); "
+                f"database.url = {shown!r} needs a driver that is not installed ({exc}); "
                 "install psycopg: pip install 'psycopg[binary]'"
             ) from None
     if parsed.database and parsed.database != ":memory:":
@@ -54,7 +63,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 # The newest migration in migrations/versions; a test keeps the two in step.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 def _alembic_config() -> Any:
@@ -94,13 +103,39 @@ def upgrade(engine: Engine) -> None:
     except DBAPIError as exc:
         # Another process may have created the schema at the same moment: that is fine.
         if current_revision(engine) != SCHEMA_REVISION:
-            raise MailerError(f"cannot open the database {engine.url!r}: {exc.orig}") from None
+            shown = masked_url(str(engine.url))
+            raise MailerError(f"cannot open the database {shown!r}: {exc.orig}") from None
 
 
 def open_database(url: str) -> Engine:
     engine = create_db_engine(url)
     upgrade(engine)
     return engine
+
+
+def is_contention(exc: DBAPIError) -> bool:
+    """The database was busy, not wrong: SQLite's writer held by another process past the
+    busy timeout, or PostgreSQL's serialization failure, deadlock or lock timeout."""
+    if getattr(exc.orig, "sqlstate", None) in ("40001", "40P01", "55P03"):
+        return True
+    message = str(exc.orig).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def with_retries(work: Callable[[], T], seconds: float = RETRY_SECONDS) -> T:
+    """`work` (one whole transaction), done again after a pause growing from 50 ms to
+    2 s while the database is busy, for up to `seconds`; then the error stands. For
+    what must not fail because of somebody else's long write (a reader's unsubscribe)."""
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            if not is_contention(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause * random.uniform(0.5, 1.5))  # apart, not in step with another
+        pause = min(pause * 2, 2.0)
 
 
 @contextmanager

@@ -20,7 +20,7 @@ from mailer.issues import article_issue
 from mailer.messages import preview
 from mailer.models import ARTICLES, SUBSCRIBERS
 from mailer.render import render_article_issue
-from mailer.settings import Settings
+from mailer.settings import Settings, masked_url
 from mailer.sources import read_article
 from mailer.subscribers import add_subscriber
 
@@ -39,7 +39,7 @@ PREVIEW = Path("var/preview.html")
 def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     engine = open_database(settings.database.url)
     _refuse_real_data(engine, settings)
-    say(f"Database: {settings.database.url}")
+    say(f"Database: {masked_url(settings.database.url)}")
     added = 0
     for email, name in SAMPLE_SUBSCRIBERS:
         try:
@@ -91,9 +91,9 @@ def _refuse_real_data(engine: Engine, settings: Settings) -> None:
         ).scalar_one()
     if readers or articles:
         raise MailerError(
-            f"{settings.database.url} holds {readers} subscribers and {articles} articles of "
-            "its own, and the demo would mix fake readers and sends into them. Run it in an "
-            "empty folder, or with MAILER_DATABASE_URL=sqlite:///demo.db"
+            f"{masked_url(settings.database.url)} holds {readers} subscribers and {articles} "
+            "articles of its own, and the demo would mix fake readers and sends into them. "
+            "Run it in an empty folder, or with MAILER_DATABASE_URL=sqlite:///demo.db"
         )
 
 

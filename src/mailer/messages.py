@@ -46,6 +46,7 @@ class Recipient:
     subscriber_id: int
     email: str
     name: str | None = None
+    public_id: str = ""  # what the links' tokens carry (empty: a sample or a test copy)
 
 
 @dataclass(frozen=True)
@@ -107,15 +108,15 @@ class MessageBuilder:
         tag = mac.hexdigest()[:20]
         return f"<{self.issue_id}.{tag}@{self.domain}>"
 
-    def unsubscribe_url(self, subscriber_id: int) -> str:
-        return self.unsubscribe_base + self.unsubscribe_token(subscriber_id)
+    def unsubscribe_url(self, public_id: str) -> str:
+        return self.unsubscribe_base + self.unsubscribe_token(public_id)
 
-    def preferences_url(self, subscriber_id: int) -> str:
-        return self.preferences_base + self.preferences_token(subscriber_id)
+    def preferences_url(self, public_id: str) -> str:
+        return self.preferences_base + self.preferences_token(public_id)
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
-        unsubscribe_url = self.unsubscribe_url(recipient.subscriber_id)
-        links = (unsubscribe_url, self.preferences_url(recipient.subscriber_id))
+        unsubscribe_url = self.unsubscribe_url(recipient.public_id)
+        links = (unsubscribe_url, self.preferences_url(recipient.public_id))
         message_id = self.message_id(recipient.subscriber_id)
         own = [
             address_header("To", recipient.name, recipient.email),
@@ -258,7 +259,7 @@ _CHUNK = 45  # bytes: 60 characters of base64, 72 with the encoded word's frame
 def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:
     """One part of the issue as a sample reader sees it, for editors to look at."""
     builder = MessageBuilder(settings, rendered)
-    links = builder.unsubscribe_url(0), builder.preferences_url(0)
+    links = builder.unsubscribe_url(""), builder.preferences_url("")
     return fill(rendered.text if text else rendered.html, "reader@example.org", *links)
 
 

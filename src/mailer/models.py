@@ -4,6 +4,7 @@ Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL al
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
@@ -73,10 +74,21 @@ class IssueStatus:
     STARTED = (SENDING, HELD, SENT)
 
 
+def new_public_id() -> str:
+    """A subscriber's name in links: random, so a token tells nothing of the list's size."""
+    return secrets.token_urlsafe(16)
+
+
 class Subscriber(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
+    # what signed links carry instead of the id, which counts the readers
+    public_id: str = Field(
+        default_factory=new_public_id,
+        sa_column=Column(Text, nullable=False, unique=True, default=new_public_id),
+    )
     # normalised by email-validator; lower-cased for the uniqueness check; an erased
-    # subscriber keeps only "erased:<sha256>" here so the address cannot return by accident
+    # subscriber keeps only "erased:hmac:<HMAC-SHA256 under the purge key>" here (older
+    # ones "erased:<sha256>") so the address cannot return by accident
     email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     name: str | None = None
     status: str = Field(default=SubscriberStatus.PENDING, index=True)

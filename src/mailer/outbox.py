@@ -153,7 +153,9 @@ class Outbox:
         self._connection: Connection | None = None  # see _transaction
         self._deferred_due = True  # until a claim finds no more due deferred rows
         self._claimed_rows = (
-            select(d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status)
+            select(
+                d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status, s.public_id
+            )
             .join(SUBSCRIBERS, s.id == d.subscriber_id)
             .where(d.id.in_(bindparam("ids", expanding=True)))
             .order_by(d.id)
@@ -331,7 +333,9 @@ class Outbox:
                 if len(claimed) == limit:
                     break
             rows = connection.execute(self._claimed_rows, {"ids": claimed}).all()
-        return [Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5]), r[6], lease) for r in rows]
+        return [
+            Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5], r[7]), r[6], lease) for r in rows
+        ]
 
     def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]:
         """Extend the lease on rows this sender holds; returns those it still holds (a

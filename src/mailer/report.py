@@ -79,8 +79,15 @@ def issue_report(engine: Engine, issue_id: int) -> IssueReport:
         func.max(d.sent_at, type_=UTCDateTime()),
     ).where(d.issue_id == issue_id, d.status == DeliveryStatus.SENT)
     with engine.connect() as connection:
-        problems = [Problem(st, r or "", n, e, t) for st, r, n, e, t in connection.execute(query)]
+        problems = [
+            Problem(st, r or "", n, _shown(e), t) for st, r, n, e, t in connection.execute(query)
+        ]
         sent, first, last = connection.execute(span).one()
     seconds = (last - first).total_seconds() if sent > 1 else 0
     rate = (sent - 1) / seconds if seconds > 0 else None
     return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], problems, rate)
+
+
+def _shown(address: str) -> str:
+    """An example address as a report prints it: an erased one's marker is not shown."""
+    return "an erased subscriber" if address.startswith("erased:") else address

@@ -3,15 +3,17 @@ validated Settings object. Loaded once at start; a bad value stops the program t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -32,6 +34,10 @@ def _address(value: str) -> str:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise ValueError(f"an email address ({exc})") from None
+
+
+# RFC 3986 pchar and "/", and "%" so an address encoded already is not encoded twice
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 class Publication(Section):
@@ -57,13 +63,15 @@ class Publication(Section):
     @field_validator("base_url")
     @classmethod
     def _ascii_base(cls, value: str) -> str:
-        """Links go into headers, which must be ASCII: an IDN host becomes punycode."""
+        """Links go into headers, which must be ASCII: an IDN host becomes punycode, and
+        a path in other letters (/påmelding) is percent-encoded as UTF-8."""
         parts = urlsplit(value.rstrip("/"))
         try:
             host = parts.netloc.encode("idna").decode("ascii")
         except UnicodeError:
             raise ValueError("an http(s) address with a valid host name") from None
-        return urlunsplit(parts._replace(netloc=host))
+        path = quote(parts.path, safe=_PATH_SAFE)  # what is encoded already stays as it is
+        return urlunsplit(parts._replace(netloc=host, path=path))
 
     @field_validator("timezone")
     @classmethod
@@ -77,6 +85,17 @@ class Publication(Section):
     @property
     def sender_name(self) -> str:
         return self.from_name or self.name
+
+
+def masked_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, replaced by ***."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads: mask by its shape
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 class Database(Section):
@@ -271,9 +290,49 @@ class Web(Section):
         return tuple(networks)
 
 
+# The shortest signing key accepted: what the generated key file is held to as well.
+MIN_KEY_LENGTH = 32
+
+
 class Security(Section):
     secret_key_file: str = "var/secret_key"
+    # Only ever from the environment: MAILER_SECRET_KEY, and MAILER_SECRET_KEY_PREVIOUS
+    # (keys retired by a change of key whose links still verify, comma-separated).
     secret_key: str = Field(default="", repr=False)
+    secret_key_previous: tuple[str, ...] = Field(default=(), repr=False)
+    # The key of the markers purged addresses leave behind; never changed (a new key
+    # lets purged addresses be imported again). MAILER_PURGE_KEY, or this file.
+    purge_key_file: str = "var/purge_key"
+    purge_key: str = Field(default="", repr=False)
+
+    @field_validator("secret_key_previous", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> Security:
+        # said here, naming the variable, so the error never repeats the key itself
+        if self.secret_key and len(self.secret_key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"MAILER_SECRET_KEY is {len(self.secret_key)} characters long; a signing key "
+                f"needs at least {MIN_KEY_LENGTH} random characters (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+            )
+        if self.purge_key and len(self.purge_key) < MIN_KEY_LENGTH:
+            raise ValueError(
+                f"MAILER_PURGE_KEY is {len(self.purge_key)} characters long; it needs at least "
+                f"{MIN_KEY_LENGTH} (use the key you have always used: a new one lets purged "
+                "addresses be imported again)"
+            )
+        if any(len(key) < MIN_KEY_LENGTH for key in self.secret_key_previous):
+            raise ValueError(
+                f"MAILER_SECRET_KEY_PREVIOUS: every previous key has at least {MIN_KEY_LENGTH} "
+                "characters, as it had when it signed links (separate several with commas)"
+            )
+        return self
 
 
 # The end of a message's DATA may take a server long to answer (RFC 5321 4.5.3.2: 10
@@ -315,7 +374,29 @@ class Settings(Section):
 
     @property
     def secret_key(self) -> str:
+        """The key that signs links now."""
         return self.security.secret_key or _secret_from_file(Path(self.security.secret_key_file))
+
+    @property
+    def purge_key(self) -> str:
+        """The key of erased addresses' markers: MAILER_PURGE_KEY, or the purge key file
+        (created on first need)."""
+        if self.security.purge_key:
+            return self.security.purge_key
+        path = Path(self.security.purge_key_file)
+        key = key_from_file(path)
+        if len(key) < MIN_KEY_LENGTH:
+            raise ConfigError(
+                f"{path}: the purge key is too short; restore it from your backup (a new key "
+                "lets purged addresses be imported again)"
+            )
+        return key
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Every key a link may be signed with: the previous ones, then the current one
+        (itsdangerous's order: it tries the newest first)."""
+        return [*self.security.secret_key_previous, self.secret_key]
 
     def replace(self, **sections: dict[str, Any]) -> Settings:
         """A copy with some keys of some sections changed, validated again."""
@@ -335,6 +416,12 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
         raise ConfigError(
             f"{path}: [smtp] password must not be in the file; set MAILER_SMTP_PASSWORD instead"
         )
+    for key in ("secret_key", "secret_key_previous", "purge_key"):
+        if key in data.get("security", {}):
+            raise ConfigError(
+                f"{path}: [security] {key} must not be in the file; set MAILER_{key.upper()} "
+                "in the environment instead (or leave it to the key file)"
+            )
     _overlay_environment(data, env)
     data["config_path"] = path
     return _validate(data)
@@ -378,8 +465,8 @@ def _overlay_environment(data: dict[str, Any], env: dict[str, str]) -> None:
         if not variable.startswith("MAILER_") or variable == "MAILER_CONFIG":
             continue
         section, _, key = variable.removeprefix("MAILER_").lower().partition("_")
-        if variable == "MAILER_SECRET_KEY":
-            section, key = "security", "secret_key"
+        if variable in ("MAILER_SECRET_KEY", "MAILER_SECRET_KEY_PREVIOUS", "MAILER_PURGE_KEY"):
+            section, key = "security", variable.removeprefix("MAILER_").lower()
         elif key not in keys.get(section, ()):
             raise ConfigError(
                 f"{variable}: unknown setting; expected MAILER_<SECTION>_<KEY> naming a key "
@@ -409,22 +496,39 @@ def _describe(exc: ValidationError, path: Path | None) -> str:
             lines.append(f"  {message}")
         else:
             expected = message.removeprefix("Input should be ")
-            lines.append(
-                f"  {key} = {error.get('input')!r}: expected {expected} (file or {variable})"
-            )
+            given = error.get("input")
+            if key == "database.url" and isinstance(given, str):
+                given = masked_url(given)
+            lines.append(f"  {key} = {given!r}: expected {expected} (file or {variable})")
     return "\n".join(lines)
 
 
 def _secret_from_file(path: Path) -> str:
     """The signing key from its file, created with a fresh random key on first use."""
-    if path.is_file():
-        key = path.read_text(encoding="utf-8").strip()
-        if len(key) < 32:
-            raise ConfigError(f"{path}: the secret key is too short; delete the file to renew it")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(key + "\n")
+    key = key_from_file(path)
+    if len(key) < MIN_KEY_LENGTH:
+        raise ConfigError(f"{path}: the secret key is too short; delete the file to renew it")
     return key
+
+
+def key_from_file(path: Path) -> str:
+    """The key kept in `path`, created with a fresh random key on first use. Processes
+    starting together (serve and scheduler) agree on one key: the file is written whole
+    under a temporary name and linked into place, and a process that finds it there
+    already reads the winner's key."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(48) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key stays
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
+    return path.read_text(encoding="utf-8").strip()

@@ -7,22 +7,34 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
+import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Engine, delete, or_
+from sqlalchemy import ColumnElement, Engine, delete, func, or_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from mailer.db import session_scope
+from mailer.db import session_scope, with_retries
 from mailer.errors import SubscriberError
+from mailer.models import (
+    SUBSCRIBERS,
+    Delivery,
+    Issue,
+    Subscriber,
+    SubscriberStatus,
+    new_public_id,
+    utcnow,
+)
 from mailer.models import TRANSACTIONAL_MAILS as MAILS
-from mailer.models import Subscriber, SubscriberStatus, utcnow
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -61,9 +73,7 @@ def clean_name(raw: str | None) -> str | None:
     `without_controls`), and a name longer than NAME_MAX characters is refused."""
     name = " ".join(without_controls(raw or "").split())
     if len(name) > NAME_MAX:
-        raise SubscriberError(
-            f"the name is {len(name)} characters long; give at most {NAME_MAX}"
-        )
+        raise SubscriberError(f"the name is {len(name)} characters long; give at most {NAME_MAX}")
     return name or None
 
 
@@ -85,20 +95,37 @@ def _hidden(char: str) -> bool:
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
-def erased_marker(address: str) -> str:
-    """What an erased subscriber's row keeps: a one-way hash that blocks re-adding."""
+def erased_marker(address: str, purge_key: str) -> str:
+    """What an erased subscriber's row keeps: a keyed hash that blocks re-adding. Keyed
+    (HMAC-SHA256 under the purge key, kept outside the database) so that hashing a list
+    of guessed addresses cannot tell who was on the list."""
+    return "erased:hmac:" + hmac.new(purge_key.encode(), address.encode(), "sha256").hexdigest()
+
+
+def _legacy_marker(address: str) -> str:
+    """The plain hash older versions left: still checked, it cannot be re-keyed."""
     return "erased:" + hashlib.sha256(address.encode()).hexdigest()
 
 
-def _existing(session: Session, address: str) -> Subscriber | None:
-    query = select(Subscriber).where(col(Subscriber.email).in_((address, erased_marker(address))))
+def _markers(address: str, purge_key: str) -> tuple[str, ...]:
+    legacy = _legacy_marker(address)
+    return (erased_marker(address, purge_key), legacy) if purge_key else (legacy,)
+
+
+def _existing(session: Session, address: str, purge_key: str = "") -> Subscriber | None:
+    known = (address, *_markers(address, purge_key))
+    query = select(Subscriber).where(col(Subscriber.email).in_(known))
     return session.exec(query).first()
 
 
 def _refusal(found: Subscriber) -> str:
-    if found.email.startswith("erased:"):
+    return _refusal_of(found.email, found.status)
+
+
+def _refusal_of(email: str, status: str) -> str:
+    if email.startswith("erased:"):
         return "erased at the reader's request; only they can subscribe again"
-    return f"already on the list ({found.status})"
+    return f"already on the list ({status})"
 
 
 def add_subscriber(
@@ -108,10 +135,13 @@ def add_subscriber(
     *,
     confirmed: bool = False,
     frequency: str = "every",
+    purge_key: str = "",
 ) -> Subscriber:
+    """Add a subscriber; refused if on the list already or erased (`purge_key`: the key
+    of the erased addresses' markers, Settings.purge_key)."""
     address = normalise_address(email)
     with session_scope(engine) as session:
-        found = _existing(session, address)
+        found = _existing(session, address, purge_key)
         if found is not None:
             raise SubscriberError(f"{address} is {_refusal(found)}")
         subscriber = _new(address, name, SubscriberStatus.ACTIVE if confirmed else None, frequency)
@@ -120,17 +150,23 @@ def add_subscriber(
 
 
 def _new(address: str, name: str | None, status: str | None, frequency: str) -> Subscriber:
+    return Subscriber(**_new_values(address, name, status, frequency))
+
+
+def _new_values(
+    address: str, name: str | None, status: str | None, frequency: str
+) -> dict[str, Any]:
     status = status or SubscriberStatus.PENDING
     now = utcnow()
-    return Subscriber(
-        email=address,
-        name=clean_name(name),
-        status=status,
-        frequency=frequency,
-        created_at=now,
-        confirmed_at=now if status == SubscriberStatus.ACTIVE else None,
-        unsubscribed_at=now if status == SubscriberStatus.UNSUBSCRIBED else None,
-    )
+    return {
+        "email": address,
+        "name": clean_name(name),
+        "status": status,
+        "frequency": frequency,
+        "created_at": now,
+        "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
+        "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
+    }
 
 
 def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subscriber]:
@@ -152,10 +188,13 @@ def list_subscribers(engine: Engine, status: str | None = None) -> Iterator[Subs
         after = batch[-1].id or after
 
 
-def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Subscriber:
-    """Unsubscribe; with purge, also erase name and address, keeping only a hash of it so
-    the address cannot be imported again by mistake."""
+def remove_subscriber(
+    engine: Engine, email: str, *, purge: bool = False, purge_key: str = ""
+) -> Subscriber:
+    """Unsubscribe; with purge, erase them: see `erase`."""
     address = normalise_address(email)
+    if purge and not purge_key:
+        raise SubscriberError("a purge needs the purge key (Settings.purge_key)")
     with session_scope(engine) as session:
         subscriber = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
         if subscriber is None:
@@ -164,15 +203,51 @@ def remove_subscriber(engine: Engine, email: str, *, purge: bool = False) -> Sub
             subscriber.status = SubscriberStatus.UNSUBSCRIBED
             subscriber.unsubscribed_at = utcnow()
         if purge:
-            subscriber.email = erased_marker(address)
-            subscriber.name = None
-            session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
+            erase(session, subscriber, address, purge_key)
         session.add(subscriber)
         return subscriber
 
 
 def _mail_to(subscriber_id: int | None, address: str) -> ColumnElement[bool]:
     return or_(MAILS.c.subscriber_id == subscriber_id, MAILS.c.email == address)
+
+
+def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str) -> None:
+    """Erase a person from every table: their row keeps only the keyed marker that stops
+    the address coming back by mistake, and their deliveries keep the relay's status
+    code without its text (a reply quotes the address). Whatever else comes to store
+    personal data (an audit log, donors, bounce events) is erased here too, and in the
+    test that scans every table for the address."""
+    assert subscriber.id is not None
+    subscriber.email = erased_marker(address, purge_key)
+    subscriber.name = None
+    subscriber.consent_ip = None
+    session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
+    replies = session.exec(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber.id, col(Delivery.smtp_response).is_not(None)
+        )
+    ).all()
+    for delivery in replies:
+        delivery.smtp_response = redacted_reply(delivery.smtp_response or "")
+        session.add(delivery)
+    # a relay's refusal that held an issue may quote the reader it was sending to
+    quoted = col(Issue.held_reason).contains(address)
+    session.exec(
+        update(Issue)
+        .where(quoted)
+        .values(held_reason=func.replace(Issue.held_reason, address, "[erased]"))
+    )
+
+
+_REPLY_CODE = re.compile(r"\s*(\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?)")
+
+
+def redacted_reply(reply: str) -> str:
+    """An SMTP reply without its text: the codes say what happened, the text may name
+    the reader."""
+    code = _REPLY_CODE.match(reply)
+    return f"{code[1] if code else ''} (reply erased with the subscriber)".lstrip()
 
 
 # A pending address gets a fresh confirmation link at most this often.
@@ -188,7 +263,7 @@ def checked_request(email: str, name: str | None, frequency: str) -> tuple[str, 
 
 
 def request_subscription(
-    engine: Engine, email: str, name: str | None, frequency: str
+    engine: Engine, email: str, name: str | None, frequency: str, *, purge_key: str = ""
 ) -> Subscriber | None:
     """Someone asks, on the site, for `email` to be subscribed: the subscriber a
     confirmation link should go to now, or None (already active, erased at their
@@ -197,7 +272,7 @@ def request_subscription(
     address, name, frequency = checked_request(email, name, frequency)
     now = utcnow()
     with session_scope(engine) as session:
-        found = _existing(session, address)
+        found = _existing(session, address, purge_key)
         if found is None:
             subscriber = _new(address, name, None, frequency)
             subscriber.confirmation_sent_at = now
@@ -267,6 +342,19 @@ def find_subscriber(engine: Engine, subscriber_id: int) -> Subscriber:
         return _get(session, subscriber_id)
 
 
+def resolve(engine: Engine, reference: int | str) -> int:
+    """The id of the subscriber a link names: by their public id, or by the id itself in
+    a link made before there were public ids. SubscriberError if there is none."""
+    if isinstance(reference, int):
+        return reference
+    with session_scope(engine) as session:
+        query = select(Subscriber.id).where(Subscriber.public_id == reference)
+        found = session.exec(query).first()
+    if found is None:
+        raise SubscriberError("no subscriber with that link")
+    return found
+
+
 def _get(session: Session, subscriber_id: int) -> Subscriber:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
@@ -276,14 +364,25 @@ def _get(session: Session, subscriber_id: int) -> Subscriber:
 
 def unsubscribe(engine: Engine, subscriber_id: int) -> Subscriber:
     """Unsubscribe by id (a signed link): idempotent; the first time is the one kept.
-    Deliveries already queued for them are skipped when their turn comes."""
+    Deliveries already queued for them are skipped when their turn comes. A reader's
+    unsubscribe must never fail: a database busy with somebody else's writing (a big
+    import, a send) is waited out and the change tried again."""
+    return with_retries(lambda: _unsubscribe_once(engine, subscriber_id))
+
+
+def _unsubscribe_once(engine: Engine, subscriber_id: int) -> Subscriber:
     with session_scope(engine) as session:
-        subscriber = _get(session, subscriber_id)
-        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
-            subscriber.status = SubscriberStatus.UNSUBSCRIBED
-            subscriber.unsubscribed_at = utcnow()
-            session.add(subscriber)
-        return subscriber
+        # the write first: it queues for the writer's lock before anything is read, so
+        # SQLite never finds what this transaction read overtaken by another's commit
+        session.connection().execute(
+            update(SUBSCRIBERS)
+            .where(
+                SUBSCRIBERS.c.id == subscriber_id,
+                SUBSCRIBERS.c.status != SubscriberStatus.UNSUBSCRIBED,
+            )
+            .values(status=SubscriberStatus.UNSUBSCRIBED, unsubscribed_at=utcnow())
+        )
+        return _get(session, subscriber_id)
 
 
 @dataclass
@@ -292,35 +391,92 @@ class ImportReport:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
+    to_add: int = 0  # the good rows, once the whole file is checked
 
 
-def import_csv(engine: Engine, path: Path) -> ImportReport:
-    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) in one
-    transaction; report each rejected row with its line number and reason. A file that
-    is not UTF-8 CSV with an email column is refused whole and changes nothing."""
+# Rows added per transaction: each holds the writer a few milliseconds, so a reader's
+# unsubscribe (or a sign-up) waits no longer than that while a big list comes in.
+IMPORT_BATCH = 1000
+
+
+def import_csv(
+    engine: Engine,
+    path: Path,
+    purge_key: str = "",
+    progress: Callable[[ImportReport], None] | None = None,
+    batch_size: int = IMPORT_BATCH,
+) -> ImportReport:
+    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) and
+    report each rejected row with its line number and reason. A file that is not UTF-8
+    CSV with an email column is refused whole and changes nothing. The whole file is
+    checked first; then the rows go in, in short transactions of `batch_size`, with
+    `progress` told after each. An address on the list already (or erased) is skipped,
+    so the same file imported again after an interruption adds the rest, nothing twice."""
     rows, report = _read_csv(path)
-    good: dict[str, tuple[int, Subscriber]] = {}
+    good = _checked_rows(rows, report)
+    report.to_add = len(good)
+    if progress is not None:
+        progress(report)
+    for start in range(0, len(good), batch_size):
+        batch = good[start : start + batch_size]
+        added, skipped = with_retries(partial(_add_batch, engine, batch, purge_key))
+        report.added += added
+        report.skipped += skipped
+        if progress is not None:
+            progress(report)
+    return report
+
+
+def _checked_rows(
+    rows: list[tuple[int, dict[str, str]]], report: ImportReport
+) -> list[tuple[int, dict[str, Any]]]:
+    """The rows to add, as column values; a bad or repeated row goes to the report."""
+    good: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, values in rows:
         try:
-            subscriber = _row_to_subscriber(values)
+            row = _row_values(values)
         except SubscriberError as exc:
             report.rejected.append((line, str(exc)))
             continue
-        if subscriber.email in good:
-            report.rejected.append(
-                (line, f"{subscriber.email} repeats line {good[subscriber.email][0]}")
-            )
+        if row["email"] in good:
+            report.rejected.append((line, f"{row['email']} repeats line {good[row['email']][0]}"))
             continue
-        good[subscriber.email] = (line, subscriber)
-    with session_scope(engine) as session:
-        for address, (line, subscriber) in good.items():
-            found = _existing(session, address)
-            if found is not None:
-                report.skipped.append((line, f"{address} is {_refusal(found)}"))
-                continue
-            session.add(subscriber)
-            report.added += 1
-    return report
+        good[row["email"]] = (line, row)
+    return list(good.values())
+
+
+def _add_batch(
+    engine: Engine, batch: list[tuple[int, dict[str, Any]]], purge_key: str
+) -> tuple[int, list[tuple[int, str]]]:
+    """One transaction: the batch's rows whose address is new. Returns how many were
+    added and the skipped rows with why."""
+    markers = {m: row["email"] for _, row in batch for m in _markers(row["email"], purge_key)}
+    wanted = [row["email"] for _, row in batch] + list(markers)
+    s = SUBSCRIBERS.c
+    with engine.begin() as connection:
+        found = connection.execute(select(s.email, s.status).where(s.email.in_(wanted))).all()
+        taken = {markers.get(email, email): _refusal_of(email, status) for email, status in found}
+        new = [
+            row | {"public_id": new_public_id()} for _, row in batch if row["email"] not in taken
+        ]
+        added: set[str] = set()
+        if new:
+            # an address that arrived since the look (a sign-up) is left as it is
+            statement = _insert(engine).on_conflict_do_nothing().returning(s.email)
+            added = set(connection.execute(statement, new).scalars())
+    skipped = [
+        (line, f"{row['email']} is {taken.get(row['email'], 'already on the list')}")
+        for line, row in batch
+        if row["email"] not in added
+    ]
+    return len(added), skipped
+
+
+def _insert(engine: Engine) -> Any:
+    """INSERT that can skip rows already there, in the dialect's own words."""
+    if engine.dialect.name == "postgresql":
+        return postgresql.insert(SUBSCRIBERS)
+    return sqlite.insert(SUBSCRIBERS)
 
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportReport]:
@@ -370,18 +526,21 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportRepor
     return rows, report
 
 
-def _row_to_subscriber(values: dict[str, str]) -> Subscriber:
+def _row_values(values: dict[str, str]) -> dict[str, Any]:
     status = values.get("status", "").strip().lower() or SubscriberStatus.ACTIVE
     if status not in SubscriberStatus.ALL:
         raise SubscriberError(f"unknown status {status!r} (use {', '.join(SubscriberStatus.ALL)})")
     frequency = values.get("frequency", "").strip().lower() or "every"
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"unknown frequency {frequency!r} (use every, weekly or articles)")
-    return _new(normalise_address(values["email"]), values.get("name"), status, frequency)
+    name = unneutralised(values["name"]) if values.get("name") else None
+    address = normalise_address(unneutralised(values["email"]))
+    return _new_values(address, name, status, frequency)
 
 
 def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
-    """Write the list as CSV (importable again); erased subscribers are left out."""
+    """Write the list as CSV (importable again); erased subscribers are left out. Text a
+    spreadsheet would run as a formula is neutralised (see `neutralised`)."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
@@ -389,8 +548,31 @@ def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
         if subscriber.email.startswith("erased:"):
             continue
         row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
-        writer.writerow(
-            ["" if v is None else v.isoformat() if hasattr(v, "isoformat") else v for v in row]
-        )
+        writer.writerow([_cell(v) for v in row])
         count += 1
     return count
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return neutralised(str(value))
+
+
+# What makes a spreadsheet read a cell as a formula (OWASP, "CSV Injection"); quotes in
+# front count too, so a value that begins with "'=" comes back as it was.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+
+
+def neutralised(value: str) -> str:
+    """A cell a spreadsheet shows as text: a value that would start a formula (=, +, -,
+    @, tab, carriage return; web sign-ups supply names) gets a single quote in front."""
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def unneutralised(value: str) -> str:
+    """The value `neutralised` was given: the one quote it added taken off again. A value
+    that starts with a quote and then anything else is left as it is."""
+    return value[1:] if value.startswith("'") and _FORMULA.match(value, 1) else value

@@ -25,6 +25,7 @@ from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
 
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+TEST_PURGE_KEY = "test-purge-key-" + "p" * 32
 
 
 @dataclass
@@ -297,7 +298,7 @@ def make_settings(
             "username": "",
             "timeout": 5,
         },
-        "security": {"secret_key": TEST_SECRET_KEY},
+        "security": {"secret_key": TEST_SECRET_KEY, "purge_key": TEST_PURGE_KEY},
     }
     for name, values in sections.items():
         overrides[name] = {**overrides.get(name, {}), **values}
@@ -360,3 +361,10 @@ def queued_mails(engine: Any) -> dict[str, int]:
         if not {"queued", "sending"} & set(counts) or time.monotonic() > deadline:
             return counts
         time.sleep(0.05)
+
+
+@contextmanager
+def running_site(app: Any) -> Iterator[str]:
+    """An ASGI app (the subscriber site) served as web_server serves one; its base URL."""
+    with web_server(lambda _base_url: app) as url:
+        yield url

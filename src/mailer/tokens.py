@@ -1,12 +1,18 @@
 """Signed, purpose-bound tokens for the links that act (unsubscribe, confirm, preferences).
 
 A token names one subscriber and one purpose; it is signed with the secret key, so it
-cannot be forged, guessed, or used for another purpose or another subscriber."""
+cannot be forged, guessed, or used for another purpose or another subscriber. It names
+them by their random public id (links made before there was one carry the sequential
+id, and still work). Tokens are made with the newest key and read with any of the keys
+given (the previous ones, oldest first, then the current one), so links already sent
+survive a change of key."""
 
 from __future__ import annotations
 
 import hmac
+import json
 import time
+from collections.abc import Sequence
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
@@ -19,18 +25,24 @@ PREFERENCES = "preferences"
 class TokenError(Exception):
     """A token that is tampered with, expired, or made for another purpose."""
 
-    def __init__(self, message: str, expired: bool = False, subscriber_id: int | None = None):
+    def __init__(self, message: str, expired: bool = False, subscriber_id: int | str | None = None):
         super().__init__(message)
         self.expired = expired
         self.subscriber_id = subscriber_id  # of an expired but genuine token
 
 
-def _serializer(secret_key: str, purpose: str) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(secret_key, salt=f"mailer.{purpose}")
+# One key, or several: the previous ones (oldest first) and the current one last.
+Keys = str | Sequence[str]
 
 
-def make_token(secret_key: str, purpose: str, subscriber_id: int) -> str:
-    return _serializer(secret_key, purpose).dumps(subscriber_id)
+def _serializer(secret_key: Keys, purpose: str) -> URLSafeTimedSerializer:
+    keys = secret_key if isinstance(secret_key, str) else list(secret_key)
+    return URLSafeTimedSerializer(keys, salt=f"mailer.{purpose}")
+
+
+def make_token(secret_key: Keys, purpose: str, subscriber: int | str) -> str:
+    """A token for a subscriber's public id (or, as links made before had, their id)."""
+    return _serializer(secret_key, purpose).dumps(subscriber)
 
 
 class TokenMaker:
@@ -38,15 +50,16 @@ class TokenMaker:
     derivation and HMAC set-up done once rather than per token (a third of the cost of
     building a message). tests/test_send.py checks them against make_token."""
 
-    def __init__(self, secret_key: str, purpose: str):
+    def __init__(self, secret_key: Keys, purpose: str):
         serializer = _serializer(secret_key, purpose)
         signer = serializer.make_signer(serializer.salt)
         self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
         self._sep = signer.sep
 
-    def __call__(self, subscriber_id: int) -> str:
-        # URLSafeTimedSerializer: base64(json) . base64(timestamp) . base64(hmac)
-        payload = base64_encode(str(int(subscriber_id)).encode())
+    def __call__(self, subscriber: str | int) -> str:
+        # URLSafeTimedSerializer: base64(json) . base64(timestamp) . base64(hmac); a short
+        # public id does not shrink when compressed, so itsdangerous leaves it plain too
+        payload = base64_encode(json.dumps(subscriber).encode())
         value = payload + self._sep + base64_encode(int_to_bytes(int(time.time())))
         mac = self._mac.copy()
         mac.update(value)
@@ -54,9 +67,10 @@ class TokenMaker:
 
 
 def read_token(
-    secret_key: str, purpose: str, token: str, max_age_seconds: int | None = None
-) -> int:
-    """The subscriber id a token was made for, or TokenError."""
+    secret_key: Keys, purpose: str, token: str, max_age_seconds: int | None = None
+) -> int | str:
+    """The subscriber a token was made for (their public id, or the id in a link made
+    before there were public ids), or TokenError."""
     serializer = _serializer(secret_key, purpose)
     try:
         value = serializer.loads(token, max_age=max_age_seconds)
@@ -65,10 +79,16 @@ def read_token(
             late = serializer.load_payload(exc.payload) if exc.payload else None
         except BadSignature:
             late = None
-        known = late if isinstance(late, int) and not isinstance(late, bool) else None
+        known = late if _is_reference(late) else None
         raise TokenError("this link has expired", expired=True, subscriber_id=known) from None
     except BadSignature:
         raise TokenError("this link is not valid") from None
-    if not isinstance(value, int) or isinstance(value, bool):
+    if not _is_reference(value):
         raise TokenError("this link is not valid")
-    return value
+    return value  # type: ignore[no-any-return]
+
+
+def _is_reference(value: object) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, int) and not isinstance(value, bool)

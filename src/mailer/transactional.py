@@ -101,6 +101,7 @@ class _Claimed:
     name: str | None
     status: str
     frequency: str | None = None
+    public_id: str | None = None  # what the link names (tokens.py)
 
 
 def send_queued(
@@ -119,7 +120,7 @@ def send_queued(
             if claimed is None:
                 break
             if claimed.subscriber_id is None:
-                claimed = _make_request(engine, claimed)
+                claimed = _make_request(engine, settings, claimed)
                 if claimed is None:  # no link due: nothing is kept of the request
                     continue
             if claimed.status != SubscriberStatus.PENDING or claimed.email.startswith("erased:"):
@@ -168,12 +169,13 @@ def _attempt(
 
 def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
     """The message, made now: the link's token dates from the sending, not the queueing."""
-    assert claimed.subscriber_id is not None
-    token = make_token(settings.secret_key, CONFIRM, claimed.subscriber_id)
+    assert claimed.subscriber_id is not None and claimed.public_id is not None
+    token = make_token(settings.secret_key, CONFIRM, claimed.public_id)
     url = f"{settings.publication.base_url}/confirm/{token}"
     rendered = render_confirmation(settings, claimed.email, claimed.name, url)
     builder = MessageBuilder(settings, rendered)
-    return builder.build(Recipient(claimed.subscriber_id, claimed.email, claimed.name))
+    recipient = Recipient(claimed.subscriber_id, claimed.email, claimed.name, claimed.public_id)
+    return builder.build(recipient)
 
 
 def _retry(
@@ -222,7 +224,8 @@ def _claim_next(
                 .values(status=MailStatus.SENDING, lease_until=lease, attempts=MAILS.c.attempts + 1)
             )
             if taken.rowcount == 1:
-                return _Claimed(*connection.execute(_CLAIMED.where(MAILS.c.id == mail_id)).one())
+                row = connection.execute(_CLAIMED.where(MAILS.c.id == mail_id)).one()
+                return _Claimed(*tuple(row))
     return None
 
 
@@ -236,16 +239,21 @@ _CLAIMED = select(
     func.coalesce(SUBSCRIBERS.c.name, MAILS.c.name),
     func.coalesce(SUBSCRIBERS.c.status, ""),
     MAILS.c.frequency,
+    SUBSCRIBERS.c.public_id,
 ).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
 
 
-def _make_request(engine: Engine, claimed: _Claimed) -> _Claimed | None:
+def _make_request(engine: Engine, settings: Settings, claimed: _Claimed) -> _Claimed | None:
     """A sign-up from the form, made now: the mail becomes the confirmation of the
     subscriber a link is due to, or is deleted (active, erased, a link sent a moment
     ago, or one waiting already)."""
     try:
         subscriber = request_subscription(
-            engine, claimed.email, claimed.name, claimed.frequency or "every"
+            engine,
+            claimed.email,
+            claimed.name,
+            claimed.frequency or "every",
+            purge_key=settings.purge_key,
         )
     except SubscriberError as exc:  # checked when queued: only a changed rule gets here
         log.error("sign-up %s not made: %s", claimed.id, exc)
@@ -273,6 +281,7 @@ def _make_request(engine: Engine, claimed: _Claimed) -> _Claimed | None:
         email=subscriber.email,
         name=subscriber.name,
         status=subscriber.status,
+        public_id=subscriber.public_id,
     )
 
 

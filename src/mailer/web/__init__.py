@@ -31,6 +31,7 @@ from mailer.subscribers import (
     confirm_subscription,
     find_subscriber,
     renew_request,
+    resolve,
     unsubscribe,
     update_preferences,
 )
@@ -83,8 +84,12 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         body = pages.get_template(f"web/{name}").render(publication=publication, **values)
         return HTMLResponse(body, status_code=status)
 
+    def reader_of(purpose: str, token: str, max_age: int | None = None) -> int:
+        """The subscriber a link is for; TokenError or SubscriberError if none."""
+        return resolve(engine, read_token(settings.signing_keys, purpose, token, max_age))
+
     def subscriber_of(token: str) -> int:
-        return read_token(settings.secret_key, UNSUBSCRIBE, token)
+        return reader_of(UNSUBSCRIBE, token)
 
     limiter = ClientLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
     limits = AddressLimit()
@@ -150,7 +155,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         """A page with one button: link scanners that fetch every link in a message must
         not confirm a sign-up somebody else made, so a GET changes nothing."""
         try:
-            subscriber_id = read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
+            subscriber_id = reader_of(CONFIRM, token, CONFIRM_SECONDS)
             subscriber = find_subscriber(engine, subscriber_id)
         except TokenError as exc:
             if exc.expired and exc.subscriber_id is not None:
@@ -169,13 +174,15 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
         """The button: a valid link activates; an expired link's button (expired.html)
         sends a fresh link to the same address, if still pending."""
         try:
-            subscriber_id = read_token(settings.secret_key, CONFIRM, token, CONFIRM_SECONDS)
+            subscriber_id = reader_of(CONFIRM, token, CONFIRM_SECONDS)
+            subscriber = confirm_subscription(engine, subscriber_id, _client(request))
         except TokenError as exc:
             if not exc.expired or exc.subscriber_id is None:
                 return page("invalid.html", 400)
-            return renew(exc.subscriber_id, request)
-        try:
-            subscriber = confirm_subscription(engine, subscriber_id, _client(request))
+            try:
+                return renew(resolve(engine, exc.subscriber_id), request)
+            except SubscriberError:
+                return page("invalid.html", 400)
         except SubscriberError:
             return page("invalid.html", 400)
         if subscriber.status != SubscriberStatus.ACTIVE:
@@ -193,7 +200,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     @app.get("/preferences/{token}")
     def preferences(token: str) -> HTMLResponse:
         try:
-            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            subscriber_id = reader_of(PREFERENCES, token)
             subscriber = find_subscriber(engine, subscriber_id)
         except (TokenError, SubscriberError):
             return page("invalid.html", 400)
@@ -206,7 +213,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
 
     def preferences_saved(token: str, form: dict[str, str]) -> HTMLResponse:
         try:
-            subscriber_id = read_token(settings.secret_key, PREFERENCES, token)
+            subscriber_id = reader_of(PREFERENCES, token)
             if form.get("action") == "leave":
                 subscriber = unsubscribe(engine, subscriber_id)
                 return page("unsubscribe.html", subscriber=subscriber, done=True)
