@@ -427,3 +427,30 @@ def test_a_message_accepted_with_a_reply_longer_than_8_kb_is_recorded_as_sent(
         assert len(reply) <= 1000, "kept short"
     assert copies(server) == Counter(addresses)
     assert server.connections == 1, "the connection goes on after the long reply"
+
+
+def test_an_editor_fixes_the_refused_article_and_the_rest_get_the_fixed_text(
+    engine, settings, tmp_path, smtp
+):
+    """The relay objected to the content: the editor changes the article, resumes, and
+    the readers still queued get it as it is now; those who had it get nothing more."""
+    addresses = readers(engine, tmp_path, 12)
+    source = tmp_path / "story.txt"
+    source.write_text("OSLO – Buy cheap pills now, the council said.\n", "utf-8")
+    page = "https://dawatmedia.example/council"  # the same article, changed
+    article = ingest_file(engine, settings, source, title="The council", url=page).article
+    issue = article_issue(engine, settings, article)
+    smtp.refuse_data, smtp.accept_first = SPAM, 5
+    with pytest.raises(IssueHeld):
+        deliver(engine, settings.replace(smtp={"max_connections": 1}), issue)
+    source.write_text("OSLO – The council met again and agreed on the budget.\n", "utf-8")
+    fixed = ingest_file(engine, settings, source, title="The council", url=page).article
+    assert fixed.id == article.id
+    smtp.refuse_data = None
+    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert copies(smtp) == Counter(addresses), "each reader exactly once"
+    bodies = [r.message.get_body(("plain",)).get_content() for r in smtp.received]
+    assert sum("cheap pills" in body for body in bodies) == 5
+    assert sum("agreed on the budget" in body for body in bodies) == 7
+    assert "agreed on the budget" in stored(engine, issue).text

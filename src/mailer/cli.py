@@ -33,6 +33,7 @@ from mailer.issues import (
     find_issue,
     find_issue_by_id,
     held_issues,
+    refresh_held,
     schedule_issue,
     unfinished_issues,
 )
@@ -519,6 +520,8 @@ def send(
             f"issue {issue.id} is held: the relay refused it ({issue.held_reason}); an editor "
             f"resumes it, once that is put right, with: mailer send --issue {issue.id}"
         )
+    if issue.status == IssueStatus.HELD:  # the editor may have fixed what was refused
+        issue = refresh_held(engine, settings, issue)
     outbox = Outbox(engine, issue, settings.delivery)
     pending = outbox.pending_recipients()
     say(f"Issue {issue.id}: “{issue.subject}”")
@@ -613,7 +616,10 @@ def _resume_issue(engine: Engine, settings: Settings, issue_id: int, yes: bool) 
     say(f"Issue {issue.id}: “{issue.subject}”: {plural(open_rows, 'delivery', 'deliveries')} open.")
     if issue.status == IssueStatus.HELD:
         say(f"It was held: the relay refused it ({issue.held_reason}).")
+        say("The readers still queued get it as the article is now (edit it before this).")
         _confirm(yes)
+        issue = refresh_held(engine, settings, issue)
+        outbox = Outbox(engine, issue, settings.delivery)
         outbox.unhold()
     again = f"mailer send --issue {issue_id}"
     _send_one(engine, settings, issue, open_rows, False, again, enqueue=False, retry=True)

@@ -105,6 +105,35 @@ def _keyed_issue(
     return stored
 
 
+def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
+    """A held issue rendered again from its articles as they are now, for the readers
+    still queued: the relay refused the message itself, and the editor may have fixed
+    what it objected to. Any other issue is returned as it is."""
+    if issue.status != IssueStatus.HELD:
+        return issue
+    with session_scope(engine) as session:
+        ids = [int(part) for part in issue.article_ids.split(",") if part]
+        found = {a.id: a for a in session.exec(select(Article).where(col(Article.id).in_(ids)))}
+    articles = [found[i] for i in ids if i in found]
+    if not articles:
+        return issue  # the articles are gone: it goes out as it was
+    if issue.kind == "digest" and issue.period_start and issue.period_end:
+        week = issue.key.removeprefix("digest:")
+        since, until = issue.period_start, issue.period_end
+        rendered = render_digest_issue(settings, articles, week, since, until)
+    else:
+        rendered = render_article_issue(settings, articles[0])
+    content = {"subject": rendered.subject, "preheader": rendered.preheader,
+               "html": rendered.html, "text": rendered.text}  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(
+            update(ISSUES)
+            .where(ISSUES.c.id == issue.id, ISSUES.c.status == IssueStatus.HELD)
+            .values(**content)
+        )
+    return find_issue_by_id(engine, issue.id or 0)
+
+
 def schedule_issue(engine: Engine, issue: Issue, when: datetime) -> Issue:
     """Have the issue sent at `when` (by `mailer scheduler` or `mailer send --resume`)."""
     changed = _set_status(engine, issue, OPEN_STATUSES, IssueStatus.SCHEDULED, scheduled_at=when)
