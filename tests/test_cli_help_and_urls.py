@@ -16,6 +16,7 @@ from mailer.articles import ingest_file
 from mailer.db import open_database
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
+from mailer.errors import ConfigError
 from mailer.issues import article_issue
 from mailer.subscribers import add_subscriber
 from mailer.testing import TEST_SECRET_KEY, make_settings
@@ -111,3 +112,32 @@ def test_a_base_url_in_other_letters_sends_with_ascii_links(tmp_path, smtp, data
     links = re.findall(r'href="([^"]+)"', html)
     own = [link for link in links if link.startswith(base)]
     assert len(own) >= 2 and all(link.isascii() for link in own)
+
+
+def test_sender_addresses_in_other_letters_send_in_their_ascii_form(tmp_path, smtp, database_url):
+    """news@påmelding.no passed validation, then every message failed to build."""
+    settings = make_settings(
+        tmp_path,
+        smtp.port,
+        database_url,
+        publication={"from_address": "news@påmelding.no", "reply_to": "svar@påmelding.no"},
+    )
+    assert settings.publication.from_address == "news@xn--pmelding-9za.no"
+    engine = open_database(settings.database.url)
+    try:
+        add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
+        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+        report = deliver(engine, settings, article_issue(engine, settings, article))
+    finally:
+        engine.dispose()
+    assert report.sent == 1
+    (received,) = smtp.received
+    assert received.mail_from == "news@xn--pmelding-9za.no"
+    message = received.message
+    assert message["From"].addresses[0].addr_spec == "news@xn--pmelding-9za.no"
+    assert message["Reply-To"].addresses[0].addr_spec == "svar@xn--pmelding-9za.no"
+
+
+def test_a_sender_name_in_other_letters_before_the_at_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="from_address"):
+        make_settings(tmp_path, publication={"from_address": "nyheter.på@example.org"})

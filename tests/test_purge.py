@@ -147,3 +147,21 @@ def test_rows_of_erased_subscribers_are_not_exported(engine):
     with engine.connect() as connection:
         row = connection.execute(text("SELECT email FROM subscriber")).scalar_one()
     assert row.startswith("erased:hmac:")
+
+
+def test_links_sent_before_a_purge_store_nothing_of_the_person_again(engine, settings):
+    """An erased reader's old preferences link must not write a name back into their
+    row, nor reach it at all once the public id it names is gone."""
+    from mailer.subscribers import find_subscriber, remove_subscriber, resolve, update_preferences
+
+    reader = add_subscriber(engine, ADDRESS, "Ana Reader", confirmed=True)
+    old_public_id = reader.public_id
+    remove_subscriber(engine, ADDRESS, purge=True, purge_key=PURGE_KEY)
+    with pytest.raises(SubscriberError):
+        resolve(engine, old_public_id)  # a link made before the purge names nobody
+    assert reader.id is not None
+    with pytest.raises(SubscriberError):  # a link with the old numeric id, or a page left open
+        update_preferences(engine, reader.id, "Ana Reader", "weekly")
+    erased = find_subscriber(engine, reader.id)
+    assert erased.name is None and erased.frequency == "every"
+    assert "ana" not in every_text(engine)

@@ -361,6 +361,28 @@ def test_a_mailbox_disabled_three_issues_running_bounces_the_reader(
         assert subscriber_status(engine)[disabled] == expected, number
 
 
+def test_a_reader_bounced_wrongly_is_reactivated_with_a_clean_slate(
+    engine, settings, tmp_path, smtp
+):
+    """`mailer subscribers reactivate`: a bounced address gets issues again, and its old
+    failures no longer count, so one more does not bounce it at once."""
+    addresses = readers(engine, tmp_path, 2)
+    disabled = addresses[0]
+    smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
+    for number in range(3):
+        deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
+    assert subscriber_status(engine)[disabled] == "bounced"
+    again = mailer(settings, tmp_path, "subscribers", "reactivate", disabled.upper())
+    assert again.returncode == 0 and f"Reactivated {disabled}" in again.stdout, again.stderr
+    deliver(engine, settings, new_issue(engine, settings, tmp_path, 3))
+    assert subscriber_status(engine)[disabled] == "active", "one failure, not four in a row"
+    del smtp.refuse[disabled]
+    deliver(engine, settings, new_issue(engine, settings, tmp_path, 4))
+    assert len(smtp.to(disabled)) == 1
+    active = mailer(settings, tmp_path, "subscribers", "reactivate", addresses[1])
+    assert active.returncode == 1 and "not bounced" in active.stderr
+
+
 # -- a relay that refuses after 100 accepted ----------------------------------------------
 
 

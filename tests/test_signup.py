@@ -400,3 +400,19 @@ def test_stored_hostile_names_reach_one_recipient_in_every_mail(engine, settings
         assert to.addr_spec == address and received.message["Cc"] is None
         head = received.data.split(b"\r\n\r\n")[0]
         assert all(32 <= byte < 127 or byte in b"\r\n\t" for byte in head), head
+
+
+def test_the_confirmation_carries_nothing_a_stranger_typed_but_the_address(engine, site, smtp):
+    """Anyone can sign somebody else up: the DKIM-signed mail from the newsroom that
+    reaches them says nothing the form was given, the name least of all; the name is
+    kept for when the reader confirms."""
+    url, _ = site
+    bait = "your account is locked, call +1 555 0100"
+    assert sign_up(url, "victim@example.org", bait).status_code == 200
+    (confirmation,) = smtp.wait_for("victim@example.org")
+    assert confirmation["To"].addresses[0].display_name == ""
+    assert "locked" not in confirmation.as_string().lower()
+    for part in ("plain", "html"):
+        assert "locked" not in confirmation.get_body((part,)).get_content().lower()
+    (subscriber,) = list_subscribers(engine)
+    assert subscriber.name == bait, "their name, for when they confirm"

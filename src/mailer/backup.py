@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from mailer.errors import MailerError
+from mailer.settings import masked_url
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _sqlite_file(url: str) -> Path:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise MailerError(f"database.url = {url!r} is not a database URL") from None
+        raise MailerError(f"database.url = {masked_url(url)!r} is not a database URL") from None
     if parsed.get_backend_name() == "postgresql":
         raise MailerError(
             "the database is PostgreSQL: back it up with its own tool, e.g. "
@@ -61,7 +62,9 @@ def _sqlite_file(url: str) -> Path:
             "restore with `pg_restore --clean -d DBNAME mailer.dump`"
         )
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        raise MailerError(f"database.url = {url!r}: only a SQLite file can be backed up this way")
+        raise MailerError(
+            f"database.url = {masked_url(url)!r}: only a SQLite file can be backed up this way"
+        )
     source = Path(parsed.database)
     if not source.is_file():
         raise MailerError(f"there is no database at {source}: check database.url")

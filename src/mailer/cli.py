@@ -216,6 +216,16 @@ def subscribers_remove(
     say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
 
 
+@subscribers_app.command("reactivate")
+def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
+    """Make a bounced address active again (its mailbox works again, or it was bounced
+    wrongly); its past failures no longer count."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subscriber = subs.reactivate(engine, email)
+    say(f"Reactivated {subscriber.email}: it gets the next issue.")
+
+
 @subscribers_app.command("import")
 def subscribers_import(ctx: typer.Context, file: Path) -> None:
     """Import a CSV file with a header row: email[,name][,status][,frequency]."""

@@ -30,10 +30,13 @@ class Section(BaseModel):
 
 
 def _address(value: str) -> str:
+    """An address mail headers and SMTP take as it is: a domain in other letters is
+    written in its ASCII form (IDNA), a name before the @ in other letters is refused."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise ValueError(f"an email address ({exc})") from None
+        raise ValueError(f"an email address in ASCII before the @ ({exc})") from None
+    return checked.ascii_email or checked.normalized
 
 
 # RFC 3986 pchar and "/", and "%" so an address encoded already is not encoded twice

@@ -208,6 +208,32 @@ def remove_subscriber(
         return subscriber
 
 
+def reactivate(engine: Engine, email: str) -> Subscriber:
+    """A bounced address made active again: its mailbox works again, or it was bounced
+    wrongly (before the reply table, a relay's refusal of the content counted against
+    every reader). Its past failures are forgiven, so one more does not bounce it at
+    once. Only a bounced address: a reader who left comes back by subscribing."""
+    address = normalise_address(email)
+    with session_scope(engine) as session:
+        subscriber = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
+        if subscriber is None:
+            raise SubscriberError(f"{address} is not on the list")
+        if subscriber.status != SubscriberStatus.BOUNCED:
+            raise SubscriberError(
+                f"{address} is {subscriber.status}, not bounced: only a bounced address is "
+                "reactivated (a reader who left subscribes again on the site)"
+            )
+        subscriber.status = SubscriberStatus.ACTIVE
+        session.add(subscriber)
+        session.exec(
+            update(Delivery)
+            .where(col(Delivery.subscriber_id) == subscriber.id)
+            .where(col(Delivery.blames_reader).is_(True))
+            .values(blames_reader=False)
+        )
+        return subscriber
+
+
 def _mail_to(subscriber_id: int | None, address: str) -> ColumnElement[bool]:
     return or_(MAILS.c.subscriber_id == subscriber_id, MAILS.c.email == address)
 
@@ -220,6 +246,7 @@ def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str
     test that scans every table for the address."""
     assert subscriber.id is not None
     subscriber.email = erased_marker(address, purge_key)
+    subscriber.public_id = new_public_id()  # links already sent name nobody now
     subscriber.name = None
     subscriber.consent_ip = None
     session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
@@ -331,7 +358,11 @@ def update_preferences(
     name = clean_name(name)
     with session_scope(engine) as session:
         subscriber = _get(session, subscriber_id)
-        subscriber.name = clean_name(name)
+        if subscriber.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) or (
+            subscriber.email.startswith("erased:")
+        ):  # a page left open, or an old link: nothing of theirs is stored again
+            raise SubscriberError(f"subscriber {subscriber_id} is not subscribed")
+        subscriber.name = name
         subscriber.frequency = frequency
         session.add(subscriber)
         return subscriber

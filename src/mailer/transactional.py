@@ -168,13 +168,16 @@ def _attempt(
 
 
 def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
-    """The message, made now: the link's token dates from the sending, not the queueing."""
+    """The message, made now: the link's token dates from the sending, not the queueing.
+    It carries nothing a stranger typed into the form but the address: the name waits
+    until the reader confirms, so nobody can put words in a signed mail from the newsroom
+    to somebody else's inbox."""
     assert claimed.subscriber_id is not None and claimed.public_id is not None
     token = make_token(settings.secret_key, CONFIRM, claimed.public_id)
     url = f"{settings.publication.base_url}/confirm/{token}"
-    rendered = render_confirmation(settings, claimed.email, claimed.name, url)
+    rendered = render_confirmation(settings, claimed.email, None, url)
     builder = MessageBuilder(settings, rendered)
-    recipient = Recipient(claimed.subscriber_id, claimed.email, claimed.name, claimed.public_id)
+    recipient = Recipient(claimed.subscriber_id, claimed.email, None, claimed.public_id)
     return builder.build(recipient)
 
 
