@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 from sqlmodel import Session, select
@@ -690,15 +691,33 @@ def test_who_may_lead_where():
     assert local.addresses("169.254.169.254") == ["169.254.169.254"]
 
 
+# A public address (example.com's) that the tests' network routes to the test server.
+ROUTED = "93.184.215.14"
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network, mocked as DNS is: a connection to ROUTED reaches 127.0.0.1, where
+    the test servers listen, as if the site were on the public internet."""
+    connect = httpcore.SyncBackend.connect_tcp
+
+    def route(self: httpcore.SyncBackend, host: str, *args: Any, **kwargs: Any) -> Any:
+        return connect(self, "127.0.0.1" if host == ROUTED else host, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", route)
+
+
 def _public(site: Site, **names: list[str]) -> Reach:
     """A fetch that starts on news.example, a public site as far as mailer knows: its
-    name resolves to the test server on 127.0.0.1 (only DNS is mocked), and it is the
-    editor's own host, so connecting there is allowed; `names` resolve as given."""
-    table = {"news.example": ["127.0.0.1"], **{k.replace("_", "."): v for k, v in names.items()}}
-    return Reach("news.example", False, lambda host: table.get(host) or system_resolver(host))
+    name resolves to ROUTED (only DNS and routing are mocked: use the `routed`
+    fixture); `names` resolve as given."""
+    table = {"news.example": [ROUTED], **{k.replace("_", "."): v for k, v in names.items()}}
+    return Reach.of(
+        "http://news.example/", resolve=lambda host: table.get(host) or system_resolver(host)
+    )
 
 
-def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site):
+def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site, routed):
     site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
     news = f"http://news.example:{site.port}"
     site.redirects.update(
@@ -737,7 +756,7 @@ def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings,
 
 
 def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_address(
-    engine, settings, site, tmp_path
+    engine, settings, site, tmp_path, routed
 ):
     site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
     news = f"http://news.example:{site.port}"
@@ -761,6 +780,54 @@ def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_addr
     intranet = settings.replace(sources={"allow_private_addresses": True})
     allowed = ingest_source(engine, intranet, str(feed), full_text=True)
     assert [r.outcome for r in allowed.results] == ["new"]
+
+
+def _rebinding(*answers: list[str]) -> Reach:
+    """The reach of a fetch of news.example, whose name answers each look-up with the
+    next of `answers` (the last one repeated): DNS rebinding by a hostile public site."""
+    left = list(answers)
+    return Reach.of(
+        "http://news.example/", resolve=lambda host: left.pop(0) if len(left) > 1 else left[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("rebound", "said"),
+    [
+        ("127.0.0.1", "news.example (127.0.0.1), a loopback address"),
+        ("169.254.169.254", "news.example (169.254.169.254), the cloud metadata address"),
+    ],
+)
+def test_the_feeds_own_host_rebound_to_a_private_address_is_refused(
+    settings, site, routed, rebound, said
+):
+    """A public host is checked on every connection to it: a redirect to itself or an
+    entry page on its own site, looked up again, may not reach a private address."""
+    news = f"http://news.example:{site.port}"
+    site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    items = (
+        f"<item><title>One</title><link>{news}/page/</link><guid>g1</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    site.redirects["/moved/"] = f"{news}/feed/"
+    # the look-ups: as the fetch starts, for the first connection, then for the next one
+    with pytest.raises(SourceError) as refused:
+        read_source(
+            f"{news}/moved/", rules(settings), reach=_rebinding([ROUTED], [ROUTED], [rebound])
+        )
+    message = str(refused.value)
+    assert message.startswith(f"{news}/moved/: refused to connect to {said}: ")
+    assert "\n" not in message and "allow_private_addresses" in message
+    reach = _rebinding([ROUTED], [ROUTED], [rebound])
+    read = read_source(f"{news}/feed/", rules(settings), full_text=True, reach=reach)
+    assert read.drafts == [] and len(read.problems) == 1 and said in read.problems[0]
+    assert [path for path, _headers in site.requests] == ["/moved/", "/feed/"]
+    # the same fetch with the name staying public reads the entry's page
+    steady = read_source(
+        f"{news}/feed/", rules(settings), full_text=True, reach=_rebinding([ROUTED])
+    )
+    assert "Regional Engagement and Unresolved Tensions" in steady.drafts[0].body_html
 
 
 def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):

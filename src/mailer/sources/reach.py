@@ -4,12 +4,14 @@ the way - a redirect, a feed entry's page read for --full-text - are the site's 
 choose, and a hostile or hacked site could point mailer at the newsroom's own network
 or at the cloud's metadata service (169.254.169.254, which hands out credentials) and
 have the answer mailed to every subscriber. So: once the URL given is on a public
-address, every connection the fetch makes must go to public addresses too, unless
-[sources] allow_private_addresses says the newsroom fetches from its intranet.
+address, every connection the fetch makes must go to public addresses too, the
+connections to that same host included, unless [sources] allow_private_addresses says
+the newsroom fetches from its intranet.
 
-The check happens when the connection is opened, on the very addresses it then
+The check happens when each connection is opened, on the very addresses it then
 connects to (see `GuardedBackend`), so a name that resolves to a public address for a
-check and to a private one a moment later (DNS rebinding) gains nothing."""
+check and to a private one a moment later (DNS rebinding) gains nothing: not a feed's
+host that answers 127.0.0.1 when its entry pages are read, nor a redirect to itself."""
 
 from __future__ import annotations
 
@@ -91,16 +93,22 @@ class NonPublicAddress(SourceError):
 class Reach:
     """Where one fetch (and the entry pages it leads to) may connect."""
 
-    origin: str | None  # the host of the URL the editor gave: allowed whatever it is
-    private_ok: bool  # may every other host be non-public too
+    origin: str | None  # the host of the URL the editor gave (it gets no pass of its own)
+    private_ok: bool  # may any connection, to the origin too, go to a non-public address
     resolve: Resolver = system_resolver
 
     @classmethod
-    def of(cls, url: str | None, allow_private: bool = False) -> Reach:
+    def of(
+        cls, url: str | None, allow_private: bool = False, resolve: Resolver = system_resolver
+    ) -> Reach:
         """The reach of a fetch the editor asked for: of `url`, or of a file (None),
-        whose links are treated as a public site's."""
+        whose links are treated as a public site's. The editor's host decides once, as
+        the fetch starts: off the public internet (a local test feed), anything goes;
+        public, and every connection is checked, to that host as well, since its name
+        may answer differently a moment later."""
         host = urlsplit(url).hostname if url else None
-        return cls(host, allow_private or (host is not None and _non_public(host)))
+        local = host is not None and _non_public(host, resolve)
+        return cls(host, allow_private or local, resolve)
 
     def addresses(self, host: str) -> list[str]:
         """The addresses to connect to for `host`, each checked. Raises NonPublicAddress."""
@@ -108,18 +116,18 @@ class Reach:
             found = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
             found = self.resolve(host)
-        if host != self.origin and not self.private_ok:
+        if not self.private_ok:
             for address in found:
                 if not is_public(address):
                     raise NonPublicAddress(host, address)
         return found
 
 
-def _non_public(host: str) -> bool:
+def _non_public(host: str, resolve: Resolver) -> bool:
     """Whether the editor's own host is off the public internet (a name that does not
     resolve is taken as public: its fetch fails anyway)."""
     try:
-        return not all(is_public(a) for a in Reach(None, True).addresses(host))
+        return not all(is_public(a) for a in Reach(None, True, resolve).addresses(host))
     except httpcore.ConnectError:
         return False
 
