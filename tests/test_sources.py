@@ -653,6 +653,30 @@ def test_a_second_ingest_of_a_url_asks_only_for_what_changed_by_date_too(setting
     assert "unchanged since last time" in runs[1].stdout and "Article" not in runs[1].stdout
 
 
+def test_ingest_full_text_after_a_plain_ingest_reads_the_pages(settings, site, tmp_path):
+    """The remembered ETag is for a read without --full-text: with it, the feed is read
+    whole and each entry's page fetched, not answered "unchanged"."""
+    site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    items = (
+        f"<item><title>One</title><link>{site.url('/page/')}</link><guid>g1</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    env = _environment(settings.database.url, 1)
+    command = [sys.executable, "-m", "mailer", "ingest", site.url("/feed/")]
+    runs = [
+        subprocess.run(command + more, cwd=tmp_path, env=env, capture_output=True, text=True)
+        for more in ([], ["--full-text"], [])
+    ]
+    assert [run.returncode for run in runs] == [0, 0, 0], runs[1].stderr
+    assert "Article 1 (new)" in runs[0].stdout
+    assert "Article 1 (updated)" in runs[1].stdout
+    assert "unchanged since last time" in runs[2].stdout
+    asked = [(path, headers.get("If-None-Match")) for path, headers in site.requests]
+    assert [path for path, _etag in asked] == ["/feed/", "/feed/", "/page/", "/feed/"]
+    assert asked[1][1] is None and asked[3][1]  # only the plain ingest asks conditionally
+
+
 @pytest.mark.parametrize(
     "address",
     ["8.8.8.8", "93.184.215.14", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"],
