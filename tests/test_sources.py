@@ -6,7 +6,9 @@ rendered email; the sample article gives the same body from text, Markdown and a
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import os
 import re
 import ssl
 import subprocess
@@ -31,7 +33,7 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SourceError
 from mailer.models import Article
 from mailer.render import render_article_issue
-from mailer.scheduler import Service
+from mailer.scheduler import FolderWatch, Service
 from mailer.sources import read_article, read_source
 from mailer.sources.reach import (
     GuardedTransport,
@@ -445,6 +447,71 @@ def test_a_draft_is_refused_and_other_aliases_are_read(settings, tmp_path):
     assert (draft.author, draft.url, draft.language) == ("Ana and Bo", "https://n.example/a/", "fa")
     assert draft.published_at == datetime(2025, 10, 1, 6, tzinfo=UTC)
     assert draft.notes == ("front matter mailer does not use, ignored: url",)
+
+
+def test_a_jekyll_post_not_published_is_refused_like_a_draft(settings, tmp_path):
+    path = tmp_path / "post.md"
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    for value in ("false", "no", '"false"'):
+        path.write_text(f"---\ntitle: Not yet\npublished: {value}\nlayout: post\n---\n{text}")
+        with pytest.raises(SourceError) as refused:
+            read_source(str(path), rules(settings))
+        assert str(refused.value) == (
+            "post.md is a draft (published: false in its front matter); publish it first "
+            "or remove the key"
+        )
+    path.write_text(f"---\ntitle: Out\npublished: true\nlayout: post\n---\n{text}")
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert draft.title == "Out" and draft.notes == (
+        "front matter mailer does not use, ignored: layout",
+    )
+
+
+def test_hugo_json_front_matter_is_read(settings, tmp_path):
+    meta = {
+        "title": "Kabul's schools open their doors again",
+        "publishDate": "2025-10-02T07:00:00+04:30",
+        "description": "Girls over twelve are still kept out, teachers say.",
+        "authors": ["Mina Rahimi", "Omid Karimi"],
+        "tags": ["education"],
+        "params": {"feature": True},
+    }
+    path = tmp_path / "post.md"
+    body = "The schools opened on *Saturday*, with their teachers back at work.\n"
+    path.write_text(f"{json.dumps(meta, indent=2)}\n\n{body}")
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert draft.title == meta["title"] and draft.summary == meta["description"]
+    assert draft.author == "Mina Rahimi and Omid Karimi"
+    assert draft.published_at == datetime(2025, 10, 2, 2, 30, tzinfo=UTC)
+    assert draft.body_html == (
+        "<p>The schools opened on <em>Saturday</em>, with their teachers back at work.</p>"
+    )
+    assert draft.notes == ("front matter mailer does not use, ignored: params, tags",)
+    path.write_text('{\n  "title": "Unclosed",\n}\n\nText.\n')
+    with pytest.raises(SourceError, match="front matter is not valid YAML, TOML or JSON"):
+        read_source(str(path), rules(settings))
+
+
+def test_the_watched_folder_logs_the_front_matter_it_ignored(engine, settings, tmp_path, caplog):
+    """The scheduler says what ingest says: the keys it ignored, and a draft refused."""
+    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "jekyll.md").write_bytes((DATA / "jekyll-post.md").read_bytes())
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    (folder / "later.md").write_text(f"---\ntitle: Not yet\npublished: false\n---\n{text}")
+    for path in folder.iterdir():
+        os.utime(path, (path.stat().st_mtime - 10, path.stat().st_mtime - 10))  # settled
+    FolderWatch(folder).poll(engine, settings, datetime.now(UTC))
+    lines = [record.getMessage() for record in caplog.records]
+    assert (
+        'article-note article=1 file=jekyll.md note="front matter mailer does not use, '
+        'ignored: categories, comments, layout, permalink, tags"'
+    ) in lines
+    assert any(
+        line.startswith("article-refused file=later.md") and "published: false" in line
+        for line in lines
+    )
 
 
 def test_mailer_ingest_names_the_front_matter_it_ignored(settings, tmp_path):
