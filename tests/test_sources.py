@@ -921,6 +921,22 @@ def test_the_feeds_own_host_rebound_to_a_private_address_is_refused(
     assert "Regional Engagement and Unresolved Tensions" in steady.drafts[0].body_html
 
 
+def test_a_local_host_that_turns_public_under_a_fetch_is_refused(settings, site, routed):
+    """Local as the fetch begins (so nothing is checked), a hostile site's a moment later:
+    refused; a local name with a public address too connects only to the local one."""
+    news = f"http://news.example:{site.port}"
+    site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
+    with pytest.raises(SourceError) as refused:
+        read_source(f"{news}/feed/", rules(settings), reach=_rebinding(["127.0.0.1"], [ROUTED]))
+    assert str(refused.value).startswith(
+        f"{news}/feed/: refused to connect to news.example: it was on a non-public address "
+    )
+    assert site.requests == []
+    mixed = _rebinding(["127.0.0.1"], [ROUTED, "127.0.0.1"])
+    assert mixed.addresses("news.example") == ["127.0.0.1"]
+    assert len(read_source(f"{news}/feed/", rules(settings), reach=mixed).drafts) == 1
+
+
 def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):
     """The connection goes to the address that was checked; TLS still checks the name."""
     from cryptography import x509

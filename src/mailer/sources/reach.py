@@ -89,6 +89,19 @@ class NonPublicAddress(SourceError):
         )
 
 
+class ShiftedName(NonPublicAddress):
+    """The editor's host was off the public internet as the fetch began and now names
+    only public addresses: a hostile name that let the fetch run unchecked."""
+
+    def __init__(self, host: str):
+        SourceError.__init__(
+            self,
+            f"refused to connect to {host}: it was on a non-public address when the fetch "
+            "began and now resolves only to public ones (a name that changes under a fetch "
+            "could lead mailer into a private network); try again",
+        )
+
+
 @dataclass(frozen=True)
 class Reach:
     """Where one fetch (and the entry pages it leads to) may connect."""
@@ -96,6 +109,7 @@ class Reach:
     origin: str | None  # the host of the URL the editor gave (it gets no pass of its own)
     private_ok: bool  # may any connection, to the origin too, go to a non-public address
     resolve: Resolver = system_resolver
+    local_origin: bool = False  # the origin was off the public internet as the fetch began
 
     @classmethod
     def of(
@@ -108,7 +122,7 @@ class Reach:
         may answer differently a moment later."""
         host = urlsplit(url).hostname if url else None
         local = host is not None and _non_public(host, resolve)
-        return cls(host, allow_private or local, resolve)
+        return cls(host, allow_private or local, resolve, local)
 
     def addresses(self, host: str) -> list[str]:
         """The addresses to connect to for `host`, each checked. Raises NonPublicAddress."""
@@ -116,6 +130,12 @@ class Reach:
             found = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
             found = self.resolve(host)
+        if self.local_origin and host == self.origin:
+            # a local host goes unchecked only while it stays local: else its name could
+            # answer 127.0.0.1 as the fetch begins and a hostile site's address after
+            found = [address for address in found if not is_public(address)]
+            if not found:
+                raise ShiftedName(host)
         if not self.private_ok:
             for address in found:
                 if not is_public(address):
