@@ -934,6 +934,9 @@ def test_a_local_host_that_turns_public_under_a_fetch_is_refused(settings, site,
     assert site.requests == []
     mixed = _rebinding(["127.0.0.1"], [ROUTED, "127.0.0.1"])
     assert mixed.addresses("news.example") == ["127.0.0.1"]
+    shifting = iter([["127.0.0.1"], [ROUTED]])
+    intranet = Reach.of("http://news.example/", True, lambda host: next(shifting))
+    assert intranet.addresses("news.example") == [ROUTED]  # allowed anywhere anyway
     assert len(read_source(f"{news}/feed/", rules(settings), reach=mixed).drafts) == 1
 
 

@@ -122,7 +122,8 @@ class Reach:
         may answer differently a moment later."""
         host = urlsplit(url).hostname if url else None
         local = host is not None and _non_public(host, resolve)
-        return cls(host, allow_private or local, resolve, local)
+        # with the newsroom's network allowed, a local name turning public risks nothing
+        return cls(host, allow_private or local, resolve, local and not allow_private)
 
     def addresses(self, host: str) -> list[str]:
         """The addresses to connect to for `host`, each checked. Raises NonPublicAddress."""
