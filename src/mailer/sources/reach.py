@@ -11,7 +11,9 @@ the newsroom fetches from its intranet.
 The check happens when each connection is opened, on the very addresses it then
 connects to (see `GuardedBackend`), so a name that resolves to a public address for a
 check and to a private one a moment later (DNS rebinding) gains nothing: not a feed's
-host that answers 127.0.0.1 when its entry pages are read, nor a redirect to itself."""
+host that answers 127.0.0.1 when its entry pages are read, nor a redirect to itself.
+A URL on a non-public address (a local test feed) goes unchecked, and so does all it
+leads to, only while its name stays non-public for the whole fetch."""
 
 from __future__ import annotations
 
