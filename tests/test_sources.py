@@ -6,7 +6,9 @@ rendered email; the sample article gives the same body from text, Markdown and a
 from __future__ import annotations
 
 import gzip
+import json
 import logging
+import os
 import re
 import ssl
 import subprocess
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pytest
 from sqlmodel import Session, select
@@ -30,7 +33,7 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SourceError
 from mailer.models import Article
 from mailer.render import render_article_issue
-from mailer.scheduler import Service
+from mailer.scheduler import FolderWatch, Service
 from mailer.sources import read_article, read_source
 from mailer.sources.reach import (
     GuardedTransport,
@@ -446,6 +449,71 @@ def test_a_draft_is_refused_and_other_aliases_are_read(settings, tmp_path):
     assert draft.notes == ("front matter mailer does not use, ignored: url",)
 
 
+def test_a_jekyll_post_not_published_is_refused_like_a_draft(settings, tmp_path):
+    path = tmp_path / "post.md"
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    for value in ("false", "no", '"false"'):
+        path.write_text(f"---\ntitle: Not yet\npublished: {value}\nlayout: post\n---\n{text}")
+        with pytest.raises(SourceError) as refused:
+            read_source(str(path), rules(settings))
+        assert str(refused.value) == (
+            "post.md is a draft (published: false in its front matter); publish it first "
+            "or remove the key"
+        )
+    path.write_text(f"---\ntitle: Out\npublished: true\nlayout: post\n---\n{text}")
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert draft.title == "Out" and draft.notes == (
+        "front matter mailer does not use, ignored: layout",
+    )
+
+
+def test_hugo_json_front_matter_is_read(settings, tmp_path):
+    meta = {
+        "title": "Kabul's schools open their doors again",
+        "publishDate": "2025-10-02T07:00:00+04:30",
+        "description": "Girls over twelve are still kept out, teachers say.",
+        "authors": ["Mina Rahimi", "Omid Karimi"],
+        "tags": ["education"],
+        "params": {"feature": True},
+    }
+    path = tmp_path / "post.md"
+    body = "The schools opened on *Saturday*, with their teachers back at work.\n"
+    path.write_text(f"{json.dumps(meta, indent=2)}\n\n{body}")
+    draft = read_source(str(path), rules(settings)).drafts[0]
+    assert draft.title == meta["title"] and draft.summary == meta["description"]
+    assert draft.author == "Mina Rahimi and Omid Karimi"
+    assert draft.published_at == datetime(2025, 10, 2, 2, 30, tzinfo=UTC)
+    assert draft.body_html == (
+        "<p>The schools opened on <em>Saturday</em>, with their teachers back at work.</p>"
+    )
+    assert draft.notes == ("front matter mailer does not use, ignored: params, tags",)
+    path.write_text('{\n  "title": "Unclosed",\n}\n\nText.\n')
+    with pytest.raises(SourceError, match="front matter is not valid YAML, TOML or JSON"):
+        read_source(str(path), rules(settings))
+
+
+def test_the_watched_folder_logs_the_front_matter_it_ignored(engine, settings, tmp_path, caplog):
+    """The scheduler says what ingest says: the keys it ignored, and a draft refused."""
+    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "jekyll.md").write_bytes((DATA / "jekyll-post.md").read_bytes())
+    text = "A paragraph long enough to be the article, with its full stop.\n"
+    (folder / "later.md").write_text(f"---\ntitle: Not yet\npublished: false\n---\n{text}")
+    for path in folder.iterdir():
+        os.utime(path, (path.stat().st_mtime - 10, path.stat().st_mtime - 10))  # settled
+    FolderWatch(folder).poll(engine, settings, datetime.now(UTC))
+    lines = [record.getMessage() for record in caplog.records]
+    assert (
+        'article-note article=1 file=jekyll.md note="front matter mailer does not use, '
+        'ignored: categories, comments, layout, permalink, tags"'
+    ) in lines
+    assert any(
+        line.startswith("article-refused file=later.md") and "published: false" in line
+        for line in lines
+    )
+
+
 def test_mailer_ingest_names_the_front_matter_it_ignored(settings, tmp_path):
     env = _environment(settings.database.url, 1)
     command = [sys.executable, "-m", "mailer", "ingest", str(DATA / "jekyll-post.md")]
@@ -652,6 +720,30 @@ def test_a_second_ingest_of_a_url_asks_only_for_what_changed_by_date_too(setting
     assert "unchanged since last time" in runs[1].stdout and "Article" not in runs[1].stdout
 
 
+def test_ingest_full_text_after_a_plain_ingest_reads_the_pages(settings, site, tmp_path):
+    """The remembered ETag is for a read without --full-text: with it, the feed is read
+    whole and each entry's page fetched, not answered "unchanged"."""
+    site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    items = (
+        f"<item><title>One</title><link>{site.url('/page/')}</link><guid>g1</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    env = _environment(settings.database.url, 1)
+    command = [sys.executable, "-m", "mailer", "ingest", site.url("/feed/")]
+    runs = [
+        subprocess.run(command + more, cwd=tmp_path, env=env, capture_output=True, text=True)
+        for more in ([], ["--full-text"], [])
+    ]
+    assert [run.returncode for run in runs] == [0, 0, 0], runs[1].stderr
+    assert "Article 1 (new)" in runs[0].stdout
+    assert "Article 1 (updated)" in runs[1].stdout
+    assert "unchanged since last time" in runs[2].stdout
+    asked = [(path, headers.get("If-None-Match")) for path, headers in site.requests]
+    assert [path for path, _etag in asked] == ["/feed/", "/feed/", "/page/", "/feed/"]
+    assert asked[1][1] is None and asked[3][1]  # only the plain ingest asks conditionally
+
+
 @pytest.mark.parametrize(
     "address",
     ["8.8.8.8", "93.184.215.14", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"],
@@ -690,15 +782,33 @@ def test_who_may_lead_where():
     assert local.addresses("169.254.169.254") == ["169.254.169.254"]
 
 
+# A public address (example.com's) that the tests' network routes to the test server.
+ROUTED = "93.184.215.14"
+
+
+@pytest.fixture
+def routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The network, mocked as DNS is: a connection to ROUTED reaches 127.0.0.1, where
+    the test servers listen, as if the site were on the public internet."""
+    connect = httpcore.SyncBackend.connect_tcp
+
+    def route(self: httpcore.SyncBackend, host: str, *args: Any, **kwargs: Any) -> Any:
+        return connect(self, "127.0.0.1" if host == ROUTED else host, *args, **kwargs)
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", route)
+
+
 def _public(site: Site, **names: list[str]) -> Reach:
     """A fetch that starts on news.example, a public site as far as mailer knows: its
-    name resolves to the test server on 127.0.0.1 (only DNS is mocked), and it is the
-    editor's own host, so connecting there is allowed; `names` resolve as given."""
-    table = {"news.example": ["127.0.0.1"], **{k.replace("_", "."): v for k, v in names.items()}}
-    return Reach("news.example", False, lambda host: table.get(host) or system_resolver(host))
+    name resolves to ROUTED (only DNS and routing are mocked: use the `routed`
+    fixture); `names` resolve as given."""
+    table = {"news.example": [ROUTED], **{k.replace("_", "."): v for k, v in names.items()}}
+    return Reach.of(
+        "http://news.example/", resolve=lambda host: table.get(host) or system_resolver(host)
+    )
 
 
-def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site):
+def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings, site, routed):
     site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
     news = f"http://news.example:{site.port}"
     site.redirects.update(
@@ -737,7 +847,7 @@ def test_a_redirect_from_a_public_site_to_a_private_address_is_refused(settings,
 
 
 def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_address(
-    engine, settings, site, tmp_path
+    engine, settings, site, tmp_path, routed
 ):
     site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
     news = f"http://news.example:{site.port}"
@@ -761,6 +871,73 @@ def test_full_text_does_not_follow_an_entry_from_a_public_feed_to_a_private_addr
     intranet = settings.replace(sources={"allow_private_addresses": True})
     allowed = ingest_source(engine, intranet, str(feed), full_text=True)
     assert [r.outcome for r in allowed.results] == ["new"]
+
+
+def _rebinding(*answers: list[str]) -> Reach:
+    """The reach of a fetch of news.example, whose name answers each look-up with the
+    next of `answers` (the last one repeated): DNS rebinding by a hostile public site."""
+    left = list(answers)
+    return Reach.of(
+        "http://news.example/", resolve=lambda host: left.pop(0) if len(left) > 1 else left[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("rebound", "said"),
+    [
+        ("127.0.0.1", "news.example (127.0.0.1), a loopback address"),
+        ("169.254.169.254", "news.example (169.254.169.254), the cloud metadata address"),
+    ],
+)
+def test_the_feeds_own_host_rebound_to_a_private_address_is_refused(
+    settings, site, routed, rebound, said
+):
+    """A public host is checked on every connection to it: a redirect to itself or an
+    entry page on its own site, looked up again, may not reach a private address."""
+    news = f"http://news.example:{site.port}"
+    site.documents["/page/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    items = (
+        f"<item><title>One</title><link>{news}/page/</link><guid>g1</guid>"
+        "<description>An excerpt of the story, long enough to stand.</description></item>"
+    )
+    site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
+    site.redirects["/moved/"] = f"{news}/feed/"
+    # the look-ups: as the fetch starts, for the first connection, then for the next one
+    with pytest.raises(SourceError) as refused:
+        read_source(
+            f"{news}/moved/", rules(settings), reach=_rebinding([ROUTED], [ROUTED], [rebound])
+        )
+    message = str(refused.value)
+    assert message.startswith(f"{news}/moved/: refused to connect to {said}: ")
+    assert "\n" not in message and "allow_private_addresses" in message
+    reach = _rebinding([ROUTED], [ROUTED], [rebound])
+    read = read_source(f"{news}/feed/", rules(settings), full_text=True, reach=reach)
+    assert read.drafts == [] and len(read.problems) == 1 and said in read.problems[0]
+    assert [path for path, _headers in site.requests] == ["/moved/", "/feed/"]
+    # the same fetch with the name staying public reads the entry's page
+    steady = read_source(
+        f"{news}/feed/", rules(settings), full_text=True, reach=_rebinding([ROUTED])
+    )
+    assert "Regional Engagement and Unresolved Tensions" in steady.drafts[0].body_html
+
+
+def test_a_local_host_that_turns_public_under_a_fetch_is_refused(settings, site, routed):
+    """Local as the fetch begins (so nothing is checked), a hostile site's a moment later:
+    refused; a local name with a public address too connects only to the local one."""
+    news = f"http://news.example:{site.port}"
+    site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
+    with pytest.raises(SourceError) as refused:
+        read_source(f"{news}/feed/", rules(settings), reach=_rebinding(["127.0.0.1"], [ROUTED]))
+    assert str(refused.value).startswith(
+        f"{news}/feed/: refused to connect to news.example: it was on a non-public address "
+    )
+    assert site.requests == []
+    mixed = _rebinding(["127.0.0.1"], [ROUTED, "127.0.0.1"])
+    assert mixed.addresses("news.example") == ["127.0.0.1"]
+    shifting = iter([["127.0.0.1"], [ROUTED]])
+    intranet = Reach.of("http://news.example/", True, lambda host: next(shifting))
+    assert intranet.addresses("news.example") == [ROUTED]  # allowed anywhere anyway
+    assert len(read_source(f"{news}/feed/", rules(settings), reach=mixed).drafts) == 1
 
 
 def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):

@@ -326,9 +326,12 @@ def ingest(
     engine = open_database(settings.database.url)
     when = None if published is None else _iso_time(published, settings.publication.timezone)
     # A URL asks only for what changed since the last look (ETag / Last-Modified), as the
-    # scheduler's poll does, unless this ingest sets something the last one did not.
+    # scheduler's poll does, unless this ingest sets something the last one did not. The
+    # validators are remembered for a read with [sources] fetch_full_text, as the poll
+    # reads (no column remembers the flag), so a --[no-]full-text that differs reads whole.
     web = source.startswith(("http://", "https://"))
-    conditional = web and not (refresh or title or url or when)
+    other_text = full_text is not None and full_text != settings.sources.fetch_full_text
+    conditional = web and not (refresh or title or url or when or other_text)
     report = ingest_source(
         engine,
         settings,

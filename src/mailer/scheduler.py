@@ -266,6 +266,8 @@ class FolderWatch:
                     file=path.name,
                     title=article.title,
                 )
+                for note in result.draft.notes:  # e.g. the front matter it ignored
+                    event("article-note", article=article.id, file=path.name, note=note)
                 if result.outcome == "new":
                     new.append(article)
         return _worth_sending(new, first, now, name)

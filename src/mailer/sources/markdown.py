@@ -1,8 +1,9 @@
 """Ingest, Markdown files: optional front matter (YAML between ``---`` lines, or Hugo's
-TOML between ``+++`` lines), then CommonMark rendered with markdown-it-py and cleaned
-like every other source's HTML. Front matter written for Hugo or Jekyll is read as it
-is: mailer takes the keys it uses under their common names and ignores, and names, the
-rest; a draft is refused."""
+TOML between ``+++`` lines or JSON object between ``{`` and ``}`` lines), then
+CommonMark rendered with markdown-it-py and cleaned like every other source's HTML.
+Front matter written for Hugo or Jekyll is read as it is: mailer takes the keys it uses
+under their common names and ignores, and names, the rest; a draft (Hugo's `draft:
+true`, Jekyll's `published: false`) is refused."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 import frontmatter
 import markdown_it
 import yaml
-from frontmatter.default_handlers import BaseHandler, YAMLHandler
+from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
 from mailer.errors import SourceError
 from mailer.sources import ArticleDraft
@@ -46,7 +47,7 @@ class _TOMLHandler(BaseHandler):
         return tomllib.loads(fm)
 
 
-_HANDLERS = (YAMLHandler(), _TOMLHandler())
+_HANDLERS = (YAMLHandler(), _TOMLHandler(), JSONHandler())
 
 
 def parse_markdown(
@@ -56,13 +57,11 @@ def parse_markdown(
     try:
         post = frontmatter.loads(text, handler=frontmatter.detect_format(text, _HANDLERS))
     except (yaml.YAMLError, tomllib.TOMLDecodeError, ValueError) as exc:
-        raise SourceError(f"{name}: the front matter is not valid YAML or TOML: {exc}") from None
-    meta = {str(key).lower(): value for key, value in post.metadata.items()}
-    if _yes(meta.get("draft")):
         raise SourceError(
-            f"{name} is a draft (draft: true in its front matter); publish it first or "
-            "remove the key"
-        )
+            f"{name}: the front matter is not valid YAML, TOML or JSON: {exc}"
+        ) from None
+    meta = {str(key).lower(): value for key, value in post.metadata.items()}
+    _refuse_drafts(meta, name)
     used, ignored = _used(meta)
     renderer = markdown_it.MarkdownIt("commonmark", {"html": True, "typographer": False})
     html = renderer.render(post.content)
@@ -84,11 +83,21 @@ def parse_markdown(
     return draft
 
 
+def _refuse_drafts(meta: dict[str, Any], name: str) -> None:
+    """A post its site does not publish yet is not mailed either."""
+    for key, value, unpublished in (("draft", "true", _yes), ("published", "false", _no)):
+        if key in meta and unpublished(meta[key]):
+            raise SourceError(
+                f"{name} is a draft ({key}: {value} in its front matter); publish it first "
+                "or remove the key"
+            )
+
+
 def _used(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The value of each field mailer uses (the first of its names that is set), and the
     keys left unused, by name."""
     used: dict[str, Any] = {}
-    taken = {"draft"}
+    taken = {"draft", "published"}
     for field, names in ALIASES.items():
         for key in names:
             if key in meta and meta[key] not in (None, "", []) and not _path(field, meta[key]):
@@ -105,6 +114,10 @@ def _path(field: str, value: object) -> bool:
 
 def _yes(value: object) -> bool:
     return value is True or str(value).strip().lower() in ("true", "yes", "on")
+
+
+def _no(value: object) -> bool:
+    return value is False or str(value).strip().lower() in ("false", "no", "off")
 
 
 def _text(value: object) -> str | None:

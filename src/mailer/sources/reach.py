@@ -4,12 +4,16 @@ the way - a redirect, a feed entry's page read for --full-text - are the site's 
 choose, and a hostile or hacked site could point mailer at the newsroom's own network
 or at the cloud's metadata service (169.254.169.254, which hands out credentials) and
 have the answer mailed to every subscriber. So: once the URL given is on a public
-address, every connection the fetch makes must go to public addresses too, unless
-[sources] allow_private_addresses says the newsroom fetches from its intranet.
+address, every connection the fetch makes must go to public addresses too, the
+connections to that same host included, unless [sources] allow_private_addresses says
+the newsroom fetches from its intranet.
 
-The check happens when the connection is opened, on the very addresses it then
+The check happens when each connection is opened, on the very addresses it then
 connects to (see `GuardedBackend`), so a name that resolves to a public address for a
-check and to a private one a moment later (DNS rebinding) gains nothing."""
+check and to a private one a moment later (DNS rebinding) gains nothing: not a feed's
+host that answers 127.0.0.1 when its entry pages are read, nor a redirect to itself.
+A URL on a non-public address (a local test feed) goes unchecked, and so does all it
+leads to, only while its name stays non-public for the whole fetch."""
 
 from __future__ import annotations
 
@@ -87,20 +91,41 @@ class NonPublicAddress(SourceError):
         )
 
 
+class ShiftedName(NonPublicAddress):
+    """The editor's host was off the public internet as the fetch began and now names
+    only public addresses: a hostile name that let the fetch run unchecked."""
+
+    def __init__(self, host: str):
+        SourceError.__init__(
+            self,
+            f"refused to connect to {host}: it was on a non-public address when the fetch "
+            "began and now resolves only to public ones (a name that changes under a fetch "
+            "could lead mailer into a private network); try again",
+        )
+
+
 @dataclass(frozen=True)
 class Reach:
     """Where one fetch (and the entry pages it leads to) may connect."""
 
-    origin: str | None  # the host of the URL the editor gave: allowed whatever it is
-    private_ok: bool  # may every other host be non-public too
+    origin: str | None  # the host of the URL the editor gave (it gets no pass of its own)
+    private_ok: bool  # may any connection, to the origin too, go to a non-public address
     resolve: Resolver = system_resolver
+    local_origin: bool = False  # the origin was off the public internet as the fetch began
 
     @classmethod
-    def of(cls, url: str | None, allow_private: bool = False) -> Reach:
+    def of(
+        cls, url: str | None, allow_private: bool = False, resolve: Resolver = system_resolver
+    ) -> Reach:
         """The reach of a fetch the editor asked for: of `url`, or of a file (None),
-        whose links are treated as a public site's."""
+        whose links are treated as a public site's. The editor's host decides once, as
+        the fetch starts: off the public internet (a local test feed), anything goes;
+        public, and every connection is checked, to that host as well, since its name
+        may answer differently a moment later."""
         host = urlsplit(url).hostname if url else None
-        return cls(host, allow_private or (host is not None and _non_public(host)))
+        local = host is not None and _non_public(host, resolve)
+        # with the newsroom's network allowed, a local name turning public risks nothing
+        return cls(host, allow_private or local, resolve, local and not allow_private)
 
     def addresses(self, host: str) -> list[str]:
         """The addresses to connect to for `host`, each checked. Raises NonPublicAddress."""
@@ -108,18 +133,24 @@ class Reach:
             found = [str(ipaddress.ip_address(host.strip("[]")))]
         except ValueError:
             found = self.resolve(host)
-        if host != self.origin and not self.private_ok:
+        if self.local_origin and host == self.origin:
+            # a local host goes unchecked only while it stays local: else its name could
+            # answer 127.0.0.1 as the fetch begins and a hostile site's address after
+            found = [address for address in found if not is_public(address)]
+            if not found:
+                raise ShiftedName(host)
+        if not self.private_ok:
             for address in found:
                 if not is_public(address):
                     raise NonPublicAddress(host, address)
         return found
 
 
-def _non_public(host: str) -> bool:
+def _non_public(host: str, resolve: Resolver) -> bool:
     """Whether the editor's own host is off the public internet (a name that does not
     resolve is taken as public: its fetch fails anyway)."""
     try:
-        return not all(is_public(a) for a in Reach(None, True).addresses(host))
+        return not all(is_public(a) for a in Reach(None, True, resolve).addresses(host))
     except httpcore.ConnectError:
         return False
 
