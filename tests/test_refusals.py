@@ -557,15 +557,23 @@ def test_a_small_list_refused_whole_at_rcpt_is_held_and_nobody_is_struck(
     assert set(copies(smtp).values()) == {3} and set(copies(smtp)) == set(addresses)
 
 
-@pytest.mark.parametrize("refusal", ["550 Rejected", "554 <{}>: Transaction failed"])
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "550 Rejected",
+        "554 <{0}>: Transaction failed",
+        "550 Recipient {1} rejected (ref 8F{2:04X}, 12:00:{2:02})",  # name, queue id, time
+    ],
+)
 def test_a_relay_refusing_every_rcpt_in_the_same_words_holds_the_issue(
     engine, settings, tmp_path, smtp, refusal
 ):
     """A generic refusal counts against the reader, but the same one for reader after
-    reader is the relay refusing us: held, and nobody struck."""
+    reader (whatever names the reader or numbers the reply) is the relay refusing us:
+    held, and nobody struck."""
     addresses = readers(engine, tmp_path, 30)
-    for address in addresses:
-        smtp.refuse[address] = refusal.format(address)
+    for number, address in enumerate(addresses):
+        smtp.refuse[address] = refusal.format(address, address.partition("@")[0], number)
     issue = new_issue(engine, settings, tmp_path)
     with pytest.raises(IssueHeld, match="recipients in a row") as held:
         deliver(engine, settings.replace(smtp={"max_connections": 4}), issue)

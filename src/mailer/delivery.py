@@ -35,7 +35,7 @@ from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
-from mailer.replies import Verdict, ran_out, without_addresses
+from mailer.replies import Verdict, ran_out, same_words
 from mailer.settings import Settings
 from mailer.smtp import (
     ConnectionFailure,
@@ -396,7 +396,7 @@ class _Run:
                 if self.alike and _reader_refusal(self.alike[0]) != words:
                     self.alike.clear()  # another refusal: this reader's own, perhaps
                 self.alike.append(outcome)
-            if outcome.status == FAILED:
+            if outcome.status == FAILED and not self.report.sent:  # else never looked at
                 self.failures.append(outcome)
         for row in (self.refused, self.alike):
             if len(row) >= REFUSALS_IN_A_ROW:
@@ -556,4 +556,4 @@ def _reader_refusal(outcome: Outcome) -> str | None:
     address (which might be the relay refusing everyone so), without any address."""
     if outcome.status != FAILED or not outcome.blames_reader or outcome.bounce:
         return None
-    return without_addresses(outcome.reply)
+    return same_words(outcome.reply, outcome.claimed.recipient.email)

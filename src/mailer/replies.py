@@ -158,13 +158,25 @@ def ran_out(reply: str) -> Verdict:
     return classify(Stage.RAN_OUT, code, reply)
 
 
-def without_addresses(reply: str) -> str:
-    """The reply with any address in it taken out, so that refusals of different readers
-    can be compared: the same words for each means the same refusal of everyone."""
-    return _ADDRESS.sub("", reply).lower()
+def same_words(reply: str, address: str) -> str:
+    """The reply with what may differ from one reader to the next taken out (any
+    address, the reader's name for the mailbox, numbers such as queue ids and times), so
+    that refusals of different readers can be compared: the same words for each is the
+    same refusal of everyone."""
+    code, _, text = reply.partition(" ")
+    enhanced = enhanced_code(reply)
+    if enhanced and text.startswith(enhanced):
+        code, text = f"{code} {enhanced}", text[len(enhanced) :]
+    text = _ADDRESS.sub(" ", text)
+    local = address.partition("@")[0]
+    if local:
+        text = re.sub(rf"(?<!\w){re.escape(local)}(?!\w)", " ", text, flags=re.IGNORECASE)
+    text = _NUMBERED.sub("#", text)
+    return " ".join([code, *text.lower().split()])
 
 
 _ADDRESS = re.compile(r"[^\s<>\[\]()\"']+@[^\s<>\[\]()\"']+")
+_NUMBERED = re.compile(r"[^\s<>\[\]()\"']*\d[^\s<>\[\]()\"']*")
 
 
 def classify(stage: Stage, code: int, reply: str) -> Verdict:
