@@ -552,8 +552,8 @@ class _Run:
 
 
 def _reader_refusal(outcome: Outcome) -> str | None:
-    """The words of a failure that counts against the reader but says nothing of the
-    address (which might be the relay refusing everyone so), without any address."""
+    """The words of a failure counted against the reader (a bounce aside), without what
+    names the reader: a relay refusing everyone refuses each in these same words."""
     if outcome.status != FAILED or not outcome.blames_reader or outcome.bounce:
         return None
     return same_words(outcome.reply, outcome.claimed.recipient.email)
