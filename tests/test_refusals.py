@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,10 +21,11 @@ from mailer.delivery import IssueHeld, deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import article_issue, schedule_issue
 from mailer.models import Delivery, Issue, Subscriber, utcnow
-from mailer.replies import RULES, Stage, Verdict, classify
-from mailer.scheduler import resume_unfinished, start_due_issues
+from mailer.outbox import Outbox
+from mailer.replies import RULES, Stage, Verdict, classify, ran_out
+from mailer.scheduler import Service, resume_unfinished, start_due_issues
 from mailer.settings import Settings
-from mailer.subscribers import import_csv
+from mailer.subscribers import add_subscriber, import_csv
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
 
 SPAM = "554 5.7.1 Message rejected as spam"
@@ -255,17 +256,6 @@ def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, setting
     assert set(copies(smtp).values()) == {3}, "each reader got each issue once"
 
 
-def test_a_relay_refusing_everything_at_rcpt_for_policy_blames_nobody(
-    engine, settings, tmp_path, smtp
-):
-    """The same refusal, made at RCPT, three issues running: no reader is bounced."""
-    readers(engine, tmp_path, 6)
-    smtp.refuse_all = "550 5.7.1 Recipient address rejected: Access denied"
-    for number in range(3):
-        deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
-    assert set(subscriber_status(engine).values()) == {"active"}
-
-
 def test_the_scheduler_holds_a_scheduled_issue_the_relay_refuses_and_leaves_it_held(
     engine, settings, tmp_path, smtp, caplog
 ):
@@ -476,3 +466,236 @@ def test_an_editor_fixes_the_refused_article_and_the_rest_get_the_fixed_text(
     assert sum("cheap pills" in body for body in bodies) == 5
     assert sum("agreed on the budget" in body for body in bodies) == 7
     assert "agreed on the budget" in stored(engine, issue).text
+
+
+# -- a deferral whose retries ran out -----------------------------------------------------
+
+RAN_OUT = [
+    ("452 4.2.2 Mailbox full", Verdict.READER),
+    ("452-4.2.2 The email account that you tried to reach is over quota", Verdict.READER),
+    ("450 4.2.1 Mailbox disabled for now", Verdict.READER),
+    ("450 4.1.1 <a@example.org>: Recipient address rejected: unverified", Verdict.READER),
+    ("452 Mailbox full", Verdict.READER),
+    ("452 User over quota", Verdict.READER),
+    ("451 4.7.1 Try later, spam suspected", Verdict.GAVE_UP),
+    ("451 4.7.1 Greylisted, try again later", Verdict.GAVE_UP),
+    ("421 4.7.0 Try again later, closing connection", Verdict.GAVE_UP),
+    ("451 4.3.0 Temporary lookup failure", Verdict.GAVE_UP),
+    ("421 4.4.2 Connection timed out", Verdict.GAVE_UP),
+    ("451 Requested action aborted: local error in processing", Verdict.GAVE_UP),
+    ("452 Insufficient system storage", Verdict.GAVE_UP),
+    ("451 4.7.0 Daily sending quota exceeded", Verdict.GAVE_UP),
+    ("450 4.1.8 <n@example.org>: Sender address rejected: Domain not found", Verdict.GAVE_UP),
+    ("452 4.2.3 Message too long", Verdict.GAVE_UP),
+    ("connection to 127.0.0.1:25 lost: timed out", Verdict.GAVE_UP),
+    ("connection to 127.0.0.1:25 lost: Connection unexpectedly closed", Verdict.GAVE_UP),
+]
+
+
+@pytest.mark.parametrize(("reply", "verdict"), RAN_OUT, ids=[c[0][:40] for c in RAN_OUT])
+def test_the_table_says_what_a_deferral_that_ran_out_counts_as(reply, verdict):
+    """Only a temporary reply about the recipient's address or mailbox counts against
+    the reader once the retries are used up; the relay or the line putting everyone off
+    does not."""
+    assert ran_out(reply) == verdict
+
+
+def out_of_retries(settings: Settings) -> Settings:
+    """Retries used up at the first temporary failure."""
+    return settings.replace(delivery={"max_attempts": 1, "retry_hours": 0})
+
+
+@pytest.mark.parametrize("fault", ["451 4.7.1 Try later, spam suspected", "drop"])
+def test_a_relay_putting_everyone_off_till_the_retries_run_out_strikes_nobody(
+    engine, settings, tmp_path, smtp, fault
+):
+    """Three issues, every delivery put off (or its line dropped) until its retries
+    ran out: failed, but nobody is struck, let alone bounced."""
+    addresses = readers(engine, tmp_path, 6)
+    if fault == "drop":
+        smtp.drop = set(addresses)
+    else:
+        smtp.refuse_all = fault
+    for number in range(3):
+        issue = new_issue(engine, settings, tmp_path, number)
+        assert deliver(engine, out_of_retries(settings), issue).counts == {"failed": 6}
+        assert {(r.status, r.blames_reader) for r in rows(engine, issue).values()} == {
+            ("failed", False)
+        }
+    assert set(subscriber_status(engine).values()) == {"active"}
+
+
+def test_a_mailbox_full_for_days_three_issues_running_bounces_only_that_reader(
+    engine, settings, tmp_path, smtp
+):
+    addresses = readers(engine, tmp_path, 6)
+    full = addresses[2]
+    smtp.refuse[full] = "452 4.2.2 Mailbox full"
+    for number in range(3):
+        issue = new_issue(engine, settings, tmp_path, number)
+        assert deliver(engine, out_of_retries(settings), issue).counts == {"sent": 5, "failed": 1}
+        assert rows(engine, issue)[full].blames_reader is True
+        expected = "bounced" if number == 2 else "active"
+        assert subscriber_status(engine)[full] == expected, number
+    assert {a for a, s in subscriber_status(engine).items() if s != "active"} == {full}
+
+
+# -- a relay that refuses a whole list at RCPT ----------------------------------------------
+
+
+def assert_held_and_untouched(engine: Engine, issue: Issue) -> None:
+    assert stored(engine, issue).status == "held"
+    found = rows(engine, issue).values()
+    assert {(r.status, r.attempts, r.smtp_response, r.blames_reader) for r in found} == {
+        ("queued", 0, None, None)
+    }, "back in the queue, no attempt counted against anyone"
+    assert set(subscriber_status(engine).values()) == {"active"}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "550 5.7.1 Recipient address rejected: Access denied",  # policy, fewer than ten
+        "550 Rejected",  # the same words for each reader, fewer than ten
+        "554 <{}>: Transaction failed",
+    ],
+)
+def test_a_small_list_refused_whole_at_rcpt_is_held_and_nobody_is_struck(
+    engine, settings, tmp_path, smtp, refusal
+):
+    addresses = readers(engine, tmp_path, 5)
+    for address in addresses:
+        smtp.refuse[address] = refusal.format(address)
+    issues = [new_issue(engine, settings, tmp_path, number) for number in range(3)]
+    for issue in issues:
+        with pytest.raises(IssueHeld, match="none accepted") as held:
+            deliver(engine, settings.replace(smtp={"max_connections": 2}), issue)
+        assert f"mailer send --issue {issue.id}" in str(held.value)
+        assert held.value.report.counts.get("failed", 0) == 0
+        assert_held_and_untouched(engine, issue)
+    smtp.refuse.clear()
+    for issue in issues:
+        assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert set(copies(smtp).values()) == {3} and set(copies(smtp)) == set(addresses)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        "550 Rejected",
+        "554 <{0}>: Transaction failed",
+        "550 Recipient {1} rejected (ref 8F{2:04X}, 12:00:{2:02})",  # name, queue id, time
+    ],
+)
+def test_a_relay_refusing_every_rcpt_in_the_same_words_holds_the_issue(
+    engine, settings, tmp_path, smtp, refusal
+):
+    """A generic refusal counts against the reader, but the same one for reader after
+    reader (whatever names the reader or numbers the reply) is the relay refusing us:
+    held, and nobody struck."""
+    addresses = readers(engine, tmp_path, 30)
+    for number, address in enumerate(addresses):
+        smtp.refuse[address] = refusal.format(address, address.partition("@")[0], number)
+    issue = new_issue(engine, settings, tmp_path)
+    with pytest.raises(IssueHeld, match="recipients in a row") as held:
+        deliver(engine, settings.replace(smtp={"max_connections": 4}), issue)
+    assert held.value.report.counts.get("failed", 0) == 0
+    assert_held_and_untouched(engine, issue)
+    smtp.refuse.clear()
+    assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert copies(smtp) == Counter(addresses)
+
+
+def test_a_reader_struck_out_by_a_relay_refusing_everyone_is_active_again(
+    engine, settings, tmp_path, smtp
+):
+    """A reader with two strikes of its own, then the relay refuses everyone in the same
+    words: the third refusal was not theirs, and they stay on the list."""
+    addresses = readers(engine, tmp_path, 12)
+    disabled = addresses[0]
+    smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
+    one = settings.replace(smtp={"max_connections": 1})
+    for number in range(2):
+        assert deliver(engine, one, new_issue(engine, settings, tmp_path, number)).sent == 11
+    smtp.refuse.clear()
+    smtp.refuse_all = "550 Rejected"
+    issue = new_issue(engine, settings, tmp_path, 2)
+    with pytest.raises(IssueHeld, match="recipients in a row"):
+        deliver(engine, one, issue)
+    assert_held_and_untouched(engine, issue)
+
+
+def test_a_few_readers_refused_in_a_normal_list_fail_and_the_rest_are_sent(
+    engine, settings, tmp_path, smtp
+):
+    """Two unknown addresses and two mailboxes disabled (in the same words) out of
+    thirty: they fail, the rest are sent, the issue is not held."""
+    addresses = readers(engine, tmp_path, 30)
+    unknown, disabled = addresses[4:6], addresses[20:22]
+    for address in unknown:
+        smtp.refuse[address] = UNKNOWN.format(address)
+    for address in disabled:
+        smtp.refuse[address] = "550 5.2.1 Mailbox disabled, not accepting messages"
+    issue = new_issue(engine, settings, tmp_path)
+    report = deliver(engine, settings.replace(smtp={"max_connections": 3}), issue)
+    assert report.counts == {"sent": 26, "failed": 4} and report.bounced == 2
+    assert stored(engine, issue).status == "sent"
+    assert {a for a, s in subscriber_status(engine).items() if s != "active"} == set(unknown)
+    assert set(copies(smtp)) == set(addresses) - set(unknown) - set(disabled)
+
+
+def test_a_lone_reader_refused_as_a_reader_is_not_held(engine, settings, tmp_path, smtp):
+    """One reader, one refusal of its mailbox: that is the reader's, not the relay
+    refusing us (the in-words rule needs two or more readers)."""
+    (only,) = readers(engine, tmp_path, 1)
+    smtp.refuse[only] = "550 5.2.1 Mailbox disabled, not accepting messages"
+    issue = new_issue(engine, settings, tmp_path)
+    assert deliver(engine, settings, issue).counts == {"failed": 1}
+    assert stored(engine, issue).status == "sent"
+    assert rows(engine, issue)[only].blames_reader is True
+
+
+# -- a held issue in the scheduler and in `send --resume` ------------------------------------
+
+
+def test_a_digest_the_relay_refuses_is_logged_held_and_the_service_goes_on(
+    engine, settings, tmp_path, smtp, caplog
+):
+    readers(engine, tmp_path, 3)
+    monday = datetime(2026, 11, 30, 7, 10, tzinfo=UTC)  # 08:10 in Oslo: the digest is due
+    ingest_file(engine, settings, SAMPLE_ARTICLE, published=monday - timedelta(days=1))
+    weekly = settings.replace(schedule={"digest_cron": "0 8 * * mon"})
+    service = Service(weekly, engine, clock=lambda: monday)
+    smtp.refuse_data = SPAM
+    with caplog.at_level("INFO", logger="mailer"):
+        service.digest()  # raised IssueHeld out of the job before
+        service.outbox()  # the service goes on: not tried again, nothing else breaks
+    with Session(engine) as session:
+        (digest,) = session.exec(select(Issue)).all()
+    assert digest.status == "held" and digest.held_reason == SPAM
+    line = next(line for line in caplog.text.splitlines() if "digest-held" in line)
+    assert "week=2026-W49" in line and f"issue={digest.id}" in line and "5.7.1" in line
+    assert f'resume="mailer send --issue {digest.id}"' in line
+    assert "job-failed" not in caplog.text and "Traceback" not in caplog.text
+    assert smtp.received == [] and set(subscriber_status(engine).values()) == {"active"}
+
+
+def test_send_resume_goes_on_with_the_other_issues_when_one_is_held(
+    engine, settings, tmp_path, smtp
+):
+    """Two issues left unfinished; the relay refuses the first: it is held and said so,
+    and the second is still sent."""
+    addresses = readers(engine, tmp_path, 4)
+    first, second = (new_issue(engine, settings, tmp_path, number) for number in (1, 2))
+    Outbox(engine, second, settings.delivery).enqueue()
+    late = add_subscriber(engine, "late@example.org", confirmed=True).email
+    Outbox(engine, first, settings.delivery).enqueue()  # the only one `late` gets
+    smtp.refuse_data_to[late] = SPAM
+    result = mailer(settings, tmp_path, "send", "--resume")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and SPAM in result.stderr
+    assert f"mailer send --issue {first.id}" in result.stderr
+    assert stored(engine, first).status == "held"
+    assert stored(engine, second).status == "sent"
+    assert copies(smtp) == Counter(addresses * 2), "the first to all but `late`, the second to all"
+    assert set(subscriber_status(engine).values()) == {"active"}

@@ -597,12 +597,20 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
             f"refused it ({held.held_reason}). Once that is put right: "
             f"mailer send --issue {held.id}"
         )
+    held_now = 0
     for issue in issues:
         outbox = Outbox(engine, issue, settings.delivery)
         open_rows = outbox.open_deliveries()
         rows = plural(open_rows, "delivery", "deliveries")
         say(f"Issue {issue.id}: “{issue.subject}”: {rows} open.")
-        _send_one(engine, settings, issue, open_rows, worker, "mailer send --resume", enqueue=False)
+        again = "mailer send --resume"
+        try:
+            _send_one(engine, settings, issue, open_rows, worker, again, enqueue=False)
+        except IssueHeld as held:  # it waits for an editor; the other issues go on
+            typer.echo(f"error: {held}", err=True)
+            held_now += 1
+    if held_now:
+        raise typer.Exit(1)
 
 
 def _send_transactional(engine: Engine, settings: Settings) -> None:

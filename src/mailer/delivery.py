@@ -35,7 +35,7 @@ from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
 from mailer.processes import process_count, share, with_helpers
 from mailer.render import RenderedIssue
-from mailer.replies import Verdict
+from mailer.replies import Verdict, ran_out, same_words
 from mailer.settings import Settings
 from mailer.smtp import (
     ConnectionFailure,
@@ -51,9 +51,10 @@ _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
 _GATHER_SECONDS = 0.002
 # How long a worker waits before looking again at rows another sender holds.
 _POLL_SECONDS = 2.0
-# So many recipients in a row refused at RCPT for a policy reason (and none accepted in
-# between): the relay is refusing us, not them, and the issue is held like a refusal of
-# the message, those recipients queued again.
+# So many recipients in a row refused at RCPT for a policy reason, or refused in the very
+# same words but for their addresses (and none accepted in between): the relay is
+# refusing us, not them, and the issue is held like a refusal of the message, those
+# recipients queued again and counted against nobody.
 REFUSALS_IN_A_ROW = 10
 
 
@@ -217,6 +218,7 @@ def send_issue(
     with stop_on_signals(run.interrupted, install=stop is None):
         try:
             run.coordinate(len(senders), wait_for_others)
+            run.hold_if_nothing_got_through()
         except ContentRefused:
             pass  # the issue is held (deliver says so); in-flight messages are recorded
         finally:
@@ -269,7 +271,11 @@ class _Run:
     progress: Callable[[str], None] | None
     report: SendReport = field(default_factory=SendReport)
     refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
+    alike: list[Outcome] = field(default_factory=list)  # readers refused in the same words
+    failures: list[Outcome] = field(default_factory=list)  # every failure of the run
+    struck_out: set[int] = field(default_factory=set)  # subscribers bounced by strikes
     refusing: bool = False  # the relay refuses us: what it refuses now goes back too
+    refusing_words: str | None = None  # ... and readers refused in these words
     work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
     events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
     leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
@@ -366,7 +372,7 @@ class _Run:
                 return events
 
     def _record(self, outcomes: list[tuple[Outcome, threading.Event]]) -> None:
-        self.outbox.record([outcome for outcome, _ in outcomes])
+        self.struck_out.update(self.outbox.record([outcome for outcome, _ in outcomes]))
         for outcome, recorded in outcomes:
             self.leases.pop(outcome.claimed.delivery_id, None)
             recorded.set()
@@ -377,25 +383,61 @@ class _Run:
 
     def _refused_in_a_row(self, outcomes: list[Outcome]) -> None:
         """Hold the issue once REFUSALS_IN_A_ROW recipients in a row were refused for a
-        policy reason: put them back in the queue, uncounted, and stop."""
+        policy reason, or as readers in the same words (a relay that answers every RCPT
+        "550 Rejected"): put them back in the queue, uncounted, and stop."""
         for outcome in outcomes:
+            words = _reader_refusal(outcome)
             if outcome.status == SENT:
                 self.refused.clear()
+                self.alike.clear()
             elif outcome.status == FAILED and outcome.refused:
                 self.refused.append(outcome)
-        if len(self.refused) < REFUSALS_IN_A_ROW:
+            elif words is not None:
+                if self.alike and _reader_refusal(self.alike[0]) != words:
+                    self.alike.clear()  # another refusal: this reader's own, perhaps
+                self.alike.append(outcome)
+            if outcome.status == FAILED and not self.report.sent:  # else never looked at
+                self.failures.append(outcome)
+        for row in (self.refused, self.alike):
+            if len(row) >= REFUSALS_IN_A_ROW:
+                self._hold_refused(row, f"{row[-1].reply} ({len(row)} recipients in a row)")
+
+    def hold_if_nothing_got_through(self) -> None:
+        """At the end of a run: if nothing of the issue was ever accepted and every
+        failure was a policy refusal, or a refusal of two or more readers in the same
+        words (a small list, fewer than REFUSALS_IN_A_ROW), the relay refuses us, not
+        them: hold the issue as for a refusal of the message, nobody counted."""
+        failures = self.failures
+        words = {_reader_refusal(outcome) for outcome in failures if not outcome.refused}
+        readers = sum(not outcome.refused for outcome in failures)
+        if not failures or self.report.sent or None in words or len(words) > 1 or readers == 1:
             return
-        reply = f"{self.refused[-1].reply} ({len(self.refused)} recipients in a row)"
+        outbox = self.outbox
+        if outbox.sent_deliveries() or outbox.failed_deliveries() != len(failures):
+            return  # accepted once, or failed for other reasons in an earlier run
+        if outbox.held_elsewhere()[0]:
+            return  # another sender is still at it: it may yet get through
+        why = f"{failures[-1].reply} (all {len(failures)} recipients refused, none accepted)"
+        self._hold_refused(failures, why)
+
+    def _hold_refused(self, outcomes: list[Outcome], reply: str) -> None:
         self.outbox.hold(reply)
         self.refusing = True
-        self._requeue(self.refused)
+        words = (_reader_refusal(outcome) for outcome in outcomes)
+        self.refusing_words = next((w for w in words if w is not None), None)
+        self._requeue(outcomes)
         raise ContentRefused(reply)
 
     def _requeue(self, outcomes: list[Outcome]) -> None:
-        refused = [outcome for outcome in outcomes if outcome.refused]
-        if refused:
-            self.outbox.requeue([outcome.claimed for outcome in refused])
-            self.report.counts[FAILED] -= len(refused)
+        """Put back the refusals that turned out to be about us, uncounted: policy
+        refusals, and readers refused in the words the relay refuses everyone with (an
+        address that a strike bounced meanwhile is active again)."""
+        words = self.refusing_words
+        ours = [o for o in outcomes if o.refused or (words and _reader_refusal(o) == words)]
+        if ours:
+            restore = {o.claimed.recipient.subscriber_id for o in ours} & self.struck_out
+            self.outbox.requeue([outcome.claimed for outcome in ours], sorted(restore))
+            self.report.counts[FAILED] -= len(ours)
 
     def _renew_if_due(self) -> None:
         """Keep the leases of rows still waiting long enough to cover a whole send."""
@@ -504,6 +546,14 @@ class _Run:
         if reply.startswith("421") or _TOO_FAST.search(reply):
             self.throttle.slow_down()
         retry_at = self.outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
-        if retry_at is None:  # put off for days: the reader's mailbox, as far as we know
-            return Outcome(claimed, FAILED, reply, blames_reader=True)
+        if retry_at is None:  # put off for days: the table says whether by the mailbox
+            return Outcome(claimed, FAILED, reply, blames_reader=ran_out(reply).blames_reader)
         return Outcome(claimed, DEFERRED, reply, next_attempt_at=retry_at)
+
+
+def _reader_refusal(outcome: Outcome) -> str | None:
+    """The words of a failure counted against the reader (a bounce aside), without what
+    names the reader: a relay refusing everyone refuses each in these same words."""
+    if outcome.status != FAILED or not outcome.blames_reader or outcome.bounce:
+        return None
+    return same_words(outcome.reply, outcome.claimed.recipient.email)

@@ -8,7 +8,7 @@ import hashlib
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -194,6 +194,11 @@ class Outbox:
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def failed_deliveries(self) -> int:
+        query = select(func.count()).where(self.of_issue, d.status == FAILED)
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def open_deliveries(self) -> int:
         """Rows not settled yet: queued, being sent, or deferred."""
         query = select(func.count()).where(self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED)))
@@ -351,9 +356,10 @@ class Outbox:
         with self._transaction() as connection:
             return list(connection.execute(statement).scalars()), lease
 
-    def record(self, outcomes: list[Outcome]) -> None:
+    def record(self, outcomes: list[Outcome]) -> list[int]:
         """Record a batch of outcomes in one transaction, each only if this sender still
-        holds the row; suppress the addresses that bounced."""
+        holds the row; suppress the addresses that bounced. Returns the subscribers
+        bounced for failing HARD_FAILURES times running (see requeue)."""
         now = self.clock()
         rows = [
             {
@@ -375,16 +381,19 @@ class Outbox:
             if o.status == FAILED and o.blames_reader
         ]
         bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
+        struck_out: list[int] = []
         with self._transaction() as connection:
             connection.execute(self._record_outcome, rows)
             if failed:
-                bounced += self._failing_for_good(connection, failed)
+                struck_out = self._failing_for_good(connection, failed)
+                bounced += struck_out
             if bounced:
                 connection.execute(
                     update(SUBSCRIBERS)
                     .where(s.id.in_(bounced))
                     .values(status=SubscriberStatus.BOUNCED)
                 )
+        return struck_out
 
     @staticmethod
     def _failing_for_good(connection: Connection, subscriber_ids: list[int]) -> list[int]:
@@ -426,10 +435,17 @@ class Outbox:
         with self._connection.begin():
             yield self._connection
 
-    def requeue(self, recorded: list[Claimed]) -> None:
-        """Undo the recorded failures of these rows (a policy refusal that turned out to
-        be about us, not them): back in the queue as they were before the attempt."""
+    def requeue(self, recorded: list[Claimed], struck_out: Sequence[int] = ()) -> None:
+        """Undo the recorded failures of these rows (a refusal that turned out to be
+        about us, not them): back in the queue as they were before the attempt; the
+        subscribers in `struck_out`, bounced by one of these failures, active again."""
         with self.engine.begin() as connection:
+            if struck_out:
+                connection.execute(
+                    update(SUBSCRIBERS)
+                    .where(s.id.in_(struck_out), s.status == SubscriberStatus.BOUNCED)
+                    .values(status=SubscriberStatus.ACTIVE)
+                )
             connection.execute(
                 update(DELIVERIES)
                 .where(d.id == bindparam("b_id"), d.status == FAILED)

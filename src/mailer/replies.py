@@ -19,6 +19,9 @@ class Stage(StrEnum):
     MAIL = "mail"
     RCPT = "rcpt"
     DATA = "data"  # DATA itself and the reply after the final dot
+    # a delivery put off until its retries ran out: its last temporary reply, or the
+    # line dropped or timed out (no code)
+    RAN_OUT = "retries ran out"
 
 
 class Verdict(StrEnum):
@@ -29,6 +32,7 @@ class Verdict(StrEnum):
     REFUSED = "refused"  # this recipient refused by policy: failed, counts against nobody
     CONTENT = "content"  # the message itself refused: the send stops, the issue is held
     STOP = "stop"  # our sender, login or relay refused: the send stops, all stays queued
+    GAVE_UP = "gave up"  # put off till the retries ran out, not by the mailbox: failed, no one's
 
     @property
     def blames_reader(self) -> bool:
@@ -36,7 +40,8 @@ class Verdict(StrEnum):
 
 
 _ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
-ANY_STAGE = frozenset(Stage)
+# the stages of an SMTP transaction (RAN_OUT is not one: its rows are its own)
+ANY_STAGE = frozenset((Stage.GREETING, Stage.MAIL, Stage.RCPT, Stage.DATA))
 _DELIVERY = frozenset((Stage.RCPT, Stage.DATA))
 _BEFORE_DATA = frozenset((Stage.GREETING, Stage.MAIL, Stage.RCPT))
 
@@ -95,6 +100,9 @@ _OUR_SENDER = (
 _TOO_BIG = r"message size exceeds|too (large|big)"
 # a refusal at RCPT without an enhanced code that speaks of spam or policy: about us
 _POLICY = r"spam|policy|reputation|blocked|denied"
+# a temporary reply about our sending (a provider's quota or rate), not a mailbox
+_OUR_SENDING = r"\bsend(ing|er)\b|\brate\b|rate.limit|too (many|fast)|throttl"
+_MAILBOX_FULL = r"mailbox( is)? full|over ?quota|quota exceeded|insufficient (user )?storage"
 
 S, V = Stage, Verdict
 # The table. The first row that matches decides; a new row goes above the broader row
@@ -102,6 +110,15 @@ S, V = Stage, Verdict
 RULES: tuple[Rule, ...] = (
     _rule(ANY_STAGE, r"2\d\d", None, None, V.SENT, "accepted"),
     _rule(ANY_STAGE, r"4\d\d", None, None, V.DEFERRED, "temporary: try again later"),
+    # put off until the retries ran out: only a reply about the recipient's address or
+    # mailbox counts against them; a relay putting off everyone (4.7.x, 4.3.x, 4.4.x,
+    # greylisting, a bare 451), a dropped line or a time-out is not the reader's doing
+    _rule(S.RAN_OUT, None, r"4\.1\.[78]|4\.2\.3", None, V.GAVE_UP, "our sender or the size"),
+    _rule(S.RAN_OUT, None, None, _OUR_SENDER, V.GAVE_UP, "our sender or host, in words"),
+    _rule(S.RAN_OUT, r"4\d\d", r"4\.[12]\.\d+", None, V.READER, "the address or mailbox, for days"),
+    _rule(S.RAN_OUT, r"4\d\d", None, _OUR_SENDING, V.GAVE_UP, "our rate or quota, in words"),
+    _rule(S.RAN_OUT, r"4\d\d", None, _MAILBOX_FULL, V.READER, "a full mailbox, for days"),
+    _rule(S.RAN_OUT, None, None, None, V.GAVE_UP, "the relay or the line, not the reader"),
     _rule(S.GREETING, r"5\d\d", None, None, V.STOP, "the relay turns us away or refuses the login"),
     _rule(S.MAIL, r"5\d\d", None, None, V.STOP, "the relay refuses our sender"),
     _rule(_BEFORE_DATA, None, r"5\.7\.[089]", None, V.STOP, "authentication or security"),
@@ -132,6 +149,34 @@ def enhanced_code(reply: str) -> str:
     """The RFC 3463 status code a reply ("554 5.7.1 ...") carries, or ""."""
     found = _ENHANCED.match(reply)
     return found.group(1) if found else ""
+
+
+def ran_out(reply: str) -> Verdict:
+    """What a delivery put off until its retries ran out counts as, from its last reply
+    ("452 4.2.2 Mailbox full", or "connection to ... lost: timed out", no code)."""
+    code = int(reply[:3]) if reply[:3].isdigit() else 0
+    return classify(Stage.RAN_OUT, code, reply)
+
+
+def same_words(reply: str, address: str) -> str:
+    """The reply with what may differ from one reader to the next taken out (any
+    address, the reader's name for the mailbox, numbers such as queue ids and times), so
+    that refusals of different readers can be compared: the same words for each is the
+    same refusal of everyone."""
+    code, _, text = reply.partition(" ")
+    enhanced = enhanced_code(reply)
+    if enhanced and text.startswith(enhanced):
+        code, text = f"{code} {enhanced}", text[len(enhanced) :]
+    text = _ADDRESS.sub(" ", text)
+    local = address.partition("@")[0]
+    if local:
+        text = re.sub(rf"(?<!\w){re.escape(local)}(?!\w)", " ", text, flags=re.IGNORECASE)
+    text = _NUMBERED.sub("#", text)
+    return " ".join([code, *text.lower().split()])
+
+
+_ADDRESS = re.compile(r"[^\s<>\[\]()\"']+@[^\s<>\[\]()\"']+")
+_NUMBERED = re.compile(r"[^\s<>\[\]()\"']*\d[^\s<>\[\]()\"']*")
 
 
 def classify(stage: Stage, code: int, reply: str) -> Verdict:

@@ -193,11 +193,12 @@ def resume_unfinished(
         yield issue, report
 
 
-def _held(held: IssueHeld) -> None:
+def _held(held: IssueHeld, name: str = "issue-held", **fields: object) -> None:
     """The relay refused an issue: it waits for an editor, and the other issues go on."""
     event(
-        "issue-held",
+        name,
         logging.WARNING,
+        **fields,
         issue=held.issue_id,
         reason=held.reply,
         resume=f"mailer send --issue {held.issue_id}",
@@ -365,7 +366,13 @@ class Service:
             except Exception as exc:  # the digest goes out with what is in, whatever happens
                 event("poll-failed", logging.ERROR, job="digest", error=repr(exc))
         with self._turn():
-            run = send_digest(self.engine, self.settings, now, due=due, stop=self.stop)
+            try:
+                run = send_digest(self.engine, self.settings, now, due=due, stop=self.stop)
+            except IssueHeld as held:  # refused by the relay now: it waits for an editor
+                self.digest_done = due
+                week = week_of(due or now, self.settings.publication.timezone)
+                _held(held, "digest-held", week=week)
+                return
         self.digest_done = due
         plan = run.plan
         if run.outcome == "empty":
