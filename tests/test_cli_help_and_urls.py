@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,15 @@ from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import ConfigError
 from mailer.issues import article_issue
+from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
-from mailer.testing import TEST_SECRET_KEY, make_settings
+from mailer.testing import TEST_SECRET_KEY, make_settings, run_mailer
 
 POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL", "")
 
 
 def mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env={**clean, "MAILER_SECRET_KEY": TEST_SECRET_KEY, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_mailer(cwd, *args, **{"MAILER_SECRET_KEY": TEST_SECRET_KEY, **env})
 
 
 @pytest.mark.parametrize(
@@ -86,6 +77,17 @@ def test_init_prints_the_database_url_without_its_password(tmp_path):
     assert f"wrong-{password}" not in failed.stdout + failed.stderr
 
 
+def send_the_sample_to_one_reader(settings: Settings) -> None:
+    engine = open_database(settings.database.url)
+    try:
+        add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
+        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+        report = deliver(engine, settings, article_issue(engine, settings, article))
+    finally:
+        engine.dispose()
+    assert report.sent == 1
+
+
 def test_a_base_url_in_other_letters_sends_with_ascii_links(tmp_path, smtp, database_url):
     """https://x.example/påmelding passed validation, then every send crashed on the
     List-Unsubscribe header and the issue stayed "sending"."""
@@ -97,14 +99,7 @@ def test_a_base_url_in_other_letters_sends_with_ascii_links(tmp_path, smtp, data
     )
     base = "https://xn--bker-gra.example/p%C3%A5melding"
     assert settings.publication.base_url == base
-    engine = open_database(settings.database.url)
-    try:
-        add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
-        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
-        report = deliver(engine, settings, article_issue(engine, settings, article))
-    finally:
-        engine.dispose()
-    assert report.sent == 1
+    send_the_sample_to_one_reader(settings)
     message = smtp.to("ana@example.org")[0]
     unsubscribe = message["List-Unsubscribe"]
     assert unsubscribe.startswith(f"<{base}/unsubscribe/") and unsubscribe.isascii()
@@ -123,14 +118,7 @@ def test_sender_addresses_in_other_letters_send_in_their_ascii_form(tmp_path, sm
         publication={"from_address": "news@påmelding.no", "reply_to": "svar@påmelding.no"},
     )
     assert settings.publication.from_address == "news@xn--pmelding-9za.no"
-    engine = open_database(settings.database.url)
-    try:
-        add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
-        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
-        report = deliver(engine, settings, article_issue(engine, settings, article))
-    finally:
-        engine.dispose()
-    assert report.sent == 1
+    send_the_sample_to_one_reader(settings)
     (received,) = smtp.received
     assert received.mail_from == "news@xn--pmelding-9za.no"
     message = received.message

@@ -21,17 +21,13 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from mailer.articles import ingest_file
 from mailer.catcher import free_port
 from mailer.delivery import deliver
-from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import DeliveryError
-from mailer.issues import article_issue
 from mailer.models import Delivery, Issue, Subscriber
 from mailer.outbox import HARD_FAILURES
 from mailer.settings import Settings
-from mailer.subscribers import import_csv
-from mailer.testing import FlakyHandler, RecordingHandler, smtp_server
+from mailer.testing import FlakyHandler, RecordingHandler, import_readers, new_issue, smtp_server
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -53,27 +49,8 @@ def seed() -> int:
     return seed
 
 
-def readers(engine: Engine, directory: Path, count: int) -> list[str]:
-    addresses = [f"reader{i:03}@example.org" for i in range(count)]
-    listing = directory / "readers.csv"
-    listing.write_text("email\n" + "".join(f"{address}\n" for address in addresses))
-    assert import_csv(engine, listing).added == count
-    return addresses
 
 
-def new_issue(engine: Engine, settings: Settings, directory: Path, number: int = 0) -> Issue:
-    """A fresh article issue: the sample article first, then short articles of their own."""
-    if number == 0:
-        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
-    else:
-        source = directory / f"article-{number}.txt"
-        source.write_text(
-            f"OSLO – News item number {number}, told in a few plain sentences.\n"
-            f"The council met on day {number} and agreed on the budget.\n",
-            encoding="utf-8",
-        )
-        article = ingest_file(engine, settings, source, title=f"News {number}").article
-    return article_issue(engine, settings, article)
 
 
 def deliveries(engine: Engine, issue: Issue) -> dict[str, Delivery]:
@@ -134,7 +111,7 @@ def test_random_temporary_refusals_are_retried_on_schedule_until_each_has_one_co
 def _retry_on_schedule(
     engine: Engine, settings: Settings, directory: Path, server: FlakyHandler, seed: int
 ) -> None:
-    addresses = readers(engine, directory, 80)
+    addresses = import_readers(engine, directory, 80)
     always = addresses[:2]  # put off every time: these use up their attempts
     for address in always:
         server.refuse[address] = "451 4.7.1 Greylisted, try again later"
@@ -244,7 +221,7 @@ def _retry_on_schedule(
 def test_a_connection_dropped_during_data_is_retried_and_each_reader_gets_one_copy(
     engine, settings, tmp_path, smtp, seed
 ):
-    addresses = readers(engine, tmp_path, 60)
+    addresses = import_readers(engine, tmp_path, 60)
     issue = new_issue(engine, settings, tmp_path)
     several = settings.replace(smtp={"max_connections": 4})
     rng = random.Random(seed)
@@ -279,7 +256,7 @@ def test_a_connection_dropped_during_data_is_retried_and_each_reader_gets_one_co
 def test_a_server_stalling_past_the_timeout_defers_only_the_stalled(
     engine, settings, tmp_path, smtp, seed
 ):
-    addresses = readers(engine, tmp_path, 16)
+    addresses = import_readers(engine, tmp_path, 16)
     issue = new_issue(engine, settings, tmp_path)
     # a time-out with room for a loaded machine; stalls well past it
     quick = settings.replace(smtp={"max_connections": 4, "timeout": 2})
@@ -305,7 +282,7 @@ DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
 
 
 def test_unknown_users_bounce_and_policy_refusals_do_not(engine, settings, tmp_path, smtp):
-    addresses = readers(engine, tmp_path, 40)
+    addresses = import_readers(engine, tmp_path, 40)
     unknown, refused = addresses[3:40:8], addresses[5:40:16]
     for address in unknown:
         smtp.refuse[address] = UNKNOWN.format(address)
@@ -339,7 +316,7 @@ def test_unknown_users_bounce_and_policy_refusals_do_not(engine, settings, tmp_p
 
 
 def test_repeated_hard_failures_bounce_an_address_without_a_5_1_1(engine, settings, tmp_path, smtp):
-    addresses = readers(engine, tmp_path, 12)
+    addresses = import_readers(engine, tmp_path, 12)
     dead, flaky = addresses[0], addresses[1]  # flaky: fails, except for one issue
     several = settings.replace(smtp={"max_connections": 4})
     for number in range(HARD_FAILURES + 1):
@@ -365,7 +342,7 @@ def test_repeated_hard_failures_bounce_an_address_without_a_5_1_1(engine, settin
 
 
 def test_max_messages_per_connection_opens_fresh_connections(engine, settings, tmp_path, smtp):
-    addresses = readers(engine, tmp_path, 5)
+    addresses = import_readers(engine, tmp_path, 5)
     issue = new_issue(engine, settings, tmp_path)
     limited = settings.replace(smtp={"max_connections": 1, "max_messages_per_connection": 2})
     assert deliver(engine, limited, issue).sent == 5
@@ -380,7 +357,7 @@ def test_max_messages_per_connection_opens_fresh_connections(engine, settings, t
 def test_connections_beyond_the_servers_limit_are_given_up_and_the_rest_send_it_all(
     engine, settings, tmp_path, turn_away_at
 ):
-    addresses = readers(engine, tmp_path, 60)
+    addresses = import_readers(engine, tmp_path, 60)
     issue = new_issue(engine, settings, tmp_path)
     handler = RecordingHandler(max_sessions=2, turn_away_at=turn_away_at)
     with smtp_server(handler) as (_, server):
@@ -402,7 +379,7 @@ def test_connections_beyond_the_servers_limit_are_given_up_and_the_rest_send_it_
 def test_an_unreachable_server_stops_the_send_and_keeps_everything_queued(
     engine, settings, tmp_path
 ):
-    readers(engine, tmp_path, 60)
+    import_readers(engine, tmp_path, 60)
     issue = new_issue(engine, settings, tmp_path)
     nowhere = settings.replace(smtp={"port": free_port(), "max_connections": 4})
     with pytest.raises(DeliveryError, match=r"cannot connect to 127\.0\.0\.1"):
@@ -429,7 +406,7 @@ class Clocked(RecordingHandler):
 
 
 def test_max_rate_per_second_holds_across_several_connections(engine, settings, tmp_path):
-    readers(engine, tmp_path, 6)
+    import_readers(engine, tmp_path, 6)
     issue = new_issue(engine, settings, tmp_path)
     handler = Clocked()
     with smtp_server(handler):

@@ -25,7 +25,7 @@ from mailer.issues import article_issue
 from mailer.models import Subscriber
 from mailer.settings import load_settings
 from mailer.subscribers import add_subscriber
-from mailer.testing import TEST_SECRET_KEY, running_site
+from mailer.testing import TEST_SECRET_KEY, run_mailer, running_site
 from mailer.web import create_app
 
 OLD_KEY = "old-key-" + "o" * 40
@@ -34,16 +34,7 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_mailer(cwd, *args, **env)
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ import pytest
 
 from mailer.messages import MessageBuilder, Recipient, fill
 from mailer.render import one_line
-from mailer.testing import TEST_SECRET_KEY, make_settings
+from mailer.testing import HOSTILE_NAMES, TEST_SECRET_KEY, make_settings
 
 READERS = [
     Recipient(1, "ana@example.org", "Ana"),
@@ -102,17 +102,6 @@ def test_the_token_maker_makes_the_tokens_itsdangerous_makes():
         assert read_token(TEST_SECRET_KEY, UNSUBSCRIBE, ours) == subscriber_id
 
 
-HOSTILE_NAMES = [
-    "Zoë <attacker@evil.example>, x",
-    "a@b.c",
-    '"quoted" <x@y>',
-    "x\r\nBcc: evil@evil.example",
-    "\x00\x1b[31m",
-    "=?utf-8?q?evil?=",
-    "Ali, Reza",
-    "مریم\u200cجان",  # Persian, with a zero-width non-joiner
-    "Zoë <a@evil.example>, " * 4 + "Zoë <b@evil.example>",  # 100 characters
-]
 
 
 @pytest.mark.parametrize("name", HOSTILE_NAMES)

@@ -4,9 +4,6 @@ the address coming back cannot be matched by hashing guesses without the purge k
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +21,7 @@ from mailer.subscribers import (
     redacted_reply,
     request_subscription,
 )
-from mailer.testing import TEST_SECRET_KEY
+from mailer.testing import TEST_SECRET_KEY, run_mailer
 
 ADDRESS = "ana.reader@example.org"
 IP = "203.0.113.77"
@@ -32,21 +29,13 @@ PURGE_KEY = "purge-key-of-the-newsroom-" + "k" * 20
 
 
 def mailer(cwd: Path, database_url: str, smtp_port: int, *args: str, **env: str):
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env={
-            **clean,
-            "MAILER_SECRET_KEY": TEST_SECRET_KEY,
-            "MAILER_DATABASE_URL": database_url,
-            "MAILER_SMTP_PORT": str(smtp_port),
-            **env,
-        },
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
+    return run_mailer(
+        cwd,
+        *args,
+        MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        MAILER_DATABASE_URL=database_url,
+        MAILER_SMTP_PORT=str(smtp_port),
+        **env,
     )
 
 

@@ -5,9 +5,7 @@ servers on 127.0.0.1 that refuse as told; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +23,15 @@ from mailer.outbox import Outbox
 from mailer.replies import RULES, Stage, Verdict, classify, ran_out
 from mailer.scheduler import Service, resume_unfinished, start_due_issues
 from mailer.settings import Settings
-from mailer.subscribers import add_subscriber, import_csv
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+from mailer.subscribers import add_subscriber
+from mailer.testing import (
+    TEST_SECRET_KEY,
+    RecordingHandler,
+    import_readers,
+    new_issue,
+    run_mailer,
+    smtp_server,
+)
 
 SPAM = "554 5.7.1 Message rejected as spam"
 UNKNOWN = "550 5.1.1 <{}>: Recipient address rejected: User unknown"
@@ -114,22 +119,8 @@ def test_the_readme_shows_the_table():
 # -- helpers ----------------------------------------------------------------------------
 
 
-def readers(engine: Engine, directory: Path, count: int) -> list[str]:
-    addresses = [f"reader{i:03}@example.org" for i in range(count)]
-    listing = directory / "readers.csv"
-    listing.write_text("email\n" + "".join(f"{address}\n" for address in addresses))
-    assert import_csv(engine, listing).added == count
-    return addresses
 
 
-def new_issue(engine: Engine, settings: Settings, directory: Path, number: int = 0) -> Issue:
-    if number == 0:
-        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
-    else:
-        source = directory / f"article-{number}.txt"
-        source.write_text(f"OSLO – News item number {number}, in plain words.\n", "utf-8")
-        article = ingest_file(engine, settings, source, title=f"News {number}").article
-    return article_issue(engine, settings, article)
 
 
 def rows(engine: Engine, issue: Issue) -> dict[str, Delivery]:
@@ -158,21 +149,13 @@ def copies(server: RecordingHandler) -> Counter[str]:
 
 def mailer(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The `mailer` command on the test's database and SMTP server."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env.update(
+    return run_mailer(
+        cwd,
+        *args,
         MAILER_SECRET_KEY=TEST_SECRET_KEY,
         MAILER_DATABASE_URL=settings.database.url,
         MAILER_SMTP_PORT=str(settings.smtp.port),
         MAILER_SMTP_HOST="127.0.0.1",
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
     )
 
 
@@ -182,7 +165,7 @@ def mailer(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedPro
 def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 24)
+    addresses = import_readers(engine, tmp_path, 24)
     issue = new_issue(engine, settings, tmp_path)
     several = settings.replace(smtp={"max_connections": 4})
     smtp.refuse_data = SPAM
@@ -223,7 +206,7 @@ def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
 
 
 def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settings, tmp_path, smtp):
-    readers(engine, tmp_path, 3)
+    import_readers(engine, tmp_path, 3)
     issue = new_issue(engine, settings, tmp_path)
     smtp.refuse_data = SPAM
     article = issue.article_ids
@@ -242,7 +225,7 @@ def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settin
 
 def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, settings, tmp_path, smtp):
     """The old fault: each refusal a strike, and after three issues the list was bounced."""
-    readers(engine, tmp_path, 10)
+    import_readers(engine, tmp_path, 10)
     smtp.refuse_data = SPAM
     issues = [new_issue(engine, settings, tmp_path, number) for number in range(3)]
     for issue in issues:
@@ -259,7 +242,7 @@ def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, setting
 def test_the_scheduler_holds_a_scheduled_issue_the_relay_refuses_and_leaves_it_held(
     engine, settings, tmp_path, smtp, caplog
 ):
-    readers(engine, tmp_path, 5)
+    import_readers(engine, tmp_path, 5)
     issue = schedule_issue(
         engine, new_issue(engine, settings, tmp_path), utcnow() - timedelta(minutes=1)
     )
@@ -277,7 +260,7 @@ def test_a_relay_refusing_recipient_after_recipient_for_policy_holds_the_issue(
 ):
     """Refused at RCPT for spam, reader after reader: that is about us, not them. The
     issue is held as for a refused message, and nobody is left failed."""
-    addresses = readers(engine, tmp_path, 30)
+    addresses = import_readers(engine, tmp_path, 30)
     issue = new_issue(engine, settings, tmp_path)
     smtp.refuse_all = "554 5.7.1 Message rejected as spam"
     with pytest.raises(IssueHeld, match="recipients in a row") as held:
@@ -297,7 +280,7 @@ def test_a_relay_refusing_recipient_after_recipient_for_policy_holds_the_issue(
 def test_a_reader_refused_as_unknown_at_rcpt_alone_fails_and_is_bounced(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 12)
+    addresses = import_readers(engine, tmp_path, 12)
     gone = addresses[5]
     smtp.refuse[gone] = UNKNOWN.format(gone)
     issue = new_issue(engine, settings, tmp_path)
@@ -316,7 +299,7 @@ def test_a_reader_refused_as_unknown_after_data_alone_fails_and_is_bounced(
     engine, settings, tmp_path, smtp
 ):
     """Some relays check the recipient only once the message is in: the reply says who."""
-    addresses = readers(engine, tmp_path, 8)
+    addresses = import_readers(engine, tmp_path, 8)
     gone = addresses[2]
     smtp.refuse_data_to[gone] = UNKNOWN.format(gone)
     issue = new_issue(engine, settings, tmp_path)
@@ -329,7 +312,7 @@ def test_a_reader_refused_as_unknown_after_data_alone_fails_and_is_bounced(
 def test_a_policy_refusal_of_one_recipient_at_rcpt_counts_against_nobody(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 6)
+    addresses = import_readers(engine, tmp_path, 6)
     refused = addresses[1]
     smtp.refuse[refused] = "550 5.7.1 <x>: Recipient address rejected: Access denied"
     for number in range(4):
@@ -342,7 +325,7 @@ def test_a_policy_refusal_of_one_recipient_at_rcpt_counts_against_nobody(
 def test_a_mailbox_disabled_three_issues_running_bounces_the_reader(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 4)
+    addresses = import_readers(engine, tmp_path, 4)
     disabled = addresses[0]
     smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
     for number in range(3):
@@ -356,7 +339,7 @@ def test_a_reader_bounced_wrongly_is_reactivated_with_a_clean_slate(
 ):
     """`mailer subscribers reactivate`: a bounced address gets issues again, and its old
     failures no longer count, so one more does not bounce it at once."""
-    addresses = readers(engine, tmp_path, 2)
+    addresses = import_readers(engine, tmp_path, 2)
     disabled = addresses[0]
     smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
     for number in range(3):
@@ -379,7 +362,7 @@ def test_a_reader_bounced_wrongly_is_reactivated_with_a_clean_slate(
 def test_a_relay_refusing_after_100_accepted_holds_the_rest_and_a_resume_sends_them_once(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 130)
+    addresses = import_readers(engine, tmp_path, 130)
     issue = new_issue(engine, settings, tmp_path)
     smtp.refuse_data, smtp.accept_first = SPAM, 100
     several = settings.replace(smtp={"max_connections": 4})
@@ -407,7 +390,7 @@ def test_a_held_issue_stops_senders_in_other_processes_from_claiming_more(
 ):
     """Two processes share the send; the one that meets the refusal holds the issue,
     and the other claims no more of it."""
-    addresses = readers(engine, tmp_path, 40)
+    addresses = import_readers(engine, tmp_path, 40)
     issue = new_issue(engine, settings, tmp_path)
     smtp.refuse_data, smtp.accept_first = SPAM, 10
     with pytest.raises(IssueHeld):
@@ -428,7 +411,7 @@ def test_a_message_accepted_with_a_reply_longer_than_8_kb_is_recorded_as_sent(
 ):
     handler = RecordingHandler(data_reply="250 2.0.0 Ok: queued as " + "X" * 12000)
     with smtp_server(handler) as (_, server):
-        addresses = readers(engine, tmp_path, 3)
+        addresses = import_readers(engine, tmp_path, 3)
         issue = new_issue(engine, settings, tmp_path)
         one = settings.replace(smtp={"port": server.port, "max_connections": 1})
         assert deliver(engine, one, issue).counts == {"sent": 3}
@@ -446,7 +429,7 @@ def test_an_editor_fixes_the_refused_article_and_the_rest_get_the_fixed_text(
 ):
     """The relay objected to the content: the editor changes the article, resumes, and
     the readers still queued get it as it is now; those who had it get nothing more."""
-    addresses = readers(engine, tmp_path, 12)
+    addresses = import_readers(engine, tmp_path, 12)
     source = tmp_path / "story.txt"
     source.write_text("OSLO – Buy cheap pills now, the council said.\n", "utf-8")
     page = "https://dawatmedia.example/council"  # the same article, changed
@@ -511,7 +494,7 @@ def test_a_relay_putting_everyone_off_till_the_retries_run_out_strikes_nobody(
 ):
     """Three issues, every delivery put off (or its line dropped) until its retries
     ran out: failed, but nobody is struck, let alone bounced."""
-    addresses = readers(engine, tmp_path, 6)
+    addresses = import_readers(engine, tmp_path, 6)
     if fault == "drop":
         smtp.drop = set(addresses)
     else:
@@ -528,7 +511,7 @@ def test_a_relay_putting_everyone_off_till_the_retries_run_out_strikes_nobody(
 def test_a_mailbox_full_for_days_three_issues_running_bounces_only_that_reader(
     engine, settings, tmp_path, smtp
 ):
-    addresses = readers(engine, tmp_path, 6)
+    addresses = import_readers(engine, tmp_path, 6)
     full = addresses[2]
     smtp.refuse[full] = "452 4.2.2 Mailbox full"
     for number in range(3):
@@ -563,7 +546,7 @@ def assert_held_and_untouched(engine: Engine, issue: Issue) -> None:
 def test_a_small_list_refused_whole_at_rcpt_is_held_and_nobody_is_struck(
     engine, settings, tmp_path, smtp, refusal
 ):
-    addresses = readers(engine, tmp_path, 5)
+    addresses = import_readers(engine, tmp_path, 5)
     for address in addresses:
         smtp.refuse[address] = refusal.format(address)
     issues = [new_issue(engine, settings, tmp_path, number) for number in range(3)]
@@ -593,7 +576,7 @@ def test_a_relay_refusing_every_rcpt_in_the_same_words_holds_the_issue(
     """A generic refusal counts against the reader, but the same one for reader after
     reader (whatever names the reader or numbers the reply) is the relay refusing us:
     held, and nobody struck."""
-    addresses = readers(engine, tmp_path, 30)
+    addresses = import_readers(engine, tmp_path, 30)
     for number, address in enumerate(addresses):
         smtp.refuse[address] = refusal.format(address, address.partition("@")[0], number)
     issue = new_issue(engine, settings, tmp_path)
@@ -611,7 +594,7 @@ def test_a_reader_struck_out_by_a_relay_refusing_everyone_is_active_again(
 ):
     """A reader with two strikes of its own, then the relay refuses everyone in the same
     words: the third refusal was not theirs, and they stay on the list."""
-    addresses = readers(engine, tmp_path, 12)
+    addresses = import_readers(engine, tmp_path, 12)
     disabled = addresses[0]
     smtp.refuse[disabled] = "550 5.2.1 Mailbox disabled, not accepting messages"
     one = settings.replace(smtp={"max_connections": 1})
@@ -630,7 +613,7 @@ def test_a_few_readers_refused_in_a_normal_list_fail_and_the_rest_are_sent(
 ):
     """Two unknown addresses and two mailboxes disabled (in the same words) out of
     thirty: they fail, the rest are sent, the issue is not held."""
-    addresses = readers(engine, tmp_path, 30)
+    addresses = import_readers(engine, tmp_path, 30)
     unknown, disabled = addresses[4:6], addresses[20:22]
     for address in unknown:
         smtp.refuse[address] = UNKNOWN.format(address)
@@ -647,7 +630,7 @@ def test_a_few_readers_refused_in_a_normal_list_fail_and_the_rest_are_sent(
 def test_a_lone_reader_refused_as_a_reader_is_not_held(engine, settings, tmp_path, smtp):
     """One reader, one refusal of its mailbox: that is the reader's, not the relay
     refusing us (the in-words rule needs two or more readers)."""
-    (only,) = readers(engine, tmp_path, 1)
+    (only,) = import_readers(engine, tmp_path, 1)
     smtp.refuse[only] = "550 5.2.1 Mailbox disabled, not accepting messages"
     issue = new_issue(engine, settings, tmp_path)
     assert deliver(engine, settings, issue).counts == {"failed": 1}
@@ -661,7 +644,7 @@ def test_a_lone_reader_refused_as_a_reader_is_not_held(engine, settings, tmp_pat
 def test_a_digest_the_relay_refuses_is_logged_held_and_the_service_goes_on(
     engine, settings, tmp_path, smtp, caplog
 ):
-    readers(engine, tmp_path, 3)
+    import_readers(engine, tmp_path, 3)
     monday = datetime(2026, 11, 30, 7, 10, tzinfo=UTC)  # 08:10 in Oslo: the digest is due
     ingest_file(engine, settings, SAMPLE_ARTICLE, published=monday - timedelta(days=1))
     weekly = settings.replace(schedule={"digest_cron": "0 8 * * mon"})
@@ -685,7 +668,7 @@ def test_send_resume_goes_on_with_the_other_issues_when_one_is_held(
 ):
     """Two issues left unfinished; the relay refuses the first: it is held and said so,
     and the second is still sent."""
-    addresses = readers(engine, tmp_path, 4)
+    addresses = import_readers(engine, tmp_path, 4)
     first, second = (new_issue(engine, settings, tmp_path, number) for number in (1, 2))
     Outbox(engine, second, settings.delivery).enqueue()
     late = add_subscriber(engine, "late@example.org", confirmed=True).email

@@ -32,7 +32,14 @@ from mailer.subscribers import (
     remove_subscriber,
     request_subscription,
 )
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, make_settings, served, smtp_server
+from mailer.testing import (
+    HOSTILE_NAMES,
+    TEST_SECRET_KEY,
+    RecordingHandler,
+    make_settings,
+    served,
+    smtp_server,
+)
 from mailer.transactional import queue_confirmation, queue_sign_up, send_queued
 from mailer.web.limits import FORM_BYTES
 
@@ -351,17 +358,6 @@ def test_the_site_does_the_same_work_for_every_address(engine, site):
 
 # -- defect 4: a name is one display name, wherever it was stored -------------------------
 
-HOSTILE_NAMES = [
-    "Zoë <attacker@evil.example>, x",
-    "a@b.c",
-    '"quoted" <x@y>',
-    "x\r\nBcc: evil@evil.example",
-    "\x00\x1b[31m",
-    "=?utf-8?q?evil?=",
-    "Ali, Reza",
-    "مریم\u200cجان",
-    "Zoë <a@evil.example>, " * 5,  # 110 characters: over the limit, stored before it
-]
 
 
 def test_stored_hostile_names_reach_one_recipient_in_every_mail(engine, settings, smtp):

@@ -5,18 +5,15 @@ tokens, and the health check."""
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 
 from mailer.articles import ingest_file
-from mailer.catcher import free_port
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import article_issue
@@ -24,9 +21,9 @@ from mailer.models import Article, Subscriber
 from mailer.outbox import Outbox
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, find_subscriber
-from mailer.testing import RecordingHandler, queued_mails
+from mailer.testing import RecordingHandler, queued_mails, served
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, make_token
-from mailer.web import ONE_CLICK, create_app
+from mailer.web import ONE_CLICK
 
 ONE_CLICK_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -48,22 +45,8 @@ class Site:
 @pytest.fixture
 def site(engine: Engine, settings: Settings) -> Iterator[Site]:
     """`mailer serve`'s app on a free port; the emails' links point at it."""
-    port = free_port()
-    served = settings.replace(publication={"base_url": f"http://127.0.0.1:{port}"})
-    app = create_app(served, engine)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the site did not start"
-        time.sleep(0.01)
-    yield Site(f"http://127.0.0.1:{port}", served)
-    server.should_exit = True
-    thread.join(10)
+    with served(settings, engine) as (url, running):
+        yield Site(url, running)
 
 
 @pytest.fixture

@@ -7,7 +7,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -368,3 +371,64 @@ def running_site(app: Any) -> Iterator[str]:
     """An ASGI app (the subscriber site) served as web_server serves one; its base URL."""
     with web_server(lambda _base_url: app) as url:
         yield url
+
+
+# Names a stranger may type into the sign-up form, or that an older version stored
+# unchecked: each must stay one display name of the one recipient.
+HOSTILE_NAMES = [
+    "Zoë <attacker@evil.example>, x",
+    "a@b.c",
+    '"quoted" <x@y>',
+    "x\r\nBcc: evil@evil.example",
+    "\x00\x1b[31m",
+    "=?utf-8?q?evil?=",
+    "Ali, Reza",
+    "مریم\u200cجان",  # Persian, with a zero-width non-joiner
+    "Zoë <a@evil.example>, " * 4 + "Zoë <b@evil.example>",  # 100 characters
+    "Zoë <a@evil.example>, " * 5,  # 110: over the limit, stored before there was one
+]
+
+
+def import_readers(engine: Any, directory: Path, count: int) -> list[str]:
+    """`count` active readers (reader000@example.org, ...) imported from a CSV file."""
+    from mailer.subscribers import import_csv
+
+    addresses = [f"reader{i:03}@example.org" for i in range(count)]
+    listing = directory / "readers.csv"
+    listing.write_text("email\n" + "".join(f"{address}\n" for address in addresses))
+    assert import_csv(engine, listing).added == count
+    return addresses
+
+
+def new_issue(engine: Any, settings: Settings, directory: Path, number: int = 0) -> Any:
+    """A fresh article issue: the sample article first, then short articles of their own."""
+    from mailer.articles import ingest_file
+    from mailer.demo import SAMPLE_ARTICLE
+    from mailer.issues import article_issue
+
+    if number == 0:
+        article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    else:
+        source = directory / f"article-{number}.txt"
+        source.write_text(
+            f"OSLO – News item number {number}, told in a few plain sentences.\n"
+            f"The council met on day {number} and agreed on the budget.\n",
+            encoding="utf-8",
+        )
+        article = ingest_file(engine, settings, source, title=f"News {number}").article
+    return article_issue(engine, settings, article)
+
+
+def run_mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `mailer` command as a user runs it, in `cwd`, with the MAILER_* variables in
+    `env` and none of the caller's; its output as text."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "mailer", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
