@@ -863,7 +863,8 @@ def scheduler(ctx: typer.Context) -> None:
     """The scheduled service: the weekly digest at [schedule] digest_cron, issues
     scheduled with `send --at`, retries when due, and new articles from
     [schedule] watch_dir. Logs one line per event; SIGTERM or Ctrl-C stops it cleanly."""
-    from mailer.scheduler import log_to_stdout, run_service
+    from mailer.events import log_to_stdout
+    from mailer.scheduler import run_service
 
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)

@@ -12,10 +12,8 @@ Each event is one line on stdout: a time, a level, a name and key=value fields."
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +39,7 @@ from mailer.db import session_scope
 from mailer.delivery import IssueHeld, SendReport, deliver, stop_on_signals
 from mailer.digest import DigestPlan, crontab_trigger, last_due, plan_digest, week_of
 from mailer.errors import MailerError
+from mailer.events import event, log
 from mailer.issues import (
     OPEN_STATUSES,
     article_issue,
@@ -56,28 +55,10 @@ from mailer.settings import Settings
 from mailer.sources import ARTICLE_SUFFIXES
 from mailer.transactional import send_queued
 
-log = logging.getLogger("mailer.scheduler")
 DIGEST_JOB = "weekly-digest"
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
 SETTLED_SECONDS = 2.0  # a file changed more recently may still be being written
 RECENT = timedelta(days=7)  # a new article older than this is not sent by itself
-
-
-_log_zone = [ZoneInfo("UTC")]  # times in the log: the publication's zone once set
-
-
-def event(name: str, level: int = logging.INFO, **fields: object) -> None:
-    """One line per event: `digest-sent week=2026-W49 issue=7 sent=120`."""
-    log.log(level, " ".join([name, *(f"{key}={_value(v)}" for key, v in fields.items())]))
-
-
-def _value(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(_log_zone[0]).isoformat(timespec="seconds")
-    text = str(value)
-    if not text or any(c.isspace() or c in "\"'=" for c in text):
-        return json.dumps(text, ensure_ascii=False)
-    return text
 
 
 def _counts(report: SendReport) -> dict[str, int]:
@@ -608,20 +589,3 @@ def _missed(job_event: JobEvent) -> None:
         due=job_event.scheduled_run_time,
         reason="the service was not running then, and is back after the misfire grace time",
     )
-
-
-def log_to_stdout(timezone: str) -> None:
-    """One line per event, with the time in the publication's zone."""
-    zone = _log_zone[0] = ZoneInfo(timezone)
-
-    class Formatter(logging.Formatter):
-        def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-            moment = datetime.fromtimestamp(record.created, zone)
-            return moment.isoformat(timespec="seconds")
-
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # its events are logged here
