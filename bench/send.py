@@ -41,16 +41,13 @@ from mailer.issues import article_issue, as_rendered
 from mailer.messages import MessageBuilder, Recipient, fill
 from mailer.models import DELIVERIES, SUBSCRIBERS, Article, DeliveryStatus, utcnow
 from mailer.render import render_article_issue
-from mailer.settings import Settings, Smtp, load_settings
+from mailer.settings import Settings, load_settings
 from mailer.signing import generate_key
 from mailer.testing import TEST_SECRET_KEY, empty_postgres, make_settings
 from mailer.tokens import PREFERENCES, UNSUBSCRIBE, make_token
 
 HOST = "127.0.0.1"
-FALLBACK_CONNECTIONS = 8
 DKIM_DOMAIN, DKIM_SELECTOR = "dawatmedia.example", "bench"
-# The engine's parallel-connection setting; older engines send over one connection.
-HAS_MAX_CONNECTIONS = "max_connections" in Smtp.model_fields
 
 
 @dataclass
@@ -247,10 +244,9 @@ def make_mailing(
     """A fresh database (a SQLite file, or the PostgreSQL database at `database_url`,
     emptied), `size` active subscribers, the sample article and its issue."""
     folder.mkdir(parents=True, exist_ok=True)
-    smtp = {"max_connections": connections} if HAS_MAX_CONNECTIONS else {}
     if database_url:
         empty_postgres(database_url)
-    settings = make_settings(folder, smtp_port, database_url, smtp=smtp)
+    settings = make_settings(folder, smtp_port, database_url, smtp={"max_connections": connections})
     engine = open_database(settings.database.url)
     add_subscribers(engine, size)
     article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
@@ -327,9 +323,8 @@ def send_env(
         MAILER_SMTP_SECURITY="none",
         MAILER_SMTP_USERNAME="",
         MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        MAILER_SMTP_MAX_CONNECTIONS=str(connections),
     )
-    if HAS_MAX_CONNECTIONS:
-        env["MAILER_SMTP_MAX_CONNECTIONS"] = str(connections)
     for key, value in (dkim or {}).items():
         env[f"MAILER_DKIM_{key.upper()}"] = value
     return env
@@ -340,7 +335,7 @@ def mailer_send(
 ) -> Row:
     """`mailer send --article ID --yes` in its own process, as an editor runs it: from
     the enqueue to the last outcome recorded, with the process start and the render."""
-    env = send_env(mailing, sink, max_connections(mailing.settings), dkim)
+    env = send_env(mailing, sink, mailing.settings.smtp.max_connections, dkim)
     command = [sys.executable, "-m", "mailer", "send", "--article", str(mailing.article.id)]
     note(f"{label}: {plural(mailing.size, 'message')}")
     before = sink.counts()
@@ -351,7 +346,7 @@ def mailer_send(
 def workers_send(mailing: Mailing, sink: Sink, label: str, workers: int) -> Row:
     """`workers` processes of `mailer send --worker --article ID --yes` started at once,
     sharing the connections, as on several machines: from their start to the last end."""
-    share = max(1, max_connections(mailing.settings) // workers)
+    share = max(1, mailing.settings.smtp.max_connections // workers)
     env = send_env(mailing, sink, share, None)
     command = [sys.executable, "-m", "mailer", "send", "--worker", "--yes"]
     command += ["--article", str(mailing.article.id)]
@@ -472,15 +467,8 @@ def summary(rows: dict[str, Row], rss_sizes: list[int]) -> str:
 
 
 def default_connections() -> int:
-    """What the engine would use from its settings, where it has the setting."""
-    if not HAS_MAX_CONNECTIONS:
-        return FALLBACK_CONNECTIONS
-    return max_connections(load_settings(environ={}))
-
-
-def max_connections(settings: Settings) -> int:
-    # read by name: the field is new, and this script also runs on engines without it
-    return int(settings.smtp.model_dump()["max_connections"])
+    """What the engine would use from its settings."""
+    return load_settings(environ={}).smtp.max_connections
 
 
 def arguments() -> argparse.Namespace:
@@ -488,8 +476,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("subscribers", nargs="?", type=int, default=20_000, metavar="N")
     parser.add_argument(
         "--connections", type=int, default=None, metavar="C",
-        help="parallel connections (default: [smtp] max_connections, or "
-        f"{FALLBACK_CONNECTIONS} where the engine has no such setting)",
+        help="parallel connections (default: [smtp] max_connections)",
     )  # fmt: skip
     parser.add_argument(
         "--rss-sizes", default="10000,100000", metavar="SMALL,LARGE",
@@ -534,9 +521,7 @@ def main() -> None:
     n, connections = args.subscribers, args.connections
     # The setting, not what the engine makes of it: the sink counts sessions, not how
     # many were open at once.
-    label = f", {connections} conn" if HAS_MAX_CONNECTIONS else ""
-    if not HAS_MAX_CONNECTIONS:
-        note("this engine has no [smtp] max_connections: it sends over one connection")
+    label = f", {connections} conn"
     # Other work on the machine shows in every figure: say how busy it was.
     note(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs at the start")
     rows: dict[str, Row] = {}

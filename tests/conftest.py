@@ -28,8 +28,9 @@ from mailer.testing import (
     worker_database,
 )
 
-POSTGRES_URL = worker_database(os.environ.get("MAILER_TEST_POSTGRES_URL", ""),
-                               os.environ.get("PYTEST_XDIST_WORKER", ""))
+POSTGRES_URL = worker_database(
+    os.environ.get("MAILER_TEST_POSTGRES_URL", ""), os.environ.get("PYTEST_XDIST_WORKER", "")
+)
 BACKENDS = [
     "sqlite",
     pytest.param(

@@ -49,10 +49,6 @@ def seed() -> int:
     return seed
 
 
-
-
-
-
 def deliveries(engine: Engine, issue: Issue) -> dict[str, Delivery]:
     with Session(engine) as session:
         query = (

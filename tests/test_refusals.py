@@ -119,10 +119,6 @@ def test_the_readme_shows_the_table():
 # -- helpers ----------------------------------------------------------------------------
 
 
-
-
-
-
 def rows(engine: Engine, issue: Issue) -> dict[str, Delivery]:
     with Session(engine) as session:
         query = (

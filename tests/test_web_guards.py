@@ -135,9 +135,7 @@ def test_a_mail_clients_one_click_unsubscribe_needs_no_origin(engine, start, ori
 # -- how often one mailbox is written to -------------------------------------------------
 
 
-def test_one_mailbox_gets_three_confirmations_however_its_address_is_spelled(
-    engine, start, smtp
-):
+def test_one_mailbox_gets_three_confirmations_however_its_address_is_spelled(engine, start, smtp):
     site = start()
     spellings = ["victim@gmail.com", "victim+1@gmail.com", "Victim+2@gmail.com",
                  "v.i.c.t.i.m@gmail.com", "vic.tim+news@googlemail.com"]  # fmt: skip

@@ -68,7 +68,7 @@ def plan_digest(
         ).all()
         start = since or (earlier[0].period_end if earlier else None) or now - FIRST_PERIOD
         assert start is not None
-        shown = {int(i) for issue in earlier for i in issue.article_ids.split(",") if i}
+        shown = {i for issue in earlier for i in issue.article_id_list}
         published_in = and_(col(Article.published_at) > start, col(Article.published_at) <= now)
         came_late = and_(
             col(Article.ingested_at) > start,

@@ -112,7 +112,7 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
     if issue.status != IssueStatus.HELD:
         return issue
     with session_scope(engine) as session:
-        ids = [int(part) for part in issue.article_ids.split(",") if part]
+        ids = issue.article_id_list
         found = {a.id: a for a in session.exec(select(Article).where(col(Article.id).in_(ids)))}
     articles = [found[i] for i in ids if i in found]
     if not articles:
@@ -150,7 +150,7 @@ def cancel_issue(engine: Engine, issue_id: int) -> Issue:
     issue = find_issue_by_id(engine, issue_id)
     if not _set_status(engine, issue, (IssueStatus.SCHEDULED,), IssueStatus.CANCELLED):
         issue = find_issue_by_id(engine, issue_id)
-        raise MailerError(f"issue {issue_id} {_not_cancellable[issue.status]}")
+        raise MailerError(f"issue {issue_id} {_not_cancellable[IssueStatus(issue.status)]}")
     issue.status = IssueStatus.CANCELLED
     return issue
 
@@ -195,12 +195,6 @@ def due_issues(engine: Engine, now: datetime) -> list[Issue]:
             .order_by(col(Issue.scheduled_at), col(Issue.id))
         )
         return list(session.exec(query).all())
-
-
-def scheduled_issues(engine: Engine) -> list[Issue]:
-    with session_scope(engine) as session:
-        query = select(Issue).where(Issue.status == IssueStatus.SCHEDULED)
-        return list(session.exec(query.order_by(col(Issue.scheduled_at))).all())
 
 
 def as_rendered(issue: Issue) -> RenderedIssue:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import StrEnum, nonmember
 from typing import Any, cast
 
 from sqlalchemy import DateTime, Index, Table, Text, TypeDecorator, UniqueConstraint, text
@@ -40,15 +40,17 @@ def _when(nullable: bool = True) -> Any:
     return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
 
 
-class SubscriberStatus:
+# Statuses are stored as their plain string values; a member equals its value, so rows
+# read back compare equal to the members on SQLite and PostgreSQL alike.
+class SubscriberStatus(StrEnum):
     PENDING = "pending"
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
-    ALL = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED)
+    ALL = nonmember((PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED))
 
 
-class DeliveryStatus:
+class DeliveryStatus(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -56,10 +58,10 @@ class DeliveryStatus:
     FAILED = "failed"
     # the subscriber left or bounced after the issue was queued: never sent
     SKIPPED = "skipped"
-    ALL = (QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED)
+    ALL = nonmember((QUEUED, SENDING, SENT, DEFERRED, FAILED, SKIPPED))
 
 
-class IssueStatus:
+class IssueStatus(StrEnum):
     # draft [-> scheduled] -> sending -> sent, the last from recorded outcomes only; a
     # draft or scheduled issue can be cancelled (and later sent or scheduled again)
     DRAFT = "draft"
@@ -71,7 +73,7 @@ class IssueStatus:
     HELD = "held"
     SENT = "sent"
     # what the public may read online, and what can no longer change
-    STARTED = (SENDING, HELD, SENT)
+    STARTED = nonmember(frozenset((SENDING, HELD, SENT)))
 
 
 def new_public_id() -> str:
@@ -138,6 +140,11 @@ class Issue(SQLModel, table=True):
     period_end: datetime | None = _when()
     # why a held issue is held: the relay's reply
     held_reason: str | None = None
+
+    @property
+    def article_id_list(self) -> list[int]:
+        """The ids in `article_ids`, in the order shown."""
+        return [int(part) for part in self.article_ids.split(",") if part]
 
 
 class Delivery(SQLModel, table=True):

@@ -11,6 +11,7 @@ import secrets
 import tempfile
 import tomllib
 import zoneinfo
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -375,9 +376,9 @@ class Settings(Section):
         [web] allowed_origins."""
         return (web_origin(self.publication.base_url), *self.web.allowed_origins)
 
-    @property
+    @cached_property
     def secret_key(self) -> str:
-        """The key that signs links now."""
+        """The key that signs links now: read (or created) once, then kept as a value."""
         return self.security.secret_key or _secret_from_file(Path(self.security.secret_key_file))
 
     @property
