@@ -23,7 +23,7 @@ from mailer.issues import article_issue
 from mailer.messages import MessageBuilder, Recipient
 from mailer.render import render_article_issue
 from mailer.signing import SIGNED_HEADERS, generate_key
-from mailer.subscribers import import_csv
+from mailer.subscriber_csv import import_csv
 from mailer.testing import make_settings
 
 SINK = """

@@ -19,7 +19,8 @@ from typing import Any
 from mailer.articles import ingest_file
 from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
-from mailer.subscribers import add_subscriber, import_csv
+from mailer.subscriber_csv import import_csv
+from mailer.subscribers import add_subscriber
 from mailer.testing import RecordingHandler, make_settings, smtp_server
 from test_crash import _environment
 

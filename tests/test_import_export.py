@@ -20,15 +20,8 @@ from sqlmodel import Session, select
 
 from mailer.db import create_db_engine, open_database, upgrade
 from mailer.models import Subscriber
-from mailer.subscribers import (
-    IMPORT_BATCH,
-    add_subscriber,
-    export_csv,
-    import_csv,
-    neutralised,
-    unneutralised,
-    unsubscribe,
-)
+from mailer.subscriber_csv import IMPORT_BATCH, export_csv, import_csv, neutralised, unneutralised
+from mailer.subscribers import add_subscriber, unsubscribe
 from mailer.testing import TEST_PURGE_KEY, TEST_SECRET_KEY, make_settings, running_site
 from mailer.tokens import UNSUBSCRIBE, make_token
 from mailer.web import create_app

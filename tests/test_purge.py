@@ -14,10 +14,10 @@ from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SubscriberError
 from mailer.issues import article_issue
+from mailer.subscriber_csv import import_csv
 from mailer.subscribers import (
     add_subscriber,
     confirm_subscription,
-    import_csv,
     redacted_reply,
     request_subscription,
 )
@@ -127,7 +127,8 @@ def test_a_redacted_reply_keeps_the_codes_only():
 def test_rows_of_erased_subscribers_are_not_exported(engine):
     from io import StringIO
 
-    from mailer.subscribers import export_csv, remove_subscriber
+    from mailer.subscriber_csv import export_csv
+    from mailer.subscribers import remove_subscriber
 
     add_subscriber(engine, "ana@example.org", confirmed=True)
     remove_subscriber(engine, "ana@example.org", purge=True, purge_key=PURGE_KEY)

@@ -21,7 +21,8 @@ from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
 from mailer.outbox import Outbox, Outcome
 from mailer.settings import Settings
 from mailer.smtp import SMTPTransport
-from mailer.subscribers import add_subscriber, import_csv, remove_subscriber
+from mailer.subscriber_csv import import_csv
+from mailer.subscribers import add_subscriber, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY, smtp_server
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
 

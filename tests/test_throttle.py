@@ -11,7 +11,7 @@ from mailer.articles import ingest_file
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import article_issue
-from mailer.subscribers import import_csv
+from mailer.subscriber_csv import import_csv
 from mailer.throttle import Throttle
 
 

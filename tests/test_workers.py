@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from mailer.articles import ingest_file
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.models import Delivery
-from mailer.subscribers import import_csv
+from mailer.subscriber_csv import import_csv
 from mailer.testing import smtp_server
 from test_crash import SlowServer, _environment
 

@@ -391,7 +391,7 @@ HOSTILE_NAMES = [
 
 def import_readers(engine: Any, directory: Path, count: int) -> list[str]:
     """`count` active readers (reader000@example.org, ...) imported from a CSV file."""
-    from mailer.subscribers import import_csv
+    from mailer.subscriber_csv import import_csv
 
     addresses = [f"reader{i:03}@example.org" for i in range(count)]
     listing = directory / "readers.csv"
