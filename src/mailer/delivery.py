@@ -1,80 +1,50 @@
-"""The sending engine. One coordinator (the calling thread) claims batches from the
-outbox and records outcomes; `max_connections` sender threads each hold one SMTP
-connection, build messages and send them. Threads suit this work: a sender spends most
-of its time waiting on the server, and the code that holds the interpreter lock (filling
-placeholders, quoted-printable, RSA) is short; bench/README.md has the measurements.
-
-Outcomes are written in groups: a sender waits until its outcome is committed before it
-sends again, and one commit takes every outcome that arrived meanwhile. So the database
-never lags the server by more than one message per connection: after a crash those few
-are the only messages that can go out twice.
+"""The sending engine's front: `deliver` queues an issue and sends it, wiring the send loop
+(sendloop.py) to its two narrow seams, the outbox as its Store and SMTP as its
+Transport, with the retry policy (backoff.py), and spreading a large send over helper
+processes (processes.py).
 
 A rerun or a restart picks up what is queued, deferred (once due) or left claimed by a
 crashed sender; nothing recorded as sent is ever sent again."""
 
 from __future__ import annotations
 
-import queue
-import random
-import re
-import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Protocol
+from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import Engine
 
+from mailer.backoff import Backoff
+from mailer.db import open_database
 from mailer.errors import DeliveryError
 from mailer.issues import as_rendered, find_issue_by_id
 from mailer.messages import MessageBuilder, Recipient
-from mailer.models import Issue, IssueStatus, SubscriberStatus, utcnow
-from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outbox, Outcome
-from mailer.processes import process_count, share, with_helpers
-from mailer.render import RenderedIssue
-from mailer.replies import Verdict, ran_out, same_words
-from mailer.settings import Settings
-from mailer.smtp import (
-    ConnectionFailure,
-    ContentRefused,
-    PermanentFailure,
-    SMTPTransport,
-    TemporaryFailure,
+from mailer.models import Issue, IssueStatus, utcnow
+from mailer.outbox import Outbox
+from mailer.processes import (
+    process_count,
+    share,
+    stop_on_signals,  # re-exported for the scheduler, until it imports it from processes
+    with_helpers,
 )
+from mailer.render import RenderedIssue
+from mailer.sendloop import SendReport, Store, Transport, send_issue
+from mailer.settings import Settings
+from mailer.smtp import PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.throttle import Throttle
 
-# A temporary refusal that means "slow down" rather than "this recipient, later".
-_TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
-_GATHER_SECONDS = 0.002
-# How long a worker waits before looking again at rows another sender holds.
-_POLL_SECONDS = 2.0
-# So many recipients in a row refused at RCPT for a policy reason, or refused in the very
-# same words but for their addresses (and none accepted in between): the relay is
-# refusing us, not them, and the issue is held like a refusal of the message, those
-# recipients queued again and counted against nobody.
-REFUSALS_IN_A_ROW = 10
-
-
-class Transport(Protocol):
-    def send(self, sender: str, recipient: str, data: bytes) -> str: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass
-class SendReport:
-    counts: dict[str, int] = field(default_factory=dict)
-    bounced: int = 0
-
-    def add(self, status: str) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
-
-    @property
-    def sent(self) -> int:
-        return self.counts.get(SENT, 0)
+__all__ = [
+    "IssueHeld",
+    "SendReport",
+    "Store",
+    "Transport",
+    "deliver",
+    "held_reason",
+    "send_issue",
+    "send_one",
+    "send_test_copy",
+    "stop_on_signals",
+]
 
 
 class IssueHeld(DeliveryError):
@@ -118,40 +88,74 @@ def deliver(
     if retry_deferred_now:
         outbox.retry_deferred_now()
 
-    def send_here(local: Settings) -> tuple[dict[str, int], int]:
-        builder = MessageBuilder(local, as_rendered(issue), issue_id=issue.id)
-        smtp = local.smtp
-        report = send_issue(
-            outbox,
-            builder,
-            lambda: SMTPTransport(smtp, local_hostname=builder.domain),
-            connections=smtp.max_connections,
-            longest_send=smtp.longest_send,
-            throttle=Throttle(smtp.max_rate_per_second, smtp.max_per_hour),
-            retry_deferred_now=False,
-            wait_for_others=wait_for_others,
-            progress=progress,
-            stop=stop,
-        )
+    def send_here(connections: int) -> tuple[dict[str, int], int]:
+        report = _send_share(outbox, settings, issue, connections, progress, wait_for_others, stop)
         return report.counts, report.bounced
 
     count = processes or process_count(settings, outbox.open_deliveries())
     assert issue.id is not None
+    connections = settings.smtp.max_connections
     try:
         if count == 1 or wait_for_others:  # a worker is one process among several already
-            counts, bounced = send_here(settings)
+            counts, bounced = send_here(connections)
         else:
-            shares = share(settings.smtp.max_connections, count)
-            counts, bounced = with_helpers(engine, settings, issue.id, shares, progress, send_here)
+            shares = share(connections, count)
+            counts, bounced = with_helpers(
+                settings, issue.id, shares, progress, send_here, send_in_helper
+            )
     except DeliveryError:
         if held_reason(engine, issue.id) is None:
             raise
         counts, bounced = {}, 0  # a helper process found it refused
     report = SendReport(counts, bounced)
-    reason = held_reason(engine, issue.id)
-    if reason is not None:  # here, by another connection, or by another sender
-        raise IssueHeld(issue.id, reason, report, outbox.sent_deliveries())
+    _raise_if_held(engine, issue.id, report, outbox)
     return report
+
+
+def send_in_helper(
+    settings: Settings, issue_id: int, connections: int, progress: Callable[[str], None]
+) -> int:
+    """What a helper process of `deliver` runs (processes.with_helpers): the issue, already
+    queued, over its share of the connections; the addresses that bounced."""
+    engine = open_database(settings.database.url)
+    issue = find_issue_by_id(engine, issue_id)
+    outbox = Outbox(engine, issue, settings.delivery)
+    report = _send_share(outbox, settings, issue, connections, progress)
+    _raise_if_held(engine, issue_id, report, outbox)
+    return report.bounced
+
+
+def _send_share(
+    outbox: Outbox,
+    settings: Settings,
+    issue: Issue,
+    connections: int,
+    progress: Callable[[str], None] | None,
+    wait_for_others: bool = False,
+    stop: threading.Event | None = None,
+) -> SendReport:
+    """The issue as stored, sent from this process over `connections` connections."""
+    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id)
+    smtp = settings.smtp
+    return send_issue(
+        outbox,
+        builder,
+        lambda: SMTPTransport(smtp, local_hostname=builder.domain),
+        connections=connections,
+        longest_send=smtp.longest_send,
+        throttle=Throttle(smtp.max_rate_per_second, smtp.max_per_hour),
+        backoff=Backoff.of(settings.delivery),
+        retry_deferred_now=False,
+        wait_for_others=wait_for_others,
+        progress=progress,
+        stop=stop,
+    )
+
+
+def _raise_if_held(engine: Engine, issue_id: int, report: SendReport, outbox: Outbox) -> None:
+    reason = held_reason(engine, issue_id)
+    if reason is not None:  # here, by another connection, or by another sender
+        raise IssueHeld(issue_id, reason, report, outbox.sent_deliveries())
 
 
 def held_reason(engine: Engine, issue_id: int) -> str | None:
@@ -181,379 +185,3 @@ def send_one(
             return transport.send(message.sender, message.recipient, message.data)
         except (TemporaryFailure, PermanentFailure) as exc:
             raise DeliveryError(f"{what} to {recipient.email} not sent: {exc.reply}") from None
-
-
-def send_issue(
-    outbox: Outbox,
-    builder: MessageBuilder,
-    connect: Callable[[], Transport],
-    *,
-    connections: int = 1,
-    longest_send: float = 690.0,
-    throttle: Throttle | None = None,
-    retry_deferred_now: bool = True,
-    wait_for_others: bool = False,
-    progress: Callable[[str], None] | None = None,
-    stop: threading.Event | None = None,
-) -> SendReport:
-    """Send every due delivery of the issue and record each outcome. One refused
-    recipient never stops the others. Whatever stops the run (an unreachable server, a
-    refused login, Ctrl-C), the messages being sent finish and are recorded, and the rows
-    still held go back to the queue untouched.
-
-    With wait_for_others (a worker among several), the run also waits for rows other
-    senders hold, and takes over those of a sender that died, until none is left."""
-    outbox.reclaim_from_the_dead()
-    if retry_deferred_now:
-        outbox.retry_deferred_now()
-    run = _Run(outbox, builder, throttle or Throttle(), longest_send, progress)
-    if stop is not None:
-        run.interrupted = stop
-    senders = [
-        threading.Thread(target=run.sender, args=(connect,), name=f"smtp-{n}", daemon=True)
-        for n in range(connections)
-    ]
-    for sender in senders:
-        sender.start()
-    with stop_on_signals(run.interrupted, install=stop is None):
-        try:
-            run.coordinate(len(senders), wait_for_others)
-            run.hold_if_nothing_got_through()
-        except ContentRefused:
-            pass  # the issue is held (deliver says so); in-flight messages are recorded
-        finally:
-            run.stop(senders)
-            outbox.release()
-    outbox.finish()
-    return run.report
-
-
-@contextmanager
-def stop_on_signals(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
-    """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
-    two database transactions, never inside one; a second Ctrl-C interrupts at once. A
-    second SIGTERM does not: a service manager's stop may reach a helper process both
-    from the manager and from the process that started it."""
-    if not install or threading.current_thread() is not threading.main_thread():
-        yield  # signals reach the main thread only
-        return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-
-    def stop(signum: int, _frame: object) -> None:
-        interrupted.set()
-        if signum == signal.SIGINT:
-            signal.signal(signum, signal.default_int_handler)
-
-    for signum in previous:
-        signal.signal(signum, stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-# What senders tell the coordinator: an outcome with an event set once it is recorded,
-# or a sender's end (None, or the exception that ended it).
-_Event = tuple[Outcome, threading.Event] | BaseException | None
-
-
-class _Lost(Exception):
-    """This sender no longer holds the row (its lease ran out): it must not send it."""
-
-
-@dataclass
-class _Run:
-    outbox: Outbox
-    builder: MessageBuilder
-    throttle: Throttle
-    longest_send: float
-    progress: Callable[[str], None] | None
-    report: SendReport = field(default_factory=SendReport)
-    refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
-    alike: list[Outcome] = field(default_factory=list)  # readers refused in the same words
-    failures: list[Outcome] = field(default_factory=list)  # every failure of the run
-    struck_out: set[int] = field(default_factory=set)  # subscribers bounced by strikes
-    refusing: bool = False  # the relay refuses us: what it refuses now goes back too
-    refusing_words: str | None = None  # ... and readers refused in these words
-    work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
-    events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
-    leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
-    renew_after: datetime | None = None  # when the oldest lease needs renewing
-    renewed: threading.Condition = field(default_factory=threading.Condition)
-    queued: int = 0  # rows put in `work` and not yet taken
-    senders: int = 0  # still running
-    stopping: threading.Event = field(default_factory=threading.Event)
-    interrupted: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    # -- the coordinator: the only thread that touches the database ---------------------
-
-    def coordinate(self, senders: int, wait_for_others: bool) -> None:
-        self.senders = senders
-        exhausted = False
-        failure: ConnectionFailure | None = None
-        while senders:
-            if self.interrupted.is_set():
-                raise KeyboardInterrupt
-            if not exhausted and self.queued < 2 * senders:
-                exhausted = not self._claim()
-            self._renew_if_due()
-            if exhausted and not self.leases:
-                if not wait_for_others or not self._others_still_hold():
-                    return
-                exhausted = False
-                continue
-            events = self._next_events(block=exhausted or self.queued >= 2 * senders)
-            outcomes = [event for event in events if isinstance(event, tuple)]
-            if outcomes:
-                self._record(outcomes)
-                self._refused_in_a_row([outcome for outcome, _ in outcomes])
-            for event in events:
-                if event is None or isinstance(event, ConnectionFailure):
-                    # this connection cannot be made; the others go on
-                    senders = self.senders = senders - 1
-                    failure = event or failure
-                elif isinstance(event, ContentRefused):
-                    # first, so that no other sender claims more of it
-                    self.outbox.hold(event.reply)
-                    raise event
-                elif isinstance(event, BaseException):
-                    raise event
-        if failure is not None:  # every connection failed
-            raise DeliveryError(
-                f"{failure.reply}; {self.report.sent} sent before that, the rest stay "
-                "queued: run the same command again later"
-            )
-
-    def _claim(self) -> bool:
-        batch = self.outbox.claim()
-        with self.lock:
-            for claimed in batch:
-                self.leases[claimed.delivery_id] = claimed.lease_until
-                self.work.put(claimed)
-            self.queued += len(batch)
-        if batch:
-            due = self._renewal_due(batch[0].lease_until)
-            self.renew_after = min(self.renew_after or due, due)
-        return bool(batch)
-
-    def _renewal_due(self, lease: datetime) -> datetime:
-        # while the lease still covers a whole send, with time to spare
-        return lease - timedelta(seconds=self.longest_send + 4 * _POLL_SECONDS)
-
-    def _others_still_hold(self) -> bool:
-        """Wait a little while other senders hold rows of this issue; then take over
-        those of any that died. False once nobody holds any."""
-        held, _ = self.outbox.held_elsewhere()
-        if held:
-            time.sleep(_POLL_SECONDS)
-            self.outbox.reclaim_from_the_dead()
-        return held > 0 or self.outbox.claimable()
-
-    def _next_events(self, block: bool) -> list[_Event]:
-        """Whatever senders reported; waits a little for the first one when there is
-        nothing else to do."""
-        try:
-            events = [self.events.get(timeout=0.5) if block else self.events.get_nowait()]
-        except queue.Empty:
-            return []
-        # gather what the other connections finish meanwhile: one commit for several
-        until = time.monotonic() + _GATHER_SECONDS
-        while len(events) < self.senders and (wait := until - time.monotonic()) > 0:
-            try:
-                events.append(self.events.get(timeout=wait))
-            except queue.Empty:
-                break
-        while True:
-            try:
-                events.append(self.events.get_nowait())
-            except queue.Empty:
-                return events
-
-    def _record(self, outcomes: list[tuple[Outcome, threading.Event]]) -> None:
-        self.struck_out.update(self.outbox.record([outcome for outcome, _ in outcomes]))
-        for outcome, recorded in outcomes:
-            self.leases.pop(outcome.claimed.delivery_id, None)
-            recorded.set()
-            self.report.add(outcome.status)
-            self.report.bounced += outcome.bounce
-            if self.progress is not None:
-                self.progress(outcome.status)
-
-    def _refused_in_a_row(self, outcomes: list[Outcome]) -> None:
-        """Hold the issue once REFUSALS_IN_A_ROW recipients in a row were refused for a
-        policy reason, or as readers in the same words (a relay that answers every RCPT
-        "550 Rejected"): put them back in the queue, uncounted, and stop."""
-        for outcome in outcomes:
-            words = _reader_refusal(outcome)
-            if outcome.status == SENT:
-                self.refused.clear()
-                self.alike.clear()
-            elif outcome.status == FAILED and outcome.refused:
-                self.refused.append(outcome)
-            elif words is not None:
-                if self.alike and _reader_refusal(self.alike[0]) != words:
-                    self.alike.clear()  # another refusal: this reader's own, perhaps
-                self.alike.append(outcome)
-            if outcome.status == FAILED and not self.report.sent:  # else never looked at
-                self.failures.append(outcome)
-        for row in (self.refused, self.alike):
-            if len(row) >= REFUSALS_IN_A_ROW:
-                self._hold_refused(row, f"{row[-1].reply} ({len(row)} recipients in a row)")
-
-    def hold_if_nothing_got_through(self) -> None:
-        """At the end of a run: if nothing of the issue was ever accepted and every
-        failure was a policy refusal, or a refusal of two or more readers in the same
-        words (a small list, fewer than REFUSALS_IN_A_ROW), the relay refuses us, not
-        them: hold the issue as for a refusal of the message, nobody counted."""
-        failures = self.failures
-        words = {_reader_refusal(outcome) for outcome in failures if not outcome.refused}
-        readers = sum(not outcome.refused for outcome in failures)
-        if not failures or self.report.sent or None in words or len(words) > 1 or readers == 1:
-            return
-        outbox = self.outbox
-        if outbox.sent_deliveries() or outbox.failed_deliveries() != len(failures):
-            return  # accepted once, or failed for other reasons in an earlier run
-        if outbox.held_elsewhere()[0]:
-            return  # another sender is still at it: it may yet get through
-        why = f"{failures[-1].reply} (all {len(failures)} recipients refused, none accepted)"
-        self._hold_refused(failures, why)
-
-    def _hold_refused(self, outcomes: list[Outcome], reply: str) -> None:
-        self.outbox.hold(reply)
-        self.refusing = True
-        words = (_reader_refusal(outcome) for outcome in outcomes)
-        self.refusing_words = next((w for w in words if w is not None), None)
-        self._requeue(outcomes)
-        raise ContentRefused(reply)
-
-    def _requeue(self, outcomes: list[Outcome]) -> None:
-        """Put back the refusals that turned out to be about us, uncounted: policy
-        refusals, and readers refused in the words the relay refuses everyone with (an
-        address that a strike bounced meanwhile is active again)."""
-        words = self.refusing_words
-        ours = [o for o in outcomes if o.refused or (words and _reader_refusal(o) == words)]
-        if ours:
-            restore = {o.claimed.recipient.subscriber_id for o in ours} & self.struck_out
-            self.outbox.requeue([outcome.claimed for outcome in ours], sorted(restore))
-            self.report.counts[FAILED] -= len(ours)
-
-    def _renew_if_due(self) -> None:
-        """Keep the leases of rows still waiting long enough to cover a whole send."""
-        if not self.leases or self.renew_after is None or self.outbox.clock() < self.renew_after:
-            return
-        held = list(self.leases)
-        kept, until = self.outbox.renew(held)
-        self.renew_after = self._renewal_due(until)
-        with self.renewed:
-            for delivery_id in held:
-                self.leases[delivery_id] = until
-            for lost in set(held) - set(kept):
-                del self.leases[lost]
-            self.renewed.notify_all()
-
-    def stop(self, senders: list[threading.Thread]) -> None:
-        """Let the messages being sent finish and record them; what is still queued
-        here stays claimed until the outbox releases it."""
-        self.stopping.set()
-        self.throttle.stopped.set()
-        for _ in senders:
-            self.work.put(None)
-        while any(sender.is_alive() for sender in senders):
-            outcomes = [e for e in self._next_events(block=True) if isinstance(e, tuple)]
-            if outcomes:
-                self._record(outcomes)
-                if self.refusing:
-                    self._requeue([outcome for outcome, _ in outcomes])
-
-    # -- a sender: one thread, one connection ---------------------------------------
-
-    def sender(self, connect: Callable[[], Transport]) -> None:
-        transport = connect()
-        end: BaseException | None = None
-        try:  # connects on its first message: a small send opens only what it uses
-            while (claimed := self._take()) is not None:
-                try:
-                    outcome = self._attempt(transport, claimed)
-                except ConnectionFailure:
-                    self._give_back(claimed)
-                    raise
-                except _Lost:
-                    continue
-                recorded = threading.Event()
-                self.events.put((outcome, recorded))
-                while not recorded.wait(0.5) and not self.stopping.is_set():
-                    pass  # the next message waits until this one is on record
-        except BaseException as exc:  # handed to the coordinator
-            end = exc
-        finally:
-            transport.close()
-            self.events.put(end)
-
-    def _take(self) -> Claimed | None:
-        claimed = self.work.get()
-        with self.lock:
-            self.queued -= claimed is not None
-        if self.stopping.is_set():
-            return None
-        return claimed
-
-    def _give_back(self, claimed: Claimed) -> None:
-        with self.lock:
-            self.queued += 1
-        self.work.put(claimed)
-
-    def _attempt(self, transport: Transport, claimed: Claimed) -> Outcome:
-        if claimed.subscriber_status != SubscriberStatus.ACTIVE:
-            return Outcome(claimed, SKIPPED, f"not sent: subscriber is {claimed.subscriber_status}")
-        self.throttle.wait()
-        if self.stopping.is_set():
-            raise _Lost  # stopped while waiting for its turn: it stays queued
-        self._hold(claimed)
-        message = self.builder.build(claimed.recipient)
-        try:
-            reply = transport.send(message.sender, message.recipient, message.data)
-        except ConnectionFailure:
-            raise
-        except TemporaryFailure as exc:
-            return self._defer(claimed, exc.reply)
-        except PermanentFailure as exc:
-            blames, refused = exc.verdict.blames_reader, exc.verdict == Verdict.REFUSED
-            return Outcome(
-                claimed, FAILED, exc.reply, bounce=exc.bounce, blames_reader=blames, refused=refused
-            )
-        at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
-        return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
-
-    def _hold(self, claimed: Claimed) -> None:
-        """Go ahead only while the lease covers the longest a send can take, so no other
-        sender can take the row over while it is on the wire; else wait for renewal."""
-        margin = timedelta(seconds=self.longest_send)
-        with self.renewed:
-            while True:
-                until = self.leases.get(claimed.delivery_id)
-                if until is None:
-                    raise _Lost
-                if until - self.outbox.clock() > margin:
-                    return
-                if self.stopping.is_set():
-                    raise _Lost
-                self.renewed.wait(0.5)
-
-    def _defer(self, claimed: Claimed, reply: str) -> Outcome:
-        """A temporary failure: retry later, or fail once the retries are used up."""
-        if reply.startswith("421") or _TOO_FAST.search(reply):
-            self.throttle.slow_down()
-        retry_at = self.outbox.retry_at(claimed, jitter=random.uniform(0.8, 1.2))
-        if retry_at is None:  # put off for days: the table says whether by the mailbox
-            return Outcome(claimed, FAILED, reply, blames_reader=ran_out(reply).blames_reader)
-        return Outcome(claimed, DEFERRED, reply, next_attempt_at=retry_at)
-
-
-def _reader_refusal(outcome: Outcome) -> str | None:
-    """The words of a failure counted against the reader (a bounce aside), without what
-    names the reader: a relay refusing everyone refuses each in these same words."""
-    if outcome.status != FAILED or not outcome.blames_reader or outcome.bounce:
-        return None
-    return same_words(outcome.reply, outcome.claimed.recipient.email)

@@ -1,19 +1,13 @@
-"""The outbox: one Delivery row per (issue, subscriber). The sending engine sees only this
-store: it enqueues, hands out batches claimed with a lease, and records each outcome. All
-SQL of a send lives here, set-based and portable (SQLite and PostgreSQL)."""
+"""The outbox: one Delivery row per (issue, subscriber), and the send loop's Store (see
+sendloop.py): it enqueues, hands out batches claimed with a lease, and records each
+outcome. All SQL of a send lives here, set-based and portable (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
-import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -28,8 +22,8 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
+from mailer.db import insert_new
 from mailer.messages import Recipient
 from mailer.models import (
     DELIVERIES,
@@ -42,7 +36,10 @@ from mailer.models import (
     UTCDateTime,
     utcnow,
 )
+from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
+from mailer.subscribers import count_recipients as count_recipients  # the CLI's, till it moves
+from mailer.subscribers import recipients_filter
 
 QUEUED, SENDING, SENT = DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.SENT
 DEFERRED, FAILED, SKIPPED = DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED
@@ -77,60 +74,9 @@ class Outcome:
     at: datetime | None = None  # when the server answered; else when it is recorded
 
 
-# What each frequency receives (the choices of the sign-up and preferences pages).
-ARTICLE_READERS = ("every", "articles")  # every article; "articles": and no digest
-DIGEST_READERS = ("every", "weekly")
-
-
-def recipients_filter(kind: str) -> ColumnElement[bool]:
-    """Who an issue of this kind goes to: active subscribers who asked for every article,
-    or for the digest."""
-    readers = ARTICLE_READERS if kind == "article" else DIGEST_READERS
-    return and_(s.status == SubscriberStatus.ACTIVE, s.frequency.in_(readers))
-
-
-def count_recipients(engine: Engine, kind: str) -> int:
-    with engine.connect() as connection:
-        query = select(func.count()).select_from(SUBSCRIBERS).where(recipients_filter(kind))
-        return int(connection.execute(query).scalar_one())
-
-
-def _here() -> str:
-    """This machine, boot and process namespace: where a pid means the same process."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return "unknown"  # cannot tell: rely on leases alone
-    parts = [socket.gethostname(), boot, namespace]
-    return hashlib.sha256("/".join(p.strip() for p in parts).encode()).hexdigest()[:16]
-
-
-_HERE = _here()
-
-
-def _is_dead_here(holder: str) -> bool:
-    where, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    if where != _HERE or _HERE == "unknown" or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, under another user
-        return False
-    return False
-
-
-def _insert_new(engine: Engine) -> Any:
-    """INSERT that can skip rows already there, in the dialect's own words."""
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(DELIVERIES)
-    return sqlite.insert(DELIVERIES)
-
-
 class Outbox:
+    """The deliveries of one issue, for one sender run (the claims it holds are its own)."""
+
     def __init__(
         self,
         engine: Engine,
@@ -140,9 +86,7 @@ class Outbox:
     ):
         assert issue.id is not None, "the issue is stored before it is sent"
         # Names this sender's claims: it records and releases only rows it still holds.
-        # where:pid:random, so a sender that shares the claimant's machine and process
-        # namespace can tell that the claimant has died.
-        self.token = f"{_HERE}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.token = sender_token()
         self.clock = clock  # injectable, so tests can check backoff without sleeping
         self.started = clock()
         self.engine = engine
@@ -190,18 +134,17 @@ class Outbox:
             return int(connection.execute(query).scalar_one())
 
     def sent_deliveries(self) -> int:
-        query = select(func.count()).where(self.of_issue, d.status == SENT)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
+        return self._count(d.status == SENT)
 
     def failed_deliveries(self) -> int:
-        query = select(func.count()).where(self.of_issue, d.status == FAILED)
-        with self.engine.connect() as connection:
-            return int(connection.execute(query).scalar_one())
+        return self._count(d.status == FAILED)
 
     def open_deliveries(self) -> int:
         """Rows not settled yet: queued, being sent, or deferred."""
-        query = select(func.count()).where(self.of_issue, d.status.in_((QUEUED, SENDING, DEFERRED)))
+        return self._count(d.status.in_((QUEUED, SENDING, DEFERRED)))
+
+    def _count(self, which: ColumnElement[bool]) -> int:
+        query = select(func.count()).where(self.of_issue, which)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -225,7 +168,8 @@ class Outbox:
         eligible = select(s.id, literal(self.issue_id)).where(
             recipients_filter(self.kind), s.id.not_in(already)
         )
-        statement = _insert_new(self.engine).from_select(["subscriber_id", "issue_id"], eligible)
+        new_rows = insert_new(self.engine, DELIVERIES)
+        statement = new_rows.from_select(["subscriber_id", "issue_id"], eligible)
         with self.engine.begin() as connection:
             # first, so the issue's row is locked against a cancel until this commits; an
             # editor sending a held issue again resumes it
@@ -253,7 +197,7 @@ class Outbox:
             holders = connection.execute(
                 select(d.claimed_by).distinct().where(self.of_issue, d.status == SENDING)
             ).scalars()
-            dead = [holder for holder in holders if holder and _is_dead_here(holder)]
+            dead = [holder for holder in holders if holder and is_dead_here(holder)]
         if not dead:
             return 0
         with self.engine.begin() as connection:
@@ -503,15 +447,3 @@ class Outbox:
                 select(ISSUES.c.status).where(ISSUES.c.id == self.issue_id)
             ).scalar_one()
         return bool(status == IssueStatus.SENT)
-
-    def retry_at(self, claimed: Claimed, jitter: float) -> datetime | None:
-        """When to try a temporary failure again: exponential backoff (the jitter, 0.8-1.2,
-        spreads the retries of one outage), or None once it has had max_attempts tries and
-        retry_hours have passed since the first: then it has failed for good."""
-        now = self.clock()
-        attempts = claimed.attempts + 1
-        deadline = (claimed.first_attempt_at or now) + timedelta(hours=self.settings.retry_hours)
-        if attempts >= self.settings.max_attempts and now >= deadline:
-            return None
-        delay = self.settings.retry_base_seconds * 2 ** (attempts - 1) * jitter
-        return min(now + timedelta(seconds=delay), max(deadline, now))

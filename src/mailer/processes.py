@@ -6,22 +6,32 @@ processes apart exactly as they keep apart two `mailer send` runs; the connectio
 [smtp] max_connections are shared out between them.
 
 The processes die with the one that started them (a kill -9 of `mailer send` leaves no
-sender behind), and a Ctrl-C stops them all cleanly."""
+sender behind), and a Ctrl-C stops them all cleanly. Also here: how a sender names itself
+so that another on the same machine can tell it has died, and how a send turns Ctrl-C
+and SIGTERM into a request to stop.
+
+This module knows nothing of what a sender does: the engine hands it the function a
+helper process runs."""
 
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import multiprocessing
 import os
 import queue
+import secrets
 import signal
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.queues import Queue
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import DeliveryError, MailerError
 from mailer.settings import Settings
@@ -47,23 +57,28 @@ def share(connections: int, processes: int) -> list[int]:
     return [connections // processes + (n < connections % processes) for n in range(processes)]
 
 
+# What a helper process runs: send its share of the issue over so many connections,
+# telling `progress` each outcome; returns how many addresses bounced. A function at
+# module level, so a spawned process can import it by name.
+HelperSend = Callable[[Settings, int, int, Callable[[str], None]], int]
+
+
 def with_helpers(
-    engine: Engine,
     settings: Settings,
     issue_id: int,
     shares: list[int],
     progress: Callable[[str], None] | None,
-    send_here: Callable[[Settings], tuple[dict[str, int], int]],
+    send_here: Callable[[int], tuple[dict[str, int], int]],
+    helper_send: HelperSend,
 ) -> tuple[dict[str, int], int]:
-    """Run send_here (this process's share) while helper processes send the rest; the
-    counts and bounces of all. Helpers report their outcomes, for the progress display."""
+    """Run send_here over this process's connections (the first share) while helper
+    processes run helper_send over the others; the counts and bounces of all. Helpers
+    report their outcomes, for the progress display."""
     context = multiprocessing.get_context("spawn")  # no fork of a threaded process
     results: Queue[Any] = context.Queue()
     helpers = [
         context.Process(
-            target=_helper,
-            args=(settings.replace(smtp={"max_connections": n}), issue_id, results),
-            daemon=True,
+            target=_helper, args=(helper_send, settings, issue_id, n, results), daemon=True
         )
         for n in shares[1:]
     ]
@@ -72,7 +87,7 @@ def with_helpers(
     relay = _Relay(results, progress, len(helpers))
     relay.start()
     try:
-        counts, bounced = send_here(settings.replace(smtp={"max_connections": shares[0]}))
+        counts, bounced = send_here(shares[0])
         for helper in helpers:
             helper.join()
     except BaseException:
@@ -126,35 +141,17 @@ class _Relay(threading.Thread):
                     self.progress(status)
 
 
-def _helper(settings: Settings, issue_id: int, results: Queue[Any]) -> None:
+def _helper(
+    send: HelperSend, settings: Settings, issue_id: int, connections: int, results: Queue[Any]
+) -> None:
     """A helper process: sends its share of the issue, reporting each outcome."""
     _die_with_parent()
     # the terminal's Ctrl-C reaches every process; the parent stops helpers itself
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from sqlalchemy.exc import DBAPIError
-    from sqlmodel import Session
-
-    from mailer.db import open_database
-    from mailer.delivery import deliver
-    from mailer.models import Issue
-
     end: tuple[str, Any] = ("bounced", 0)
     tally = _Tally(results)
     try:
-        engine = open_database(settings.database.url)
-        with Session(engine) as session:
-            issue = session.get(Issue, issue_id)
-        assert issue is not None, "the issue is stored before it is sent"
-        report = deliver(
-            engine,
-            settings,
-            issue,
-            tally.add,
-            enqueue=False,
-            retry_deferred_now=False,
-            processes=1,
-        )
-        end = ("bounced", report.bounced)
+        end = ("bounced", send(settings, issue_id, connections, tally.add))
     except KeyboardInterrupt:
         pass  # stopped by the parent: what it did not send stays queued
     except MailerError as exc:
@@ -196,3 +193,67 @@ def _die_with_parent() -> None:
         return  # not Linux: the parent's lease and reclaim still cover a kill
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
+
+
+@contextmanager
+def stop_on_signals(interrupted: threading.Event, install: bool = True) -> Iterator[None]:
+    """Turn the first Ctrl-C (or SIGTERM) into a request the coordinator acts on between
+    two database transactions, never inside one; a second Ctrl-C interrupts at once. A
+    second SIGTERM does not: a service manager's stop may reach a helper process both
+    from the manager and from the process that started it."""
+    if not install or threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def stop(signum: int, _frame: object) -> None:
+        interrupted.set()
+        if signum == signal.SIGINT:
+            signal.signal(signum, signal.default_int_handler)
+
+    for signum in previous:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# -- liveness: is the sender that holds a row still running? -------------------------
+
+
+def _this_host() -> str:
+    """This machine, boot and process namespace: where a pid means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return "unknown"  # cannot tell: rely on leases alone
+    parts = [socket.gethostname(), boot, namespace]
+    return hashlib.sha256("/".join(p.strip() for p in parts).encode()).hexdigest()[:16]
+
+
+HERE = _this_host()
+
+
+def sender_token() -> str:
+    """A name for one sender's claims, where:pid:random, so that a sender sharing the
+    claimant's machine and process namespace can tell that the claimant has died."""
+    return f"{HERE}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def is_dead_here(holder: str) -> bool:
+    """Is the sender named `holder` (see sender_token) a process of this machine that is
+    gone? False when that cannot be told (another machine, or no /proc)."""
+    where, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if where != HERE or HERE == "unknown" or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, under another user
+        return False
+    return False

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Engine, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from mailer.db import with_retries
+from mailer.db import insert_new, with_retries
 from mailer.errors import SubscriberError
 from mailer.models import SUBSCRIBERS, SubscriberStatus, new_public_id
 from mailer.subscribers import (
@@ -118,7 +117,7 @@ def _add_batch(
         added: set[str] = set()
         if new:
             # an address that arrived since the look (a sign-up) is left as it is
-            statement = _insert(engine).on_conflict_do_nothing().returning(s.email)
+            statement = insert_new(engine, SUBSCRIBERS).on_conflict_do_nothing().returning(s.email)
             added = set(connection.execute(statement, new).scalars())
     skipped = [
         (line, f"{row['email']} is {taken.get(row['email'], 'already on the list')}")
@@ -126,13 +125,6 @@ def _add_batch(
         if row["email"] not in added
     ]
     return len(added), skipped
-
-
-def _insert(engine: Engine) -> Any:
-    """INSERT that can skip rows already there, in the dialect's own words."""
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(SUBSCRIBERS)
-    return sqlite.insert(SUBSCRIBERS)
 
 
 def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportReport]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Engine, delete, func, or_, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope, with_retries
@@ -33,6 +33,24 @@ from mailer.models import TRANSACTIONAL_MAILS as MAILS
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
+
+# What each frequency receives (the choices of the sign-up and preferences pages).
+ARTICLE_READERS = ("every", "articles")  # every article; "articles": and no digest
+DIGEST_READERS = ("every", "weekly")
+
+
+def recipients_filter(kind: str) -> ColumnElement[bool]:
+    """Who an issue of this kind goes to: active subscribers who asked for every article,
+    or for the digest."""
+    readers = ARTICLE_READERS if kind == "article" else DIGEST_READERS
+    s = SUBSCRIBERS.c
+    return and_(s.status == SubscriberStatus.ACTIVE, s.frequency.in_(readers))
+
+
+def count_recipients(engine: Engine, kind: str) -> int:
+    with engine.connect() as connection:
+        query = select(func.count()).select_from(SUBSCRIBERS).where(recipients_filter(kind))
+        return int(connection.execute(query).scalar_one())
 
 
 def normalise_address(raw: str) -> str:
