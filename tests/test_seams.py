@@ -1,0 +1,64 @@
+"""The engine's narrow seams: the retry policy, the liveness of a sender, and the Store
+the send loop sees (the outbox is one)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import Session
+
+from mailer.backoff import Backoff
+from mailer.models import Issue
+from mailer.outbox import Outbox
+from mailer.processes import HERE, is_dead_here, sender_token
+from mailer.sendloop import Store
+from mailer.settings import Delivery
+
+START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def test_backoff_doubles_each_time_and_gives_up_after_the_attempts_and_the_hours():
+    backoff = Backoff(max_attempts=3, retry_hours=24, retry_base_seconds=300)
+    first = backoff.retry_at(0, None, START, jitter=1.0)
+    assert first == START + timedelta(seconds=300)
+    assert backoff.retry_at(1, START, START, jitter=1.0) == START + timedelta(seconds=600)
+    # the jitter spreads the retries of one outage
+    assert backoff.retry_at(1, START, START, jitter=1.2) == START + timedelta(seconds=720)
+    # out of attempts, but the hours have not passed: tried again, by the deadline at latest
+    late = START + timedelta(hours=23, minutes=59)
+    assert backoff.retry_at(5, START, late, jitter=1.0) == START + timedelta(hours=24)
+    # out of attempts and hours: failed for good
+    assert backoff.retry_at(2, START, START + timedelta(hours=24), jitter=1.0) is None
+
+
+def test_backoff_reads_the_delivery_settings():
+    settings = Delivery(max_attempts=7, retry_hours=2, retry_base_seconds=60)
+    assert Backoff.of(settings) == Backoff(7, 2, 60)
+
+
+def test_a_sender_of_this_machine_is_dead_once_its_process_is_gone():
+    mine = sender_token()
+    assert mine.startswith(f"{HERE}:") and not is_dead_here(mine)
+    gone = subprocess.run(
+        [sys.executable, "-c", "from mailer.processes import sender_token; print(sender_token())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert is_dead_here(gone) == (HERE != "unknown")
+    # another machine's sender is left to its lease, as is a name that is no token
+    elsewhere = "0123456789abcdef:" + mine.partition(":")[2]
+    assert not is_dead_here(elsewhere)
+    assert not is_dead_here("not a token")
+
+
+def test_the_outbox_is_a_store(engine, settings):
+    with Session(engine) as session:
+        issue = Issue(key="seam:1", subject="s")
+        session.add(issue)
+        session.commit()
+        session.refresh(issue)
+    store: Store = Outbox(engine, issue, settings.delivery)  # checked by mypy too
+    assert store.claim() == [] and store.finish()
