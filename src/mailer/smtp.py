@@ -102,7 +102,7 @@ def _getreply(connection: smtplib.SMTP) -> tuple[int, bytes]:
 def _readline(connection: smtplib.SMTP) -> bytes:
     """One line of a reply: the first _MAXLINE bytes of it, the rest read and dropped."""
     assert connection.file is not None
-    line = connection.file.readline(_MAXLINE + 1)
+    line: bytes = connection.file.readline(_MAXLINE + 1)
     rest = line
     while len(rest) > _MAXLINE and not rest.endswith(b"\n"):
         rest = connection.file.readline(_MAXLINE + 1)

@@ -79,7 +79,8 @@ def _with_image_sizes(main: str, tree: lxml.html.HtmlElement, url: str | None) -
         for name, value in original.items():
             if value and not img.get(name):
                 img.set(name, value)
-    return etree.tostring(fragment, encoding="unicode", method="html")
+    html: str = etree.tostring(fragment, encoding="unicode", method="html")
+    return html
 
 
 def _metadata(tree: lxml.html.HtmlElement) -> dict[str, str]:
