@@ -23,11 +23,11 @@ from mailer.catcher import free_port
 from mailer.db import open_database
 from mailer.models import Subscriber
 from mailer.settings import Settings
+from mailer.subscriber_csv import import_csv
 from mailer.subscribers import (
     NAME_MAX,
     add_subscriber,
     clean_name,
-    import_csv,
     list_subscribers,
     remove_subscriber,
     request_subscription,
