@@ -1,5 +1,7 @@
 """Configuration: config/mailer.toml, then MAILER_* environment variables, into one frozen,
-validated Settings object. Loaded once at start; a bad value stops the program there."""
+validated Settings object. Loaded once at start; a bad value stops the program there.
+Each section's model and checks are in mailer.sections; here they are gathered, read
+from the file and the environment, and the signing keys found."""
 
 from __future__ import annotations
 
