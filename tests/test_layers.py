@@ -106,27 +106,37 @@ def modules() -> dict[str, Path]:
     return {module_name(path): path for path in sorted(SRC.rglob("*.py"))}
 
 
+def imports_in(path: Path) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement of the module, wherever in the file (functions included)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+
+
+def source_of(name: str, path: Path, node: ast.ImportFrom) -> str:
+    """The module a `from ... import` reads from, a relative one made absolute."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    base = package.split(".")
+    base = base[: len(base) - node.level + 1] if node.level else []
+    return ".".join([*base, *([node.module] if node.module else [])])
+
+
 def imported(name: str, path: Path, known: set[str]) -> Iterator[str]:
     """The mailer modules `name` imports, wherever in the file (functions included)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in imports_in(path):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = package.split(".")
-            base = base[: len(base) - node.level + 1] if node.level else []
-            source = ".".join([*base, *([node.module] if node.module else [])])
+        else:
+            source = source_of(name, path, node)
             # `from mailer import subscribers` imports the module; `from mailer.x import f`, x
             targets = [
                 f"{source}.{alias.name}" if f"{source}.{alias.name}" in known else source
                 for alias in node.names
             ]
-        else:
-            continue
         for target in targets:
             while target and target not in known:  # `import mailer.a.b` names a.b's module
                 target = target.rpartition(".")[0]
-            if target.startswith("mailer") and target != name:
+            if target and target != name:
                 yield target
 
 
@@ -248,15 +258,15 @@ def engine_callers() -> set[tuple[str, str]]:
         module = short(name)
         if module in ENGINE | USE_CASE_MODULES | OUTSIDE:
             continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                source = short(node.module)
+        for node in imports_in(path):
+            if isinstance(node, ast.ImportFrom):
+                source = short(source_of(name, path, node))
                 names = {alias.name for alias in node.names}
                 found |= {(module, entry) for entry in ENGINE_ENTRIES.get(source, set()) & names}
                 if source == "mailer":
                     for whole in names & set(ENGINE_ENTRIES):
                         found |= {(module, entry) for entry in ENGINE_ENTRIES[whole]}
-            elif isinstance(node, ast.Import):
+            else:
                 for alias in node.names:
                     whole = short(alias.name)
                     found |= {(module, entry) for entry in ENGINE_ENTRIES.get(whole, set())}
