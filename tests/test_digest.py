@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from mailer.crontab import crontab_trigger
 from mailer.db import session_scope
 from mailer.delivery import deliver
-from mailer.digest import crontab_trigger, plan_digest, week_of
+from mailer.digest import plan_digest, week_of
 from mailer.issues import digest_issue
 from mailer.models import Article, Issue
 from mailer.scheduler import send_digest

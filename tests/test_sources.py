@@ -33,7 +33,7 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SourceError
 from mailer.models import Article
 from mailer.render import render_article_issue
-from mailer.scheduler import FolderWatch, Service
+from mailer.scheduler import Service
 from mailer.sources import read_article, read_source
 from mailer.sources.reach import (
     GuardedTransport,
@@ -43,6 +43,7 @@ from mailer.sources.reach import (
     system_resolver,
 )
 from mailer.subscribers import add_subscriber
+from mailer.watches import FolderWatch
 from test_crash import _environment
 
 DATA = Path(__file__).parent / "data" / "sources"

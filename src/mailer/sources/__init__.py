@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from mailer.errors import SourceError
 from mailer.sources.cleanup import DEFAULT_PATTERNS, Boilerplate
 from mailer.sources.decode import decode_text
+from mailer.sources.draft import ArticleDraft
 
 if TYPE_CHECKING:
     from mailer.sources.reach import Reach
@@ -36,26 +37,6 @@ PAGE_SUFFIXES = frozenset({".html", ".htm"})
 FEED_SUFFIXES = frozenset({".rss", ".atom", ".xml"})
 # What a watched folder's article files are called (other files there are left alone).
 ARTICLE_SUFFIXES = frozenset({".txt", ".text"}) | MARKDOWN_SUFFIXES | PAGE_SUFFIXES
-
-
-@dataclass(frozen=True)
-class ArticleDraft:
-    """An ingested article, ready to store: text cleaned, HTML sanitised."""
-
-    title: str
-    body_html: str  # sanitised HTML
-    summary: str  # plain text, ~300 chars max, cut at a sentence or word boundary
-    guid: str  # stable identity: url if given, else "sha256:<hex of the cleaned article text>"
-    url: str | None = None
-    author: str | None = None
-    published_at: datetime | None = None  # timezone-aware
-    source: str = ""  # e.g. "text:moscow-format-article.txt"
-    title_derived: bool = False  # True when no title was given and we derived one
-    # "sha256:<hex>" of the cleaned text: finds the article again when a url is added
-    fingerprint: str = ""
-    removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
-    language: str | None = None  # BCP 47, when the article's differs from the publication's
-    notes: tuple[str, ...] = ()  # what the editor should know, e.g. front matter ignored
 
 
 @dataclass

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 import lxml.html
 
 from mailer.errors import SourceError
-from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate, shorten
 from mailer.sources.htmlbody import clean_body
 from mailer.sources.language import language_of
@@ -20,6 +20,26 @@ TITLE_CHARS = 90
 _WEB_ADDRESS = re.compile(r"https?://\S+")
 _BREAKS = {"p", "div", "br", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "tr"}
 _FIRST_SENTENCE = re.compile(r".{20,}?[.!?…][\"”’)\]]*(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class ArticleDraft:
+    """An ingested article, ready to store: text cleaned, HTML sanitised."""
+
+    title: str
+    body_html: str  # sanitised HTML
+    summary: str  # plain text, ~300 chars max, cut at a sentence or word boundary
+    guid: str  # stable identity: url if given, else "sha256:<hex of the cleaned article text>"
+    url: str | None = None
+    author: str | None = None
+    published_at: datetime | None = None  # timezone-aware
+    source: str = ""  # e.g. "text:moscow-format-article.txt"
+    title_derived: bool = False  # True when no title was given and we derived one
+    # "sha256:<hex>" of the cleaned text: finds the article again when a url is added
+    fingerprint: str = ""
+    removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
+    language: str | None = None  # BCP 47, when the article's differs from the publication's
+    notes: tuple[str, ...] = ()  # what the editor should know, e.g. front matter ignored
 
 
 def draft_from_html(

@@ -15,9 +15,8 @@ import feedparser
 from lxml import etree
 
 from mailer.errors import SourceError
-from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate, shorten
-from mailer.sources.draft import SUMMARY_CHARS, draft_from_html, plain_text
+from mailer.sources.draft import SUMMARY_CHARS, ArticleDraft, draft_from_html, plain_text
 
 
 @dataclass

@@ -20,9 +20,8 @@ import yaml
 from frontmatter.default_handlers import BaseHandler, JSONHandler, YAMLHandler
 
 from mailer.errors import SourceError
-from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate
-from mailer.sources.draft import draft_from_html
+from mailer.sources.draft import ArticleDraft, draft_from_html
 
 # What mailer uses, each under the names site generators give it, first found first.
 # (Hugo's `date` is when a post was begun, its `publishDate` when it went out.)

@@ -18,9 +18,8 @@ from lxml import etree
 from readability import Document
 
 from mailer.errors import SourceError
-from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate
-from mailer.sources.draft import draft_from_html
+from mailer.sources.draft import ArticleDraft, draft_from_html
 
 
 def parse_page(

@@ -14,9 +14,8 @@ from datetime import datetime
 from itertools import pairwise
 
 from mailer.errors import SourceError
-from mailer.sources import ArticleDraft
 from mailer.sources.cleanup import Boilerplate, remove_boilerplate, sanitize_html, shorten
-from mailer.sources.draft import check_url
+from mailer.sources.draft import ArticleDraft, check_url
 from mailer.sources.language import language_of
 
 SUMMARY_CHARS = 300
