@@ -102,8 +102,6 @@ def test_the_token_maker_makes_the_tokens_itsdangerous_makes():
         assert read_token(TEST_SECRET_KEY, UNSUBSCRIBE, ours) == subscriber_id
 
 
-
-
 @pytest.mark.parametrize("name", HOSTILE_NAMES)
 def test_a_hostile_name_is_one_display_name_of_the_one_recipient(builder, tmp_path, name):
     """In an issue and in the confirmation link alike: no second address in To:, no

@@ -197,9 +197,7 @@ def test_every_address_gets_the_same_answer_relay_up_or_down(tmp_path, database_
     handler = RecordingHandler()
     with smtp_server(handler) as (_controller, _):
         port = handler.port
-        settings = make_settings(
-            tmp_path, port, database_url, delivery={"retry_base_seconds": 1}
-        )
+        settings = make_settings(tmp_path, port, database_url, delivery={"retry_base_seconds": 1})
         engine = open_database(settings.database.url)
         add_subscriber(engine, "active@example.org", confirmed=True)
         with served(settings, engine) as (url, _served):
@@ -357,7 +355,6 @@ def test_the_site_does_the_same_work_for_every_address(engine, site):
 
 
 # -- defect 4: a name is one display name, wherever it was stored -------------------------
-
 
 
 def test_stored_hostile_names_reach_one_recipient_in_every_mail(engine, settings, smtp):
