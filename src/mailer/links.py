@@ -1,8 +1,8 @@
 """Every public URL: the links the emails carry (unsubscribe, preferences, confirm, read
 online) and the routes of the subscriber site that answer them, from the same constants.
 web/ declares its routes with these paths and the emails' links are built from them, so
-a route renamed here moves both; links already sent keep working only while the old
-path is still served, which tests/test_links.py watches.
+a route renamed here moves both. Links in mail already sent carry today's paths: a
+rename breaks them unless the old path is still served (tests/test_links.py pins them).
 
 Also the mapping between an issue's key ("article:12", "digest:2026-W48") and the slug
 its public address shows."""

@@ -69,7 +69,7 @@ def queue_request(engine: Engine, request: SignUpRequest, may_mail: MayMail = an
     return True
 
 
-class Link(StrEnum):
+class Outcome(StrEnum):
     """What a reader's link turned out to be."""
 
     INVALID = "invalid"  # forged, for another purpose, or for nobody we know
@@ -84,7 +84,7 @@ class Link(StrEnum):
 
 @dataclass(frozen=True)
 class LinkResult:
-    link: Link
+    outcome: Outcome
     subscriber: Subscriber | None = None
     subscriber_id: int | None = None  # whom an expired link's button renews (confirm)
 
@@ -105,14 +105,14 @@ def confirmation(engine: Engine, settings: Settings, token: str) -> LinkResult:
         )
     except TokenError as exc:  # its page offers a fresh link; who it was for is not looked up
         genuine = exc.expired and exc.subscriber_id is not None
-        return LinkResult(Link.EXPIRED if genuine else Link.INVALID)
+        return LinkResult(Outcome.EXPIRED if genuine else Outcome.INVALID)
     except SubscriberError:
-        return LinkResult(Link.INVALID)
+        return LinkResult(Outcome.INVALID)
     if subscriber.status == SubscriberStatus.ACTIVE:
-        return LinkResult(Link.CONFIRMED, subscriber)
+        return LinkResult(Outcome.CONFIRMED, subscriber)
     if subscriber.status != SubscriberStatus.PENDING:
-        return LinkResult(Link.INVALID)
-    return LinkResult(Link.PENDING, subscriber)
+        return LinkResult(Outcome.INVALID)
+    return LinkResult(Outcome.PENDING, subscriber)
 
 
 def confirm(engine: Engine, settings: Settings, token: str, ip: str) -> LinkResult:
@@ -127,14 +127,14 @@ def confirm(engine: Engine, settings: Settings, token: str, ip: str) -> LinkResu
             try:  # a fresh link may go to a subscriber still on file
                 renewable = resolve(engine, exc.subscriber_id)
             except SubscriberError:
-                return LinkResult(Link.INVALID)
-            return LinkResult(Link.EXPIRED, subscriber_id=renewable)
-        return LinkResult(Link.INVALID)
+                return LinkResult(Outcome.INVALID)
+            return LinkResult(Outcome.EXPIRED, subscriber_id=renewable)
+        return LinkResult(Outcome.INVALID)
     except SubscriberError:
-        return LinkResult(Link.INVALID)
+        return LinkResult(Outcome.INVALID)
     if subscriber.status != SubscriberStatus.ACTIVE:
-        return LinkResult(Link.INVALID)
-    return LinkResult(Link.CONFIRMED, subscriber)
+        return LinkResult(Outcome.INVALID)
+    return LinkResult(Outcome.CONFIRMED, subscriber)
 
 
 def renew(engine: Engine, subscriber_id: int, may_mail: MayMail = any_address) -> bool:
@@ -152,10 +152,10 @@ def reader_link(engine: Engine, settings: Settings, purpose: str, token: str) ->
     subscriber, or INVALID."""
     try:
         return LinkResult(
-            Link.VALID, find_subscriber(engine, reader_of(engine, settings, purpose, token))
+            Outcome.VALID, find_subscriber(engine, reader_of(engine, settings, purpose, token))
         )
     except (TokenError, SubscriberError):
-        return LinkResult(Link.INVALID)
+        return LinkResult(Outcome.INVALID)
 
 
 def save_preferences(
@@ -167,14 +167,14 @@ def save_preferences(
         subscriber_id = reader_of(engine, settings, PREFERENCES, token)
         subscriber = find_subscriber(engine, subscriber_id)
     except (TokenError, SubscriberError):
-        return LinkResult(Link.INVALID)
+        return LinkResult(Outcome.INVALID)
     if frequency not in FREQUENCIES:  # only a hand-made form does that
-        return LinkResult(Link.REFUSED, subscriber)
+        return LinkResult(Outcome.REFUSED, subscriber)
     try:
         saved = update_preferences(engine, subscriber_id, name, frequency)
     except SubscriberError:  # a name too long: the form again, as it was
-        return LinkResult(Link.REFUSED, subscriber)
-    return LinkResult(Link.SAVED, saved)
+        return LinkResult(Outcome.REFUSED, subscriber)
+    return LinkResult(Outcome.SAVED, saved)
 
 
 def leave(engine: Engine, settings: Settings, purpose: str, token: str) -> LinkResult:
@@ -182,7 +182,7 @@ def leave(engine: Engine, settings: Settings, purpose: str, token: str) -> LinkR
     however often, or INVALID."""
     try:
         return LinkResult(
-            Link.LEFT, unsubscribe(engine, reader_of(engine, settings, purpose, token))
+            Outcome.LEFT, unsubscribe(engine, reader_of(engine, settings, purpose, token))
         )
     except (TokenError, SubscriberError):
-        return LinkResult(Link.INVALID)
+        return LinkResult(Outcome.INVALID)

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mailer import links, signup
-from mailer.signup import Link
+from mailer.signup import Outcome
 from mailer.tokens import PREFERENCES, UNSUBSCRIBE
 from mailer.web.guards import form_from_allowed_origin
 from mailer.web.site import FROM_TOKEN_PAGES, REFUSED, Site, SiteDep, form_fields
@@ -23,7 +23,7 @@ router = APIRouter()
 @router.get(links.PREFERENCES_PATH)
 def preferences(token: str, site: SiteDep) -> HTMLResponse:
     found = signup.reader_link(site.engine, site.settings, PREFERENCES, token)
-    if found.link != Link.VALID:
+    if found.outcome != Outcome.VALID:
         return site.pages("invalid.html", 400)
     return site.pages("preferences.html", subscriber=found.subscriber, saved=False)
 
@@ -37,16 +37,19 @@ async def save_preferences(token: str, request: Request, site: SiteDep) -> HTMLR
 def _preferences_saved(site: Site, token: str, form: dict[str, str]) -> HTMLResponse:
     if form.get("action") == "leave":
         left = signup.leave(site.engine, site.settings, PREFERENCES, token)
-        if left.link != Link.LEFT:
+        if left.outcome != Outcome.LEFT:
             return site.pages("invalid.html", 400)
         return site.pages("unsubscribe.html", subscriber=left.subscriber, done=True)
     name, frequency = form.get("name") or None, form.get("frequency")
     saved = signup.save_preferences(site.engine, site.settings, token, name, frequency)
-    if saved.link == Link.INVALID:
+    if saved.outcome == Outcome.INVALID:
         return site.pages("invalid.html", 400)
-    status = 200 if saved.link == Link.SAVED else 400
+    status = 200 if saved.outcome == Outcome.SAVED else 400
     return site.pages(
-        "preferences.html", status, subscriber=saved.subscriber, saved=saved.link == Link.SAVED
+        "preferences.html",
+        status,
+        subscriber=saved.subscriber,
+        saved=saved.outcome == Outcome.SAVED,
     )
 
 
@@ -55,7 +58,7 @@ def unsubscribe_page(token: str, site: SiteDep) -> HTMLResponse:
     """A page with one button: link scanners that fetch every link in a message must
     not unsubscribe anyone, so a GET changes nothing."""
     found = signup.reader_link(site.engine, site.settings, UNSUBSCRIBE, token)
-    if found.link != Link.VALID:
+    if found.outcome != Outcome.VALID:
         return site.pages("invalid.html", 400)
     return site.pages("unsubscribe.html", subscriber=found.subscriber, done=False)
 
@@ -76,7 +79,7 @@ def _unsubscribed(
     if not one_click and not from_our_page:  # mail clients' one-click needs no Origin
         return site.pages("message.html", 403, **REFUSED)
     left = signup.leave(site.engine, site.settings, UNSUBSCRIBE, token)
-    if left.link != Link.LEFT:
+    if left.outcome != Outcome.LEFT:
         if one_click:
             return PlainTextResponse("This link is not valid.", status_code=400)
         return site.pages("invalid.html", 400)

@@ -80,11 +80,6 @@ class Site:
         """The client's address, from X-Forwarded-For only behind a trusted proxy."""
         return client_address(request, self.proxies)
 
-    def queued(self, queued: bool) -> None:
-        """A confirmation mail was queued (or not): wake the sender if it was."""
-        if queued:
-            self.sender.wake()
-
 
 def site_of(request: Request) -> Site:
     site: Site = request.app.state.site

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import links, signup
 from mailer.errors import SubscriberError
-from mailer.signup import Link
+from mailer.signup import Outcome
 from mailer.web.site import (
     CHECK_INBOX,
     CONFIRMED,
@@ -56,7 +56,8 @@ def _sign_up(site: Site, form: dict[str, str], client: str) -> HTMLResponse:
         return site.pages("subscribe.html", 400, error=str(exc), values=values)
     # Looked up later, by the sender: the same work for every address. Past the limit
     # for this mailbox the answer is the same, and no more mail goes to it.
-    site.queued(signup.queue_request(site.engine, checked, site.mailboxes.allow_address))
+    if signup.queue_request(site.engine, checked, site.mailboxes.allow_address):
+        site.sender.wake()
     return site.pages("message.html", **CHECK_INBOX)
 
 
@@ -65,12 +66,12 @@ def confirm_page(token: str, site: SiteDep) -> HTMLResponse:
     """A page with one button: link scanners that fetch every link in a message must
     not confirm a sign-up somebody else made, so a GET changes nothing."""
     found = signup.confirmation(site.engine, site.settings, token)
-    if found.link == Link.EXPIRED:
+    if found.outcome == Outcome.EXPIRED:
         action = links.path(links.CONFIRM_PATH, token=token)
         return site.pages("expired.html", 410, token=token, action=action)
-    if found.link == Link.CONFIRMED:
+    if found.outcome == Outcome.CONFIRMED:
         return site.pages("message.html", **CONFIRMED)
-    if found.link == Link.PENDING:
+    if found.outcome == Outcome.PENDING:
         return site.pages("confirm.html", subscriber=found.subscriber)
     return site.pages("invalid.html", 400)
 
@@ -80,12 +81,12 @@ def confirm(token: str, request: Request, site: SiteDep) -> HTMLResponse:
     """The button: a valid link activates; an expired link's button (expired.html)
     sends a fresh link to the same address, if still pending."""
     done = signup.confirm(site.engine, site.settings, token, site.client(request))
-    if done.link == Link.CONFIRMED:
+    if done.outcome == Outcome.CONFIRMED:
         return site.pages("message.html", **CONFIRMED)
-    if done.link == Link.EXPIRED and done.subscriber_id is not None:
+    if done.outcome == Outcome.EXPIRED and done.subscriber_id is not None:
         if not site.clients.allow(site.client(request)):
             return site.pages("message.html", 429, **TOO_MANY)
-        renewed = signup.renew(site.engine, done.subscriber_id, site.mailboxes.allow_address)
-        site.queued(renewed)
+        if signup.renew(site.engine, done.subscriber_id, site.mailboxes.allow_address):
+            site.sender.wake()
         return site.pages("message.html", **CHECK_INBOX)
     return site.pages("invalid.html", 400)
