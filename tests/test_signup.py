@@ -19,10 +19,13 @@ import httpx
 import pytest
 from sqlalchemy import Engine, text
 
+from mailer import signup
 from mailer.catcher import free_port
 from mailer.db import open_database
+from mailer.errors import SubscriberError
 from mailer.models import Subscriber
 from mailer.settings import Settings
+from mailer.signup import Outcome
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import (
     NAME_MAX,
@@ -40,6 +43,7 @@ from mailer.testing import (
     served,
     smtp_server,
 )
+from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
 from mailer.transactional import queue_confirmation, queue_sign_up, send_queued
 from mailer.web.limits import FORM_BYTES
 
@@ -409,3 +413,66 @@ def test_the_confirmation_carries_nothing_a_stranger_typed_but_the_address(engin
         assert "locked" not in confirmation.get_body((part,)).get_content().lower()
     (subscriber,) = list_subscribers(engine)
     assert subscriber.name == bait, "their name, for when they confirm"
+
+
+# -- the opt-in sequence as steps (signup.py), as every front door calls them -----------
+
+
+def test_a_sign_up_past_its_mailbox_limit_queues_nothing(engine):
+    request = signup.check_request("ana@example.org", "Ana", "weekly")
+    assert (request.email, request.name, request.frequency) == ("ana@example.org", "Ana", "weekly")
+    with pytest.raises(SubscriberError):
+        signup.check_request("ana@example.org", None, "daily")
+    assert signup.queue_request(engine, request, may_mail=lambda _address: False) is False
+    assert mails(engine) == []
+    assert signup.queue_request(engine, request) is True
+    assert mails(engine) == [("queued", 0)]
+
+
+def test_a_confirmation_link_shows_then_confirms_once(engine, settings):
+    pending = add_subscriber(engine, "p@example.org")
+    token = make_token(settings.secret_key, CONFIRM, pending.public_id)
+    assert signup.confirmation(engine, settings, token).outcome == Outcome.PENDING
+    done = signup.confirm(engine, settings, token, "192.0.2.1")
+    assert done.outcome == Outcome.CONFIRMED and done.subscriber is not None
+    assert (done.subscriber.status, done.subscriber.consent_ip) == ("active", "192.0.2.1")
+    assert signup.confirmation(engine, settings, token).outcome == Outcome.CONFIRMED
+    other = make_token(settings.secret_key, UNSUBSCRIBE, pending.public_id)
+    assert signup.confirmation(engine, settings, other).outcome == Outcome.INVALID
+    assert signup.confirm(engine, settings, other, "192.0.2.1").outcome == Outcome.INVALID
+
+
+def test_an_expired_link_is_renewed_for_a_pending_subscriber_at_most_once(
+    engine, settings, monkeypatch
+):
+    pending = add_subscriber(engine, "late@example.org")
+    with monkeypatch.context() as past:  # a link made eight days ago
+        now = time.time()
+        past.setattr(time, "time", lambda: now - 8 * 24 * 3600)
+        old = make_token(settings.secret_key, CONFIRM, pending.public_id)
+    assert signup.confirmation(engine, settings, old).outcome == Outcome.EXPIRED
+    expired = signup.confirm(engine, settings, old, "192.0.2.1")
+    assert (expired.outcome, expired.subscriber_id) == (Outcome.EXPIRED, pending.id)
+    assert pending.id is not None
+    assert signup.renew(engine, pending.id) is True
+    assert signup.renew(engine, pending.id) is False, "one was sent just now"
+    assert mails(engine) == [("queued", 0)]
+
+
+def test_preferences_are_saved_refused_or_left_by_their_link(engine, settings):
+    reader = add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
+    token = make_token(settings.secret_key, PREFERENCES, reader.public_id)
+    assert signup.reader_link(engine, settings, PREFERENCES, token).outcome == Outcome.VALID
+    assert signup.reader_link(engine, settings, UNSUBSCRIBE, token).outcome == Outcome.INVALID
+    saved = signup.save_preferences(engine, settings, token, "Ana B", "weekly")
+    assert saved.outcome == Outcome.SAVED and saved.subscriber is not None
+    assert (saved.subscriber.name, saved.subscriber.frequency) == ("Ana B", "weekly")
+    for name, frequency in [("Ana", "daily"), ("Ana", None), ("n" * (NAME_MAX + 1), "every")]:
+        refused = signup.save_preferences(engine, settings, token, name, frequency)
+        assert refused.outcome == Outcome.REFUSED and refused.subscriber is not None
+        assert refused.subscriber.name == "Ana B", "the form again, as stored"
+    for _ in range(2):
+        assert signup.leave(engine, settings, PREFERENCES, token).outcome == Outcome.LEFT
+    left = signup.save_preferences(engine, settings, token, "Ana", "every")
+    assert left.outcome == Outcome.REFUSED, "nothing of theirs is stored again"
+    assert signup.leave(engine, settings, UNSUBSCRIBE, token).outcome == Outcome.INVALID

@@ -23,8 +23,9 @@ from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, find_subscriber
 from mailer.testing import RecordingHandler, queued_mails, served
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, make_token
-from mailer.web import ONE_CLICK
 
+# RFC 8058: what a mail client POSTs for a one-click unsubscribe
+ONE_CLICK = "List-Unsubscribe=One-Click"
 ONE_CLICK_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 

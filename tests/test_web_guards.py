@@ -24,10 +24,12 @@ from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, find_subscriber, list_subscribers
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, queued_mails, web_server
 from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, make_token
-from mailer.web import ONE_CLICK, create_app
+from mailer.web import create_app
 from mailer.web.guards import SWEEP_ABOVE, RateLimit, canonical_mailbox
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+# RFC 8058: what a mail client POSTs for a one-click unsubscribe
+ONE_CLICK = "List-Unsubscribe=One-Click"
 EVIL = "https://evil.example"
 
 

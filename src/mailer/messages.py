@@ -17,12 +17,12 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
 
+from mailer.links import preferences_links, unsubscribe_links
 from mailer.models import utcnow
 from mailer.render import EMAIL, PREFERENCES_URL, UNSUBSCRIBE_URL, RenderedIssue, one_line
 from mailer.settings import Settings
 from mailer.signing import Signer, relaxed_lines
 from mailer.subscribers import without_controls
-from mailer.tokens import PREFERENCES, UNSUBSCRIBE, TokenMaker
 
 
 class _WirePolicy(EmailPolicy):
@@ -34,7 +34,7 @@ class _WirePolicy(EmailPolicy):
     def header_store_parse(self, name: str, value: str) -> tuple[str, str]:
         if name.lower() in self.unfolded:
             return (name, " ".join(value.split()))  # kept as given: ASCII, one line
-        return super().header_store_parse(name, value)  # type: ignore[no-any-return]
+        return super().header_store_parse(name, value)
 
 
 # 76: the longest line quoted-printable allows (RFC 2045); headers fold there too.
@@ -74,11 +74,10 @@ class MessageBuilder:
         publication = settings.publication
         self.sender = publication.from_address
         self.domain = self.sender.rpartition("@")[2]
-        self.unsubscribe_base = f"{publication.base_url}/unsubscribe/"
         self.secret_key = settings.secret_key
-        self.unsubscribe_token = TokenMaker(self.secret_key, UNSUBSCRIBE)
-        self.preferences_token = TokenMaker(self.secret_key, PREFERENCES)
-        self.preferences_base = f"{publication.base_url}/preferences/"
+        # a reader's links (links.py): unsubscribe_url(public_id), preferences_url(public_id)
+        self.unsubscribe_url = unsubscribe_links(settings)
+        self.preferences_url = preferences_links(settings)
         self._id_mac = hmac.new(self.secret_key.encode(), digestmod=hashlib.sha256)
         self.rendered = rendered
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
@@ -107,12 +106,6 @@ class MessageBuilder:
         mac.update(f"{self.issue_id}.{subscriber_id}".encode())
         tag = mac.hexdigest()[:20]
         return f"<{self.issue_id}.{tag}@{self.domain}>"
-
-    def unsubscribe_url(self, public_id: str) -> str:
-        return self.unsubscribe_base + self.unsubscribe_token(public_id)
-
-    def preferences_url(self, public_id: str) -> str:
-        return self.preferences_base + self.preferences_token(public_id)
 
     def build(self, recipient: Recipient) -> OutgoingMessage:
         unsubscribe_url = self.unsubscribe_url(recipient.public_id)

@@ -16,8 +16,10 @@ from markupsafe import Markup
 
 from mailer.donation import donation_block
 from mailer.errors import MailerError
+from mailer.links import issue_url
 from mailer.models import Article
 from mailer.settings import Settings, bundled_path
+from mailer.sources.language import is_rtl
 from mailer.textpart import html_to_text
 
 # Word characters only: lxml and premailer leave them untouched inside attributes
@@ -26,7 +28,6 @@ EMAIL = "__MAILER_EMAIL__"
 UNSUBSCRIBE_URL = "__MAILER_UNSUBSCRIBE_URL__"
 PREFERENCES_URL = "__MAILER_PREFERENCES_URL__"
 PLACEHOLDERS = (EMAIL, UNSUBSCRIBE_URL)  # required; the preferences link is optional
-RTL_LANGUAGES = {"ar", "fa", "he", "ps", "ur", "yi", "ckb", "sd", "ug", "dv"}
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def inline_css(html: str) -> str:
     queries stay in the <style> tag, with their !important (premailer strips it by default)."""
     from premailer import Premailer  # slow to import; only rendering needs it
 
-    return Premailer(
+    inlined: str = Premailer(
         html,
         strip_important=False,
         keep_style_tags=True,
@@ -99,6 +100,7 @@ def inline_css(html: str) -> str:
         allow_network=False,
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
+    return inlined
 
 
 def article_view(article: Article, publication_language: str = "en") -> ArticleView:
@@ -109,8 +111,8 @@ def article_view(article: Article, publication_language: str = "en") -> ArticleV
         language = None  # the publication's own: nothing to mark
     direction = None
     if language:
-        rtl = language.split("-")[0].lower() in RTL_LANGUAGES
-        if rtl != (publication_language.split("-")[0].lower() in RTL_LANGUAGES):
+        rtl = is_rtl(language)
+        if rtl != is_rtl(publication_language):
             direction = "rtl" if rtl else "ltr"
     return ArticleView(
         title=defuse(one_line(article.title)),
@@ -140,7 +142,7 @@ def _context(
             "base_url": publication.base_url,
             "postal_address": publication.postal_address,
             "language": publication.language,
-            "dir": "rtl" if publication.language.split("-")[0] in RTL_LANGUAGES else "ltr",
+            "dir": "rtl" if is_rtl(publication.language) else "ltr",
             "sender_name": publication.sender_name,
         },
         "issue": {"subject": subject, "preheader": preheader, "view_online_url": view_online_url},
@@ -158,7 +160,7 @@ def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
     view = article_view(article, settings.publication.language)
     subject = view.title
     preheader = one_line(view.summary)[:150]
-    online = f"{settings.publication.base_url}/issues/{issue_slug(f'article:{article.id}')}"
+    online = issue_url(settings.publication.base_url, f"article:{article.id}")
     context = {**_context(settings, subject, preheader, online), "article": view}
     return _render(settings, "article", context, subject, preheader)
 
@@ -173,7 +175,7 @@ def render_digest_issue(
     more = f", and {len(views) - 1} more" if len(views) > 1 else ""
     subject = f"{name} this week: {views[0].title}{more}"
     preheader = " · ".join(view.title for view in views[1:4]) or one_line(views[0].summary)
-    online = f"{settings.publication.base_url}/issues/{issue_slug(f'digest:{week}')}"
+    online = issue_url(settings.publication.base_url, f"digest:{week}")
     zone = zoneinfo.ZoneInfo(settings.publication.timezone)
     first, last = since.astimezone(zone), until.astimezone(zone)
     period = f"{first:%-d %B} – {last:%-d %B %Y}"
@@ -182,15 +184,6 @@ def render_digest_issue(
     digest = {"week": week, "period": period, "articles": views}
     context = {**_context(settings, subject, preheader[:150], online), "digest": digest}
     return _render(settings, "digest", context, subject, preheader[:150])
-
-
-def issue_slug(key: str) -> str:
-    """An issue's key ("article:12", "digest:2026-W48") as it appears in its public URL."""
-    return key.replace(":", "-", 1)
-
-
-def issue_key(slug: str) -> str:
-    return slug.replace("-", ":", 1)
 
 
 def render_confirmation(

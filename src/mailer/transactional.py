@@ -22,6 +22,7 @@ from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailer.errors import MailerError, SubscriberError
+from mailer.links import confirm_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
     SUBSCRIBERS,
@@ -35,7 +36,6 @@ from mailer.render import render_confirmation
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.subscribers import checked_request, request_subscription
-from mailer.tokens import CONFIRM, make_token
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +173,7 @@ def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
     until the reader confirms, so nobody can put words in a signed mail from the newsroom
     to somebody else's inbox."""
     assert claimed.subscriber_id is not None and claimed.public_id is not None
-    token = make_token(settings.secret_key, CONFIRM, claimed.public_id)
-    url = f"{settings.publication.base_url}/confirm/{token}"
+    url = confirm_url(settings, claimed.public_id)
     rendered = render_confirmation(settings, claimed.email, None, url)
     builder = MessageBuilder(settings, rendered)
     recipient = Recipient(claimed.subscriber_id, claimed.email, None, claimed.public_id)

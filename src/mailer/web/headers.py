@@ -8,12 +8,14 @@ from fastapi import FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mailer import links
+
 # The site's own pages: one inline <style> block, no scripts, forms posting to the site.
 PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
-# /issues/...: an email as it was sent, with inline styles and the articles' remote
+# read online (/issues/...): an email as it was sent, with inline styles and the articles' remote
 # images; it still runs nothing, posts nowhere and is framed by nobody.
 ISSUE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src https: http: data:; "
@@ -29,9 +31,10 @@ EVERY_RESPONSE = {
 # with `Origin: null`; their token is what proves the form came from the reader's mail.)
 REFERRER_POLICY = "no-referrer"
 FORM_PAGE_REFERRER_POLICY = "same-origin"
-FORM_PAGE = "/subscribe"
+FORM_PAGE = links.SUBSCRIBE_PATH
+ISSUE_PAGES = links.prefix(links.ISSUE_PATH)
 # Pages whose address is a secret (a token): no browser or proxy cache keeps them.
-TOKEN_PATHS = ("/confirm/", "/unsubscribe/", "/preferences/")
+TOKEN_PATHS = tuple(links.prefix(route) for route in links.TOKEN_PURPOSES)
 SAFE_METHODS = ("GET", "HEAD")
 
 
@@ -44,7 +47,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path, method = scope["path"], scope["method"]
-        policy = ISSUE_POLICY if path.startswith("/issues/") else PAGE_POLICY
+        policy = ISSUE_POLICY if path.startswith(ISSUE_PAGES) else PAGE_POLICY
         private = method not in SAFE_METHODS or path.startswith(TOKEN_PATHS)
         referrer = FORM_PAGE_REFERRER_POLICY if path == FORM_PAGE else REFERRER_POLICY
 

@@ -1,0 +1,81 @@
+"""Every public URL: the links the emails carry (unsubscribe, preferences, confirm, read
+online) and the routes of the subscriber site that answer them, from the same constants.
+web/ declares its routes with these paths and the emails' links are built from them, so
+a route renamed here moves both. Links in mail already sent carry today's paths: a
+rename breaks them unless the old path is still served (tests/test_links.py pins them).
+
+Also the mapping between an issue's key ("article:12", "digest:2026-W48") and the slug
+its public address shows."""
+
+from __future__ import annotations
+
+from mailer.settings import Settings
+from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, Keys, TokenMaker, make_token
+
+# The site's routes, as FastAPI declares them. A route with a token acts for the one
+# subscriber its signed token names (tokens.py).
+SUBSCRIBE_PATH = "/subscribe"
+CONFIRM_PATH = "/confirm/{token}"
+PREFERENCES_PATH = "/preferences/{token}"
+UNSUBSCRIBE_PATH = "/unsubscribe/{token}"
+ISSUE_PATH = "/issues/{slug}"
+HEALTH_PATH = "/healthz"
+
+# The purpose of the token each route takes.
+TOKEN_PURPOSES = {
+    CONFIRM_PATH: CONFIRM,
+    PREFERENCES_PATH: PREFERENCES,
+    UNSUBSCRIBE_PATH: UNSUBSCRIBE,
+}
+
+
+def prefix(route: str) -> str:
+    """What every address of a route starts with: "/unsubscribe/{token}" -> "/unsubscribe/"."""
+    return route.partition("{")[0]
+
+
+def path(route: str, **values: str) -> str:
+    """A route's path with its parameters (tokens and slugs are URL-safe as they are)."""
+    return route.format(**values)
+
+
+def issue_slug(key: str) -> str:
+    """An issue's key ("article:12", "digest:2026-W48") as it appears in its public URL."""
+    return key.replace(":", "-", 1)
+
+
+def issue_key(slug: str) -> str:
+    return slug.replace("-", ":", 1)
+
+
+def issue_url(base_url: str, key: str) -> str:
+    """Where anyone reads the issue with this key online."""
+    return base_url + path(ISSUE_PATH, slug=issue_slug(key))
+
+
+def confirm_url(settings: Settings, public_id: str) -> str:
+    """The double opt-in link for a subscriber, its token made now."""
+    token = make_token(settings.secret_key, CONFIRM, public_id)
+    return settings.publication.base_url + path(CONFIRM_PATH, token=token)
+
+
+class TokenLinks:
+    """The links of one route for many readers: the address around the token is put
+    together once, and the token made with TokenMaker, so a link per reader costs one
+    HMAC and two concatenations (messages.py builds two per message)."""
+
+    def __init__(self, keys: Keys, base_url: str, route: str):
+        head, _, tail = route.partition("{token}")
+        self.head, self.tail = base_url + head, tail
+        self.token = TokenMaker(keys, TOKEN_PURPOSES[route])
+
+    def __call__(self, public_id: str) -> str:
+        return self.head + self.token(public_id) + self.tail
+
+
+def unsubscribe_links(settings: Settings) -> TokenLinks:
+    return TokenLinks(settings.secret_key, settings.publication.base_url, UNSUBSCRIBE_PATH)
+
+
+def preferences_links(settings: Settings) -> TokenLinks:
+    return TokenLinks(settings.secret_key, settings.publication.base_url, PREFERENCES_PATH)

@@ -1,0 +1,51 @@
+"""The subscriber site's app: sign-up with double opt-in, and the pages behind the links
+every email carries (confirm, preferences, one-click unsubscribe, read online), and the
+health check; pages from templates/web/, usable without JavaScript. One router per area
+(subscription.py, reader.py, archive.py), their routes declared from links.py's paths;
+what they share is the `Site` at app.state.site (site.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from mailer.settings import Settings
+from mailer.web.archive import router as archive
+from mailer.web.headers import GuardedApp
+from mailer.web.limits import FORM_BYTES, BodyLimit
+from mailer.web.reader import router as reader
+from mailer.web.site import REFUSED, TOO_LARGE, CrossSite, Site, site_of
+from mailer.web.subscription import router as subscription
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    sender = app.state.site.sender
+    sender.start()
+    try:
+        yield
+    finally:
+        await run_in_threadpool(sender.stop)
+
+
+def _refuse_cross_site(request: Request, _exc: Exception) -> HTMLResponse:
+    return site_of(request).pages("message.html", 403, **REFUSED)
+
+
+def create_app(settings: Settings, engine: Engine) -> FastAPI:
+    app = GuardedApp(
+        title=settings.publication.name, docs_url=None, redoc_url=None, lifespan=_lifespan
+    )
+    site = Site.start(settings, engine)
+    app.state.site = site
+    app.add_exception_handler(CrossSite, _refuse_cross_site)
+    too_large = site.pages.render("message.html", **TOO_LARGE)
+    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode())
+    for router in (subscription, reader, archive):
+        app.include_router(router)
+    return app

@@ -1,0 +1,88 @@
+"""The pages behind the links in every email's footer: preferences, and unsubscribe with
+one button or a mail client's one-click POST (RFC 8058). Every link carries a signed,
+purpose-bound token (tokens.py): an unsubscribe token cannot do anything else, nor act
+on another subscriber. The steps are signup.py's; these routes pick the page."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from mailer import links, signup
+from mailer.signup import Outcome
+from mailer.tokens import PREFERENCES, UNSUBSCRIBE
+from mailer.web.guards import form_from_allowed_origin
+from mailer.web.site import FROM_TOKEN_PAGES, REFUSED, Site, SiteDep, form_fields
+
+router = APIRouter()
+
+
+@router.get(links.PREFERENCES_PATH)
+def preferences(token: str, site: SiteDep) -> HTMLResponse:
+    found = signup.reader_link(site.engine, site.settings, PREFERENCES, token)
+    if found.outcome != Outcome.VALID:
+        return site.pages("invalid.html", 400)
+    return site.pages("preferences.html", subscriber=found.subscriber, saved=False)
+
+
+@router.post(links.PREFERENCES_PATH, dependencies=FROM_TOKEN_PAGES)
+async def save_preferences(token: str, request: Request, site: SiteDep) -> HTMLResponse:
+    form = await form_fields(request)
+    return await run_in_threadpool(_preferences_saved, site, token, form)
+
+
+def _preferences_saved(site: Site, token: str, form: dict[str, str]) -> HTMLResponse:
+    if form.get("action") == "leave":
+        left = signup.leave(site.engine, site.settings, PREFERENCES, token)
+        if left.outcome != Outcome.LEFT:
+            return site.pages("invalid.html", 400)
+        return site.pages("unsubscribe.html", subscriber=left.subscriber, done=True)
+    name, frequency = form.get("name") or None, form.get("frequency")
+    saved = signup.save_preferences(site.engine, site.settings, token, name, frequency)
+    if saved.outcome == Outcome.INVALID:
+        return site.pages("invalid.html", 400)
+    status = 200 if saved.outcome == Outcome.SAVED else 400
+    return site.pages(
+        "preferences.html",
+        status,
+        subscriber=saved.subscriber,
+        saved=saved.outcome == Outcome.SAVED,
+    )
+
+
+@router.get(links.UNSUBSCRIBE_PATH)
+def unsubscribe_page(token: str, site: SiteDep) -> HTMLResponse:
+    """A page with one button: link scanners that fetch every link in a message must
+    not unsubscribe anyone, so a GET changes nothing."""
+    found = signup.reader_link(site.engine, site.settings, UNSUBSCRIBE, token)
+    if found.outcome != Outcome.VALID:
+        return site.pages("invalid.html", 400)
+    return site.pages("unsubscribe.html", subscriber=found.subscriber, done=False)
+
+
+@router.post(links.UNSUBSCRIBE_PATH)
+async def unsubscribe_now(token: str, request: Request, site: SiteDep) -> Response:
+    """The button, or a mail client's RFC 8058 one-click POST: no cookie, no login;
+    the same answer however often it comes."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    checked = form_from_allowed_origin(request, site.settings.allowed_origins, token_page=True)
+    return await run_in_threadpool(_unsubscribed, site, token, form, checked)
+
+
+def _unsubscribed(
+    site: Site, token: str, form: dict[str, list[str]], from_our_page: bool
+) -> Response:
+    one_click = "One-Click" in form.get("List-Unsubscribe", [])
+    if not one_click and not from_our_page:  # mail clients' one-click needs no Origin
+        return site.pages("message.html", 403, **REFUSED)
+    left = signup.leave(site.engine, site.settings, UNSUBSCRIBE, token)
+    if left.outcome != Outcome.LEFT:
+        if one_click:
+            return PlainTextResponse("This link is not valid.", status_code=400)
+        return site.pages("invalid.html", 400)
+    if one_click:
+        return PlainTextResponse("Unsubscribed.")
+    return site.pages("unsubscribe.html", subscriber=left.subscriber, done=True)
