@@ -20,26 +20,22 @@ from rich.progress import Progress, TextColumn
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from mailer import runs
 from mailer import subscribers as subs
 from mailer.articles import IngestResult, find_article, ingest_source, list_articles
 from mailer.catcher import start_catcher
 from mailer.db import open_database
-from mailer.delivery import IssueHeld, SendReport, deliver, send_test_copy
+from mailer.delivery import IssueHeld, SendReport
 from mailer.digest import DigestPlan, next_digest_at, plan_digest
 from mailer.errors import MailerError
 from mailer.issues import (
-    article_issue,
-    cancel_issue,
     find_issue,
-    find_issue_by_id,
     held_issues,
-    refresh_held,
-    schedule_issue,
     unfinished_issues,
 )
 from mailer.messages import preview as sample_view
 from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, SubscriberStatus, utcnow
-from mailer.outbox import Outbox, count_recipients
+from mailer.outbox import count_recipients
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
 from mailer.report import issue_report, list_issues
 from mailer.settings import Settings, load_settings, masked_url
@@ -504,7 +500,7 @@ def send(
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     if cancel is not None:
-        cancelled = cancel_issue(engine, cancel)
+        cancelled = runs.cancel_scheduled(engine, cancel)
         say(f"Cancelled issue {cancel}: “{cancelled.subject}”. Nothing of it was sent.")
         return
     if issue_id is not None:
@@ -518,29 +514,20 @@ def send(
         _schedule(engine, settings, chosen, _iso_time(at, settings.publication.timezone, "--at"))
         return
     if test_to is not None:
-        address = subs.normalise_address(test_to)
-        reply = send_test_copy(settings, render_article_issue(settings, chosen), address)
-        say(f"Test copy sent to {address} ({reply}). It is not recorded as a delivery.")
+        copy = runs.send_test_copy(settings, chosen, test_to)
+        say(f"Test copy sent to {copy.address} ({copy.reply}). It is not recorded as a delivery.")
         return
     if dry_run:
-        subject, count = _dry_run(engine, settings, chosen)
-        say(f"Dry run: “{subject}” would go to {plural(count, 'subscriber')}.")
+        dry = runs.dry_run(engine, settings, chosen)
+        say(f"Dry run: “{dry.subject}” would go to {plural(dry.recipients, 'subscriber')}.")
         say("Nothing was sent.")
         return
-    issue = article_issue(engine, settings, chosen)
-    if issue.status == IssueStatus.HELD and worker:  # joining a send resumes nothing
-        raise MailerError(
-            f"issue {issue.id} is held: the relay refused it ({issue.held_reason}); an editor "
-            f"resumes it, once that is put right, with: mailer send --issue {issue.id}"
-        )
-    if issue.status == IssueStatus.HELD:  # the editor may have fixed what was refused
-        issue = refresh_held(engine, settings, issue)
-    outbox = Outbox(engine, issue, settings.delivery)
-    pending = outbox.pending_recipients()
+    prepared = runs.article_send(engine, settings, chosen, worker=worker)
+    issue, pending = prepared.issue, prepared.pending
     say(f"Issue {issue.id}: “{issue.subject}”")
     if pending == 0 and not worker:
-        deliver(engine, settings, issue)  # settles rows of readers who left; sends nothing
-        if count_recipients(engine, "article") == 0:
+        runs.send_article(engine, settings, issue)  # settles rows of readers who left
+        if prepared.readers == 0:
             say("Nothing to send: no active subscriber gets every article.")
         else:
             say("Nothing to send: every subscriber has had it (see `mailer status`).")
@@ -550,13 +537,15 @@ def send(
         f"via {settings.smtp.host}:{settings.smtp.port}."
     )
     _confirm(yes)
-    # by hand, deferred messages are tried again at once; workers wait until they are due
-    _send_one(engine, settings, issue, pending, worker, f"mailer send --article {chosen.id}")
-    held, until = outbox.held_elsewhere()
-    if held:
+    again = f"mailer send --article {chosen.id}"
+    with sending(again, pending, bar=not worker) as progress:
+        run = runs.send_article(engine, settings, issue, progress, worker=worker)
+    print_report(run.report, again, run.next_attempt)
+    if run.held_elsewhere:
         say(
-            f"{plural(held, 'delivery', 'deliveries')} held by another send (or one that stopped) "
-            f"until {until:%H:%M:%S} UTC; run again after that if they are still open."
+            f"{plural(run.held_elsewhere, 'delivery', 'deliveries')} held by another send (or "
+            f"one that stopped) until {run.held_until:%H:%M:%S} UTC; run again after that if "
+            "they are still open."
         )
 
 
@@ -565,7 +554,7 @@ def _schedule(engine: Engine, settings: Settings, article: Article, when: dateti
         raise MailerError(
             f"--at {_local(when, settings)} is in the past; leave --at out to send now"
         )
-    issue = schedule_issue(engine, article_issue(engine, settings, article), when)
+    issue = runs.schedule_article(engine, settings, article, when)
     say(f"Issue {issue.id}: “{issue.subject}” is scheduled for {_local(when, settings)}.")
     say(
         "`mailer scheduler` sends it then (or `mailer send --resume` from cron), showing the "
@@ -581,13 +570,12 @@ def _local(when: datetime, settings: Settings) -> str:
 def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
     """--resume / --worker without an article: scheduled issues now due, then every
     issue being sent."""
-    from mailer.scheduler import start_due_issues
-
+    again = "mailer send --resume"
     if not worker:
         _send_transactional(engine, settings)
-        for issue, report in start_due_issues(engine, settings, utcnow()):
+        for issue, report in runs.start_due_issues(engine, settings, utcnow()):
             say(f"Issue {issue.id}: “{issue.subject}” (scheduled) started.")
-            print_report(report, "mailer send --resume")
+            print_report(report, again)
     issues = unfinished_issues(engine)
     if not issues:
         say("Nothing to resume: no issue is being sent.")
@@ -599,18 +587,27 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
         )
     held_now = 0
     for issue in issues:
-        outbox = Outbox(engine, issue, settings.delivery)
-        open_rows = outbox.open_deliveries()
+        open_rows = runs.open_deliveries(engine, settings, issue)
         rows = plural(open_rows, "delivery", "deliveries")
         say(f"Issue {issue.id}: “{issue.subject}”: {rows} open.")
-        again = "mailer send --resume"
         try:
-            _send_one(engine, settings, issue, open_rows, worker, again, enqueue=False)
+            with sending(again, open_rows, bar=not worker) as progress:
+                run = runs.resume(engine, settings, issue, progress, worker=worker)
         except IssueHeld as held:  # it waits for an editor; the other issues go on
             typer.echo(f"error: {held}", err=True)
             held_now += 1
+            continue
+        _print_resumed(run, again)
     if held_now:
         raise typer.Exit(1)
+
+
+def _print_resumed(run: runs.IssueRun, again: str) -> None:
+    if run.outcome == runs.Outcome.BUSY:
+        rows = plural(run.held_elsewhere, "delivery", "deliveries")
+        say(f"Another send is at work on it ({rows} held until {run.held_until:%H:%M:%S} UTC).")
+    else:
+        print_report(run.report, again, run.next_attempt)
 
 
 def _send_transactional(engine: Engine, settings: Settings) -> None:
@@ -626,67 +623,32 @@ def _send_transactional(engine: Engine, settings: Settings) -> None:
 
 def _resume_issue(engine: Engine, settings: Settings, issue_id: int, yes: bool) -> None:
     """--issue: an editor finishes one issue, a held one included."""
-    issue = find_issue_by_id(engine, issue_id)
-    if issue.status not in (IssueStatus.HELD, IssueStatus.SENDING):
-        raise MailerError(
-            f"issue {issue_id} is {issue.status}, not held or being sent: nothing to resume; "
-            "see `mailer status`"
-        )
-    outbox = Outbox(engine, issue, settings.delivery)
-    open_rows = outbox.open_deliveries()
+    issue = runs.resumable_issue(engine, issue_id)
+    open_rows = runs.open_deliveries(engine, settings, issue)
     say(f"Issue {issue.id}: “{issue.subject}”: {plural(open_rows, 'delivery', 'deliveries')} open.")
     if issue.status == IssueStatus.HELD:
         say(f"It was held: the relay refused it ({issue.held_reason}).")
         say("The readers still queued get it as the article is now (edit it before this).")
         _confirm(yes)
-        issue = refresh_held(engine, settings, issue)
-        outbox = Outbox(engine, issue, settings.delivery)
-        outbox.unhold()
     again = f"mailer send --issue {issue_id}"
-    _send_one(engine, settings, issue, open_rows, False, again, enqueue=False, retry=True)
+    with sending(again, open_rows) as progress:
+        run = runs.resume_issue(engine, settings, issue, progress)
+    print_report(run.report, again, run.next_attempt)
 
 
-def _send_one(
-    engine: Engine,
-    settings: Settings,
-    issue: Issue,
-    total: int,
-    worker: bool,
-    again: str,
-    enqueue: bool = True,
-    retry: bool = False,
-) -> None:
+@contextmanager
+def sending(again: str, total: int, bar: bool = True) -> Iterator[Callable[[str], None]]:
+    """The progress of a send; Ctrl-C stops it with what to run to go on, and a relay
+    that refuses the issue has what was sent reported before the error."""
     try:
-        with progress_reporter(total, bar=not worker) as progress:
-            report = deliver(
-                engine,
-                settings,
-                issue,
-                progress,
-                enqueue=enqueue,
-                retry_deferred_now=(enqueue or retry) and not worker,
-                wait_for_others=worker,
-            )
+        with progress_reporter(total, bar=bar) as progress:
+            yield progress
     except KeyboardInterrupt:
         typer.echo(f"Stopped. What was not sent stays queued; resume with: {again}", err=True)
         sys.exit(130)
     except IssueHeld as held:
         print_report(held.report, again)
         raise
-    print_report(report, again, Outbox(engine, issue, settings.delivery).next_attempt())
-
-
-def _dry_run(engine: Engine, settings: Settings, article: Article) -> tuple[str, int]:
-    """The subject a send would use and how many it would go to now: an issue already
-    queued keeps the content it was queued with."""
-    issue = find_issue(engine, f"article:{article.id}")
-    if issue is None or issue.status == IssueStatus.DRAFT:
-        subject = render_article_issue(settings, article).subject
-    else:
-        subject = issue.subject
-    if issue is None:
-        return subject, count_recipients(engine, "article")
-    return subject, Outbox(engine, issue, settings.delivery).pending_recipients()
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:
@@ -808,7 +770,7 @@ def _digest_started(
         sent = _local(issue.sent_at, settings) if issue.sent_at else "already"
         say(f"The digest for {plan.week} went out ({sent}): issue {issue.id}. One a week.")
         return
-    open_rows = Outbox(engine, issue, settings.delivery).open_deliveries()
+    open_rows = runs.open_deliveries(engine, settings, issue)
     if issue.status == IssueStatus.HELD:
         say(
             f"The digest for {plan.week} (issue {issue.id}) is held, {open_rows} open: the relay "
@@ -827,12 +789,10 @@ def _digest_started(
 def _send_digest(
     engine: Engine, settings: Settings, now: datetime, since: datetime | None, total: int
 ) -> None:
-    from mailer.scheduler import send_digest
-
     try:
         with progress_reporter(total) as progress:
-            run = send_digest(
-                engine, settings, now, since=since, progress=progress, retry_deferred_now=True
+            run = runs.send_digest(
+                engine, settings, now, since=since, progress=progress, by_hand=True
             )
     except KeyboardInterrupt:
         typer.echo(
