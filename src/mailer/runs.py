@@ -21,7 +21,9 @@ from sqlalchemy import Engine
 
 from mailer import delivery
 from mailer.articles import find_article
-from mailer.delivery import IssueHeld, SendReport, deliver
+from mailer.delivery import IssueHeld as IssueHeld  # raised to the front doors
+from mailer.delivery import SendReport as SendReport  # in the reports
+from mailer.delivery import deliver
 from mailer.digest import DigestPlan, plan_digest
 from mailer.errors import MailerError
 from mailer.events import event
@@ -73,6 +75,11 @@ def _looked_at(
     outbox = Outbox(engine, issue, settings.delivery)
     held, until = outbox.held_elsewhere()
     return IssueRun(issue, outcome, report, outbox.next_attempt(), held, until)
+
+
+def readers(engine: Engine, kind: str) -> int:
+    """Active readers who get issues of this kind ("article" or "digest")."""
+    return count_recipients(engine, kind)
 
 
 # --- an article issue --------------------------------------------------------------
