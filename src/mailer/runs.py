@@ -315,9 +315,16 @@ def sent_counts(report: SendReport) -> dict[str, int]:
 # --- the digest --------------------------------------------------------------------
 
 
+class DigestOutcome(StrEnum):
+    SENT = "sent"  # sent, or sending went on
+    EMPTY = "empty"  # no article is new: nothing to send
+    ALREADY_SENT = "already sent"  # one a week
+    HELD = "held"  # the relay refused it: an editor resumes it
+
+
 @dataclass(frozen=True)
 class DigestRun:
-    outcome: str  # "sent" (or sending went on), "empty", "already sent", "held"
+    outcome: DigestOutcome
     plan: DigestPlan
     issue: Issue | None = None
     report: SendReport | None = None
@@ -341,7 +348,7 @@ def send_digest(
     issue = find_issue(engine, plan.key)
     if issue is None or issue.status in OPEN_STATUSES:
         if not plan.articles:
-            return DigestRun("empty", plan)
+            return DigestRun(DigestOutcome.EMPTY, plan)
         issue = digest_issue(engine, settings, plan)
         # started only if nobody started it meanwhile; an interrupted digest is finished
         # for those it was queued for, never queued again
@@ -349,10 +356,10 @@ def send_digest(
         issue = find_issue(engine, plan.key)
     assert issue is not None
     if issue.status == IssueStatus.SENT:
-        return DigestRun("already sent", plan, issue)
-    if issue.status == IssueStatus.HELD:  # the relay refused it: an editor resumes it
-        return DigestRun("held", plan, issue)
+        return DigestRun(DigestOutcome.ALREADY_SENT, plan, issue)
+    if issue.status == IssueStatus.HELD:
+        return DigestRun(DigestOutcome.HELD, plan, issue)
     report = deliver(
         engine, settings, issue, progress, enqueue=False, retry_deferred_now=by_hand, stop=stop
     )
-    return DigestRun("sent", plan, find_issue(engine, plan.key), report)
+    return DigestRun(DigestOutcome.SENT, plan, find_issue(engine, plan.key), report)
