@@ -19,7 +19,7 @@ from mailer.articles import find_article
 from mailer.models import DELIVERIES, Delivery, Issue, utcnow
 from mailer.outbox import Outbox
 from mailer.runs import (
-    Outcome,
+    RunOutcome,
     article_send,
     dry_run,
     resume,
@@ -135,7 +135,7 @@ def test_resume_waits_for_deferred_messages_until_due(engine, settings, tmp_path
             .values(status="deferred", attempts=1, next_attempt_at=due)
         )
     run = resume(engine, settings, issue)
-    assert run.outcome == Outcome.WAITING and run.report.counts == {}
+    assert run.outcome == RunOutcome.WAITING and run.report.counts == {}
     assert run.next_attempt is not None and abs(run.next_attempt - due) < timedelta(seconds=1)
     assert smtp.received == [] and _status(engine, issue) == "sending"
 
@@ -154,6 +154,6 @@ def test_an_article_send_reports_whom_it_reaches_and_then_sends(
     assert copy.address == "editor@example.org" and "250" in copy.reply
     assert smtp.received[0].message["Subject"].startswith("[Test] ")
     run = send_article(engine, settings, planned.issue)
-    assert run.outcome == Outcome.SENT and run.report.sent == 3 and run.held_elsewhere == 0
+    assert run.outcome == RunOutcome.SENT and run.report.sent == 3 and run.held_elsewhere == 0
     assert article_send(engine, settings, article).pending == 0
     assert _status(engine, planned.issue) == "sent"

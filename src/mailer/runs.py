@@ -48,7 +48,7 @@ from mailer.subscribers import normalise_address
 Progress = Callable[[str], None]  # called with each delivery's outcome as it is recorded
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
     """What a run did with an issue."""
 
     SENT = "sent"  # its due deliveries were sent (some may be deferred again)
@@ -62,7 +62,7 @@ class IssueRun:
     """One issue sent, resumed or looked at."""
 
     issue: Issue
-    outcome: Outcome
+    outcome: RunOutcome
     report: SendReport = field(default_factory=SendReport)
     next_attempt: datetime | None = None  # when its earliest deferred delivery is due
     held_elsewhere: int = 0  # deliveries another sender holds (or held, if it died)
@@ -70,7 +70,7 @@ class IssueRun:
 
 
 def _looked_at(
-    engine: Engine, settings: Settings, issue: Issue, outcome: Outcome, report: SendReport
+    engine: Engine, settings: Settings, issue: Issue, outcome: RunOutcome, report: SendReport
 ) -> IssueRun:
     outbox = Outbox(engine, issue, settings.delivery)
     held, until = outbox.held_elsewhere()
@@ -132,7 +132,7 @@ def send_article(
         retry_deferred_now=not worker,
         wait_for_others=worker,
     )
-    return _looked_at(engine, settings, issue, Outcome.SENT, report)
+    return _looked_at(engine, settings, issue, RunOutcome.SENT, report)
 
 
 def schedule_article(engine: Engine, settings: Settings, article: Article, when: datetime) -> Issue:
@@ -207,10 +207,10 @@ def resume(
     outbox.reclaim_from_the_dead()
     busy = outbox.held_elsewhere()[0] > 0
     if busy and not worker:
-        return _looked_at(engine, settings, issue, Outcome.BUSY, SendReport())
+        return _looked_at(engine, settings, issue, RunOutcome.BUSY, SendReport())
     if not busy and not outbox.claimable():
         settled = outbox.finish()
-        outcome = Outcome.SETTLED if settled else Outcome.WAITING
+        outcome = RunOutcome.SETTLED if settled else RunOutcome.WAITING
         return _looked_at(engine, settings, issue, outcome, SendReport())
     report = deliver(
         engine,
@@ -222,7 +222,7 @@ def resume(
         wait_for_others=worker,
         stop=stop,
     )
-    return _looked_at(engine, settings, issue, Outcome.SENT, report)
+    return _looked_at(engine, settings, issue, RunOutcome.SENT, report)
 
 
 def resume_unfinished(
@@ -236,7 +236,7 @@ def resume_unfinished(
         except IssueHeld as held:
             log_held(held)
             continue
-        if run.outcome == Outcome.SENT:
+        if run.outcome == RunOutcome.SENT:
             yield issue, run.report
 
 
@@ -260,7 +260,7 @@ def resume_issue(
         issue = refresh_held(engine, settings, issue)
         Outbox(engine, issue, settings.delivery).unhold()
     report = deliver(engine, settings, issue, progress, enqueue=False, retry_deferred_now=True)
-    return _looked_at(engine, settings, issue, Outcome.SENT, report)
+    return _looked_at(engine, settings, issue, RunOutcome.SENT, report)
 
 
 def start_due_issues(

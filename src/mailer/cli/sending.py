@@ -157,7 +157,7 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
 
 
 def _print_resumed(run: runs.IssueRun, again: str) -> None:
-    if run.outcome == runs.Outcome.BUSY:
+    if run.outcome == runs.RunOutcome.BUSY:
         rows = plural(run.held_elsewhere, "delivery", "deliveries")
         say(f"Another send is at work on it ({rows} held until {run.held_until:%H:%M:%S} UTC).")
     else:
