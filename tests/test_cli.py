@@ -327,7 +327,7 @@ def test_dkim_keygen_prints_the_record_and_signed_mail_verifies(mailer, smtp):
 
 
 def test_progress_off_a_terminal_is_a_plain_line_with_counts_and_rate(capsys):
-    from mailer.cli import progress_reporter
+    from mailer.cli.output import progress_reporter
 
     with progress_reporter(3, every=0) as advance:
         for status in ("sent", "failed", "sent"):

@@ -19,7 +19,7 @@ from mailer.delivery import deliver
 from mailer.digest import plan_digest, week_of
 from mailer.issues import digest_issue
 from mailer.models import Article, Issue
-from mailer.scheduler import send_digest
+from mailer.runs import send_digest
 from mailer.subscribers import add_subscriber, request_subscription, unsubscribe
 from mailer.testing import smtp_server
 from test_crash import SlowServer, _environment

@@ -46,6 +46,8 @@ LAYERS = {
     "subscriber_csv": PIPELINE,
     "smtp": PIPELINE,
     "outbox": PIPELINE,
+    "backoff": PIPELINE,
+    "sendloop": PIPELINE,
     "delivery": PIPELINE,
     "processes": PIPELINE,
     "transactional": PIPELINE,
@@ -71,30 +73,8 @@ MAX_CLI_LINES = 300
 # The engine's ways in: only the use cases (and the engine itself) build an Outbox or
 # start a send.
 ENGINE_ENTRIES = {"outbox": {"Outbox"}, "delivery": {"deliver", "send_test_copy"}}
-ENGINE = {"outbox", "delivery", "processes"}
+ENGINE = {"outbox", "delivery", "sendloop", "processes"}
 USE_CASE_MODULES = {"runs"}
-
-# Known departures that other branches of issue 12 remove (the runs, the CLI as a
-# package, the engine's seams, the CSV module): the merge empties these sets, and an
-# entry left here once it is fixed fails the test.
-PENDING_IMPORTS: set[tuple[str, str]] = {
-    ("processes", "delivery"),  # the helper process's deliver(): the delivery <-> processes cycle
-}
-PENDING_ENGINE_CALLERS: set[tuple[str, str]] = {
-    ("cli", "Outbox"),
-    ("cli", "deliver"),
-    ("cli", "send_test_copy"),
-    ("demo", "deliver"),
-    ("scheduler", "Outbox"),
-    ("scheduler", "deliver"),
-}
-PENDING_SIZES: set[str] = {
-    "cli.py",  # becomes the cli/ package
-    "delivery.py",
-    "outbox.py",
-    "scheduler.py",  # its runs move to runs.py
-    "subscribers.py",  # its CSV import and export move out
-}
 
 
 def module_name(path: Path) -> str:
@@ -158,9 +138,9 @@ def layer(name: str) -> int | None:
 
 
 def layered_edges() -> dict[str, set[str]]:
-    """The import graph between layered modules, known departures left out."""
+    """The import graph between layered modules."""
     return {
-        short(a): {short(b) for b in targets if (short(a), short(b)) not in PENDING_IMPORTS}
+        short(a): {short(b) for b in targets}
         for a, targets in graph().items()
         if short(a) not in OUTSIDE
     }
@@ -245,7 +225,7 @@ def test_no_module_is_too_long_to_read_at_a_sitting():
         limit = MAX_CLI_LINES if short(name).startswith("cli.") else MAX_LINES
         lines = len(path.read_text(encoding="utf-8").splitlines())
         relative = str(path.relative_to(SRC))
-        if lines > limit and relative not in PENDING_SIZES:
+        if lines > limit:
             too_long.append(f"{relative}: {lines} lines (at most {limit})")
     assert too_long == [], "\n".join(too_long)
 
@@ -275,18 +255,8 @@ def engine_callers() -> set[tuple[str, str]]:
 
 def test_only_the_use_cases_start_the_engine():
     """Front doors ask a use case to send; they build no Outbox and call no deliver()."""
-    found = sorted(f"{m} imports {n}" for m, n in engine_callers() - PENDING_ENGINE_CALLERS)
+    found = sorted(f"{m} imports {n}" for m, n in engine_callers())
     assert found == [], "call a use case (runs) instead:\n  " + "\n  ".join(found)
-
-
-def test_every_pending_departure_is_still_there():
-    """PENDING lists only what is still to fix: once a branch fixes one, it goes."""
-    edges = {(short(a), short(b)) for a, targets in graph().items() for b in targets}
-    gone = sorted(f"{a} -> {b}" for a, b in PENDING_IMPORTS - edges)
-    gone += sorted(f"{m} imports {n}" for m, n in PENDING_ENGINE_CALLERS - engine_callers())
-    sizes = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in modules().values()}
-    fixed = sorted(name for name in PENDING_SIZES if sizes.get(name, 0) <= MAX_LINES)
-    assert (gone, fixed) == ([], []), f"remove from PENDING: {gone} {fixed}"
 
 
 def test_the_import_reader_sees_every_form_of_import(tmp_path):

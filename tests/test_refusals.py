@@ -21,7 +21,8 @@ from mailer.issues import article_issue, schedule_issue
 from mailer.models import Delivery, Issue, Subscriber, utcnow
 from mailer.outbox import Outbox
 from mailer.replies import RULES, Stage, Verdict, classify, ran_out
-from mailer.scheduler import Service, resume_unfinished, start_due_issues
+from mailer.runs import resume_unfinished, start_due_issues
+from mailer.scheduler import Service
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
 from mailer.testing import (

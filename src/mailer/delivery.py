@@ -24,7 +24,6 @@ from mailer.outbox import Outbox
 from mailer.processes import (
     process_count,
     share,
-    stop_on_signals,  # re-exported for the scheduler, until it imports it from processes
     with_helpers,
 )
 from mailer.render import RenderedIssue
@@ -43,7 +42,6 @@ __all__ = [
     "send_issue",
     "send_one",
     "send_test_copy",
-    "stop_on_signals",
 ]
 
 

@@ -14,12 +14,12 @@ from sqlalchemy import Engine, func, select
 from mailer.articles import boilerplate, ingest_file
 from mailer.catcher import free_port, start_catcher
 from mailer.db import open_database
-from mailer.delivery import deliver
 from mailer.errors import MailerError, SubscriberError
 from mailer.issues import article_issue
 from mailer.messages import preview
 from mailer.models import ARTICLES, SUBSCRIBERS
 from mailer.render import render_article_issue
+from mailer.runs import send_article
 from mailer.settings import Settings, masked_url
 from mailer.sources import read_article
 from mailer.subscribers import add_subscriber
@@ -64,7 +64,7 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
             smtp={"host": "127.0.0.1", "port": port, "security": "none", "username": ""}
         )
         issue = article_issue(engine, local, article)
-        report = deliver(engine, local, issue)
+        report = send_article(engine, local, issue).report
     finally:
         catcher.stop()
     say(

@@ -38,7 +38,6 @@ from mailer.models import (
 )
 from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
-from mailer.subscribers import count_recipients as count_recipients  # the CLI's, till it moves
 from mailer.subscribers import recipients_filter
 
 QUEUED, SENDING, SENT = DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.SENT

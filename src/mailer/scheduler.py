@@ -1,6 +1,6 @@
-"""The scheduled service (`mailer scheduler`) and the runs it shares with the command line:
-the weekly digest, issues scheduled for a time, issues left unfinished, and new articles
-picked up from a folder.
+"""The scheduled service (`mailer scheduler`): the weekly digest, issues scheduled for a
+time, issues left unfinished (the runs it shares with the command line, in runs.py), and
+new articles picked up from a folder.
 
 APScheduler 3 keeps the digest's next time in mailer's own database (SQLAlchemyJobStore),
 so a service that was down at digest time sends it when it is back within the misfire
@@ -17,7 +17,6 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,154 +31,27 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from mailer.articles import find_article
 from mailer.crontab import crontab_trigger, last_due
-from mailer.delivery import IssueHeld, SendReport, deliver, stop_on_signals
-from mailer.digest import DigestPlan, plan_digest, week_of
+from mailer.digest import week_of
 from mailer.errors import MailerError
 from mailer.events import event, log
-from mailer.issues import (
-    OPEN_STATUSES,
-    article_issue,
-    digest_issue,
-    due_issues,
-    find_issue,
-    schedule_issue,
-    unfinished_issues,
+from mailer.issues import article_issue, find_issue, schedule_issue
+from mailer.models import IssueStatus, utcnow
+from mailer.processes import stop_on_signals
+from mailer.runs import (
+    IssueHeld,
+    log_held,
+    resume_unfinished,
+    send_digest,
+    sent_counts,
+    start_due_issues,
 )
-from mailer.models import Issue, IssueStatus, utcnow
-from mailer.outbox import Outbox
 from mailer.settings import Settings
 from mailer.transactional import send_queued
 from mailer.watches import FeedWatch, FolderWatch, where
 
 DIGEST_JOB = "weekly-digest"
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
-
-
-def _counts(report: SendReport) -> dict[str, int]:
-    return {status: report.counts.get(status, 0) for status in ("sent", "deferred", "failed")}
-
-
-# --- the runs, shared with the command line ------------------------------------------
-
-
-@dataclass(frozen=True)
-class DigestRun:
-    outcome: str  # "sent" (or sending went on), "empty", "already sent", "held"
-    plan: DigestPlan
-    issue: Issue | None = None
-    report: SendReport | None = None
-
-
-def send_digest(
-    engine: Engine,
-    settings: Settings,
-    now: datetime,
-    *,
-    since: datetime | None = None,
-    due: datetime | None = None,
-    stop: threading.Event | None = None,
-    progress: Callable[[str], None] | None = None,
-    retry_deferred_now: bool = False,
-) -> DigestRun:
-    """The week's digest (the week of `due`, else of `now`): built and sent, finished if
-    it was interrupted, or nothing when it went out already or no article is new."""
-    plan = plan_digest(engine, settings.publication.timezone, now, since, due)
-    issue = find_issue(engine, plan.key)
-    if issue is None or issue.status in OPEN_STATUSES:
-        if not plan.articles:
-            return DigestRun("empty", plan)
-        issue = digest_issue(engine, settings, plan)
-        # started only if nobody started it meanwhile; an interrupted digest is finished
-        # for those it was queued for, never queued again
-        Outbox(engine, issue, settings.delivery).enqueue(only_from=OPEN_STATUSES)
-        issue = find_issue(engine, plan.key)
-    assert issue is not None
-    if issue.status == IssueStatus.SENT:
-        return DigestRun("already sent", plan, issue)
-    if issue.status == IssueStatus.HELD:  # the relay refused it: an editor resumes it
-        return DigestRun("held", plan, issue)
-    report = deliver(
-        engine,
-        settings,
-        issue,
-        progress,
-        enqueue=False,
-        retry_deferred_now=retry_deferred_now,
-        stop=stop,
-    )
-    return DigestRun("sent", plan, find_issue(engine, plan.key), report)
-
-
-def start_due_issues(
-    engine: Engine,
-    settings: Settings,
-    now: datetime,
-    stop: threading.Event | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> Iterator[tuple[Issue, SendReport]]:
-    """Send each scheduled issue whose time has come, rendered afresh (the editor may
-    have fixed the article since); one cancelled meanwhile is left alone."""
-    for due in due_issues(engine, now):
-        issue = article_issue(engine, settings, find_article(engine, int(due.article_ids)))
-        outbox = Outbox(engine, issue, settings.delivery)
-        if not outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)):
-            continue  # cancelled, or started by another process a moment ago
-        event("issue-started", issue=issue.id, scheduled_at=due.scheduled_at, subject=issue.subject)
-        try:
-            report = deliver(
-                engine,
-                settings,
-                issue,
-                progress,
-                enqueue=False,
-                retry_deferred_now=False,
-                stop=stop,
-            )
-        except IssueHeld as held:
-            _held(held)
-            continue
-        yield issue, report
-
-
-def resume_unfinished(
-    engine: Engine,
-    settings: Settings,
-    stop: threading.Event | None = None,
-    skip: Callable[[int], bool] = lambda _issue_id: False,
-) -> Iterator[tuple[Issue, SendReport]]:
-    """Go on with issues left unfinished (a stopped send, retries now due), unless
-    another live sender is at work on them."""
-    for issue in unfinished_issues(engine):
-        assert issue.id is not None
-        outbox = Outbox(engine, issue, settings.delivery)
-        outbox.reclaim_from_the_dead()
-        if skip(issue.id) or outbox.held_elsewhere()[0]:
-            continue
-        if not outbox.claimable():
-            outbox.finish()  # settled meanwhile: mark it sent
-            continue
-        try:
-            report = deliver(
-                engine, settings, issue, enqueue=False, retry_deferred_now=False, stop=stop
-            )
-        except IssueHeld as held:
-            _held(held)
-            continue
-        yield issue, report
-
-
-def _held(held: IssueHeld, name: str = "issue-held", **fields: object) -> None:
-    """The relay refused an issue: it waits for an editor, and the other issues go on."""
-    event(
-        name,
-        logging.WARNING,
-        **fields,
-        issue=held.issue_id,
-        reason=held.reply,
-        resume=f"mailer send --issue {held.issue_id}",
-    )
 
 
 # --- the service -------------------------------------------------------------------
@@ -229,7 +101,7 @@ class Service:
             except IssueHeld as held:  # refused by the relay now: it waits for an editor
                 self.digest_done = due
                 week = week_of(due or now, self.settings.publication.timezone)
-                _held(held, "digest-held", week=week)
+                log_held(held, "digest-held", week=week)
                 return
         self.digest_done = due
         plan = run.plan
@@ -261,8 +133,8 @@ class Service:
                 "digest-sent",
                 week=plan.week,
                 issue=run.issue.id,
-                articles=len(run.issue.article_ids.split(",")),
-                **_counts(run.report),
+                articles=len(run.issue.article_id_list),
+                **sent_counts(run.report),
             )
 
     def outbox(self) -> None:
@@ -276,9 +148,9 @@ class Service:
                 return
             now = self.clock()
             for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
-                event("issue-sent", issue=issue.id, **_counts(report))
+                event("issue-sent", issue=issue.id, **sent_counts(report))
             for issue, report in resume_unfinished(self.engine, self.settings, self.stop):
-                event("issue-resumed", issue=issue.id, **_counts(report))
+                event("issue-resumed", issue=issue.id, **sent_counts(report))
         finally:
             self.sending.release()
 
@@ -331,7 +203,7 @@ class Service:
             event("article-scheduled", article=article.id, issue=issue.id, at=now)
         with self._turn():
             for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
-                event("issue-sent", issue=issue.id, **_counts(report))
+                event("issue-sent", issue=issue.id, **sent_counts(report))
 
     @contextmanager
     def _turn(self) -> Iterator[None]:

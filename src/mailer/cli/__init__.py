@@ -1,0 +1,59 @@
+"""The `mailer` command line: each command parses its input, calls a use case
+(mailer.runs) or a pipeline function, and prints. Domain errors (MailerError) become a
+message on stderr and exit status 1; bad usage exits 2.
+
+The commands live by group in this package; they are registered here, in the order
+`mailer --help` lists them."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from sqlalchemy.exc import DBAPIError
+
+from mailer.cli import articles, issues, sending, service, subscribers
+from mailer.cli.app import app, articles_app, dkim_app, subscribers_app
+from mailer.errors import MailerError
+
+__all__ = ["app", "main"]
+
+for command in (
+    service.init,
+    service.backup,
+    service.demo,
+    service.catcher,
+    service.serve,
+    articles.ingest,
+    articles.preview,
+    sending.send,
+    issues.digest,
+    service.scheduler,
+    issues.status,
+):
+    app.command()(command)
+subscribers_app.command("add")(subscribers.subscribers_add)
+subscribers_app.command("list")(subscribers.subscribers_list)
+subscribers_app.command("remove")(subscribers.subscribers_remove)
+subscribers_app.command("reactivate")(subscribers.subscribers_reactivate)
+subscribers_app.command("import")(subscribers.subscribers_import)
+subscribers_app.command("export")(subscribers.subscribers_export)
+articles_app.command("list")(articles.articles_list)
+dkim_app.command("keygen")(service.dkim_keygen)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # before or after a send: nothing is left half-done
+        typer.echo("Stopped.", err=True)
+        sys.exit(130)
+    except MailerError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except DBAPIError as exc:  # locked, unreachable or not a mailer database
+        typer.echo(f"error: the database said: {exc.orig}", err=True)
+        sys.exit(1)
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        typer.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(1)

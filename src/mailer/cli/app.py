@@ -1,0 +1,44 @@
+"""The command line's Typer apps, the settings every command reads, and the callback that
+loads them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mailer.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Newsletter and donation-appeal mailer.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    # help texts name config keys as "[section] key": rich markup would eat the brackets
+    rich_markup_mode=None,
+)
+subscribers_app = typer.Typer(
+    help="Manage subscribers.", no_args_is_help=True, rich_markup_mode=None
+)
+articles_app = typer.Typer(
+    help="Articles that have been ingested.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(subscribers_app, name="subscribers")
+app.add_typer(articles_app, name="articles")
+dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(dkim_app, name="dkim")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.find_root().obj
+    return settings
+
+
+@app.callback()
+def load(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "--config", help="Config file (default: config/mailer.toml or $MAILER_CONFIG)."
+    ),
+) -> None:
+    ctx.obj = load_settings(config)

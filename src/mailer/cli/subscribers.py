@@ -1,0 +1,112 @@
+"""`mailer subscribers`: add, list, remove, reactivate, import and export readers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from mailer import subscriber_csv
+from mailer import subscribers as subs
+from mailer.cli.app import settings_of
+from mailer.cli.output import import_progress, plural, say
+from mailer.db import open_database
+from mailer.models import SubscriberStatus
+
+
+def subscribers_add(
+    ctx: typer.Context,
+    email: str,
+    name: str | None = typer.Option(None, help="The subscriber's name."),
+    confirmed: bool = typer.Option(False, help="They have already agreed: add as active."),
+    weekly: bool = typer.Option(False, help="Weekly digest instead of every article."),
+) -> None:
+    """Add a subscriber (pending until confirmed, unless --confirmed)."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subscriber = subs.add_subscriber(
+        engine,
+        email,
+        name,
+        confirmed=confirmed,
+        frequency="weekly" if weekly else "every",
+        purge_key=settings.purge_key,
+    )
+    say(f"Added {subscriber.email} ({subscriber.status}).")
+    if subscriber.status == SubscriberStatus.PENDING:
+        say("They receive no mail until confirmed; use --confirmed if they already agreed.")
+
+
+def subscribers_list(
+    ctx: typer.Context, status: str | None = typer.Option(None, help="Only this status.")
+) -> None:
+    """List subscribers in the order they joined."""
+    engine = open_database(settings_of(ctx).database.url)
+    count = 0
+    for s in subs.list_subscribers(engine, status):
+        joined = s.created_at.date().isoformat() if s.created_at else ""
+        say(f"{s.id:>6}  {s.status:<12} {s.frequency:<6} {joined}  {s.email}  {s.name or ''}")
+        count += 1
+    say(f"{count} subscriber{'s' if count != 1 else ''}")
+
+
+def subscribers_remove(
+    ctx: typer.Context,
+    email: str,
+    purge: bool = typer.Option(False, help="Also erase their address and name."),
+) -> None:
+    """Unsubscribe an address; --purge erases their personal data."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subs.remove_subscriber(engine, email, purge=purge, purge_key=settings.purge_key)
+    address = subs.normalise_address(email)
+    say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
+
+
+def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
+    """Make a bounced address active again (its mailbox works again, or it was bounced
+    wrongly); its past failures no longer count."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    subscriber = subs.reactivate(engine, email)
+    say(f"Reactivated {subscriber.email}: it gets the next issue.")
+
+
+def subscribers_import(ctx: typer.Context, file: Path) -> None:
+    """Import a CSV file with a header row: email[,name][,status][,frequency]."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    with import_progress() as progress:
+        report = subscriber_csv.import_csv(
+            engine, file, purge_key=settings.purge_key, progress=progress
+        )
+    for line, reason in report.rejected:
+        typer.echo(f"line {line}: rejected: {reason}", err=True)
+    for line, reason in report.skipped[:SKIPPED_SHOWN]:
+        typer.echo(f"line {line}: skipped: {reason}", err=True)
+    if len(report.skipped) > SKIPPED_SHOWN:  # a file imported again: its rows are all there
+        more = len(report.skipped) - SKIPPED_SHOWN
+        typer.echo(f"... and {plural(more, 'more row')} skipped the same way", err=True)
+    if report.ignored_columns:
+        say(f"Ignored columns: {', '.join(report.ignored_columns)}")
+    say(
+        f"Imported {report.added}; skipped {len(report.skipped)} already on the list; "
+        f"rejected {len(report.rejected)}."
+    )
+
+
+SKIPPED_SHOWN = 50
+
+
+def subscribers_export(
+    ctx: typer.Context, file: Path | None = typer.Argument(None, help="Default: standard output.")
+) -> None:
+    """Export subscribers as CSV (importable again)."""
+    engine = open_database(settings_of(ctx).database.url)
+    if file is None:
+        subscriber_csv.export_csv(engine, sys.stdout)
+        return
+    with file.open("w", encoding="utf-8", newline="") as out:
+        count = subscriber_csv.export_csv(engine, out)
+    say(f"Exported {count} subscribers to {file}.")
