@@ -35,13 +35,14 @@ from mailer.crontab import crontab_trigger, last_due
 from mailer.digest import week_of
 from mailer.errors import MailerError
 from mailer.events import event, log
-from mailer.issues import article_issue, find_issue, schedule_issue
+from mailer.issues import find_issue
 from mailer.models import IssueStatus, utcnow
 from mailer.processes import stop_on_signals
 from mailer.runs import (
     IssueHeld,
     log_held,
     resume_unfinished,
+    schedule_article,
     send_digest,
     sent_counts,
     start_due_issues,
@@ -197,9 +198,7 @@ class Service:
                     hint=f"mailer send --article {article.id}",
                 )
                 continue
-            issue = schedule_issue(
-                self.engine, article_issue(self.engine, self.settings, article), now
-            )
+            issue = schedule_article(self.engine, self.settings, article, now)
             event("article-scheduled", article=article.id, issue=issue.id, at=now)
         with self._turn():
             for issue, report in start_due_issues(self.engine, self.settings, now, self.stop):
