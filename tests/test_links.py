@@ -39,15 +39,14 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 def carried_links(message: EmailMessage, base_url: str) -> set[str]:
-    """Every URL under base_url in the message's List-Unsubscribe header and its parts.
-    The bare base_url (the masthead's link home) is the newsroom's own page, which its
-    web server serves in front of the site, so only addresses below it are counted."""
+    """Every URL under base_url in the message's List-Unsubscribe header and its parts,
+    base_url itself (the masthead's link to the site's home) included."""
     found = set(re.findall(r"<([^>]+)>", message["List-Unsubscribe"] or ""))
     for part in message.walk():
         if part.get_content_maintype() == "text":
             content = part.get_content()
             found |= {html.unescape(url).rstrip(".,;:") for url in URL.findall(content)}
-    return {url for url in found if url.startswith(base_url + "/")}
+    return {url for url in found if url == base_url or url.startswith(base_url + "/")}
 
 
 def links_answered(directory: Path) -> dict[str, Any]:
@@ -87,18 +86,22 @@ def links_answered(directory: Path) -> dict[str, Any]:
 
 
 def kinds(paths: dict[str, int]) -> set[str]:
-    """Which of the site's routes the paths are addresses of."""
+    """Which of the site's routes the paths are addresses of ("" is base_url itself, the
+    home page, which a browser asks for as "/")."""
     routes = [links.UNSUBSCRIBE_PATH, links.PREFERENCES_PATH, links.CONFIRM_PATH, links.ISSUE_PATH]
-    return {route for route in routes for path in paths if path.startswith(links.prefix(route))}
+    found = {route for route in routes for path in paths if path.startswith(links.prefix(route))}
+    return found | ({links.HOME_PATH} & {path or "/" for path in paths})
 
 
 def test_every_link_an_email_carries_is_answered_by_the_site(tmp_path):
-    """List-Unsubscribe, the footer's unsubscribe and preferences links, "view online",
-    and the confirmation link: each answers with its page (200), none 404 or 400."""
+    """The masthead's link home, List-Unsubscribe, the footer's unsubscribe and
+    preferences links, "view online", and the confirmation link: each answers with its
+    page (200), none 404 or 400."""
     result = links_answered(tmp_path)
     answered = result["answered"]
     assert answered and set(answered.values()) == {200}, answered
     assert kinds(answered) == {
+        links.HOME_PATH,
         links.UNSUBSCRIBE_PATH,
         links.PREFERENCES_PATH,
         links.CONFIRM_PATH,
@@ -116,6 +119,7 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         engine.dispose()
     routes = set(app.openapi()["paths"])  # every route the app serves, as declared
     assert routes == {
+        links.HOME_PATH,
         links.SUBSCRIBE_PATH,
         links.CONFIRM_PATH,
         links.PREFERENCES_PATH,
@@ -128,11 +132,13 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
     assert links.unsubscribe_links(settings)("abc").startswith(base + "/unsubscribe/")
     assert links.preferences_links(settings)("abc").startswith(base + "/preferences/")
     assert links.confirm_url(settings, "abc").startswith(base + "/confirm/")
+    assert links.home_url(settings) == base, "the masthead's link, as mail already sent has it"
     assert links.issue_url(base, "digest:2026-W49") == base + "/issues/digest-2026-W49"
     assert links.issue_key(links.issue_slug("digest:2026-W49")) == "digest:2026-W49"
 
 
 RENAMED = {
+    "HOME_PATH": "/front",
     "SUBSCRIBE_PATH": "/join",
     "CONFIRM_PATH": "/yes/{token}",
     "PREFERENCES_PATH": "/choices/{token}",
@@ -177,5 +183,11 @@ def test_renaming_a_route_in_links_py_moves_the_links_and_the_routes(tmp_path):
     result = json.loads(done.stdout.splitlines()[-1])
     answered = result["answered"]
     assert answered and set(answered.values()) == {200}, answered
-    assert {path.split("/")[1] for path in answered} == {"leave", "choices", "yes", "archive"}
+    assert {path.split("/")[1] for path in answered} == {
+        "front",
+        "leave",
+        "choices",
+        "yes",
+        "archive",
+    }
     assert result["one_click"] == [200, "Unsubscribed."]

@@ -89,6 +89,7 @@ def assert_guarded(answer: httpx.Response) -> None:
 
 def test_every_page_kind_carries_the_security_headers(pages, engine):
     answers = {
+        "home": httpx.get(pages.site),
         "form": httpx.get(f"{pages.site}/subscribe"),
         "form's answer": httpx.post(f"{pages.site}/subscribe", data={"email": "x@example.org"}),
         "confirm": httpx.get(pages.confirm),
@@ -108,6 +109,8 @@ def test_every_page_kind_carries_the_security_headers(pages, engine):
     for kind in private:
         assert answers[kind].headers["cache-control"] == "no-store", kind
     assert "no-store" not in answers["issue"].headers.get("cache-control", "")
+    assert "no-store" not in answers["home"].headers.get("cache-control", "")
+    assert policy(answers["home"]) == policy(answers["form"]), "a page of the site's own"
     page = policy(answers["form"])
     assert page["style-src"] == "'unsafe-inline'" and page["form-action"] == "'self'"
     issue = policy(answers["issue"])
@@ -116,10 +119,11 @@ def test_every_page_kind_carries_the_security_headers(pages, engine):
     assert find_subscriber(engine, pages.pending_id).status == "pending"
 
 
-@pytest.mark.parametrize("kind", ["form", "health", "issue", "confirm", "unsubscribe",
-                                  "preferences"])  # fmt: skip
+@pytest.mark.parametrize("kind", ["home", "form", "health", "issue", "confirm",
+                                  "unsubscribe", "preferences"])  # fmt: skip
 def test_head_answers_wherever_get_does_and_changes_nothing(pages, engine, kind):
     url = {
+        "home": pages.site,
         "form": f"{pages.site}/subscribe",
         "health": f"{pages.site}/healthz",
         "issue": pages.issue,

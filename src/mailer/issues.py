@@ -8,6 +8,7 @@ starts."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine, update
@@ -28,6 +29,28 @@ OPEN_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.CANCELLED
 def find_issue(engine: Engine, key: str) -> Issue | None:
     with session_scope(engine) as session:
         return session.exec(select(Issue).where(Issue.key == key)).first()
+
+
+@dataclass(frozen=True)
+class PublicIssue:
+    """An issue as the public archive lists it (its content stays in the row)."""
+
+    key: str
+    subject: str
+    sent_at: datetime | None  # None while it is still going out (or held)
+
+
+def sent_issues(engine: Engine, limit: int) -> list[PublicIssue]:
+    """The latest `limit` issues anyone may read online (those that started going out),
+    newest first: any still going out, then the sent ones by when they finished."""
+    query = (
+        select(Issue.key, Issue.subject, Issue.sent_at)
+        .where(col(Issue.status).in_(IssueStatus.STARTED))
+        .order_by(col(Issue.sent_at).desc().nulls_first(), col(Issue.id).desc())
+        .limit(limit)
+    )
+    with session_scope(engine) as session:
+        return [PublicIssue(*row) for row in session.exec(query).all()]
 
 
 def unfinished_issues(engine: Engine) -> list[Issue]:

@@ -1,5 +1,5 @@
-"""Every public URL: the links the emails carry (unsubscribe, preferences, confirm, read
-online) and the routes of the subscriber site that answer them, from the same constants.
+"""Every public URL: the links the emails carry (home, unsubscribe, preferences, confirm,
+read online) and the routes of the subscriber site that answer them, from the same constants.
 web/ declares its routes with these paths and the emails' links are built from them, so
 a route renamed here moves both. Links in mail already sent carry today's paths: a
 rename breaks them unless the old path is still served (tests/test_links.py pins them).
@@ -14,6 +14,7 @@ from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, Keys, TokenMaker, m
 
 # The site's routes, as FastAPI declares them. A route with a token acts for the one
 # subscriber its signed token names (tokens.py).
+HOME_PATH = "/"
 SUBSCRIBE_PATH = "/subscribe"
 CONFIRM_PATH = "/confirm/{token}"
 PREFERENCES_PATH = "/preferences/{token}"
@@ -51,6 +52,13 @@ def issue_key(slug: str) -> str:
 def issue_url(base_url: str, key: str) -> str:
     """Where anyone reads the issue with this key online."""
     return base_url + path(ISSUE_PATH, slug=issue_slug(key))
+
+
+def home_url(settings: Settings) -> str:
+    """The site's home page (the archive of sent issues), every email's masthead link:
+    base_url itself for the root, without a trailing slash, as the masthead has always
+    linked it (a browser asks for it as "/")."""
+    return settings.publication.base_url + HOME_PATH.rstrip("/")
 
 
 def confirm_url(settings: Settings, public_id: str) -> str:

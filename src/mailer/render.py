@@ -8,7 +8,7 @@ import logging
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 import jinja2
@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from mailer.donation import donation_block
 from mailer.errors import MailerError
-from mailer.links import issue_url
+from mailer.links import home_url, issue_url
 from mailer.models import Article
 from mailer.settings import Settings, bundled_path
 from mailer.sources.language import is_rtl
@@ -76,11 +76,14 @@ def _environment(dirs: tuple[Path, ...], timezone: str) -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    zone = zoneinfo.ZoneInfo(timezone)
-    env.filters["date"] = lambda value: (
-        value.astimezone(zone).strftime("%-d %B %Y") if value else ""
-    )
+    env.filters["date"] = partial(local_date, zone=zoneinfo.ZoneInfo(timezone))
     return env
+
+
+def local_date(value: datetime | None, zone: zoneinfo.ZoneInfo) -> str:
+    """A moment as the publication's readers date it ("3 December 2026"), in its time
+    zone: the `date` filter of the email templates and the site's pages."""
+    return value.astimezone(zone).strftime("%-d %B %Y") if value else ""
 
 
 def environment(settings: Settings) -> jinja2.Environment:
@@ -140,6 +143,7 @@ def _context(
         "publication": {
             "name": publication.name,
             "base_url": publication.base_url,
+            "home_url": home_url(settings),  # the masthead's link: the site's archive
             "postal_address": publication.postal_address,
             "language": publication.language,
             "dir": "rtl" if is_rtl(publication.language) else "ltr",

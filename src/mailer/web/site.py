@@ -5,7 +5,9 @@ know the client and refuse a form from another site."""
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Annotated
 from urllib.parse import parse_qs
 
@@ -15,7 +17,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from mailer import links
-from mailer.render import template_dirs
+from mailer.render import local_date, template_dirs
 from mailer.settings import Settings
 from mailer.transactional import BackgroundSender
 from mailer.web.guards import (
@@ -42,6 +44,8 @@ class Pages:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.globals["subscribe_path"] = links.SUBSCRIBE_PATH
+        zone = zoneinfo.ZoneInfo(settings.publication.timezone)
+        self.templates.filters["date"] = partial(local_date, zone=zone)
 
     def render(self, name: str, /, **values: object) -> str:
         template = self.templates.get_template(f"web/{name}")
