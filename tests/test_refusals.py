@@ -5,7 +5,6 @@ servers on 127.0.0.1 that refuse as told; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,11 +25,10 @@ from mailer.scheduler import Service
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
 from mailer.testing import (
-    TEST_SECRET_KEY,
     RecordingHandler,
     import_readers,
+    mailer_on,
     new_issue,
-    run_mailer,
     smtp_server,
 )
 
@@ -144,18 +142,6 @@ def copies(server: RecordingHandler) -> Counter[str]:
     return Counter(r for message in server.received for r in message.rcpt_tos)
 
 
-def mailer(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """The `mailer` command on the test's database and SMTP server."""
-    return run_mailer(
-        cwd,
-        *args,
-        MAILER_SECRET_KEY=TEST_SECRET_KEY,
-        MAILER_DATABASE_URL=settings.database.url,
-        MAILER_SMTP_PORT=str(settings.smtp.port),
-        MAILER_SMTP_HOST="127.0.0.1",
-    )
-
-
 # -- a relay that refuses every message ---------------------------------------------------
 
 
@@ -179,23 +165,23 @@ def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
 
     # the scheduler's resume and `mailer send --resume` leave a held issue alone
     assert list(resume_unfinished(engine, settings)) == []
-    resumed = mailer(settings, tmp_path, "send", "--resume")
+    resumed = mailer_on(settings, tmp_path, "send", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     assert "held" in resumed.stdout and f"mailer send --issue {issue.id}" in resumed.stdout
     assert stored(engine, issue).status == "held" and smtp.received == []
-    worker = mailer(settings, tmp_path, "send", "--worker", "--article", issue.article_ids, "-y")
+    worker = mailer_on(settings, tmp_path, "send", "--worker", "--article", issue.article_ids, "-y")
     assert worker.returncode == 1 and "is held" in worker.stderr, worker.stderr
     assert stored(engine, issue).status == "held" and smtp.received == []
 
-    listing = mailer(settings, tmp_path, "status")
+    listing = mailer_on(settings, tmp_path, "status")
     assert "held" in listing.stdout and SPAM in listing.stdout, listing.stdout
-    detail = mailer(settings, tmp_path, "status", str(issue.id))
+    detail = mailer_on(settings, tmp_path, "status", str(issue.id))
     assert f"({'held'})" in detail.stdout and SPAM in detail.stdout, detail.stdout
     assert f"mailer send --issue {issue.id}" in detail.stdout
 
     # the relay is put right; an editor resumes it
     smtp.refuse_data = None
-    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    done = mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
     assert done.returncode == 0, done.stderr
     assert "Sent 24" in done.stdout, done.stdout
     assert copies(smtp) == Counter(addresses), "each reader exactly once"
@@ -207,14 +193,14 @@ def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settin
     issue = new_issue(engine, settings, tmp_path)
     smtp.refuse_data = SPAM
     article = issue.article_ids
-    result = mailer(settings, tmp_path, "send", "--article", article, "--yes")
+    result = mailer_on(settings, tmp_path, "send", "--article", article, "--yes")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "refused the message itself, not a reader" in result.stderr
     assert SPAM in result.stderr and f"mailer send --issue {issue.id}" in result.stderr
     assert "Sent 0" in result.stdout
     assert set(subscriber_status(engine).values()) == {"active"}
     smtp.refuse_data = None  # sending the article again resumes it too
-    again = mailer(settings, tmp_path, "send", "--article", article, "--yes")
+    again = mailer_on(settings, tmp_path, "send", "--article", article, "--yes")
     assert again.returncode == 0, again.stderr
     assert "Sent 3" in again.stdout and len(smtp.received) == 3
     assert stored(engine, issue).status == "sent"
@@ -231,7 +217,9 @@ def test_three_refused_issues_in_a_row_leave_every_reader_active(engine, setting
     assert set(subscriber_status(engine).values()) == {"active"}
     smtp.refuse_data = None
     for issue in issues:
-        assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+        assert (
+            mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+        )
         assert stored(engine, issue).status == "sent"
     assert set(copies(smtp).values()) == {3}, "each reader got each issue once"
 
@@ -267,7 +255,7 @@ def test_a_relay_refusing_recipient_after_recipient_for_policy_holds_the_issue(
     found = rows(engine, issue).values()
     assert {(r.status, r.attempts, r.smtp_response) for r in found} == {("queued", 0, None)}
     smtp.refuse_all = None
-    assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
     assert copies(smtp) == Counter(addresses)
 
 
@@ -342,14 +330,14 @@ def test_a_reader_bounced_wrongly_is_reactivated_with_a_clean_slate(
     for number in range(3):
         deliver(engine, settings, new_issue(engine, settings, tmp_path, number))
     assert subscriber_status(engine)[disabled] == "bounced"
-    again = mailer(settings, tmp_path, "subscribers", "reactivate", disabled.upper())
+    again = mailer_on(settings, tmp_path, "subscribers", "reactivate", disabled.upper())
     assert again.returncode == 0 and f"Reactivated {disabled}" in again.stdout, again.stderr
     deliver(engine, settings, new_issue(engine, settings, tmp_path, 3))
     assert subscriber_status(engine)[disabled] == "active", "one failure, not four in a row"
     del smtp.refuse[disabled]
     deliver(engine, settings, new_issue(engine, settings, tmp_path, 4))
     assert len(smtp.to(disabled)) == 1
-    active = mailer(settings, tmp_path, "subscribers", "reactivate", addresses[1])
+    active = mailer_on(settings, tmp_path, "subscribers", "reactivate", addresses[1])
     assert active.returncode == 1 and "not bounced" in active.stderr
 
 
@@ -376,7 +364,7 @@ def test_a_relay_refusing_after_100_accepted_holds_the_rest_and_a_resume_sends_t
     assert list(resume_unfinished(engine, settings)) == [], "not resumed by itself"
     assert len(smtp.received) == 100
     smtp.refuse_data = None
-    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    done = mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
     assert done.returncode == 0, done.stderr
     assert copies(smtp) == Counter(addresses), "the rest, each once"
     assert stored(engine, issue).status == "sent"
@@ -396,7 +384,7 @@ def test_a_held_issue_stops_senders_in_other_processes_from_claiming_more(
     assert Counter(r.status for r in found.values()) == {"sent": 10, "queued": 30}
     assert set(subscriber_status(engine).values()) == {"active"}
     smtp.refuse_data = None
-    mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
     assert copies(smtp) == Counter(addresses)
 
 
@@ -439,7 +427,7 @@ def test_an_editor_fixes_the_refused_article_and_the_rest_get_the_fixed_text(
     fixed = ingest_file(engine, settings, source, title="The council", url=page).article
     assert fixed.id == article.id
     smtp.refuse_data = None
-    done = mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
+    done = mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes")
     assert done.returncode == 0, done.stderr
     assert copies(smtp) == Counter(addresses), "each reader exactly once"
     bodies = [r.message.get_body(("plain",)).get_content() for r in smtp.received]
@@ -555,7 +543,9 @@ def test_a_small_list_refused_whole_at_rcpt_is_held_and_nobody_is_struck(
         assert_held_and_untouched(engine, issue)
     smtp.refuse.clear()
     for issue in issues:
-        assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+        assert (
+            mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+        )
     assert set(copies(smtp).values()) == {3} and set(copies(smtp)) == set(addresses)
 
 
@@ -582,7 +572,7 @@ def test_a_relay_refusing_every_rcpt_in_the_same_words_holds_the_issue(
     assert held.value.report.counts.get("failed", 0) == 0
     assert_held_and_untouched(engine, issue)
     smtp.refuse.clear()
-    assert mailer(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
+    assert mailer_on(settings, tmp_path, "send", "--issue", str(issue.id), "--yes").returncode == 0
     assert copies(smtp) == Counter(addresses)
 
 
@@ -671,7 +661,7 @@ def test_send_resume_goes_on_with_the_other_issues_when_one_is_held(
     late = add_subscriber(engine, "late@example.org", confirmed=True).email
     Outbox(engine, first, settings.delivery).enqueue()  # the only one `late` gets
     smtp.refuse_data_to[late] = SPAM
-    result = mailer(settings, tmp_path, "send", "--resume")
+    result = mailer_on(settings, tmp_path, "send", "--resume")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr and SPAM in result.stderr
     assert f"mailer send --issue {first.id}" in result.stderr

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
 
 from sqlalchemy import Engine, update
 from sqlmodel import Session, select
@@ -28,7 +27,7 @@ from mailer.runs import (
     send_test_copy,
 )
 from mailer.settings import Settings
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, import_readers, new_issue, run_mailer
+from mailer.testing import RecordingHandler, import_readers, mailer_on, new_issue
 
 
 def _ended_pid() -> int:
@@ -61,17 +60,6 @@ def _status(engine: Engine, issue: Issue) -> str:
         return stored.status
 
 
-def _mailer(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_mailer(
-        cwd,
-        *args,
-        MAILER_SECRET_KEY=TEST_SECRET_KEY,
-        MAILER_DATABASE_URL=settings.database.url,
-        MAILER_SMTP_PORT=str(settings.smtp.port),
-        MAILER_SMTP_SECURITY="none",
-    )
-
-
 def test_send_resume_takes_over_a_dead_senders_deliveries_at_once(
     engine, settings, tmp_path, smtp: RecordingHandler
 ):
@@ -79,7 +67,7 @@ def test_send_resume_takes_over_a_dead_senders_deliveries_at_once(
     addresses = import_readers(engine, tmp_path, 5)
     issue = new_issue(engine, settings, tmp_path)
     _claimed_by(engine, settings, issue, _ended_pid(), count=3)
-    result = _mailer(settings, tmp_path, "send", "--resume")
+    result = mailer_on(settings, tmp_path, "send", "--resume")
     assert result.returncode == 0, result.stderr
     assert "5 deliveries open" in result.stdout and "Sent 5" in result.stdout, result.stdout
     assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(addresses)
@@ -100,7 +88,7 @@ def test_send_resume_marks_an_issue_with_nothing_left_sent_and_sends_nothing(
             .where(DELIVERIES.c.issue_id == issue.id)
             .values(status="sent", sent_at=utcnow())
         )
-    result = _mailer(settings, tmp_path, "send", "--resume")
+    result = mailer_on(settings, tmp_path, "send", "--resume")
     assert result.returncode == 0, result.stderr
     assert "0 deliveries open" in result.stdout and "Sent 0" in result.stdout, result.stdout
     assert _status(engine, issue) == "sent" and smtp.received == []
@@ -114,7 +102,7 @@ def test_send_resume_leaves_an_issue_a_live_sender_is_at_work_on(
     import_readers(engine, tmp_path, 4)
     issue = new_issue(engine, settings, tmp_path)
     _claimed_by(engine, settings, issue, os.getpid(), count=2)  # this process
-    result = _mailer(settings, tmp_path, "send", "--resume")
+    result = mailer_on(settings, tmp_path, "send", "--resume")
     assert result.returncode == 0, result.stderr
     assert "Another send is at work on it (2 deliveries held until" in result.stdout
     assert list(resume_unfinished(engine, settings)) == []

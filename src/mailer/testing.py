@@ -432,3 +432,16 @@ def run_mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess
         timeout=120,
         stdin=subprocess.DEVNULL,
     )
+
+
+def mailer_on(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `mailer` command on the test's database and SMTP server."""
+    return run_mailer(
+        cwd,
+        *args,
+        MAILER_SECRET_KEY=TEST_SECRET_KEY,
+        MAILER_DATABASE_URL=settings.database.url,
+        MAILER_SMTP_HOST="127.0.0.1",
+        MAILER_SMTP_PORT=str(settings.smtp.port),
+        MAILER_SMTP_SECURITY="none",
+    )
