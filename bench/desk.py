@@ -360,8 +360,9 @@ def sign_in(client: httpx.Client, email: str, password: str) -> str:
         name, value = (found[1], found[2]) if found[1] else (found[4], found[3])
         fields[name] = value
     answer = client.post("/desk/login", data=fields, headers={"Origin": str(client.base_url)})
-    if answer.status_code >= 400 or "/desk/login" in answer.headers.get("location", "/desk"):
-        return f"sign-in refused ({answer.status_code})"
+    desk = client.get("/desk")  # signed in: the dashboard, not a way back to the form
+    if desk.status_code != 200:
+        return f"sign-in refused ({answer.status_code}, then /desk {desk.status_code})"
     return ""
 
 
