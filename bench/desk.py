@@ -53,6 +53,7 @@ from mailer.models import (
     new_public_id,
     utcnow,
 )
+from mailer.report import issue_report, list_issues
 from mailer.settings import Settings
 from mailer.subscribers import list_subscribers
 from mailer.testing import TEST_SECRET_KEY, empty_postgres, make_settings
@@ -409,9 +410,10 @@ def time_pages(
     return results
 
 
-def time_search(url: str, seeded: Seeded, runs: int) -> list[Timing]:
+def time_in_process(url: str, seeded: Seeded, runs: int) -> list[Timing]:
     """The subscriber search as the desk will call it, in this process: a part of an
-    address (first 50 found), and the first page of one status through list_subscribers."""
+    address (first 50 found), and the first page of one status through list_subscribers;
+    and the reports the desk's issue page and dashboard will show."""
     engine = open_database(url)
     pattern = f"%{seeded.needle}%"
     query = (
@@ -433,6 +435,15 @@ def time_search(url: str, seeded: Seeded, runs: int) -> list[Timing]:
     results = [
         summarised(label, timed(search, runs)),
         summarised("list_subscribers(bounced), first 50 (in-process)", timed(bounced_page, runs)),
+        # what the desk's issue page and dashboard will read, until they land
+        summarised(
+            "report.issue_report, issue to 100,000 (in-process)",
+            timed(partial(issue_report, engine, seeded.big_id), runs),
+        ),
+        summarised(
+            "report.list_issues(20), with counts (in-process)",
+            timed(partial(list_issues, engine, 20), runs),
+        ),
     ]
     engine.dispose()
     return results
@@ -495,7 +506,7 @@ def main() -> None:
             add_editor(url, folder, editor[0], editor[1])
         with mailer_serve(url, folder) as base_url:
             timings = time_pages(base_url, seeded, args.runs, editor)
-        timings += time_search(url, seeded, args.runs)
+        timings += time_in_process(url, seeded, args.runs)
     note(f"load average {os.getloadavg()[0]:.2f} at the end")
     backend = "PostgreSQL" if args.postgres else "SQLite"
     seeded_what = (
