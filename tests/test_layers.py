@@ -54,6 +54,7 @@ LAYERS = {
     "report": PIPELINE,
     "backup": PIPELINE,
     "catcher": PIPELINE,
+    "editors": PIPELINE,
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
