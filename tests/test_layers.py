@@ -59,6 +59,7 @@ LAYERS = {
     "runs": USE_CASES,
     "signup": USE_CASES,
     "demo": USE_CASES,
+    "desk": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,
