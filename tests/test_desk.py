@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -16,7 +17,8 @@ from sqlalchemy import Engine, func, insert, select
 from sqlmodel import Session
 
 from mailer import editors
-from mailer.models import AUDIT_EVENTS, DELIVERIES, SUBSCRIBERS, EditorRole, utcnow
+from mailer.digest import next_digest_at
+from mailer.models import AUDIT_EVENTS, DELIVERIES, SUBSCRIBERS, AuditAction, EditorRole, utcnow
 from mailer.runs import readers
 from mailer.settings import Settings
 from mailer.testing import import_readers, new_issue, served, web_server
@@ -89,6 +91,11 @@ def test_an_editor_signs_in_sees_the_dashboard_and_signs_out(engine, desk):
         out = client.post("/desk/logout", data={"csrf": csrf_of(board)})
         assert out.status_code == 303 and out.headers["location"] == "/desk/login"
         assert client.get("/desk").status_code == 303
+    with engine.connect() as connection:
+        query = select(AUDIT_EVENTS.c.action, AUDIT_EVENTS.c.editor_id).order_by(AUDIT_EVENTS.c.id)
+        logged = [tuple(row) for row in connection.execute(query)][-2:]
+    ann = editors.list_editors(engine)[0].id
+    assert logged == [(AuditAction.SIGNED_IN, ann), (AuditAction.SIGNED_OUT, ann)]
 
 
 def test_the_dashboard_shows_held_and_scheduled_issues_the_next_digest_and_the_last_counts(
@@ -118,9 +125,12 @@ def test_the_dashboard_shows_held_and_scheduled_issues_the_next_digest_and_the_l
         page = client.get("/desk").text
     assert "554 5.7.1 Message refused as spam" in page
     assert f"Issue {later.id}: {later.subject}" in page
-    assert later.scheduled_at.astimezone().strftime("%Y") in page
+    zone = ZoneInfo(settings.publication.timezone)
+    assert later.scheduled_at.astimezone(zone).strftime("%a %d %b %Y %H:%M") in page
+    digest = next_digest_at(settings.schedule.digest_cron, settings.publication.timezone, utcnow())
+    assert digest is not None
     n = readers(engine, "digest")
-    assert f"to {n} reader" in page
+    assert f"{digest.astimezone(zone).strftime('%a %d %b %Y %H:%M')}, to {n} reader" in page
     row = re.search(rf"<tr><td>{sent.id}: .*?</tr>", page, re.S)
     assert row, page
     assert re.findall(r'<td class="n">(\d+)</td>', row.group(0)) == ["2", "1", "0"]

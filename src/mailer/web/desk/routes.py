@@ -33,7 +33,7 @@ def _refused(desk: Desk) -> HTMLResponse:
 
 
 def _login_page(desk: Desk, csrf: str, status: int = 200, **values: object) -> HTMLResponse:
-    values = {"email": "", "error": "", **values}
+    values = {"email": "", "error": "", "login_path": links.DESK_LOGIN_PATH, **values}
     return desk.page("login.html", status, csrf=csrf, csrf_field=CSRF_FIELD, **values)
 
 
