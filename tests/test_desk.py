@@ -44,7 +44,7 @@ class Desk:
 @pytest.fixture
 def desk(engine: Engine, settings: Settings) -> Iterator[Desk]:
     editors.add_editor(engine, ANN, PASSWORD, EditorRole.ADMIN)
-    with served(settings.replace(desk={"idle_minutes": 0.02}), engine) as (url, running):
+    with served(settings.replace(desk={"idle_minutes": 0.05}), engine) as (url, running):
         yield Desk(url, running)
 
 
@@ -236,13 +236,14 @@ def test_a_new_password_ends_the_sessions_made_with_the_old_one(engine, desk):
 
 
 def test_an_idle_session_ends_and_a_busy_one_goes_on(desk):
-    # idle_minutes is 0.02 here: a session unused for over a second or so is over
+    # idle_minutes is 0.05 here: a session unused for 3 seconds is over (the cookie's
+    # signature is timed in whole seconds)
     with desk.client() as client:
         sign_in(client)
-        for _ in range(3):
-            time.sleep(0.6)
+        for _ in range(4):
+            time.sleep(1)
             assert client.get("/desk").status_code == 200  # each answer signs it afresh
-        time.sleep(2.5)
+        time.sleep(5)
         assert client.get("/desk").status_code == 303
 
 
