@@ -132,3 +132,27 @@ def test_sign_in_checks_the_password_and_answers_none_alike_for_a_wrong_one_or_a
 def test_a_password_under_twelve_characters_is_refused():
     with pytest.raises(EditorError, match="at least 12"):
         editors.check_password("elevenchars")
+
+
+def test_a_database_from_before_the_desk_is_upgraded_with_its_tables_and_keeps_its_rows(engine):
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from mailer.db import _alembic_config, current_revision, open_database
+    from mailer.subscribers import add_subscriber, list_subscribers
+
+    add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
+    with engine.begin() as connection:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    assert "editor" not in inspect(engine).get_table_names()
+    upgraded = open_database(str(engine.url.render_as_string(hide_password=False)))
+    try:
+        assert current_revision(upgraded) == "0009"
+        assert {"editor", "audit_event"} <= set(inspect(upgraded).get_table_names())
+        assert [s.email for s in list_subscribers(upgraded, None)] == ["ana@example.org"]
+        editors.add_editor(upgraded, "ann@newsroom.example", PASSWORD)
+        assert [e.email for e in editors.list_editors(upgraded)] == ["ann@newsroom.example"]
+    finally:
+        upgraded.dispose()
