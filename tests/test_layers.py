@@ -54,10 +54,12 @@ LAYERS = {
     "report": PIPELINE,
     "backup": PIPELINE,
     "catcher": PIPELINE,
+    "editors": PIPELINE,
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
     "demo": USE_CASES,
+    "desk": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -126,6 +126,9 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.UNSUBSCRIBE_PATH,
         links.ISSUE_PATH,
         links.HEALTH_PATH,
+        links.DESK_PATH,
+        links.DESK_LOGIN_PATH,
+        links.DESK_LOGOUT_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url

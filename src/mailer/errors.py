@@ -20,3 +20,7 @@ class SubscriberError(MailerError):
 
 class DeliveryError(MailerError):
     """Sending cannot go on (the SMTP server is unreachable or refuses us)."""
+
+
+class EditorError(MailerError):
+    """An account of the desk was refused (bad address, duplicate, short password, unknown)."""

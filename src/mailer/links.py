@@ -21,6 +21,10 @@ PREFERENCES_PATH = "/preferences/{token}"
 UNSUBSCRIBE_PATH = "/unsubscribe/{token}"
 ISSUE_PATH = "/issues/{slug}"
 HEALTH_PATH = "/healthz"
+# The editors' desk (web/desk/): signed-in pages, never linked from an email.
+DESK_PATH = "/desk"
+DESK_LOGIN_PATH = "/desk/login"
+DESK_LOGOUT_PATH = "/desk/logout"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -240,6 +240,45 @@ class PolledSource(SQLModel, table=True):
     last_modified: str | None = None
 
 
+class EditorRole(StrEnum):
+    EDITOR = "editor"  # articles, issues, the digest, reports
+    ADMIN = "admin"  # also subscribers' personal data, imports, purges and accounts
+
+
+class Editor(SQLModel, table=True):
+    """A person who signs in at the desk (/desk): its address normalised as subscribers'
+    are, its password kept only as an argon2 hash."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    role: str = EditorRole.EDITOR
+    password_hash: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+
+
+class AuditAction(StrEnum):
+    EDITOR_ADDED = "editor-added"
+    EDITOR_REMOVED = "editor-removed"
+    PASSWORD_RESET = "password-reset"
+    SIGNED_IN = "signed-in"
+    SIGNED_OUT = "signed-out"
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what at the desk or with `mailer editors`, and when. `subject` names what
+    it was done to ("issue 7", "subscriber 123", "editor 2"), never a reader's address."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), index=True))
+    # no foreign key: the log outlives a removed editor; None when done from the command line
+    editor_id: int | None = None
+    action: str
+    subject: str = ""
+    detail: str = ""
+
+
 # The tables as SQLAlchemy Core sees them, for the set-based statements of the outbox
 # and the reports (typed column expressions, no ORM objects per row).
 def _table(model: type[SQLModel]) -> Table:
@@ -251,3 +290,5 @@ ARTICLES = _table(Article)
 ISSUES = _table(Issue)
 DELIVERIES = _table(Delivery)
 TRANSACTIONAL_MAILS = _table(TransactionalMail)
+EDITORS = _table(Editor)
+AUDIT_EVENTS = _table(AuditEvent)

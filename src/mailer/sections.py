@@ -237,6 +237,14 @@ def web_origin(url: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port and port != default else "")
 
 
+class Desk(Section):
+    """The editors' desk at /desk on `mailer serve`: who may sign in is `mailer editors`."""
+
+    enabled: bool = True
+    # a session unused this long is signed out (its next request asks for the password)
+    idle_minutes: float = Field(default=60, gt=0)
+
+
 class Web(Section):
     """The subscriber site (mailer serve): whose forms it takes, and which proxies it
     believes about the client's address."""

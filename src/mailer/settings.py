@@ -22,6 +22,7 @@ from mailer.sections import (
     SMTP_DATA_TIMEOUT,
     Database,
     Delivery,
+    Desk,
     Dkim,
     Donation,
     Publication,
@@ -127,6 +128,7 @@ class Settings(Section):
     schedule: Schedule = Schedule()
     dkim: Dkim = Dkim()
     web: Web = Web()
+    desk: Desk = Desk()
     security: Security = Security()
     config_path: Path | None = None
 

@@ -12,8 +12,8 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from mailer.cli import articles, issues, sending, service, subscribers
-from mailer.cli.app import app, articles_app, dkim_app, subscribers_app
+from mailer.cli import articles, editors, issues, sending, service, subscribers
+from mailer.cli.app import app, articles_app, dkim_app, editors_app, subscribers_app
 from mailer.errors import MailerError
 
 __all__ = ["app", "main"]
@@ -40,6 +40,10 @@ subscribers_app.command("import")(subscribers.subscribers_import)
 subscribers_app.command("export")(subscribers.subscribers_export)
 articles_app.command("list")(articles.articles_list)
 dkim_app.command("keygen")(service.dkim_keygen)
+editors_app.command("add")(editors.editors_add)
+editors_app.command("list")(editors.editors_list)
+editors_app.command("remove")(editors.editors_remove)
+editors_app.command("reset")(editors.editors_reset)
 
 
 def main() -> None:

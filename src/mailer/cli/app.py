@@ -27,6 +27,12 @@ app.add_typer(subscribers_app, name="subscribers")
 app.add_typer(articles_app, name="articles")
 dkim_app = typer.Typer(help="DKIM signing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(dkim_app, name="dkim")
+editors_app = typer.Typer(
+    help="The accounts that sign in at the desk (/desk).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(editors_app, name="editors")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

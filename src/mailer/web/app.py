@@ -1,8 +1,9 @@
 """The subscriber site's app: sign-up with double opt-in, and the pages behind the links
-every email carries (confirm, preferences, one-click unsubscribe, read online), and the
-health check; pages from templates/web/, usable without JavaScript. One router per area
-(subscription.py, reader.py, archive.py), their routes declared from links.py's paths;
-what they share is the `Site` at app.state.site (site.py)."""
+every email carries (confirm, preferences, one-click unsubscribe, read online), the
+health check, and the editors' desk (web/desk/, when `[desk] enabled`); pages from
+templates/web/, usable without JavaScript. One router per area (subscription.py,
+reader.py, archive.py), their routes declared from links.py's paths; what they share
+is the `Site` at app.state.site (site.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.settings import Settings
 from mailer.web.archive import router as archive
+from mailer.web.desk import add_desk
 from mailer.web.headers import GuardedApp
 from mailer.web.limits import FORM_BYTES, BodyLimit
 from mailer.web.reader import router as reader
@@ -48,4 +50,6 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode())
     for router in (subscription, reader, archive):
         app.include_router(router)
+    if settings.desk.enabled:
+        add_desk(app, settings, engine)
     return app

@@ -1,6 +1,7 @@
 """HTTP around every page of the subscriber site: security headers on every response
 (no sniffing, no referrer, no framing, a content policy that fits the page), no caching
-of pages behind a token or of a form's answer, and HEAD answered wherever GET is."""
+of pages behind a token, of the editors' desk or of a form's answer, and HEAD answered
+wherever GET is."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ TOKEN_PATHS = tuple(links.prefix(route) for route in links.TOKEN_PURPOSES)
 SAFE_METHODS = ("GET", "HEAD")
 
 
+def is_desk(path: str) -> bool:
+    """A page of the editors' desk: signed-in pages, which no cache keeps."""
+    return path == links.DESK_PATH or path.startswith(links.DESK_PATH + "/")
+
+
 class SecurityHeaders:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -48,7 +54,7 @@ class SecurityHeaders:
             return
         path, method = scope["path"], scope["method"]
         policy = ISSUE_POLICY if path.startswith(ISSUE_PAGES) else PAGE_POLICY
-        private = method not in SAFE_METHODS or path.startswith(TOKEN_PATHS)
+        private = method not in SAFE_METHODS or path.startswith(TOKEN_PATHS) or is_desk(path)
         referrer = FORM_PAGE_REFERRER_POLICY if path == FORM_PAGE else REFERRER_POLICY
 
         async def with_headers(message: Message) -> None:
