@@ -55,6 +55,7 @@ LAYERS = {
     "backup": PIPELINE,
     "catcher": PIPELINE,
     "editors": PIPELINE,
+    "roster": PIPELINE,
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,

@@ -1,6 +1,7 @@
 """What the editors' desk shows, as use cases: the dashboard's figures (what needs a
 person, what is scheduled, the next digest and its readers, the last issues and their
-counts), each read from the pipeline's own queries."""
+counts), and the subscriber list (admins only: the route checks), each read from the
+pipeline's own queries."""
 
 from __future__ import annotations
 
@@ -11,8 +12,17 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from mailer.digest import next_digest_at
-from mailer.models import Issue, IssueStatus
+from mailer.models import Issue, IssueStatus, Subscriber
 from mailer.report import IssueReport, list_issues
+from mailer.roster import (
+    Found,
+    Received,
+    Search,
+    received_issues,
+    search_subscribers,
+    status_counts,
+    subscriber_by_id,
+)
 from mailer.runs import readers
 from mailer.settings import Settings
 
@@ -43,3 +53,26 @@ def dashboard(engine: Engine, settings: Settings, now: datetime) -> Dashboard:
         digest_readers=readers(engine, "digest"),
         recent=list_issues(engine, RECENT_ISSUES),
     )
+
+
+@dataclass(frozen=True)
+class Roster:
+    found: Found
+    by_status: dict[str, int]  # the whole list, whatever the search
+
+
+@dataclass(frozen=True)
+class ReaderRecord:
+    subscriber: Subscriber  # with its consent: created_at, confirmed_at, consent_ip
+    received: list[Received]  # latest first, at most roster.RECEIVED_LIMIT
+
+
+def subscriber_list(engine: Engine, search: Search) -> Roster:
+    return Roster(search_subscribers(engine, search), status_counts(engine))
+
+
+def reader_record(engine: Engine, subscriber_id: int) -> ReaderRecord | None:
+    subscriber = subscriber_by_id(engine, subscriber_id)
+    if subscriber is None:
+        return None
+    return ReaderRecord(subscriber, received_issues(engine, subscriber_id))

@@ -25,6 +25,9 @@ HEALTH_PATH = "/healthz"
 DESK_PATH = "/desk"
 DESK_LOGIN_PATH = "/desk/login"
 DESK_LOGOUT_PATH = "/desk/logout"
+# admins only: the readers' personal data
+DESK_SUBSCRIBERS_PATH = "/desk/subscribers"
+DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -12,7 +12,7 @@ from mailer import editors, links
 from mailer.desk import dashboard
 from mailer.errors import EditorError
 from mailer.models import AuditAction, utcnow
-from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
+from mailer.web.desk.session import CSRF_FIELD, csrf_matches
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 from mailer.web.site import site_of
 
@@ -91,20 +91,6 @@ async def sign_out(request: Request) -> Response:
     return desk.sessions.write(desk.redirect(links.DESK_LOGIN_PATH), signed.session.signed_out())
 
 
-def _signed_in_page(desk: Desk, signed: SignedIn, name: str, **values: object) -> Response:
-    """A page for a signed-in editor, with what every desk page shows (who is signed in,
-    the sign-out form), its session signed afresh (the idle timeout starts again)."""
-    page = desk.page(
-        name,
-        editor=signed.editor,
-        csrf=signed.session.csrf,
-        csrf_field=CSRF_FIELD,
-        logout_path=links.DESK_LOGOUT_PATH,
-        **values,
-    )
-    return desk.sessions.write(page, signed.session)
-
-
 @router.get(links.DESK_PATH, response_class=HTMLResponse)
 async def dashboard_page(request: Request) -> Response:
     desk = desk_of(request)
@@ -112,4 +98,4 @@ async def dashboard_page(request: Request) -> Response:
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     board = await run_in_threadpool(dashboard, desk.engine, desk.settings, utcnow())
-    return _signed_in_page(desk, signed, "dashboard.html", board=board)
+    return desk.signed_in_page(signed, "dashboard.html", board=board)

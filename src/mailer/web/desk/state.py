@@ -9,13 +9,13 @@ from datetime import datetime
 from urllib.parse import parse_qs
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from mailer import editors
+from mailer import editors, links
 from mailer.settings import Settings
-from mailer.web.desk.session import DeskSession, Sessions, SignedIn
+from mailer.web.desk.session import CSRF_FIELD, DeskSession, Sessions, SignedIn
 from mailer.web.guards import ClientLimit, RateLimit
 from mailer.web.site import Pages
 
@@ -24,6 +24,11 @@ from mailer.web.site import Pages
 SIGN_INS_PER_ACCOUNT = 10
 SIGN_INS_PER_CLIENT = 30
 SIGN_IN_WINDOW = 900.0  # seconds
+
+NOT_ADMIN = {
+    "title": "Not allowed",
+    "text": "Only an admin may see the subscribers' personal data. Ask an admin if you need it.",
+}
 
 
 def _when(value: datetime | None, zone: zoneinfo.ZoneInfo) -> str:
@@ -66,6 +71,32 @@ class Desk:
         if found is None or found[1] != session.stamp:
             return None
         return SignedIn(found[0], session)
+
+    async def signed_in_admin(self, request: Request) -> SignedIn | Response:
+        """The admin this request comes from; else what to answer: the sign-in form for
+        no session (as every desk page), 403 for an editor who is not an admin."""
+        signed = await self.signed_in(request)
+        if signed is None:
+            return self.redirect(links.DESK_LOGIN_PATH)
+        if not signed.editor.is_admin:
+            return self.sessions.write(self.pages("message.html", 403, **NOT_ADMIN), signed.session)
+        return signed
+
+    def signed_in_page(self, signed: SignedIn, name: str, **values: object) -> Response:
+        """A page for a signed-in editor, with what every desk page shows (who is signed
+        in, the sign-out form, the links their role may follow), its session signed
+        afresh (the idle timeout starts again)."""
+        page = self.page(
+            name,
+            editor=signed.editor,
+            csrf=signed.session.csrf,
+            csrf_field=CSRF_FIELD,
+            logout_path=links.DESK_LOGOUT_PATH,
+            desk_path=links.DESK_PATH,
+            subscribers_path=links.DESK_SUBSCRIBERS_PATH,
+            **values,
+        )
+        return self.sessions.write(page, signed.session)
 
     def session_of(self, request: Request) -> DeskSession:
         return self.sessions.read(request) or self.sessions.new()

@@ -1,0 +1,118 @@
+"""The subscriber list as the desk reads it: a search by part of the address or name,
+filtered by status and frequency, a page at a time newest first; and one reader with
+the issues they got. Read-only; subscribers.py changes the list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, or_
+from sqlmodel import Session, col, select
+
+from mailer.models import Delivery, Issue, Subscriber, SubscriberStatus
+
+PAGE_SIZE = 50
+RECEIVED_LIMIT = 100  # a reader's latest deliveries shown
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the editor asked for; empty strings mean "any"."""
+
+    text: str = ""
+    status: str = ""
+    frequency: str = ""
+    page: int = 1  # from 1
+
+
+@dataclass(frozen=True)
+class Found:
+    subscribers: list[Subscriber]  # this page, newest first
+    total: int  # matching the search, on every page
+    page: int
+    pages: int
+
+
+@dataclass(frozen=True)
+class Received:
+    """One issue a reader was sent (or was to be sent)."""
+
+    issue_id: int
+    subject: str
+    status: str  # DeliveryStatus
+    at: datetime | None  # sent, or else first tried
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern for `text` anywhere, its own % and _ taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _conditions(search: Search) -> list[Any]:
+    conditions: list[Any] = []
+    if search.text.strip():
+        pattern = _like(search.text.strip())
+        conditions.append(
+            or_(
+                col(Subscriber.email).ilike(pattern, escape="\\"),
+                col(Subscriber.name).ilike(pattern, escape="\\"),
+            )
+        )
+    if search.status:
+        conditions.append(col(Subscriber.status) == search.status)
+    if search.frequency:
+        conditions.append(col(Subscriber.frequency) == search.frequency)
+    return conditions
+
+
+def search_subscribers(engine: Engine, search: Search) -> Found:
+    """One page of the readers matching `search` (ilike: case-insensitive on both
+    backends), the newest first, and how many match in all."""
+    conditions = _conditions(search)
+    with Session(engine) as session:
+        total = session.exec(select(func.count()).select_from(Subscriber).where(*conditions)).one()
+        pages = max(1, -(-total // PAGE_SIZE))
+        page = min(max(1, search.page), pages)
+        query = (
+            select(Subscriber)
+            .where(*conditions)
+            .order_by(col(Subscriber.created_at).desc(), col(Subscriber.id).desc())
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        )
+        return Found(list(session.exec(query).all()), total, page, pages)
+
+
+def subscriber_by_id(engine: Engine, subscriber_id: int) -> Subscriber | None:
+    with Session(engine) as session:
+        return session.get(Subscriber, subscriber_id)
+
+
+def received_issues(engine: Engine, subscriber_id: int) -> list[Received]:
+    """The issues queued for a reader, latest first, at most RECEIVED_LIMIT."""
+    query = (
+        select(
+            col(Issue.id),
+            col(Issue.subject),
+            col(Delivery.status),
+            func.coalesce(col(Delivery.sent_at), col(Delivery.first_attempt_at)),
+        )
+        .join(Issue, col(Issue.id) == col(Delivery.issue_id))
+        .where(col(Delivery.subscriber_id) == subscriber_id)
+        .order_by(col(Delivery.id).desc())
+        .limit(RECEIVED_LIMIT)
+    )
+    with Session(engine) as session:
+        rows = session.exec(query).all()
+    return [Received(int(i or 0), s, status, at) for i, s, status, at in rows]
+
+
+def status_counts(engine: Engine) -> dict[str, int]:
+    """How many readers are in each status (every status, zero or not)."""
+    query = select(Subscriber.status, func.count()).group_by(col(Subscriber.status))
+    with Session(engine) as session:
+        found = {str(status): int(n) for status, n in session.exec(query).all()}
+    return {status: found.get(status, 0) for status in SubscriberStatus.ALL}
