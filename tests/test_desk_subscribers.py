@@ -101,6 +101,9 @@ def test_an_admin_searches_filters_and_pages_through_the_readers(engine, desk, t
         assert "Ingrid Solberg" in by_name.text
         literal = client.get("/desk/subscribers", params={"q": "%"})
         assert listed(literal.text) == []
+        odd = client.get("/desk/subscribers", params={"page": "²", "status": "nonsense"})
+        assert odd.status_code == 200 and "Page 1 of 3" in odd.text
+        assert odd.headers["cache-control"] == "no-store"
 
         left = client.get("/desk/subscribers", params={"status": "unsubscribed"})
         assert listed(left.text) == ["reader043@example.org", "reader042@example.org"]

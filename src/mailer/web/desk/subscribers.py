@@ -33,7 +33,7 @@ def _search(request: Request) -> Search:
         text=asked.get("q", "")[:200],
         status=status if status in SubscriberStatus.ALL else "",
         frequency=frequency if frequency in FREQUENCIES else "",
-        page=int(page) if page.isdigit() and len(page) < 7 else 1,
+        page=int(page) if page.isascii() and page.isdigit() and len(page) < 7 else 1,
     )
 
 
