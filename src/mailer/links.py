@@ -25,6 +25,9 @@ HEALTH_PATH = "/healthz"
 DESK_PATH = "/desk"
 DESK_LOGIN_PATH = "/desk/login"
 DESK_LOGOUT_PATH = "/desk/logout"
+DESK_ARTICLES_PATH = "/desk/articles"
+DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
+DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from mailer.settings import Settings
+from mailer.web.desk import reports
 from mailer.web.desk.routes import router
 from mailer.web.desk.state import Desk
 
@@ -17,3 +18,4 @@ __all__ = ["add_desk"]
 def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.state.desk = Desk.start(settings, engine)
     app.include_router(router)
+    app.include_router(reports.router)

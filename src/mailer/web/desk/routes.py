@@ -91,7 +91,7 @@ async def sign_out(request: Request) -> Response:
     return desk.sessions.write(desk.redirect(links.DESK_LOGIN_PATH), signed.session.signed_out())
 
 
-def _signed_in_page(desk: Desk, signed: SignedIn, name: str, **values: object) -> Response:
+def signed_in_page(desk: Desk, signed: SignedIn, name: str, **values: object) -> Response:
     """A page for a signed-in editor, with what every desk page shows (who is signed in,
     the sign-out form), its session signed afresh (the idle timeout starts again)."""
     page = desk.page(
@@ -100,6 +100,9 @@ def _signed_in_page(desk: Desk, signed: SignedIn, name: str, **values: object) -
         csrf=signed.session.csrf,
         csrf_field=CSRF_FIELD,
         logout_path=links.DESK_LOGOUT_PATH,
+        desk_path=links.DESK_PATH,
+        articles_path=links.DESK_ARTICLES_PATH,
+        issue_path=lambda issue_id: links.path(links.DESK_ISSUE_PATH, issue_id=str(issue_id)),
         **values,
     )
     return desk.sessions.write(page, signed.session)
@@ -112,4 +115,4 @@ async def dashboard_page(request: Request) -> Response:
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     board = await run_in_threadpool(dashboard, desk.engine, desk.settings, utcnow())
-    return _signed_in_page(desk, signed, "dashboard.html", board=board)
+    return signed_in_page(desk, signed, "dashboard.html", board=board)
