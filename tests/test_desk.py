@@ -131,7 +131,7 @@ def test_the_dashboard_shows_held_and_scheduled_issues_the_next_digest_and_the_l
     assert digest is not None
     n = readers(engine, "digest")
     assert f"{digest.astimezone(zone).strftime('%a %d %b %Y %H:%M')}, to {n} reader" in page
-    row = re.search(rf"<tr><td>{sent.id}: .*?</tr>", page, re.S)
+    row = re.search(rf'<tr><td><a href="/desk/issues/{sent.id}">{sent.id}: .*?</tr>', page, re.S)
     assert row, page
     assert re.findall(r'<td class="n">(\d+)</td>', row.group(0)) == ["2", "1", "0"]
 

@@ -131,6 +131,9 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.DESK_LOGOUT_PATH,
         links.DESK_SUBSCRIBERS_PATH,
         links.DESK_SUBSCRIBER_PATH,
+        links.DESK_ARTICLES_PATH,
+        links.DESK_ISSUE_PATH,
+        links.DESK_ISSUE_CSV_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url

@@ -217,3 +217,14 @@ def find_article(engine: Engine, article_id: int | None = None) -> Article:
         if article is None:
             raise MailerError("there are no articles yet; add one with `mailer ingest FILE`")
         return article
+
+
+def search_articles(engine: Engine, search: str, offset: int, limit: int) -> list[Article]:
+    """A slice of the articles newest first (as list_articles), only those whose title
+    holds `search` (any case; % and _ match themselves) when it is not empty."""
+    query = select(Article)
+    if search:
+        query = query.where(col(Article.title).icontains(search, autoescape=True))
+    query = query.order_by(*LATEST_FIRST).offset(offset).limit(limit)
+    with session_scope(engine) as session:
+        return list(session.exec(query).all())

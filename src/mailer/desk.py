@@ -1,19 +1,23 @@
 """What the editors' desk shows, as use cases: the dashboard's figures (what needs a
 person, what is scheduled, the next digest and its readers, the last issues and their
-counts), and the subscriber list (admins only: the route checks), each read from the
-pipeline's own queries."""
+counts), the articles, one issue's report (as a page and as CSV), and the subscriber
+list (admins only: the route checks), each read from the pipeline's own queries."""
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from mailer.articles import search_articles
 from mailer.digest import next_digest_at
-from mailer.models import Issue, IssueStatus, Subscriber
-from mailer.report import IssueReport, list_issues
+from mailer.errors import MailerError
+from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, Subscriber
+from mailer.report import IssueReport, issue_report, list_issues
 from mailer.roster import (
     Found,
     Received,
@@ -25,8 +29,11 @@ from mailer.roster import (
 )
 from mailer.runs import readers
 from mailer.settings import Settings
+from mailer.subscriber_csv import neutralised
 
 RECENT_ISSUES = 10
+ARTICLES_PER_PAGE = 50
+REPORT_COLUMNS = ["status", "count", "reply", "example", "next_attempt_at"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +83,59 @@ def reader_record(engine: Engine, subscriber_id: int) -> ReaderRecord | None:
     if subscriber is None:
         return None
     return ReaderRecord(subscriber, received_issues(engine, subscriber_id))
+
+
+@dataclass(frozen=True)
+class ArticleRow:
+    article: Article
+    sent: bool  # an issue of it went out
+
+
+@dataclass(frozen=True)
+class ArticlePage:
+    rows: list[ArticleRow]  # newest first
+    search: str
+    page: int  # from 1
+    more: bool  # a next page exists
+
+
+def articles(engine: Engine, search: str, page: int) -> ArticlePage:
+    """One page of the articles, newest first, those whose title holds `search`."""
+    page, search = max(1, page), search.strip()
+    found = search_articles(engine, search, (page - 1) * ARTICLES_PER_PAGE, ARTICLES_PER_PAGE + 1)
+    shown = found[:ARTICLES_PER_PAGE]
+    keys = [f"article:{a.id}" for a in shown]
+    query = select(Issue.key).where(col(Issue.key).in_(keys), Issue.status == IssueStatus.SENT)
+    with Session(engine) as session:
+        sent = set(session.exec(query).all())
+    rows = [ArticleRow(a, f"article:{a.id}" in sent) for a in shown]
+    return ArticlePage(rows, search, page, len(found) > ARTICLES_PER_PAGE)
+
+
+def issue_page(engine: Engine, issue_id: int) -> IssueReport | None:
+    """The issue's report (counts per state, the deferred and failed replies), or None
+    when there is no such issue."""
+    try:
+        return issue_report(engine, issue_id)
+    except MailerError:
+        return None
+
+
+def report_rows(report: IssueReport) -> list[list[str]]:
+    """The report as the CSV's rows (after REPORT_COLUMNS): each delivery state and its
+    count, then each deferred or failed reply with its count, an example reader and the
+    next try, as the issue's page shows them."""
+    rows = [[state, str(report.counts.get(state, 0)), "", "", ""] for state in DeliveryStatus.ALL]
+    for problem in report.problems:
+        when = problem.next_attempt_at.isoformat() if problem.next_attempt_at else ""
+        rows.append([problem.status, str(problem.count), problem.reply, problem.example, when])
+    return rows
+
+
+def report_csv(report: IssueReport) -> str:
+    """The report as CSV, text a spreadsheet would run as a formula neutralised."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows([neutralised(cell) for cell in row] for row in report_rows(report))
+    return out.getvalue()

@@ -28,6 +28,9 @@ DESK_LOGOUT_PATH = "/desk/logout"
 # admins only: the readers' personal data
 DESK_SUBSCRIBERS_PATH = "/desk/subscribers"
 DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
+DESK_ARTICLES_PATH = "/desk/articles"
+DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
+DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

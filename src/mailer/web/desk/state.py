@@ -94,6 +94,8 @@ class Desk:
             logout_path=links.DESK_LOGOUT_PATH,
             desk_path=links.DESK_PATH,
             subscribers_path=links.DESK_SUBSCRIBERS_PATH,
+            articles_path=links.DESK_ARTICLES_PATH,
+            issue_path=lambda issue_id: links.path(links.DESK_ISSUE_PATH, issue_id=str(issue_id)),
             **values,
         )
         return self.sessions.write(page, signed.session)

@@ -1,0 +1,64 @@
+"""The desk's read-only pages for any signed-in editor: the articles (searched by title,
+a page at a time) and one issue's report, as a page and as CSV. Someone not signed in
+is sent to the sign-in form, as on every desk page."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from mailer import links
+from mailer.desk import articles, issue_page, report_csv
+from mailer.web.desk.state import desk_of
+
+router = APIRouter()
+
+NOT_FOUND = {
+    "title": "No such issue",
+    "text": "There is no issue with that number. The dashboard lists the last issues.",
+}
+
+
+def _page_number(value: str) -> int:
+    return int(value) if value.isdigit() and 0 < len(value) < 7 else 1
+
+
+@router.get(links.DESK_ARTICLES_PATH, response_class=HTMLResponse)
+async def articles_page(request: Request, q: str = "", page: str = "1") -> Response:
+    desk = desk_of(request)
+    signed = await desk.signed_in(request)
+    if signed is None:
+        return desk.redirect(links.DESK_LOGIN_PATH)
+    found = await run_in_threadpool(articles, desk.engine, q, _page_number(page))
+    return desk.signed_in_page(signed, "articles.html", found=found)
+
+
+@router.get(links.DESK_ISSUE_PATH, response_class=HTMLResponse)
+async def issue_report_page(request: Request, issue_id: int) -> Response:
+    desk = desk_of(request)
+    signed = await desk.signed_in(request)
+    if signed is None:
+        return desk.redirect(links.DESK_LOGIN_PATH)
+    report = await run_in_threadpool(issue_page, desk.engine, issue_id)
+    if report is None:
+        return desk.sessions.write(desk.pages("message.html", 404, **NOT_FOUND), signed.session)
+    csv_path = links.path(links.DESK_ISSUE_CSV_PATH, issue_id=str(issue_id))
+    return desk.signed_in_page(signed, "issue.html", report=report, csv_path=csv_path)
+
+
+@router.get(links.DESK_ISSUE_CSV_PATH)
+async def issue_report_csv(request: Request, issue_id: int) -> Response:
+    desk = desk_of(request)
+    signed = await desk.signed_in(request)
+    if signed is None:
+        return desk.redirect(links.DESK_LOGIN_PATH)
+    report = await run_in_threadpool(issue_page, desk.engine, issue_id)
+    if report is None:
+        return desk.sessions.write(desk.pages("message.html", 404, **NOT_FOUND), signed.session)
+    answer = Response(
+        report_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="issue-{issue_id}-report.csv"'},
+    )
+    return desk.sessions.write(answer, signed.session)
