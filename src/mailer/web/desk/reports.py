@@ -10,7 +10,9 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import links
 from mailer.desk import articles, issue_page, report_csv
-from mailer.web.desk.state import desk_of
+from mailer.report import IssueReport
+from mailer.web.desk.session import SignedIn
+from mailer.web.desk.state import Desk, desk_of
 
 router = APIRouter()
 
@@ -34,8 +36,9 @@ async def articles_page(request: Request, q: str = "", page: str = "1") -> Respo
     return desk.signed_in_page(signed, "articles.html", found=found)
 
 
-@router.get(links.DESK_ISSUE_PATH, response_class=HTMLResponse)
-async def issue_report_page(request: Request, issue_id: int) -> Response:
+async def _report(request: Request, issue_id: int) -> tuple[Desk, SignedIn, IssueReport] | Response:
+    """The signed-in editor and the issue's report, or what to answer instead (the sign-in
+    form, or 404 for no such issue)."""
     desk = desk_of(request)
     signed = await desk.signed_in(request)
     if signed is None:
@@ -43,19 +46,25 @@ async def issue_report_page(request: Request, issue_id: int) -> Response:
     report = await run_in_threadpool(issue_page, desk.engine, issue_id)
     if report is None:
         return desk.sessions.write(desk.pages("message.html", 404, **NOT_FOUND), signed.session)
+    return desk, signed, report
+
+
+@router.get(links.DESK_ISSUE_PATH, response_class=HTMLResponse)
+async def issue_report_page(request: Request, issue_id: int) -> Response:
+    found = await _report(request, issue_id)
+    if isinstance(found, Response):
+        return found
+    desk, signed, report = found
     csv_path = links.path(links.DESK_ISSUE_CSV_PATH, issue_id=str(issue_id))
     return desk.signed_in_page(signed, "issue.html", report=report, csv_path=csv_path)
 
 
 @router.get(links.DESK_ISSUE_CSV_PATH)
 async def issue_report_csv(request: Request, issue_id: int) -> Response:
-    desk = desk_of(request)
-    signed = await desk.signed_in(request)
-    if signed is None:
-        return desk.redirect(links.DESK_LOGIN_PATH)
-    report = await run_in_threadpool(issue_page, desk.engine, issue_id)
-    if report is None:
-        return desk.sessions.write(desk.pages("message.html", 404, **NOT_FOUND), signed.session)
+    found = await _report(request, issue_id)
+    if isinstance(found, Response):
+        return found
+    desk, signed, report = found
     answer = Response(
         report_csv(report),
         media_type="text/csv; charset=utf-8",
