@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from deskclient import ANN, PASSWORD, Desk
+from mailer import editors
 from mailer.articles import boilerplate
 from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.messages import MessageBuilder
-from mailer.models import Article, utcnow
+from mailer.models import Article, EditorRole, utcnow
 from mailer.render import render_article_issue
 from mailer.settings import Settings
 from mailer.sources import read_article
@@ -24,6 +26,7 @@ from mailer.testing import (
     RecordingHandler,
     empty_postgres,
     make_settings,
+    served,
     smtp_server,
     worker_database,
 )
@@ -74,3 +77,11 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> MessageBuilder:
     article = Article(guid=draft.guid, title=draft.title, summary=draft.summary,
                       body_html=draft.body_html, published_at=utcnow())  # fmt: skip
     return MessageBuilder(settings, render_article_issue(settings, article), issue_id=7)
+
+
+@pytest.fixture
+def desk(engine: Engine, settings: Settings) -> Iterator[Desk]:
+    """The site served with the desk on (sessions idle out after 3 s) and Ann, an admin."""
+    editors.add_editor(engine, ANN, PASSWORD, EditorRole.ADMIN)
+    with served(settings.replace(desk={"idle_minutes": 0.05}), engine) as (url, running):
+        yield Desk(url, running)

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
+from deskclient import ANN, PASSWORD, Desk, sign_in
 from mailer import editors
 from mailer.articles import ingest_file
 from mailer.desk import ARTICLES_PER_PAGE, REPORT_COLUMNS, report_csv
@@ -34,7 +35,6 @@ from mailer.report import IssueReport, Problem
 from mailer.runs import send_article
 from mailer.settings import Settings
 from mailer.testing import HOSTILE_NAMES, RecordingHandler, import_readers, served
-from test_desk import ANN, PASSWORD, Desk, sign_in
 
 REFUSAL = "550 5.1.1 User unknown"
 HOSTILE = "<script>alert('desk')</script> " + HOSTILE_NAMES[0]

@@ -14,11 +14,11 @@ import pytest
 from markupsafe import escape
 from sqlalchemy import Engine, insert, select, update
 
+from deskclient import PASSWORD, Desk, sign_in
 from mailer import editors
 from mailer.models import DELIVERIES, SUBSCRIBERS, EditorRole, utcnow
 from mailer.settings import Settings
 from mailer.testing import HOSTILE_NAMES, import_readers, new_issue, served
-from test_desk import PASSWORD, Desk, sign_in
 
 ADMIN = "ann@newsroom.example"
 EDITOR = "bob@newsroom.example"

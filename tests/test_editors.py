@@ -138,7 +138,7 @@ def test_a_database_from_before_the_desk_is_upgraded_with_its_tables_and_keeps_i
     from alembic import command
     from sqlalchemy import inspect
 
-    from mailer.db import _alembic_config, current_revision, open_database
+    from mailer.db import SCHEMA_REVISION, _alembic_config, current_revision, open_database
     from mailer.subscribers import add_subscriber, list_subscribers
 
     add_subscriber(engine, "ana@example.org", "Ana", confirmed=True)
@@ -149,10 +149,40 @@ def test_a_database_from_before_the_desk_is_upgraded_with_its_tables_and_keeps_i
     assert "editor" not in inspect(engine).get_table_names()
     upgraded = open_database(str(engine.url.render_as_string(hide_password=False)))
     try:
-        assert current_revision(upgraded) == "0009"
+        assert current_revision(upgraded) == SCHEMA_REVISION
         assert {"editor", "audit_event"} <= set(inspect(upgraded).get_table_names())
         assert [s.email for s in list_subscribers(upgraded, None)] == ["ana@example.org"]
         editors.add_editor(upgraded, "ann@newsroom.example", PASSWORD)
         assert [e.email for e in editors.list_editors(upgraded)] == ["ann@newsroom.example"]
+    finally:
+        upgraded.dispose()
+
+
+def test_a_database_from_before_the_desks_work_keeps_its_articles_and_editors(engine):
+    from alembic import command
+
+    from mailer.db import SCHEMA_REVISION, _alembic_config, current_revision, open_database
+    from mailer.models import Article
+
+    editors.add_editor(engine, "ann@newsroom.example", PASSWORD)
+    with Session(engine) as session:
+        session.add(Article(guid="g1", title="Kept", body_html="<p>Body</p>"))
+        session.commit()
+    with engine.begin() as connection:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0009")
+    upgraded = open_database(str(engine.url.render_as_string(hide_password=False)))
+    try:
+        assert current_revision(upgraded) == SCHEMA_REVISION
+        with Session(upgraded) as session:
+            article = session.exec(select(Article)).one()
+            editor = session.exec(select(Editor)).one()
+        assert (article.title, article.left_out) == ("Kept", "[]")
+        assert (editor.email, editor.totp_enabled, editor.totp_secret) == (
+            "ann@newsroom.example",
+            False,
+            None,
+        )
     finally:
         upgraded.dispose()

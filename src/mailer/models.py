@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 from enum import StrEnum, nonmember
 from typing import Any, cast
 
-from sqlalchemy import DateTime, Index, Table, Text, TypeDecorator, UniqueConstraint, text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Index,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlmodel import Column, Field, SQLModel
 
 
@@ -118,6 +128,8 @@ class Article(SQLModel, table=True):
     source: str = ""
     # BCP 47, when the source says (or its letters show) it is not the publication's
     language: str | None = None
+    # JSON: the blocks the cleaner dropped as boilerplate, for the editor to put back
+    left_out: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     ingested_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
 
 
@@ -212,6 +224,8 @@ class TransactionalMail(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id")
+    # a mail to an editor (the password reset link) rather than to a reader
+    editor_id: int | None = None
     email: str | None = None
     name: str | None = None
     frequency: str | None = None
@@ -253,6 +267,12 @@ class Editor(SQLModel, table=True):
     email: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     role: str = EditorRole.EDITOR
     password_hash: str = Field(sa_column=Column(Text, nullable=False))
+    # TOTP (RFC 6238): the secret is kept from setup on; it is asked at sign-in only
+    # once the editor has proved their app holds it (totp_enabled)
+    totp_secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    totp_enabled: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
 
 

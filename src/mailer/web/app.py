@@ -15,11 +15,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
+from mailer import links
 from mailer.settings import Settings
 from mailer.web.archive import router as archive
 from mailer.web.desk import add_desk
 from mailer.web.headers import GuardedApp
-from mailer.web.limits import FORM_BYTES, BodyLimit
+from mailer.web.limits import DESK_FORM_BYTES, FORM_BYTES, BodyLimit
 from mailer.web.reader import router as reader
 from mailer.web.site import REFUSED, TOO_LARGE, CrossSite, Site, site_of
 from mailer.web.subscription import router as subscription
@@ -47,7 +48,8 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     app.state.site = site
     app.add_exception_handler(CrossSite, _refuse_cross_site)
     too_large = site.pages.render("message.html", **TOO_LARGE)
-    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode())
+    wider = ((links.DESK_PATH + "/", DESK_FORM_BYTES),) if settings.desk.enabled else ()
+    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode(), wider=wider)
     for router in (subscription, reader, archive):
         app.include_router(router)
     if settings.desk.enabled:

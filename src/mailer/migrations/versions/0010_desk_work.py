@@ -1,0 +1,37 @@
+"""what the desk's work needs: an editor's second factor, what the cleaner left out of
+an article (so an editor can put it back), and a transactional mail to an editor
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010"
+down_revision = "0009"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("editor") as batch:
+        batch.add_column(sa.Column("totp_secret", sa.Text(), nullable=True))
+        batch.add_column(
+            sa.Column("totp_enabled", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+    with op.batch_alter_table("article") as batch:
+        batch.add_column(sa.Column("left_out", sa.Text(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("transactional_mail") as batch:
+        batch.add_column(sa.Column("editor_id", sa.Integer(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("transactional_mail") as batch:
+        batch.drop_column("editor_id")
+    with op.batch_alter_table("article") as batch:
+        batch.drop_column("left_out")
+    with op.batch_alter_table("editor") as batch:
+        batch.drop_column("totp_enabled")
+        batch.drop_column("totp_secret")
