@@ -299,6 +299,19 @@ class AuditEvent(SQLModel, table=True):
     detail: str = ""
 
 
+class ServiceBeat(SQLModel, table=True):
+    """A long-running part of mailer (the scheduler, the desk's sender) saying it is alive:
+    `beat_at` moves on at each round of its work, so the desk can tell one that stopped."""
+
+    __tablename__ = "service_beat"
+
+    name: str = Field(sa_column=Column(Text, primary_key=True))
+    host: str = ""
+    pid: int = 0
+    started_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    beat_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+
+
 # The tables as SQLAlchemy Core sees them, for the set-based statements of the outbox
 # and the reports (typed column expressions, no ORM objects per row).
 def _table(model: type[SQLModel]) -> Table:

@@ -1,5 +1,6 @@
 """what the desk's work needs: an editor's second factor, what the cleaner left out of
-an article (so an editor can put it back), and a transactional mail to an editor
+an article (so an editor can put it back), a transactional mail to an editor, and the
+beat of each long-running service (so the desk can tell one that stopped)
 
 Revision ID: 0010
 Revises: 0009
@@ -16,6 +17,15 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table(
+        "service_beat",
+        sa.Column("name", sa.Text(), nullable=False),
+        sa.Column("host", sa.String(), nullable=False),
+        sa.Column("pid", sa.Integer(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("beat_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("name"),
+    )
     with op.batch_alter_table("editor") as batch:
         batch.add_column(sa.Column("totp_secret", sa.Text(), nullable=True))
         batch.add_column(
@@ -35,3 +45,4 @@ def downgrade() -> None:
     with op.batch_alter_table("editor") as batch:
         batch.drop_column("totp_enabled")
         batch.drop_column("totp_secret")
+    op.drop_table("service_beat")
