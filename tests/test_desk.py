@@ -17,7 +17,6 @@ from sqlmodel import Session, SQLModel
 
 from deskclient import ANN, PASSWORD, audit_count, csrf_of, sign_in, without_values
 from mailer import editors
-from mailer.db import open_database
 from mailer.digest import next_digest_at
 from mailer.models import AUDIT_EVENTS, DELIVERIES, SUBSCRIBERS, AuditAction, utcnow
 from mailer.runs import readers
@@ -133,9 +132,9 @@ def leaf_routes(routes: list[Any]) -> Iterator[Any]:
         yield from leaf_routes(included.routes) if included is not None else [route]
 
 
-def desk_routes(settings: Settings) -> list[tuple[str, str]]:
+def desk_routes(settings: Settings, engine: Engine) -> list[tuple[str, str]]:
     """Every (method, path) the desk answers, its path parameters filled with 1."""
-    app = create_app(settings, open_database(settings.database.url))
+    app = create_app(settings, engine)
     found = set()
     for route in leaf_routes(app.routes):
         path = getattr(route, "path", "")
@@ -159,7 +158,7 @@ def test_every_desk_route_refuses_a_request_without_a_session_and_changes_nothin
 ):
     new_issue(engine, settings, tmp_path)
     import_readers(engine, tmp_path, 3)
-    routes = desk_routes(desk.settings)
+    routes = desk_routes(desk.settings, engine)
     assert len(routes) >= 8 and set(routes) >= PUBLIC_ROUTES
     before = everything_in(engine)
     with desk.client() as client:

@@ -33,6 +33,7 @@ LAYERS = {
     "signing": FOUNDATION,
     "textpart": FOUNDATION,
     "samples": FOUNDATION,
+    "beats": FOUNDATION,
     # the pipeline stages and the sending engine
     "sources": PIPELINE,
     "articles": PIPELINE,

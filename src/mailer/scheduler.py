@@ -31,6 +31,7 @@ from apscheduler.schedulers.base import STATE_STOPPED
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
+from mailer.beats import SCHEDULER, beat
 from mailer.crontab import crontab_trigger, last_due
 from mailer.digest import week_of
 from mailer.errors import MailerError
@@ -76,6 +77,7 @@ class Service:
             self.watches.append(FeedWatch(schedule.feed_url))
         self.digest_lock = threading.Lock()
         self.digest_done: datetime | None = None  # the due time of the last digest run
+        self.started_at = utcnow()
 
     def digest(self) -> None:
         if not self.digest_lock.acquire(blocking=False):
@@ -139,6 +141,7 @@ class Service:
             )
 
     def outbox(self) -> None:
+        self.beat()
         self.transactional()
         if self._digest_missed():
             self.digest()
@@ -154,6 +157,13 @@ class Service:
                 event("issue-resumed", issue=issue.id, **sent_counts(report))
         finally:
             self.sending.release()
+
+    def beat(self) -> None:
+        """Tell the desk the service is alive; a beat lost to a busy database is no loss."""
+        try:
+            beat(self.engine, SCHEDULER, self.started_at)
+        except DBAPIError as exc:
+            event("beat-failed", logging.WARNING, error=str(exc.orig))
 
     def transactional(self) -> None:
         """Confirmation links queued by the site and not sent yet (retries, or a site that

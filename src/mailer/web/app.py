@@ -28,12 +28,16 @@ from mailer.web.subscription import router as subscription
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    sender = app.state.site.sender
-    sender.start()
+    senders = [app.state.site.sender]
+    if hasattr(app.state, "desk"):
+        senders.append(app.state.desk.sender)
+    for sender in senders:
+        sender.start()
     try:
         yield
     finally:
-        await run_in_threadpool(sender.stop)
+        for sender in senders:
+            await run_in_threadpool(sender.stop)
 
 
 def _refuse_cross_site(request: Request, _exc: Exception) -> HTMLResponse:

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import editors, links
 from mailer.settings import Settings
+from mailer.web.desk.sender import IssueSender
 from mailer.web.desk.session import CSRF_FIELD, DeskSession, Sessions, SignedIn
 from mailer.web.guards import ClientLimit, RateLimit
 from mailer.web.site import Pages
@@ -41,6 +42,7 @@ class Desk:
     engine: Engine
     pages: Pages
     sessions: Sessions
+    sender: IssueSender  # sends what the desk starts, in the service, not in a request
     clients: ClientLimit = field(
         default_factory=lambda: ClientLimit(SIGN_INS_PER_CLIENT, SIGN_IN_WINDOW)
     )
@@ -53,7 +55,7 @@ class Desk:
         pages = Pages(settings)
         zone = zoneinfo.ZoneInfo(settings.publication.timezone)
         pages.templates.filters["when"] = lambda value: _when(value, zone)
-        return cls(settings, engine, pages, Sessions(settings))
+        return cls(settings, engine, pages, Sessions(settings), IssueSender(engine, settings))
 
     def page(self, name: str, status: int = 200, /, **values: object) -> HTMLResponse:
         return self.pages(f"desk/{name}", status, **values)
