@@ -152,6 +152,10 @@ class Issue(SQLModel, table=True):
     period_end: datetime | None = _when()
     # why a held issue is held: the relay's reply
     held_reason: str | None = None
+    # what an editor typed at the desk instead of the subject and preheader the article
+    # gives: kept when the issue is rendered again
+    edited_subject: str | None = None
+    edited_preheader: str | None = None
 
     @property
     def article_id_list(self) -> list[int]:

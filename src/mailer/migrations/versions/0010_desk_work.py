@@ -1,5 +1,6 @@
 """what the desk's work needs: an editor's second factor, what the cleaner left out of
-an article (so an editor can put it back), a transactional mail to an editor, and the
+an article (so an editor can put it back), an issue's subject and preheader as an
+editor typed them, a transactional mail to an editor, and the
 beat of each long-running service (so the desk can tell one that stopped)
 
 Revision ID: 0010
@@ -33,6 +34,9 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("article") as batch:
         batch.add_column(sa.Column("left_out", sa.Text(), nullable=False, server_default="[]"))
+    with op.batch_alter_table("issue") as batch:
+        batch.add_column(sa.Column("edited_subject", sa.String(), nullable=True))
+        batch.add_column(sa.Column("edited_preheader", sa.String(), nullable=True))
     with op.batch_alter_table("transactional_mail") as batch:
         batch.add_column(sa.Column("editor_id", sa.Integer(), nullable=True))
 
@@ -40,6 +44,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("transactional_mail") as batch:
         batch.drop_column("editor_id")
+    with op.batch_alter_table("issue") as batch:
+        batch.drop_column("edited_preheader")
+        batch.drop_column("edited_subject")
     with op.batch_alter_table("article") as batch:
         batch.drop_column("left_out")
     with op.batch_alter_table("editor") as batch:
