@@ -303,7 +303,9 @@ def test_an_admin_adds_an_editor_who_sets_a_password_by_mail_then_removes_them(e
     with signed_in(desk) as admin:
         page = admin.get("/desk/editors")
         assert page.status_code == 200
-        assert re.search(rf"<td>{ANN}</td><td>admin</td>\s*<td>off</td>", page.text)
+        shown = rf"<strong>{ANN}</strong> \(you\)<br>\s*<span class=.hint.>admin · second "
+        shown += "factor off"
+        assert re.search(shown, page.text), page.text
         assert '<a href="/desk/editors">Editors</a>' in page.text
         added = admin.post(
             "/desk/editors", data={"csrf": csrf_of(page), "email": BOB, "role": "editor"}

@@ -23,6 +23,10 @@ REFUSED = {
     "text": "This form has expired or did not come from the desk, so nothing was changed. "
     "Go back, reload the page and try again.",
 }
+NOT_ADMIN = {
+    "title": "Not allowed",
+    "text": "Only an admin may add or remove accounts. Ask an admin if you need one changed.",
+}
 ADDED = "Added {email}. A link to choose their password is on its way to them (valid an hour)."
 
 
@@ -45,12 +49,18 @@ async def _editors_page(desk: Desk, signed: SignedIn, status: int = 200, **value
     return page
 
 
+def _not_admin(desk: Desk, signed: SignedIn) -> Response:
+    return desk.sessions.write(desk.pages("message.html", 403, **NOT_ADMIN), signed.session)
+
+
 @router.get(links.DESK_EDITORS_PATH, response_class=HTMLResponse)
 async def editors_page(request: Request) -> Response:
     desk = desk_of(request)
-    signed = await desk.signed_in_admin(request)
-    if isinstance(signed, Response):
-        return signed
+    signed = await desk.signed_in(request)
+    if signed is None:
+        return desk.redirect(links.DESK_LOGIN_PATH)
+    if not signed.editor.is_admin:
+        return _not_admin(desk, signed)
     return await _editors_page(desk, signed, added=request.query_params.get("added", ""))
 
 
@@ -61,10 +71,9 @@ async def _admin_form(request: Request) -> tuple[Desk, SignedIn, dict[str, str]]
     signed = await desk.signed_in(request)
     if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
         return desk.pages("message.html", 403, **REFUSED)
-    admin = await desk.signed_in_admin(request)
-    if isinstance(admin, Response):
-        return admin
-    return desk, admin, fields
+    if not signed.editor.is_admin:
+        return _not_admin(desk, signed)
+    return desk, signed, fields
 
 
 @router.post(links.DESK_EDITORS_PATH, response_class=HTMLResponse)
