@@ -23,7 +23,7 @@ from mailer.password_links import make_reset_token
 from mailer.settings import Settings
 from mailer.testing import RecordingHandler, queued_mails, served
 from mailer.transactional import send_queued
-from mailer.web.desk.signin import FORGOT_PER_ACCOUNT
+from mailer.web.desk.signin import FORGOT_PER_ACCOUNT, FORGOT_PER_CLIENT
 from mailer.web.desk.state import SIGN_INS_PER_ACCOUNT
 
 BOB = "bob@newsroom.example"  # an editor, not an admin
@@ -296,6 +296,14 @@ def test_asking_for_a_link_is_limited_per_account(engine, desk, smtp):
         assert refused.status_code == 429 and "Too many requests" in refused.text
     smtp.wait_for(ANN, FORGOT_PER_ACCOUNT)
     assert queued_mails(engine) == {"sent": FORGOT_PER_ACCOUNT}
+
+
+def test_asking_for_a_link_is_limited_per_client(engine, desk):
+    with desk.client() as client:
+        for n in range(FORGOT_PER_CLIENT):
+            assert ask_for_link(client, f"guess{n}@newsroom.example").status_code == 303
+        assert ask_for_link(client, ANN).status_code == 429
+    assert queued_mails(engine) == {}, "nobody has the guessed addresses: nothing is kept"
 
 
 def test_an_admin_adds_an_editor_who_sets_a_password_by_mail_then_removes_them(engine, desk, smtp):

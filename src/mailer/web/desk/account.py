@@ -11,18 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import editors, links, second_factor
 from mailer.models import AuditAction, utcnow
+from mailer.web.desk.routes import REFUSED, WRONG_CODE
 from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
 from mailer.web.desk.signin import sign_in_of
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
-WRONG_CODE = "That code is not right, or was used already. Type the code your app shows now."
 KEEP_IT = "Admins here must sign in with a second factor ([desk] require_2fa), so it stays on."
 
 

@@ -12,17 +12,13 @@ from starlette.concurrency import run_in_threadpool
 from mailer import editors, links
 from mailer.errors import EditorError
 from mailer.models import EditorRole
+from mailer.web.desk.routes import REFUSED
 from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 from mailer.web.site import site_of
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
 NOT_ADMIN = {
     "title": "Not allowed",
     "text": "Only an admin may add or remove accounts. Ask an admin if you need one changed.",

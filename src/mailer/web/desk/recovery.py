@@ -16,6 +16,7 @@ from mailer.errors import EditorError
 from mailer.models import utcnow
 from mailer.password_links import ResetClaim, read_reset_token
 from mailer.tokens import TokenError
+from mailer.web.desk.routes import REFUSED
 from mailer.web.desk.session import CSRF_FIELD, DeskSession, csrf_matches
 from mailer.web.desk.signin import sign_in_of
 from mailer.web.desk.state import Desk, desk_of, raw_fields
@@ -23,11 +24,6 @@ from mailer.web.site import site_of
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
 SENT = (
     "If an account has that address, a link to choose a new password is on its way to it. "
     "It works once, for an hour."

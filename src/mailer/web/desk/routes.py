@@ -29,9 +29,7 @@ REFUSED = {
 TOO_MANY = {"error": "Too many attempts to sign in. Please wait a few minutes and try again."}
 # One answer for a wrong password, an unknown address and a malformed one alike.
 NO_MATCH = {"error": "That email and password do not match an account."}
-WRONG_CODE = {
-    "error": "That code is not right, or was used already. Type the code your app shows now."
-}
+WRONG_CODE = "That code is not right, or was used already. Type the code your app shows now."
 PASSWORD_SET = "Your new password is set. Sign in with it."
 
 
@@ -152,7 +150,7 @@ async def sign_in_with_code(request: Request) -> Response:
         second_factor.check, desk.engine, editor.id, code, state.used_steps, utcnow()
     )
     if not right:
-        return _code_page(desk, session.csrf, 200, WRONG_CODE["error"])
+        return _code_page(desk, session.csrf, 200, WRONG_CODE)
     return await _signed_in(desk, request, session, editor, pending.stamp)
 
 
