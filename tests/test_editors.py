@@ -67,6 +67,13 @@ def test_an_admin_adds_lists_resets_and_removes_editors_from_the_command_line(
     assert "editor" in lines[1] and "bo@newsroom.example" in lines[1]
     assert lines[-1] == "2 editors"
 
+    # Bo's phone, with the desk's second factor on it, is lost
+    with Session(engine) as session:
+        bo = session.exec(select(Editor).where(Editor.email == "bo@newsroom.example")).one()
+        bo.totp_secret, bo.totp_enabled = "JBSWY3DPEHPK3PXP", True
+        session.add(bo)
+        session.commit()
+    assert "second factor" in editors_cli(settings, tmp_path, "reset", "--help").stdout
     reset = editors_cli(
         settings,
         tmp_path,
@@ -76,6 +83,10 @@ def test_an_admin_adds_lists_resets_and_removes_editors_from_the_command_line(
         stdin="a brand new passphrase\n",
     )
     assert reset.returncode == 0, reset.stderr
+    assert "their second factor is off" in reset.stdout
+    with Session(engine) as session:
+        bo = session.exec(select(Editor).where(Editor.email == "bo@newsroom.example")).one()
+        assert not bo.totp_enabled and bo.totp_secret is None
     assert editors.authenticate(engine, "bo@newsroom.example", PASSWORD) is None
     assert editors.authenticate(engine, "bo@newsroom.example", "a brand new passphrase") is not None
 

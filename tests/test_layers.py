@@ -56,6 +56,8 @@ LAYERS = {
     "backup": PIPELINE,
     "catcher": PIPELINE,
     "editors": PIPELINE,
+    "password_links": PIPELINE,
+    "second_factor": PIPELINE,
     "roster": PIPELINE,
     # the use cases: the only callers of the engine
     "runs": USE_CASES,

@@ -134,6 +134,15 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.DESK_ARTICLES_PATH,
         links.DESK_ISSUE_PATH,
         links.DESK_ISSUE_CSV_PATH,
+        # who signs in (issue 13, part A)
+        links.DESK_LOGIN_CODE_PATH,
+        links.DESK_FORGOT_PATH,
+        links.DESK_RESET_PATH,
+        links.DESK_ACCOUNT_PATH,
+        links.DESK_TOTP_ON_PATH,
+        links.DESK_TOTP_OFF_PATH,
+        links.DESK_EDITORS_PATH,
+        links.DESK_EDITOR_REMOVE_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url

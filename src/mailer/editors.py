@@ -3,7 +3,9 @@ hashes, and the audit log of what they do. Used by `mailer editors` and the desk
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -13,7 +15,9 @@ from sqlmodel import Session, col, select
 
 from mailer.errors import EditorError, SubscriberError
 from mailer.models import AuditAction, AuditEvent, Editor, EditorRole
+from mailer.password_links import ResetClaim, matches
 from mailer.subscribers import normalise_address
+from mailer.transactional import queue_password_mail
 
 # Long enough that a guessed password is not worth guessing at the desk's rate limit;
 # no rules about kinds of characters (a passphrase of plain words is fine).
@@ -33,6 +37,8 @@ class EditorView:
     id: int
     email: str
     role: EditorRole
+    totp_enabled: bool = False
+    created_at: datetime | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -40,7 +46,8 @@ class EditorView:
 
 
 def _view(editor: Editor) -> EditorView:
-    return EditorView(editor.id or 0, editor.email, EditorRole(editor.role))
+    role = EditorRole(editor.role)
+    return EditorView(editor.id or 0, editor.email, role, editor.totp_enabled, editor.created_at)
 
 
 def editor_address(raw: str) -> str:
@@ -61,11 +68,24 @@ def check_password(password: str) -> None:
 
 
 def add_editor(
-    engine: Engine, email: str, password: str, role: EditorRole = EditorRole.EDITOR
+    engine: Engine,
+    email: str,
+    password: str | None,
+    role: EditorRole = EditorRole.EDITOR,
+    by: int | None = None,
 ) -> EditorView:
+    """A new account. Without a password (added at the desk) it cannot sign in until
+    its editor sets one with the link that is mailed to them (`invite`); `by` is the
+    admin who added it (None: the command line)."""
     address = editor_address(email)
-    check_password(password)
-    editor = Editor(email=address, role=role, password_hash=HASHER.hash(password))
+    if password is not None:
+        check_password(password)
+    # nobody knows a random password: the account waits for its link
+    editor = Editor(
+        email=address,
+        role=role,
+        password_hash=HASHER.hash(password or secrets.token_urlsafe(32)),
+    )
     with Session(engine) as session:
         session.add(editor)
         try:
@@ -77,8 +97,13 @@ def add_editor(
             ) from None
         session.refresh(editor)
         view = _view(editor)
-    record(engine, None, AuditAction.EDITOR_ADDED, f"editor {view.id}", f"role {role}")
+    record(engine, by, AuditAction.EDITOR_ADDED, f"editor {view.id}", f"role {role}")
     return view
+
+
+def invite(engine: Engine, editor_id: int) -> None:
+    """Mail the editor a link to set their password (valid an hour, once)."""
+    queue_password_mail(engine, editor_id=editor_id)
 
 
 def list_editors(engine: Engine) -> list[EditorView]:
@@ -105,16 +130,71 @@ def remove_editor(engine: Engine, email: str) -> EditorView:
     return view
 
 
+def remove_editor_by(engine: Engine, editor_id: int, by: int) -> EditorView:
+    """An admin at the desk removes another account (never their own: the desk would
+    have no way back in for them)."""
+    if editor_id == by:
+        raise EditorError("you cannot remove your own account; another admin can")
+    with Session(engine) as session:
+        editor = session.get(Editor, editor_id)
+        if editor is None:
+            raise EditorError("that account does not exist (any more)")
+        view = _view(editor)
+        session.delete(editor)
+        session.commit()
+    record(engine, by, AuditAction.EDITOR_REMOVED, f"editor {view.id}")
+    return view
+
+
 def reset_password(engine: Engine, email: str, password: str) -> EditorView:
-    """A new password; sessions signed in with the old one stop working."""
+    """A new password, and the second factor off (an admin's way back in for an editor
+    who lost their phone); sessions signed in with the old password stop working."""
     check_password(password)
     with Session(engine) as session:
         editor = _stored(session, email)
         editor.password_hash = HASHER.hash(password)
+        editor.totp_enabled, editor.totp_secret = False, None
         session.add(editor)
         session.commit()
         view = _view(editor)
-    record(engine, None, AuditAction.PASSWORD_RESET, f"editor {view.id}")
+    record(engine, None, AuditAction.PASSWORD_RESET, f"editor {view.id}", "second factor off")
+    return view
+
+
+def ask_for_password_link(engine: Engine, email: str) -> None:
+    """ "Forgot password": a link is queued for the address; the sender finds out whether
+    an account has it, so asking costs the same whoever asks (and an unknown address
+    leaves nothing behind)."""
+    try:
+        address = editor_address(email)
+    except EditorError:
+        return
+    queue_password_mail(engine, email=address)
+
+
+def password_link_editor(engine: Engine, claim: ResetClaim) -> EditorView | None:
+    """The editor a reset link is for, if it is still unused (their password unchanged)."""
+    with Session(engine) as session:
+        editor = session.get(Editor, claim.editor_id)
+        if editor is None or not matches(claim, editor.password_hash):
+            return None
+        return _view(editor)
+
+
+def set_password_from_link(engine: Engine, claim: ResetClaim, password: str) -> EditorView:
+    """The new password a reset link's form gives; the link is spent (the hash it was
+    made against is gone) and every session of the account ends. The second factor
+    stays as it is: a mailbox alone does not get past it."""
+    check_password(password)
+    with Session(engine) as session:
+        editor = session.get(Editor, claim.editor_id)
+        if editor is None or not matches(claim, editor.password_hash):
+            raise EditorError("this link has been used already; ask for a new one")
+        editor.password_hash = HASHER.hash(password)
+        session.add(editor)
+        session.commit()
+        view = _view(editor)
+    record(engine, view.id, AuditAction.PASSWORD_RESET, f"editor {view.id}", "from a link")
     return view
 
 

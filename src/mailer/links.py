@@ -31,6 +31,16 @@ DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
 DESK_ARTICLES_PATH = "/desk/articles"
 DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
 DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
+# who signs in (issue 13, part A): the second factor, a forgotten password, the accounts.
+# The code step, the forgotten-password form and the reset link work without a session.
+DESK_LOGIN_CODE_PATH = "/desk/login/code"
+DESK_FORGOT_PATH = "/desk/forgot"
+DESK_RESET_PATH = "/desk/reset/{token}"
+DESK_ACCOUNT_PATH = "/desk/account"
+DESK_TOTP_ON_PATH = "/desk/account/totp"
+DESK_TOTP_OFF_PATH = "/desk/account/totp/off"
+DESK_EDITORS_PATH = "/desk/editors"
+DESK_EDITOR_REMOVE_PATH = "/desk/editors/{editor_id}/remove"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -190,6 +190,7 @@ class Delivery(SQLModel, table=True):
 
 class MailKind(StrEnum):
     CONFIRMATION = "confirmation"  # the double opt-in link
+    PASSWORD_RESET = "password-reset"  # an editor's link to set a new desk password
 
 
 class MailStatus(StrEnum):
@@ -286,6 +287,9 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "password-reset"
     SIGNED_IN = "signed-in"
     SIGNED_OUT = "signed-out"
+    # who signs in (issue 13, part A): the second factor
+    TOTP_ENABLED = "totp-enabled"
+    TOTP_DISABLED = "totp-disabled"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -243,6 +243,9 @@ class Desk(Section):
     enabled: bool = True
     # a session unused this long is signed out (its next request asks for the password)
     idle_minutes: float = Field(default=60, gt=0)
+    # admins must sign in with a second factor (TOTP): one without it is sent to set it
+    # up and reaches nothing else at the desk until it is on
+    require_2fa: bool = False
 
 
 class Web(Section):

@@ -1,10 +1,10 @@
-"""Transactional mail: one message to one subscriber outside any issue (today the double
-opt-in link). The site only queues it, in the database, and answers at once, so the
-answer is the same, in the same time, whoever the address belongs to and whether the
-relay is up or down. A sender then sends what is due: a thread of `mailer serve`
-(`BackgroundSender`), the scheduler's outbox job and `mailer send --resume`
-(`send_queued`). A temporary failure is retried with backoff; a refusal of the
-recipient fails the mail for good; a queued mail survives a restart.
+"""Transactional mail: one message to one person outside any issue: a subscriber's double
+opt-in link, or an editor's link to set their desk password. The site only queues it, in
+the database, and answers at once, so the answer is the same, in the same time, whoever
+the address belongs to and whether the relay is up or down. A sender then sends what
+is due: a thread of `mailer serve` (`BackgroundSender`), the scheduler's outbox job and
+`mailer send --resume` (`send_queued`). A temporary failure is retried with backoff; a
+refusal of the recipient fails the mail for good; a queued mail survives a restart.
 
 Each mail is claimed with a compare-and-set on its row, so however many senders drain
 the queue at once (the site, the scheduler, cron), each mail goes out once."""
@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from mailer.errors import MailerError, SubscriberError
 from mailer.links import confirm_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
+    EDITORS,
     SUBSCRIBERS,
     TRANSACTIONAL_MAILS,
     MailKind,
@@ -32,6 +34,7 @@ from mailer.models import (
     SubscriberStatus,
     utcnow,
 )
+from mailer.password_links import make_reset_token, password_mail, reset_url
 from mailer.render import render_confirmation
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
@@ -90,6 +93,27 @@ def queue_confirmation(engine: Engine, subscriber_id: int) -> bool:
     return True
 
 
+def queue_password_mail(
+    engine: Engine, editor_id: int | None = None, email: str | None = None
+) -> None:
+    """Queue the link that sets an editor's password: for an account (`editor_id`, an
+    admin added it), or for whoever has the address (`email`, a forgotten password: the
+    sender looks it up, and sends nothing if nobody has it)."""
+    now = utcnow()
+    with engine.begin() as connection:
+        connection.execute(
+            MAILS.insert().values(
+                editor_id=editor_id,
+                email=email,
+                kind=MailKind.PASSWORD_RESET,
+                status=MailStatus.QUEUED,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+            )
+        )
+
+
 @dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -102,6 +126,7 @@ class _Claimed:
     status: str
     frequency: str | None = None
     public_id: str | None = None  # what the link names (tokens.py)
+    editor_id: int | None = None  # a mail to an editor (MailKind.PASSWORD_RESET)
 
 
 def send_queued(
@@ -119,18 +144,15 @@ def send_queued(
             claimed = _claim_next(engine, settings, clock)
             if claimed is None:
                 break
-            if claimed.subscriber_id is None:
-                claimed = _make_request(engine, settings, claimed)
-                if claimed is None:  # no link due: nothing is kept of the request
-                    continue
-            if claimed.status != SubscriberStatus.PENDING or claimed.email.startswith("erased:"):
-                # confirmed with an earlier link, left, or erased since it was queued
-                _record(engine, claimed.id, MailStatus.SKIPPED, f"subscriber is {claimed.status}")
-                counts[MailStatus.SKIPPED] += 1
+            if claimed.kind == MailKind.PASSWORD_RESET:
+                build = _editor_mail(engine, settings, claimed, clock, counts)
+            else:
+                build = _reader_mail(engine, settings, claimed, counts)
+            if build is None:
                 continue
             if transport is None:
                 transport = SMTPTransport(settings.smtp, local_hostname=_domain(settings))
-            outcome = _attempt(settings, transport, claimed, clock)
+            outcome = _attempt(settings, transport, claimed, clock, build)
             _record(engine, claimed.id, outcome.status, outcome.reply, outcome.retry_at, clock)
             counts[outcome.status] += 1
             if not outcome.go_on:
@@ -139,6 +161,43 @@ def send_queued(
         if transport is not None:
             transport.close()
     return counts
+
+
+Build = Callable[[], OutgoingMessage]
+
+
+def _reader_mail(
+    engine: Engine, settings: Settings, claimed: _Claimed, counts: Counter[str]
+) -> Build | None:
+    """How to build a reader's confirmation, or None if none is due after all."""
+    if claimed.subscriber_id is None:
+        made = _make_request(engine, settings, claimed)
+        if made is None:  # no link due: nothing is kept of the request
+            return None
+        claimed = made
+    if claimed.status != SubscriberStatus.PENDING or claimed.email.startswith("erased:"):
+        # confirmed with an earlier link, left, or erased since it was queued
+        _record(engine, claimed.id, MailStatus.SKIPPED, f"subscriber is {claimed.status}")
+        counts[MailStatus.SKIPPED] += 1
+        return None
+    return partial(_build, settings, claimed)
+
+
+def _editor_mail(
+    engine: Engine,
+    settings: Settings,
+    claimed: _Claimed,
+    clock: Callable[[], datetime],
+    counts: Counter[str],
+) -> Build | None:
+    """How to build an editor's password link, or None if nobody is to get it."""
+    editor = _editor_of(engine, claimed)
+    if editor is None:
+        if claimed.editor_id is not None:
+            _record(engine, claimed.id, MailStatus.SKIPPED, "the account was removed")
+            counts[MailStatus.SKIPPED] += 1
+        return None
+    return partial(_password_mail, settings, editor, clock)
 
 
 @dataclass(frozen=True)
@@ -150,10 +209,14 @@ class _Outcome:
 
 
 def _attempt(
-    settings: Settings, transport: SMTPTransport, claimed: _Claimed, clock: Callable[[], datetime]
+    settings: Settings,
+    transport: SMTPTransport,
+    claimed: _Claimed,
+    clock: Callable[[], datetime],
+    build: Build,
 ) -> _Outcome:
     try:
-        message = _build(settings, claimed)
+        message = build()
         reply = transport.send(message.sender, message.recipient, message.data)
     except PermanentFailure as exc:  # the relay refused this recipient for good
         return _Outcome(MailStatus.FAILED, exc.reply)
@@ -178,6 +241,39 @@ def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
     builder = MessageBuilder(settings, rendered)
     recipient = Recipient(claimed.subscriber_id, claimed.email, None, claimed.public_id)
     return builder.build(recipient)
+
+
+@dataclass(frozen=True)
+class _Editor:
+    id: int
+    email: str
+    password_hash: str
+
+
+def _editor_of(engine: Engine, claimed: _Claimed) -> _Editor | None:
+    """The editor a password mail goes to, or None: an account removed since, or an
+    address nobody has (that mail is deleted: nothing is kept of it). A mail queued for
+    an address becomes the account's, the address cleared."""
+    columns = select(EDITORS.c.id, EDITORS.c.email, EDITORS.c.password_hash)
+    mail = MAILS.c.id == claimed.id
+    with engine.begin() as connection:
+        if claimed.editor_id is not None:
+            row = connection.execute(columns.where(EDITORS.c.id == claimed.editor_id)).first()
+            return _Editor(*tuple(row)) if row is not None else None
+        row = connection.execute(columns.where(EDITORS.c.email == claimed.email)).first()
+        if row is None:
+            connection.execute(delete(MAILS).where(mail))
+            return None
+        connection.execute(update(MAILS).where(mail).values(editor_id=row[0], email=None))
+        return _Editor(*tuple(row))
+
+
+def _password_mail(
+    settings: Settings, editor: _Editor, clock: Callable[[], datetime]
+) -> OutgoingMessage:
+    """The link is made now, so its hour runs from the sending."""
+    token = make_reset_token(settings.signing_keys, editor.id, editor.password_hash, clock())
+    return password_mail(settings, editor.email, reset_url(settings, token))
 
 
 def _retry(
@@ -242,6 +338,7 @@ _CLAIMED = select(
     func.coalesce(SUBSCRIBERS.c.status, ""),
     MAILS.c.frequency,
     SUBSCRIBERS.c.public_id,
+    MAILS.c.editor_id,
 ).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
 
 

@@ -61,8 +61,10 @@ def editors_remove(ctx: typer.Context, email: str) -> None:
 
 
 def editors_reset(ctx: typer.Context, email: str, password_stdin: bool = PASSWORD_STDIN) -> None:
-    """Give an account a new password; sessions with the old one end."""
+    """Give an account a new password and turn its second factor off (for an editor who
+    lost their phone: they turn it on again at /desk/account); sessions with the old
+    password end."""
     engine = open_database(settings_of(ctx).database.url)
     editors.editor_address(email)
     editor = editors.reset_password(engine, email, _password(password_stdin))
-    say(f"New password set for {editor.email}.")
+    say(f"New password set for {editor.email}; their second factor is off.")

@@ -32,6 +32,15 @@ NOT_ADMIN = {
 }
 
 
+class SecondFactorNeeded(Exception):
+    """An admin without a second factor where [desk] require_2fa asks for one: sent to
+    their account page to turn it on, whatever they asked for."""
+
+
+# What such an admin may still reach: the account page (and its forms), and sign-out.
+_SETUP_PATHS = (links.DESK_ACCOUNT_PATH, links.DESK_LOGOUT_PATH)
+
+
 def _when(value: datetime | None, zone: zoneinfo.ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%a %d %b %Y %H:%M") if value else ""
 
@@ -72,7 +81,14 @@ class Desk:
         found = await run_in_threadpool(editors.session_stamp, self.engine, session.editor_id)
         if found is None or found[1] != session.stamp:
             return None
-        return SignedIn(found[0], session)
+        editor = found[0]
+        if self.must_set_up_2fa(editor) and not request.url.path.startswith(_SETUP_PATHS):
+            raise SecondFactorNeeded
+        return SignedIn(editor, session)
+
+    def must_set_up_2fa(self, editor: editors.EditorView) -> bool:
+        """An admin without a second factor, where [desk] require_2fa asks for one."""
+        return self.settings.desk.require_2fa and editor.is_admin and not editor.totp_enabled
 
     async def signed_in_admin(self, request: Request) -> SignedIn | Response:
         """The admin this request comes from; else what to answer: the sign-in form for
@@ -97,6 +113,8 @@ class Desk:
             desk_path=links.DESK_PATH,
             subscribers_path=links.DESK_SUBSCRIBERS_PATH,
             articles_path=links.DESK_ARTICLES_PATH,
+            account_path=links.DESK_ACCOUNT_PATH,
+            editors_path=links.DESK_EDITORS_PATH,
             issue_path=lambda issue_id: links.path(links.DESK_ISSUE_PATH, issue_id=str(issue_id)),
             **values,
         )
