@@ -8,6 +8,7 @@ from pathlib import Path
 from mailer.articles import boilerplate, ingest_file, list_articles
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.sources import read_article
+from mailer.sources.blocks import LeftOut, body_blocks, left_out_of, put_back, take_out
 
 SUBHEADING = "Lavrov’s Dual-Message: Praise for Taliban, a Warning to the West"
 URL = "https://dawatmedia.example/2026/moscow-format"
@@ -58,3 +59,30 @@ def test_the_editor_is_told_what_was_left_out(settings):
     removed = read_article(SAMPLE_ARTICLE, boilerplate(settings)).removed
     assert len(removed) == 11
     assert removed[0] == "Support Dawat Media Center" and removed[-1] == "Comments are closed."
+
+
+def test_ingest_stores_what_was_left_out_whole_and_in_its_place(engine, settings, tmp_path):
+    """Each left-out block is kept as sanitised HTML with the number of body blocks before
+    it, for the desk to show and put back."""
+    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    left_out = left_out_of(article.left_out)
+    body = body_blocks(article.body_html)
+    assert [b.text for b in left_out] == list(
+        read_article(SAMPLE_ARTICLE, boilerplate(settings)).removed
+    )
+    assert left_out[-1] == LeftOut("<p>Comments are closed.</p>", "Comments are closed.", len(body))
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><body><article><p>The ferry is late again this week, the company said.</p>"
+        "<p>Vipps: #557320</p><p>Its new boat arrives <b onclick='x()'>in May</b>.</p>"
+        "</article></body></html>",
+        encoding="utf-8",
+    )
+    stored = ingest_file(engine, settings, page, title="Ferry").article
+    assert left_out_of(stored.left_out) == [LeftOut("<p>Vipps: #557320</p>", "Vipps: #557320", 1)]
+    assert body_blocks(stored.body_html)[1] == "<p>Its new boat arrives <b>in May</b>.</p>"
+    blocks, rest = put_back(body_blocks(stored.body_html), left_out_of(stored.left_out), 0)
+    assert blocks[1] == "<p>Vipps: #557320</p>" and rest == []
+    blocks, rest = take_out(blocks, rest, 1)
+    assert rest == [LeftOut("<p>Vipps: #557320</p>", "Vipps: #557320", 1)]
+    assert blocks == body_blocks(stored.body_html)

@@ -282,6 +282,9 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "password-reset"
     SIGNED_IN = "signed-in"
     SIGNED_OUT = "signed-out"
+    # articles at the desk
+    ARTICLE_ADDED = "article-added"
+    ARTICLE_EDITED = "article-edited"
 
 
 class AuditEvent(SQLModel, table=True):
