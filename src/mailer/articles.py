@@ -340,7 +340,8 @@ def edit_article(
 
 
 def _article(session: Session, article_id: int) -> Article:
-    article = session.get(Article, article_id)
+    # locked (on PostgreSQL) until the change is stored: two editors' changes in turn
+    article = session.get(Article, article_id, with_for_update=True)
     if article is None:
         raise MailerError(f"There is no article {article_id}; the list of articles shows them all.")
     return article

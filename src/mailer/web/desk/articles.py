@@ -192,7 +192,7 @@ async def _article_page(
         )
     if view is None or article_id is None:
         return desk.sessions.write(desk.pages("message.html", 404, **NOT_FOUND), signed.session)
-    shown = {"brought": "", "others": 0, "done": ""} | values
+    shown = {"brought": "", "others": 0, "skipped": 0, "done": ""} | values
     answer = desk.signed_in_page(signed, "article.html", view=view, **_paths(article_id), **shown)
     answer.status_code = status
     return answer
@@ -200,7 +200,12 @@ async def _article_page(
 
 @router.get(links.DESK_ARTICLE_PATH, response_class=HTMLResponse)
 async def article_page(
-    request: Request, article_id: str, brought: str = "", others: str = "0", done: str = ""
+    request: Request,
+    article_id: str,
+    brought: str = "",
+    others: str = "0",
+    skipped: str = "0",
+    done: str = "",
 ) -> Response:
     desk = desk_of(request)
     signed = await desk.signed_in(request)
@@ -212,6 +217,7 @@ async def article_page(
         _number(article_id),
         brought=brought if brought in {b.value for b in desk_articles.Brought} else "",
         others=_number(others) or 0,
+        skipped=_number(skipped) or 0,
         done=DONE.get(done, ""),
     )
 
