@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,11 +17,13 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
-from deskclient import csrf_of
+from deskclient import csrf_of, sign_in
 from mailer.demo import SAMPLE_ARTICLE
+from mailer.errors import SourceError
 from mailer.issues import article_issue
 from mailer.models import Article, AuditAction, AuditEvent, Issue, IssueStatus, utcnow
 from mailer.sources.blocks import left_out_of
+from mailer.sources.reach import desk_reach
 from mailer.testing import make_settings, served
 
 DATA = Path(__file__).parent / "data" / "sources"
@@ -36,18 +39,27 @@ def settings(tmp_path, smtp, database_url):
     )
 
 
+@dataclass
+class Site:
+    """A web site on 127.0.0.1: `documents[path] = (content, content type)`, and the paths
+    asked for, in order."""
+
+    url: str = ""
+    documents: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def site() -> Iterator[dict[str, tuple[bytes, str]]]:
-    """A web site on 127.0.0.1 serving `documents[path] = (content, content type)`; its
-    address is documents["base"]."""
-    documents: dict[str, tuple[bytes, str]] = {}
+def site() -> Iterator[Site]:
+    served_site = Site()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            if self.path not in documents:
+            served_site.asked.append(self.path)
+            if self.path not in served_site.documents:
                 self.send_error(404)
                 return
-            content, kind = documents[self.path]
+            content, kind = served_site.documents[self.path]
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(content)))
@@ -60,14 +72,10 @@ def site() -> Iterator[dict[str, tuple[bytes, str]]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    documents["base"] = (f"http://127.0.0.1:{server.server_address[1]}".encode(), "")
-    yield documents
+    served_site.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield served_site
     server.shutdown()
     server.server_close()
-
-
-def base(site: dict[str, tuple[bytes, str]]) -> str:
-    return site["base"][0].decode()
 
 
 def articles(engine) -> list[Article]:
@@ -99,45 +107,44 @@ def landed(client: httpx.Client, answer: httpx.Response) -> httpx.Response:
 
 
 def test_an_article_comes_in_from_a_page_and_from_a_feed_served_on_127_0_0_1(engine, desk, site):
-    site["/story/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
-    site["/feed/"] = ((DATA / "wordpress-feed.xml").read_bytes(), "application/rss+xml")
+    site.documents["/story/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    site.documents["/feed/"] = ((DATA / "wordpress-feed.xml").read_bytes(), "application/rss+xml")
     with closing(desk.signed_in()) as client:
-        answer = post(client, f"{ARTICLE}/from-url", data={"url": f"{base(site)}/story/"})
+        answer = post(client, f"{ARTICLE}/from-url", data={"url": f"{site.url}/story/"})
         page = landed(client, answer)
         assert page.status_code == 200 and "Brought in." in page.text
         assert "Lavrov’s Dual-Message" in page.text and "Preview and send" in page.text
         [stored] = articles(engine)
         assert answer.headers["location"].startswith(f"{ARTICLE}/{stored.id}?")
         assert stored.url == "https://dawatmedia.example/2025/10/08/lavrovs-dual-message/"
-        story = {"url": f"{base(site)}/story/"}
+        story = {"url": f"{site.url}/story/"}
         again = landed(client, post(client, f"{ARTICLE}/from-url", data=story))
         assert "already here, with the same text: nothing was changed" in again.text
         assert again.url.path == f"{ARTICLE}/{stored.id}"
-        feed = post(client, f"{ARTICLE}/from-url", data={"url": f"{base(site)}/feed/"})
+        feed = post(client, f"{ARTICLE}/from-url", data={"url": f"{site.url}/feed/"})
         page = landed(client, feed)
         assert "The feed had 2 more articles, brought in too" in page.text
         # the page is the feed's first entry too (its canonical address is the entry's link)
         assert len(articles(engine)) == 3
     added = audit(engine, AuditAction.ARTICLE_ADDED)
     assert {event.subject for event in added} == {f"article {a.id}" for a in articles(engine)}
-    assert added[0].detail == f"from {base(site)}/story/" and added[0].editor_id is not None
+    assert added[0].detail == f"from {site.url}/story/" and added[0].editor_id is not None
 
 
 def test_the_desk_refuses_a_url_on_this_machine_unless_private_addresses_are_allowed(
     engine, settings, desk, site
 ):
-    site["/story/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
+    site.documents["/story/"] = ((DATA / "wordpress-article.html").read_bytes(), "text/html")
     closed = settings.replace(sources={"allow_private_addresses": False})
     with served(closed, engine) as (url, _running), httpx.Client(base_url=url) as client:
-        login = client.get("/desk/login")
-        data = {"csrf": csrf_of(login), "email": "ann@newsroom.example"}
-        client.post("/desk/login", data={**data, "password": "correct horse battery staple"})
-        answer = post(client, f"{ARTICLE}/from-url", data={"url": f"{base(site)}/story/"})
+        sign_in(client)
+        answer = post(client, f"{ARTICLE}/from-url", data={"url": f"{site.url}/story/"})
     assert answer.status_code == 400
     assert "127.0.0.1 is a loopback address" in answer.text
     assert "allow_private_addresses = true" in answer.text
-    assert f'value="{base(site)}/story/"' in answer.text  # the address typed stays in the form
+    assert f'value="{site.url}/story/"' in answer.text  # the address typed stays in the form
     assert articles(engine) == [] and audit(engine, AuditAction.ARTICLE_ADDED) == []
+    assert site.asked == []  # refused before connecting
 
 
 def test_uploads_of_each_kind_come_in_and_hostile_html_is_sanitised(engine, desk):
@@ -311,3 +318,26 @@ def test_an_upload_without_the_sessions_csrf_token_stores_nothing(engine, desk):
         assert answer.status_code == 403
         assert client.get("/desk/articles/1").status_code == 404
     assert articles(engine) == []
+
+
+def test_a_desk_fetch_checks_the_host_it_is_given_and_every_connection_after():
+    """Unlike `mailer ingest` on the editor's own machine, the desk fetches on the
+    server: a name of the newsroom's network is refused, and a public one is checked at
+    every connection (a redirect, a name that changes to 127.0.0.1 a moment later)."""
+    intranet = {"intranet.example": ["10.0.0.5"], "news.example": ["93.184.215.14"]}
+
+    def resolve(host: str) -> list[str]:
+        return intranet[host]
+
+    with pytest.raises(SourceError) as refused:
+        desk_reach("http://intranet.example/feed/", False, resolve)
+    assert str(refused.value).startswith(
+        "http://intranet.example/feed/: intranet.example (10.0.0.5) is a private address. "
+        "The desk does not fetch from this server"
+    )
+    assert desk_reach("http://intranet.example/feed/", True, resolve).private_ok
+    public = desk_reach("https://news.example/feed/", False, resolve)
+    assert not public.private_ok and not public.local_origin
+    intranet["news.example"] = ["127.0.0.1"]  # rebinding after the check
+    with pytest.raises(SourceError, match="a loopback address"):
+        public.addresses("news.example")
