@@ -123,7 +123,7 @@ def test_an_article_comes_in_from_a_page_and_from_a_feed_served_on_127_0_0_1(eng
         assert again.url.path == f"{ARTICLE}/{stored.id}"
         feed = post(client, f"{ARTICLE}/from-url", data={"url": f"{site.url}/feed/"})
         page = landed(client, feed)
-        assert "The feed had 2 more articles, brought in too" in page.text
+        assert "This is the feed's newest article. Its 2 other articles are in" in page.text
         # the page is the feed's first entry too (its canonical address is the entry's link)
         assert len(articles(engine)) == 3
     added = audit(engine, AuditAction.ARTICLE_ADDED)
