@@ -5,6 +5,7 @@ that an issue made afterwards carries; and the audit rows each leaves."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import closing
@@ -276,15 +277,21 @@ def test_edits_change_the_issue_made_afterwards_and_the_page_says_sent_issues_st
     engine, settings, desk
 ):
     with closing(desk.signed_in()) as client:
-        landed(client, upload(client, SAMPLE_ARTICLE.name, SAMPLE_ARTICLE.read_bytes()))
+        page = landed(client, upload(client, SAMPLE_ARTICLE.name, SAMPLE_ARTICLE.read_bytes()))
         [article] = articles(engine)
         path = f"{ARTICLE}/{article.id}"
+        # the date as the form shows it (to the minute) is no change of the date
+        shown = re.search(r'name="published" required value="([^"]+)"', page.text)
+        assert shown is not None and article.published_at is not None
         form = {"title": "Moscow talks: what was agreed", "summary": "Who met, and what for.",
-                "published": "2026-11-30T09:15"}  # fmt: skip
+                "published": shown.group(1)}  # fmt: skip
         saved = landed(client, post(client, f"{path}/edit", path, data=form))
         assert "Saved." in saved.text and "<h1>Moscow talks: what was agreed</h1>" in saved.text
-        assert 'value="2026-11-30T09:15"' in saved.text
-        assert "already sent" not in saved.text
+        assert articles(engine)[0].published_at == article.published_at
+        form["published"] = "2026-11-30T09:15"
+        dated = landed(client, post(client, f"{path}/edit", path, data=form))
+        assert "Saved." in dated.text and 'value="2026-11-30T09:15"' in dated.text
+        assert "already sent" not in dated.text
         same = landed(client, post(client, f"{path}/edit", path, data=form))
         assert "Nothing was changed" in same.text
         bad = post(client, f"{path}/edit", path, data={**form, "published": "soon"})
@@ -307,8 +314,9 @@ def test_edits_change_the_issue_made_afterwards_and_the_page_says_sent_issues_st
     local = stored.published_at.astimezone(ZoneInfo(settings.publication.timezone))
     assert local.strftime("%Y-%m-%d %H:%M") == "2026-11-30 09:15"
     assert stored.summary == "Who met, and what for." and stored.fingerprint == article.fingerprint
-    [edit] = audit(engine, AuditAction.ARTICLE_EDITED)
-    assert edit.subject == f"article {article.id}" and edit.detail == "changed title, summary, date"
+    edits = audit(engine, AuditAction.ARTICLE_EDITED)
+    assert [e.subject for e in edits] == [f"article {article.id}"] * 2
+    assert [e.detail for e in edits] == ["changed title, summary", "changed date"]
 
 
 def test_an_upload_without_the_sessions_csrf_token_stores_nothing(engine, desk):

@@ -19,6 +19,7 @@ from mailer.articles import (
     IngestResult,
     block_key,
     edit_article,
+    find_article,
     ingest_bytes,
     ingest_source,
     put_back_block,
@@ -194,6 +195,9 @@ def edit(
     """Set the title, summary and publication time (`published` as the form gives it,
     in the publication's zone); what changed. Raises MailerError."""
     when = _local_time(published, settings.publication.timezone)
+    stored = find_article(engine, article_id).published_at
+    if stored is not None and stored.replace(second=0, microsecond=0) == when:
+        when = stored  # the form shows minutes: the same minute is no change
     changed = edit_article(engine, article_id, title=title, summary=summary, published=when)
     if changed:
         detail = "changed " + ", ".join(c.replace("published_at", "date") for c in changed)
