@@ -20,16 +20,12 @@ from mailer import desk_articles, links
 from mailer.desk import articles
 from mailer.desk_articles import ArticleView, BroughtIn
 from mailer.errors import MailerError
+from mailer.web.desk.routes import REFUSED
 from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
 from mailer.web.desk.state import Desk, desk_of
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
 NOT_FOUND = {
     "title": "No such article",
     "text": "There is no article with that number. The list of articles shows them all.",
