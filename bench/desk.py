@@ -82,6 +82,7 @@ PAGES = [
     Page("subscribe form", "/subscribe"),
     Page("desk: dashboard", "/desk", desk=True),
     Page("desk: articles", "/desk/articles", desk=True),
+    Page("desk: one article (the sample, sent to 100,000)", "/desk/articles/1", desk=True),
     Page("desk: issue to 100,000", "/desk/issues/{big_id}", desk=True),
     Page("desk: subscriber search", "/desk/subscribers?q={needle}", desk=True),
 ]

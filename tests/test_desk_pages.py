@@ -70,7 +70,9 @@ def add_articles(engine: Engine, count: int) -> None:
 
 
 def titles(page: str) -> list[str]:
-    return [html.unescape(t) for t in re.findall(r"<tr><td>(.*?)</td>", page)]
+    # each title links to the article's page
+    found = re.findall(r"<tr><td>(?:<a [^>]*>)?(.*?)(?:</a>)?</td>", page)
+    return [html.unescape(t) for t in found]
 
 
 def state_counts(engine: Engine, issue_id: int) -> dict[str, int]:

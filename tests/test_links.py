@@ -143,6 +143,13 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.DESK_TOTP_OFF_PATH,
         links.DESK_EDITORS_PATH,
         links.DESK_EDITOR_REMOVE_PATH,
+        links.DESK_ARTICLES_URL_PATH,
+        links.DESK_ARTICLES_UPLOAD_PATH,
+        links.DESK_ARTICLES_PASTE_PATH,
+        links.DESK_ARTICLE_PATH,
+        links.DESK_ARTICLE_EDIT_PATH,
+        links.DESK_ARTICLE_PUT_BACK_PATH,
+        links.DESK_ARTICLE_TAKE_OUT_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url

@@ -3,20 +3,30 @@ by its guid (canonical url, or a hash of the text), so ingesting again updates i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, or_, select
+from sqlmodel import Session, col, or_, select
 
 from mailer.db import session_scope
 from mailer.donation import payment_numbers
 from mailer.errors import MailerError
-from mailer.models import Article, PolledSource, utcnow
+from mailer.models import Article, AuditAction, AuditEvent, PolledSource, utcnow
 from mailer.settings import Settings
-from mailer.sources import FEED_SUFFIXES, ArticleDraft, read_article, read_source
+from mailer.sources import FEED_SUFFIXES, ArticleDraft, read_article, read_bytes, read_source
+from mailer.sources.blocks import (
+    block_text,
+    body_blocks,
+    join_blocks,
+    left_out_json,
+    left_out_of,
+    put_back,
+    take_out,
+)
 from mailer.sources.cleanup import Boilerplate
 from mailer.sources.reach import Reach
 
@@ -55,11 +65,14 @@ def ingest_source(
     published: datetime | None = None,
     full_text: bool | None = None,
     conditional: bool = False,
+    reach: Reach | None = None,
 ) -> IngestReport:
     """Every article at `location` (a file or an http(s) URL), stored or updated. With
     `conditional`, a URL is fetched only if it changed since the last time (ETag /
     Last-Modified, remembered per URL). Nothing is stored when the source cannot be
-    read; a feed entry that cannot be read is reported and the others are kept."""
+    read; a feed entry that cannot be read is reported and the others are kept. `reach`
+    says where a fetch may connect (default: `Reach.of` the URL, with [sources]
+    allow_private_addresses)."""
     if not location.startswith(("http://", "https://")):
         path = Path(location)
         if path.suffix.lower() not in FEED_SUFFIXES:
@@ -67,7 +80,8 @@ def ingest_source(
             return IngestReport([result], [])
     known = remembered(engine, location) if conditional else None
     web = location.startswith(("http://", "https://"))
-    reach = Reach.of(location if web else None, settings.sources.allow_private_addresses)
+    private_ok = settings.sources.allow_private_addresses
+    reach = reach or Reach.of(location if web else None, private_ok)
     read = read_source(
         location,
         boilerplate(settings),
@@ -128,6 +142,16 @@ def ingest_file(
     return store(engine, draft)
 
 
+def ingest_bytes(
+    engine: Engine, settings: Settings, name: str, data: bytes, *, title: str | None = None
+) -> IngestResult:
+    """The article in `data`, a .txt, .md or .html file called `name` (an upload, a
+    pasted text), stored or updated as `ingest_file` does. Raises SourceError."""
+    zone = settings.publication.timezone
+    draft = read_bytes(data, name, boilerplate(settings), timezone=zone, title=title)
+    return store(engine, draft)
+
+
 def _stored(engine: Engine, draft: ArticleDraft) -> Article | None:
     """The article a draft is a new version of: the same guid; else the same text or
     address, unless both have guids of their own that differ (two feed entries that
@@ -173,6 +197,7 @@ def _store(engine: Engine, draft: ArticleDraft) -> IngestResult:
                 body_html=draft.body_html,
                 source=draft.source,
                 language=draft.language,
+                left_out=left_out_json(draft.left_out),
             )
             session.add(article)
             session.flush()
@@ -188,12 +213,29 @@ def _store(engine: Engine, draft: ArticleDraft) -> IngestResult:
             "body_html": draft.body_html,
             "title": draft.title,
             "language": draft.language,
+            "left_out": left_out_json(draft.left_out),
         }
+        if _edited(session, article):
+            # The editor has the last word on the title, summary and date; and on the body
+            # while the source's text is the same (the fingerprint never changes by edits).
+            for kept in ("title", "summary", "published_at"):
+                del changes[kept]
+            if draft.fingerprint == article.fingerprint:
+                del changes["body_html"], changes["left_out"]
         changed = {k: v for k, v in changes.items() if getattr(article, k) != v}
         for key, value in changed.items():
             setattr(article, key, value)
         session.add(article)
         return IngestResult(article, "updated" if changed else "unchanged", draft)
+
+
+def _edited(session: Session, article: Article) -> bool:
+    """Whether an editor changed the article at the desk (the audit log says so)."""
+    query = select(AuditEvent.id).where(
+        AuditEvent.action == AuditAction.ARTICLE_EDITED,
+        AuditEvent.subject == f"article {article.id}",
+    )
+    return session.exec(query.limit(1)).first() is not None
 
 
 # Newest first: by publication date, then by when it came in.
@@ -228,3 +270,78 @@ def search_articles(engine: Engine, search: str, offset: int, limit: int) -> lis
     query = query.order_by(*LATEST_FIRST).offset(offset).limit(limit)
     with session_scope(engine) as session:
         return list(session.exec(query).all())
+
+
+# An editor's changes to a stored article. The fingerprint stays as ingested: it names
+# the source's text, so the same source brought in again still finds this article.
+
+
+def put_back_block(engine: Engine, article_id: int, index: int, expected: str) -> str:
+    """Put left-out block `index` back in the body, at its place; its text. `expected`
+    is `block_key` of that block as the editor saw it: the page must not be stale."""
+    with session_scope(engine) as session:
+        article = _article(session, article_id)
+        blocks, left_out = body_blocks(article.body_html), left_out_of(article.left_out)
+        if not 0 <= index < len(left_out) or block_key(left_out[index].html) != expected:
+            raise MailerError(STALE)
+        text = left_out[index].text
+        blocks, left_out = put_back(blocks, left_out, index)
+        article.body_html, article.left_out = join_blocks(blocks), left_out_json(left_out)
+        session.add(article)
+        return text
+
+
+def take_out_block(engine: Engine, article_id: int, index: int, expected: str) -> str:
+    """Move body block `index` to what is left out, keeping its place; its text."""
+    with session_scope(engine) as session:
+        article = _article(session, article_id)
+        blocks, left_out = body_blocks(article.body_html), left_out_of(article.left_out)
+        if not 0 <= index < len(blocks) or block_key(blocks[index]) != expected:
+            raise MailerError(STALE)
+        if len(blocks) == 1:
+            raise MailerError(
+                "That is the article's only paragraph: put another one back before taking "
+                "this one out."
+            )
+        text = block_text(blocks[index])
+        blocks, left_out = take_out(blocks, left_out, index)
+        article.body_html, article.left_out = join_blocks(blocks), left_out_json(left_out)
+        session.add(article)
+        return text
+
+
+STALE = (
+    "The article changed since this page was shown (another editor, or another tab), so "
+    "nothing was changed: look at it again and choose once more."
+)
+
+
+def block_key(block_html: str) -> str:
+    """A short name of one block's content, to tell that a form still means it."""
+    return hashlib.sha256(block_html.encode("utf-8")).hexdigest()[:16]
+
+
+def edit_article(
+    engine: Engine, article_id: int, *, title: str, summary: str, published: datetime
+) -> list[str]:
+    """Set the title, summary and publication time; what changed, by name ("title", ...),
+    empty when nothing did. Raises MailerError for an empty title."""
+    title, summary = " ".join(title.split()), summary.strip()
+    if not title:
+        raise MailerError("The title cannot be empty: readers see it as the email's subject.")
+    with session_scope(engine) as session:
+        article = _article(session, article_id)
+        wanted = {"title": title, "summary": summary, "published_at": published}
+        changed = [k for k, v in wanted.items() if getattr(article, k) != v]
+        for key in changed:
+            setattr(article, key, wanted[key])
+        session.add(article)
+        return changed
+
+
+def _article(session: Session, article_id: int) -> Article:
+    # locked (on PostgreSQL) until the change is stored: two editors' changes in turn
+    article = session.get(Article, article_id, with_for_update=True)
+    if article is None:
+        raise MailerError(f"There is no article {article_id}; the list of articles shows them all.")
+    return article

@@ -41,6 +41,15 @@ DESK_TOTP_ON_PATH = "/desk/account/totp"
 DESK_TOTP_OFF_PATH = "/desk/account/totp/off"
 DESK_EDITORS_PATH = "/desk/editors"
 DESK_EDITOR_REMOVE_PATH = "/desk/editors/{editor_id}/remove"
+# Articles at the desk: bring one in, its page, the editor's changes
+DESK_ARTICLES_URL_PATH = "/desk/articles/from-url"
+DESK_ARTICLES_UPLOAD_PATH = "/desk/articles/upload"
+DESK_ARTICLES_PASTE_PATH = "/desk/articles/paste"
+DESK_ARTICLE_PATH = "/desk/articles/{article_id}"
+DESK_ARTICLE_EDIT_PATH = "/desk/articles/{article_id}/edit"
+DESK_ARTICLE_PUT_BACK_PATH = "/desk/articles/{article_id}/put-back"
+DESK_ARTICLE_TAKE_OUT_PATH = "/desk/articles/{article_id}/take-out"
+DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"  # the preview and send page
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

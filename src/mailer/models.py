@@ -290,6 +290,9 @@ class AuditAction(StrEnum):
     # who signs in (issue 13, part A): the second factor
     TOTP_ENABLED = "totp-enabled"
     TOTP_DISABLED = "totp-disabled"
+    # articles at the desk
+    ARTICLE_ADDED = "article-added"
+    ARTICLE_EDITED = "article-edited"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -25,10 +25,12 @@ __all__ = [
     "ARTICLE_SUFFIXES",
     "DEFAULT_PATTERNS",
     "FEED_SUFFIXES",
+    "UPLOAD_SUFFIXES",
     "ArticleDraft",
     "Boilerplate",
     "SourceRead",
     "read_article",
+    "read_bytes",
     "read_source",
 ]
 
@@ -37,6 +39,8 @@ PAGE_SUFFIXES = frozenset({".html", ".htm"})
 FEED_SUFFIXES = frozenset({".rss", ".atom", ".xml"})
 # What a watched folder's article files are called (other files there are left alone).
 ARTICLE_SUFFIXES = frozenset({".txt", ".text"}) | MARKDOWN_SUFFIXES | PAGE_SUFFIXES
+# What an editor may upload at the desk: one article, as text, Markdown or an HTML page.
+UPLOAD_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".html", ".htm"})
 
 
 @dataclass
@@ -114,6 +118,30 @@ def read_article(
     if len(read.drafts) != 1:
         raise SourceError(f"{path} is a feed of {len(read.drafts)} articles, not one article")
     return read.drafts[0]
+
+
+def read_bytes(
+    data: bytes,
+    name: str,
+    rules: Boilerplate,
+    *,
+    timezone: str = "UTC",
+    title: str | None = None,
+) -> ArticleDraft:
+    """The one article in `data`, a file called `name` (.txt, .md or .html, by its
+    suffix) that came without a path: an upload, a pasted text. Raises SourceError."""
+    from mailer.sources.reach import Reach
+
+    suffix = Path(name).suffix.lower()
+    if suffix not in UPLOAD_SUFFIXES:
+        raise SourceError(
+            f"{name} is not an article file mailer reads: give a .txt, .md or .html file"
+        )
+    kind = "markdown" if suffix in MARKDOWN_SUFFIXES else "text"
+    kind = "page" if suffix in PAGE_SUFFIXES else kind
+    given: dict[str, Any] = {"title": title, "url": None, "published": None}
+    given |= {"timezone": timezone, "reach": Reach.of(None)}
+    return _read(data, name, rules, kind, None, False, given).drafts[0]
 
 
 def _full_page(

@@ -11,6 +11,7 @@ from datetime import datetime
 import lxml.html
 
 from mailer.errors import SourceError
+from mailer.sources.blocks import LeftOut
 from mailer.sources.cleanup import Boilerplate, shorten
 from mailer.sources.htmlbody import clean_body
 from mailer.sources.language import language_of
@@ -40,6 +41,8 @@ class ArticleDraft:
     removed: tuple[str, ...] = ()  # the paragraphs dropped as boilerplate, for the editor
     language: str | None = None  # BCP 47, when the article's differs from the publication's
     notes: tuple[str, ...] = ()  # what the editor should know, e.g. front matter ignored
+    # the removed blocks whole (sanitised HTML) with their place, for the editor to put back
+    left_out: tuple[LeftOut, ...] = ()
 
 
 def draft_from_html(
@@ -89,6 +92,7 @@ def draft_from_html(
         source=source,
         title_derived=derived and body.first_heading is None,
         removed=body.removed,
+        left_out=body.left_out,
         language=language_of(language, text),
     )
 

@@ -20,6 +20,7 @@ from urllib.parse import urljoin, urlsplit
 import lxml.html
 from lxml import etree
 
+from mailer.sources.blocks import LeftOut
 from mailer.sources.cleanup import Boilerplate, boilerplate_flags, sanitize_html
 
 # Whole elements (with their content) that never reach an email.
@@ -62,6 +63,7 @@ class CleanBody:
     paragraphs: list[str]  # the text of each block kept, for summaries and checks
     removed: tuple[str, ...]  # the text of each block left out as boilerplate
     first_heading: str | None = None  # the first block's text, when it is a heading
+    left_out: tuple[LeftOut, ...] = ()  # the removed blocks whole, each with its place
 
 
 def clean_body(
@@ -90,12 +92,22 @@ def clean_body(
         blocks = [b for b in blocks if b.tag not in _HEADINGS or _text(b) != title]
     texts = [_text(block) for block in blocks]
     flags = boilerplate_flags(texts, rules)
-    kept = [b for b, drop in zip(blocks, flags, strict=True) if not drop and _has_content(b)]
-    removed = tuple(t for t, drop in zip(texts, flags, strict=True) if drop and t)
-    body = "\n".join(etree.tostring(b, encoding="unicode", method="html", with_tail=False)
-                     for b in kept)  # fmt: skip
+    kept: list[lxml.html.HtmlElement] = []
+    left_out: list[LeftOut] = []
+    for block, text, drop in zip(blocks, texts, flags, strict=True):
+        if drop and text:
+            left_out.append(LeftOut(sanitize_html(_html(block)), text, len(kept)))
+        elif not drop and _has_content(block):
+            kept.append(block)
+    removed = tuple(b.text for b in left_out)
+    body = "\n".join(_html(b) for b in kept)
     heading = _text(kept[0]) if kept and kept[0].tag in _HEADINGS else None
-    return CleanBody(sanitize_html(body), [_text(b) for b in kept], removed, heading or None)
+    paragraphs = [_text(b) for b in kept]
+    return CleanBody(sanitize_html(body), paragraphs, removed, heading or None, tuple(left_out))
+
+
+def _html(block: lxml.html.HtmlElement) -> str:
+    return str(etree.tostring(block, encoding="unicode", method="html", with_tail=False))
 
 
 def _drop_site_boxes(root: lxml.html.HtmlElement) -> None:

@@ -84,6 +84,7 @@ class NonPublicAddress(SourceError):
 
     def __init__(self, host: str, address: str):
         shown = host if host == address else f"{host} ({address})"
+        self.address_told = f"{shown} is {kind_of(address)}"
         super().__init__(
             f"refused to connect to {shown}, {kind_of(address)}: a public site may not "
             "lead mailer into a private network (set [sources] allow_private_addresses = "
@@ -210,3 +211,27 @@ def _ssl_context() -> ssl.SSLContext:
     """httpx's default context (certifi's roots), made once: loading them takes a while,
     and a feed read --full-text fetches once per entry."""
     return httpx.create_ssl_context()
+
+
+def desk_reach(url: str, allow_private: bool, resolve: Resolver = system_resolver) -> Reach:
+    """The reach of a fetch asked for at the desk. The desk's server does the fetching,
+    not the editor's machine, so a URL typed into a browser must not make it read the
+    server itself or the newsroom's network: the URL's own host is refused when it is
+    not public (and checked again at each connection), unless [sources]
+    allow_private_addresses. Raises SourceError."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise SourceError(f"{url} has no host name: give the address as https://site/path")
+    reach = Reach(host, allow_private, resolve)
+    if not allow_private:
+        try:
+            reach.addresses(host)
+        except NonPublicAddress as refused:
+            raise SourceError(
+                f"{url}: {refused.address_told}. The desk does not fetch from this server "
+                "or the newsroom's own network; an admin can allow it with [sources] "
+                "allow_private_addresses = true"
+            ) from None
+        except httpcore.ConnectError:
+            raise SourceError(f"{url}: no such site ({host} is not found)") from None
+    return reach

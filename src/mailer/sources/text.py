@@ -14,6 +14,7 @@ from datetime import datetime
 from itertools import pairwise
 
 from mailer.errors import SourceError
+from mailer.sources.blocks import LeftOut
 from mailer.sources.cleanup import Boilerplate, remove_boilerplate, sanitize_html, shorten
 from mailer.sources.draft import ArticleDraft, check_url
 from mailer.sources.language import language_of
@@ -79,8 +80,23 @@ def parse_text(
         source=f"text:{name}",
         title_derived=not (given_title or file_title),
         removed=tuple(paragraph for paragraph in every if paragraph not in kept),
+        left_out=_left_out(every, kept, body),
         language=language_of(None, "\n".join(paragraphs)),
     )
+
+
+def _left_out(every: list[str], kept: set[str], body: list[str]) -> tuple[LeftOut, ...]:
+    """Each paragraph removed as boilerplate, as HTML, with the number of body
+    paragraphs before it (the title line and repeats are not in the body)."""
+    found: list[LeftOut] = []
+    shown = 0
+    for paragraph in every:
+        if paragraph not in kept:
+            escaped = html.escape(paragraph, quote=False)
+            found.append(LeftOut(sanitize_html(f"<p>{escaped}</p>"), paragraph, shown))
+        elif shown < len(body) and body[shown] == paragraph:
+            shown += 1
+    return tuple(found)
 
 
 def split_paragraphs(text: str) -> list[str]:

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from mailer import links
 from mailer.settings import Settings
-from mailer.web.desk import account, editor_admin, recovery, reports, subscribers
+from mailer.web.desk import account, articles, editor_admin, recovery, reports, subscribers
 from mailer.web.desk.routes import router
 from mailer.web.desk.signin import SignInState
 from mailer.web.desk.state import Desk, SecondFactorNeeded
@@ -27,6 +27,7 @@ def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.include_router(account.router)
     app.include_router(recovery.router)
     app.include_router(editor_admin.router)
+    app.include_router(articles.router)
     app.add_exception_handler(SecondFactorNeeded, _set_up_second_factor)
 
 

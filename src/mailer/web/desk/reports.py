@@ -1,5 +1,5 @@
-"""The desk's read-only pages for any signed-in editor: the articles (searched by title,
-a page at a time) and one issue's report, as a page and as CSV. Someone not signed in
+"""The desk's read-only pages for any signed-in editor: one issue's report, as a page and
+as CSV (the articles are in articles.py). Someone not signed in
 is sent to the sign-in form, as on every desk page."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mailer import links
-from mailer.desk import articles, issue_page, report_csv
+from mailer.desk import issue_page, report_csv
 from mailer.report import IssueReport
 from mailer.web.desk.session import SignedIn
 from mailer.web.desk.state import Desk, desk_of
@@ -20,20 +20,6 @@ NOT_FOUND = {
     "title": "No such issue",
     "text": "There is no issue with that number. The dashboard lists the last issues.",
 }
-
-
-def _page_number(value: str) -> int:
-    return int(value) if value.isdigit() and 0 < len(value) < 7 else 1
-
-
-@router.get(links.DESK_ARTICLES_PATH, response_class=HTMLResponse)
-async def articles_page(request: Request, q: str = "", page: str = "1") -> Response:
-    desk = desk_of(request)
-    signed = await desk.signed_in(request)
-    if signed is None:
-        return desk.redirect(links.DESK_LOGIN_PATH)
-    found = await run_in_threadpool(articles, desk.engine, q, _page_number(page))
-    return desk.signed_in_page(signed, "articles.html", found=found)
 
 
 async def _report(request: Request, issue_id: int) -> tuple[Desk, SignedIn, IssueReport] | Response:
