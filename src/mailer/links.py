@@ -31,6 +31,12 @@ DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
 DESK_ARTICLES_PATH = "/desk/articles"
 DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
 DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
+# the subscriber list's changes (admins only), before DESK_SUBSCRIBER_PATH in the routes
+DESK_SUBSCRIBER_ADD_PATH = "/desk/subscribers/add"
+DESK_SUBSCRIBERS_IMPORT_PATH = "/desk/subscribers/import"
+DESK_SUBSCRIBERS_EXPORT_PATH = "/desk/subscribers/export.csv"
+DESK_SUBSCRIBER_UNSUBSCRIBE_PATH = "/desk/subscribers/{subscriber_id}/unsubscribe"
+DESK_SUBSCRIBER_PURGE_PATH = "/desk/subscribers/{subscriber_id}/purge"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -282,6 +282,12 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "password-reset"
     SIGNED_IN = "signed-in"
     SIGNED_OUT = "signed-out"
+    # the desk's subscriber pages (admins)
+    SUBSCRIBER_ADDED = "subscriber-added"
+    SUBSCRIBERS_IMPORTED = "subscribers-imported"
+    SUBSCRIBERS_EXPORTED = "subscribers-exported"
+    SUBSCRIBER_UNSUBSCRIBED = "subscriber-unsubscribed"
+    SUBSCRIBER_PURGED = "subscriber-purged"
 
 
 class AuditEvent(SQLModel, table=True):

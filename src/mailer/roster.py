@@ -4,6 +4,7 @@ the issues they got. Read-only; subscribers.py changes the list."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,6 +85,24 @@ def search_subscribers(engine: Engine, search: Search) -> Found:
             .limit(PAGE_SIZE)
         )
         return Found(list(session.exec(query).all()), total, page, pages)
+
+
+EXPORT_BATCH = 500
+
+
+def matching_subscribers(engine: Engine, search: Search) -> Iterator[Subscriber]:
+    """Every reader matching `search` (its page aside) in id order, read in batches (after
+    id N) so a long list needs little memory: what the desk's export writes."""
+    conditions = _conditions(search)
+    after = 0
+    while True:
+        query = select(Subscriber).where(col(Subscriber.id) > after, *conditions)
+        with Session(engine) as session:
+            batch = list(session.exec(query.order_by(col(Subscriber.id)).limit(EXPORT_BATCH)))
+        if not batch:
+            return
+        yield from batch
+        after = batch[-1].id or after
 
 
 def subscriber_by_id(engine: Engine, subscriber_id: int) -> Subscriber | None:
