@@ -135,7 +135,9 @@ def leaf_routes(routes: list[Any]) -> Iterator[Any]:
 
 def desk_routes(settings: Settings) -> list[tuple[str, str]]:
     """Every (method, path) the desk answers, its path parameters filled with 1."""
-    app = create_app(settings, open_database(settings.database.url))
+    engine = open_database(settings.database.url)
+    app = create_app(settings, engine)
+    engine.dispose()  # only the routes are read: no connection left for the collector
     found = set()
     for route in leaf_routes(app.routes):
         path = getattr(route, "path", "")

@@ -136,7 +136,8 @@ async def export_page(request: Request) -> Response:
 
 
 def _add_form(desk: Desk, signed: SignedIn, status: int = 200, **values: object) -> Response:
-    fields = {"email": "", "name": "", "frequency": "every", "consent": "", "error": "", **values}
+    fields = {"email": "", "reader_name": "", "frequency": "every", "consent": "", "error": "",
+              **values}  # fmt: skip
     page = desk.signed_in_page(
         signed, "subscriber_add.html", frequencies=FREQUENCIES,
         add_path=links.DESK_SUBSCRIBER_ADD_PATH, **fields,
@@ -164,7 +165,7 @@ async def add(request: Request) -> Response:
     frequency, consent = sent.get("frequency", "every"), sent.get("consent", "")
     if consent not in ("given", "ask"):
         error = "Say whether they have already agreed, or should be sent a confirmation link."
-        return _add_form(desk, signed, 422, email=email, name=name, frequency=frequency,
+        return _add_form(desk, signed, 422, email=email, reader_name=name, frequency=frequency,
                          error=error)  # fmt: skip
     try:
         added = await run_in_threadpool(
@@ -174,7 +175,7 @@ async def add(request: Request) -> Response:
             )
         )  # fmt: skip
     except SubscriberError as exc:
-        return _add_form(desk, signed, 422, email=email, name=name, frequency=frequency,
+        return _add_form(desk, signed, 422, email=email, reader_name=name, frequency=frequency,
                          consent=consent, error=f"Not added: {exc}.")  # fmt: skip
     done = "confirming" if consent == "ask" else "added"
     return desk.sessions.write(
