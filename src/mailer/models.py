@@ -105,7 +105,10 @@ class Subscriber(SQLModel, table=True):
     name: str | None = None
     status: str = Field(default=SubscriberStatus.PENDING, index=True)
     frequency: str = "every"
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    # the desk lists readers newest first, a page at a time
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), index=True)
+    )
     confirmed_at: datetime | None = _when()
     unsubscribed_at: datetime | None = _when()
     # double opt-in: when the last confirmation link went out, and the address the
@@ -164,6 +167,8 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("issue_id", "subscriber_id"),
         # a claim reads the next rows of one status in id order, straight off this index
         Index("ix_delivery_issue_status_id", "issue_id", "status", "id"),
+        # a reader's deliveries, latest first (the desk's reader page, a purge)
+        Index("ix_delivery_subscriber_id", "subscriber_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

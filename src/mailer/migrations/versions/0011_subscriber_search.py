@@ -1,8 +1,9 @@
-"""the desk's subscriber search on PostgreSQL: trigram indexes on the address and the
-name, so a search for part of either (ILIKE '%…%') reads the rows that match and not the
-whole list. Only where the server lets us have pg_trgm (a trusted extension since
-PostgreSQL 13, but a locked-down server may refuse it): without it the search still
-works, reading every row. SQLite has nothing of the kind and needs nothing.
+"""the desk's subscriber pages: readers listed newest first off an index on their
+sign-up time, and a reader's deliveries found by their subscriber; on PostgreSQL also
+trigram indexes on the address and the name, so a search for part of either
+(ILIKE '%…%') reads the rows that match and not the whole list. Those only where the
+server lets us have pg_trgm (a trusted extension since PostgreSQL 13, but a locked-down
+server may refuse it): without it the search still works, reading every row.
 
 Revision ID: 0011
 Revises: 0010
@@ -22,6 +23,8 @@ TRIGRAM_INDEXES = {"ix_subscriber_email_trgm": "email", "ix_subscriber_name_trgm
 
 
 def upgrade() -> None:
+    op.create_index("ix_subscriber_created_at", "subscriber", ["created_at"])
+    op.create_index("ix_delivery_subscriber_id", "delivery", ["subscriber_id", "id"])
     connection = op.get_bind()
     if connection.dialect.name != "postgresql":
         return
@@ -37,7 +40,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name != "postgresql":
-        return
-    for name in TRIGRAM_INDEXES:
-        op.execute(f"DROP INDEX IF EXISTS {name}")
+    if op.get_bind().dialect.name == "postgresql":
+        for name in TRIGRAM_INDEXES:
+            op.execute(f"DROP INDEX IF EXISTS {name}")
+    op.drop_index("ix_delivery_subscriber_id", "delivery")
+    op.drop_index("ix_subscriber_created_at", "subscriber")
