@@ -240,6 +240,10 @@ def test_filters_combine_with_the_search_and_are_kept_across_pages_and_in_the_ex
         shown = listed(first.text) + listed(second.text)
         expected = [f"reader{n:03}@example.org" for n in range(128, -1, -2) if n != 10]
         assert shown == expected
+        past_the_end = client.get("/desk/subscribers", params={**asked, "page": "7"})
+        assert "Page 2 of 2" in past_the_end.text and listed(past_the_end.text) == expected[50:]
+        unfiltered = client.get("/desk/subscribers", params={"status": "bounced", "page": "3"})
+        assert listed(unfiltered.text) == ["reader010@example.org"]
         export = re.findall(r'<a href="(/desk/subscribers/export\.csv[^"]*)"', first.text)
         assert html.unescape(export[0]).endswith("?q=reader&status=active&frequency=weekly")
 
