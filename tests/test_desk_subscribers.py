@@ -551,3 +551,24 @@ def test_an_admins_post_without_the_csrf_token_changes_nothing(engine, desk, tmp
         )
         assert upload.status_code == 403
     assert changeable(engine) == before
+
+
+def test_the_search_has_its_indexes_and_works_without_the_trigram_ones(engine, tmp_path: Path):
+    """Migration 0011: the sign-up index everywhere, trigram indexes on PostgreSQL (where
+    the server allows pg_trgm, as the test server does); without them a search still
+    finds, reading every row."""
+    from sqlalchemy import inspect, text
+
+    from mailer.db import TRIGRAM_INDEXES
+    from mailer.roster import Search, search_subscribers
+
+    import_readers(engine, tmp_path, 3)
+    names = {index["name"] for index in inspect(engine).get_indexes("subscriber")}
+    assert "ix_subscriber_created_at" in names
+    if engine.dialect.name == "postgresql":
+        assert set(TRIGRAM_INDEXES) <= names
+        with engine.begin() as connection:
+            for name in TRIGRAM_INDEXES:
+                connection.execute(text(f"DROP INDEX {name}"))
+    found = search_subscribers(engine, Search(text="EADER001"))
+    assert [s.email for s in found.subscribers] == ["reader001@example.org"]
