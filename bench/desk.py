@@ -67,8 +67,8 @@ BATCH = 10_000
 
 @dataclass(frozen=True)
 class Page:
-    """A page to time: `path` may name {big_slug}, {big_id} and {needle}; `desk` pages
-    need a signed-in editor."""
+    """A page to time: `path` may name {big_slug}, {big_id}, {needle} and {reader_id};
+    `desk` pages need a signed-in editor."""
 
     label: str
     path: str
@@ -85,6 +85,18 @@ PAGES = [
     Page("desk: one article (the sample, sent to 100,000)", "/desk/articles/1", desk=True),
     Page("desk: issue to 100,000", "/desk/issues/{big_id}", desk=True),
     Page("desk: subscriber search", "/desk/subscribers?q={needle}", desk=True),
+    # the subscriber list's other ways in (admins): a common name, the filters, the
+    # deepest page, and one reader
+    Page("desk: subscribers, first page", "/desk/subscribers", desk=True),
+    Page("desk: subscriber search, 'berg' (8,500 found)", "/desk/subscribers?q=berg", desk=True),
+    Page("desk: subscribers, bounced", "/desk/subscribers?status=bounced", desk=True),
+    Page(
+        "desk: subscribers, active + weekly, page 2",
+        "/desk/subscribers?status=active&frequency=weekly&page=2",
+        desk=True,
+    ),
+    Page("desk: subscribers, last page (2,000)", "/desk/subscribers?page=2000", desk=True),
+    Page("desk: one subscriber", "/desk/subscribers/{reader_id}", desk=True),
 ]
 
 
@@ -93,6 +105,7 @@ class Seeded:
     big_slug: str
     big_id: int
     needle: str  # part of one subscriber's address, near the end of the list
+    reader_id: int  # that subscriber
 
 
 @dataclass
@@ -291,7 +304,7 @@ def seed(url: str, folder: Path) -> tuple[Seeded, Settings]:
     engine.dispose()
     # "hansen99993": a surname and number, typed as an editor would look someone up
     needle = address.split("@")[0].split(".")[-1]
-    return Seeded(big_slug, issue_ids[0], needle), settings
+    return Seeded(big_slug, issue_ids[0], needle, SUBSCRIBERS_COUNT - 7), settings
 
 
 # --- the site as a user runs it -------------------------------------------------------
@@ -388,7 +401,8 @@ def summarised(label: str, times: list[float], note_: str = "") -> Timing:
 def time_pages(
     base_url: str, seeded: Seeded, runs: int, editor: tuple[str, str] | None
 ) -> list[Timing]:
-    values = {"big_slug": seeded.big_slug, "big_id": seeded.big_id, "needle": seeded.needle}
+    values = {"big_slug": seeded.big_slug, "big_id": seeded.big_id, "needle": seeded.needle,
+              "reader_id": seeded.reader_id}  # fmt: skip
     results = []
     with httpx.Client(base_url=base_url, timeout=60, follow_redirects=False) as client:
         desk_closed = sign_in(client, *editor) if editor else "needs --editor"

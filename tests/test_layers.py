@@ -65,6 +65,7 @@ LAYERS = {
     "demo": USE_CASES,
     "desk": USE_CASES,
     "desk_articles": USE_CASES,
+    "desk_subscribers": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -342,9 +342,13 @@ def test_the_schema_the_migrations_build_is_the_models(engine):
     from alembic.runtime.migration import MigrationContext
     from sqlmodel import SQLModel
 
+    from mailer.db import TRIGRAM_INDEXES
+
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
-    assert differences == []
+    # the search's trigram indexes are PostgreSQL's alone, when the server allows them
+    optional = [d for d in differences if d[0] == "remove_index" and d[1].name in TRIGRAM_INDEXES]
+    assert [d for d in differences if d not in optional] == []
 
 
 def test_a_refused_login_stops_the_run_and_says_so(engine, settings, article):

@@ -50,6 +50,12 @@ DESK_ARTICLE_EDIT_PATH = "/desk/articles/{article_id}/edit"
 DESK_ARTICLE_PUT_BACK_PATH = "/desk/articles/{article_id}/put-back"
 DESK_ARTICLE_TAKE_OUT_PATH = "/desk/articles/{article_id}/take-out"
 DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"  # the preview and send page
+# the subscriber list's changes (admins only), before DESK_SUBSCRIBER_PATH in the routes
+DESK_SUBSCRIBER_ADD_PATH = "/desk/subscribers/add"
+DESK_SUBSCRIBERS_IMPORT_PATH = "/desk/subscribers/import"
+DESK_SUBSCRIBERS_EXPORT_PATH = "/desk/subscribers/export.csv"
+DESK_SUBSCRIBER_UNSUBSCRIBE_PATH = "/desk/subscribers/{subscriber_id}/unsubscribe"
+DESK_SUBSCRIBER_PURGE_PATH = "/desk/subscribers/{subscriber_id}/purge"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -105,7 +105,10 @@ class Subscriber(SQLModel, table=True):
     name: str | None = None
     status: str = Field(default=SubscriberStatus.PENDING, index=True)
     frequency: str = "every"
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    # the desk lists readers newest first, a page at a time
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime(), index=True)
+    )
     confirmed_at: datetime | None = _when()
     unsubscribed_at: datetime | None = _when()
     # double opt-in: when the last confirmation link went out, and the address the
@@ -168,6 +171,8 @@ class Delivery(SQLModel, table=True):
         UniqueConstraint("issue_id", "subscriber_id"),
         # a claim reads the next rows of one status in id order, straight off this index
         Index("ix_delivery_issue_status_id", "issue_id", "status", "id"),
+        # a reader's deliveries, latest first (the desk's reader page, a purge)
+        Index("ix_delivery_subscriber_id", "subscriber_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -293,6 +298,12 @@ class AuditAction(StrEnum):
     # articles at the desk
     ARTICLE_ADDED = "article-added"
     ARTICLE_EDITED = "article-edited"
+    # the desk's subscriber pages (admins)
+    SUBSCRIBER_ADDED = "subscriber-added"
+    SUBSCRIBERS_IMPORTED = "subscribers-imported"
+    SUBSCRIBERS_EXPORTED = "subscribers-exported"
+    SUBSCRIBER_UNSUBSCRIBED = "subscriber-unsubscribed"
+    SUBSCRIBER_PURGED = "subscriber-purged"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from mailer.db import insert_new, with_retries
 from mailer.errors import SubscriberError
-from mailer.models import SUBSCRIBERS, SubscriberStatus, new_public_id
+from mailer.models import SUBSCRIBERS, Subscriber, SubscriberStatus, new_public_id
 from mailer.subscribers import (
     FREQUENCIES,
     erased_markers,
@@ -189,10 +189,16 @@ def _row_values(values: dict[str, str]) -> dict[str, Any]:
 def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
     """Write the list as CSV (importable again); erased subscribers are left out. Text a
     spreadsheet would run as a formula is neutralised (see `neutralised`)."""
+    return write_csv(out, list_subscribers(engine, status))
+
+
+def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
+    """Write these subscribers as export_csv does (the desk's export of a search); how
+    many rows were written."""
     writer = csv.writer(out)
     writer.writerow(EXPORT_COLUMNS)
     count = 0
-    for subscriber in list_subscribers(engine, status):
+    for subscriber in subscribers:
         if subscriber.email.startswith("erased:"):
             continue
         row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
