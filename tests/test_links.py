@@ -134,6 +134,16 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.DESK_ARTICLES_PATH,
         links.DESK_ISSUE_PATH,
         links.DESK_ISSUE_CSV_PATH,
+        # sending from the desk (issue 13, part C)
+        links.DESK_ARTICLE_SEND_PATH,
+        links.DESK_ARTICLE_SUBJECT_PATH,
+        links.DESK_ARTICLE_TEST_PATH,
+        links.DESK_ARTICLE_CONFIRM_PATH,
+        links.DESK_ARTICLE_SEND_NOW_PATH,
+        links.DESK_ARTICLE_SCHEDULE_PATH,
+        links.DESK_ARTICLE_CANCEL_PATH,
+        links.DESK_ISSUE_PROGRESS_PATH,
+        links.DESK_PROGRESS_SCRIPT_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url

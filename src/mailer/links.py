@@ -31,6 +31,17 @@ DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
 DESK_ARTICLES_PATH = "/desk/articles"
 DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
 DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
+# sending from the desk (issue 13, part C): an article's send page and its forms, an
+# issue's live progress, and the desk's one script
+DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"
+DESK_ARTICLE_SUBJECT_PATH = "/desk/articles/{article_id}/send/subject"
+DESK_ARTICLE_TEST_PATH = "/desk/articles/{article_id}/send/test"
+DESK_ARTICLE_CONFIRM_PATH = "/desk/articles/{article_id}/send/confirm"
+DESK_ARTICLE_SEND_NOW_PATH = "/desk/articles/{article_id}/send/now"
+DESK_ARTICLE_SCHEDULE_PATH = "/desk/articles/{article_id}/send/schedule"
+DESK_ARTICLE_CANCEL_PATH = "/desk/articles/{article_id}/send/cancel"
+DESK_ISSUE_PROGRESS_PATH = "/desk/issues/{issue_id}/progress.json"
+DESK_PROGRESS_SCRIPT_PATH = "/desk/static/progress.js"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -286,6 +286,12 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "password-reset"
     SIGNED_IN = "signed-in"
     SIGNED_OUT = "signed-out"
+    # sending from the desk (issue 13, part C)
+    ISSUE_EDITED = "issue-edited"
+    TEST_SENT = "test-sent"
+    ISSUE_SENT = "issue-sent"
+    ISSUE_SCHEDULED = "issue-scheduled"
+    ISSUE_CANCELLED = "issue-cancelled"
 
 
 class AuditEvent(SQLModel, table=True):
