@@ -24,11 +24,12 @@ ISSUE_POLICY = (
 )
 # The editors' desk: the site's own pages, plus its one script (served from the desk,
 # never inline), which reads the desk's JSON; the send page shows an email in sandboxed
-# srcdoc frames, which inherit this policy, so the email's remote images are allowed too.
+# srcdoc frames (which browsers check as the desk's own address, 'self'), and they
+# inherit this policy, so the email's remote images are allowed too.
 DESK_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: http: data:; "
-    "script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'"
+    "script-src 'self'; connect-src 'self'; frame-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
 )
 EVERY_RESPONSE = {
     "x-content-type-options": "nosniff",
