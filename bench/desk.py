@@ -83,6 +83,8 @@ PAGES = [
     Page("desk: dashboard", "/desk", desk=True),
     Page("desk: articles", "/desk/articles", desk=True),
     Page("desk: issue to 100,000", "/desk/issues/{big_id}", desk=True),
+    Page("desk: its progress (JSON)", "/desk/issues/{big_id}/progress.json", desk=True),
+    Page("desk: send page of a sent article", "/desk/articles/1/send", desk=True),
     Page("desk: subscriber search", "/desk/subscribers?q={needle}", desk=True),
 ]
 

@@ -209,6 +209,10 @@ def test_a_schedule_is_read_in_the_publications_zone_and_can_be_cancelled(
         page = client.get(send_page)
         assert f"Scheduled for {tomorrow:%a %d %b %Y} 07:30" in page.text
         assert "Cancel</button>" in page.text
+        report = client.get(f"/desk/issues/{issue.id}")
+        assert f"Scheduled for {tomorrow:%a %d %b %Y} 07:30" in report.text
+        link = f'href="{send_page}">The article\'s send page</a> (preview, cancel)'
+        assert link in report.text
         cancelled = post(client, f"{send_page}/cancel", send_page)
         assert cancelled.status_code == 303
     assert find_issue(engine, f"article:{article_id}").status == IssueStatus.CANCELLED
@@ -253,3 +257,43 @@ def test_the_issue_page_lists_its_readers_who_bounced_or_left(
     assert f"{readers[0]}</a> (bounced)" in page.text
     assert f"{readers[1]}</a> (unsubscribed)" in page.text
     assert readers[2] not in page.text
+
+
+def test_an_edited_subject_stays_through_every_rendering_and_an_empty_one_goes_back(
+    engine, settings, tmp_path
+):
+    """The issue keeps the editor's subject and preheader when rendered again (a draft
+    asked for again, a held issue put right); an empty field is the article's own."""
+    from mailer import desk_sending
+    from mailer.articles import find_article
+    from mailer.issues import article_issue, refresh_held
+    from mailer.models import ISSUES
+
+    article_id = article_of(engine, settings, tmp_path)
+    article = find_article(engine, article_id)
+    own = article_issue(engine, settings, article)
+    issue = desk_sending.edit_subject(engine, settings, article_id, "Read this", "  In short ")
+    assert (issue.subject, issue.preheader) == ("Read this", "In short")
+    assert "In short" in issue.html and "<title>Read this</title>" in issue.html
+    assert article_issue(engine, settings, article).subject == "Read this"
+    with engine.begin() as connection:
+        connection.execute(ISSUES.update().values(status=IssueStatus.HELD))
+    held = refresh_held(engine, settings, find_issue_by_id(engine, issue.id))
+    assert (held.subject, held.preheader) == ("Read this", "In short")
+    with pytest.raises(desk_sending.DeskSendError, match="has started"):
+        desk_sending.edit_subject(engine, settings, article_id, "Too late", "")
+    with engine.begin() as connection:
+        connection.execute(ISSUES.update().values(status=IssueStatus.DRAFT))
+    back = desk_sending.edit_subject(engine, settings, article_id, "", own.preheader)
+    assert (back.subject, back.preheader) == (own.subject, own.preheader)
+    assert (back.edited_subject, back.edited_preheader) == (None, None)
+    with pytest.raises(desk_sending.DeskSendError, match="keep it to 200"):
+        desk_sending.edit_subject(engine, settings, article_id, "x" * 201, "")
+
+
+def test_with_no_reader_on_every_article_send_now_offers_nothing(engine, settings, desk, tmp_path):
+    article_id = article_of(engine, settings, tmp_path)
+    with closing(desk.signed_in()) as client:
+        confirm = client.get(f"/desk/articles/{article_id}/send/confirm")
+    assert "No active reader gets every article, so nothing would go." in confirm.text
+    assert "Send to 0 readers" not in confirm.text

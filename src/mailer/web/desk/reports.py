@@ -70,6 +70,7 @@ async def issue_report_page(request: Request, issue_id: int) -> Response:
         progress_path=links.path(links.DESK_ISSUE_PROGRESS_PATH, issue_id=str(issue_id)),
         script_path=links.DESK_PROGRESS_SCRIPT_PATH,
         subscriber_path=lambda i: links.path(links.DESK_SUBSCRIBER_PATH, subscriber_id=str(i)),
+        send_path=lambda i: links.path(links.DESK_ARTICLE_SEND_PATH, article_id=str(i)),
     )
 
 
