@@ -53,7 +53,11 @@ def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
             page.click("main button[type=submit]")
             expect(page.locator("h1")).to_have_text("Dashboard")
 
+            page.set_viewport_size({"width": 375, "height": 812})
             page.goto(f"{url}/desk/articles/{article_id}/send")
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 375, "the send page, forms and frames, fits a phone"
+            page.set_viewport_size({"width": 1280, "height": 900})
             phone = page.locator("iframe[width='375']")
             assert phone.get_attribute("sandbox") == "", "no scripts, no same origin"
             assert phone.evaluate("frame => frame.clientWidth") == 375, "a phone's width inside"

@@ -215,6 +215,15 @@ def cancel(engine: Engine, article_id: int) -> Issue:
 # --- an issue going out ------------------------------------------------------------
 
 
+STATES: dict[str, str] = {
+    IssueStatus.SENT: "Done: every message is settled.",
+    IssueStatus.SCHEDULED: "Waiting for its time to start…",
+    IssueStatus.HELD: "Stopped: the relay refused it, so it is held for an editor.",
+    IssueStatus.DRAFT: "Not sent yet.",
+    IssueStatus.CANCELLED: "Cancelled: nothing of it was sent.",
+}
+
+
 @dataclass(frozen=True)
 class Progress:
     status: str  # the issue's
@@ -228,8 +237,17 @@ class Progress:
     seconds_left: float | None  # at that rate
     done: bool  # nothing more happens by itself: sent, held, or not started
 
+    @property
+    def state(self) -> str:
+        """In words, as the issue page shows it."""
+        started = self.status == IssueStatus.SCHEDULED and self.total  # queued a moment ago
+        if self.status == IssueStatus.SENDING or started:
+            return "Sending…"
+        return STATES.get(self.status, self.status)
+
     def as_json(self) -> dict[str, object]:
         return {
+            "state": self.state,
             "status": self.status,
             "sent": self.sent,
             "deferred": self.deferred,

@@ -18,19 +18,14 @@
   }
 
   function show(p) {
-    ["sent", "deferred", "failed", "skipped", "waiting", "total", "status"].forEach(function (name) {
+    ["state", "sent", "deferred", "failed", "skipped", "waiting", "total"].forEach(function (name) {
       set(name, p[name]);
     });
     set("rate", p.per_minute === null ? "–" : p.per_minute + " a minute");
     set("left", minutes(p.seconds_left));
     bar.max = Math.max(p.total, 1);
     bar.value = p.total - p.waiting;
-    if (p.done) {
-      set("state", p.status === "sent" ? "Done: every message is settled." : "Stopped: " + p.status + ".");
-      box.setAttribute("data-done", "true");
-    } else {
-      set("state", p.total ? "Sending…" : "Starting…");
-    }
+    if (p.done) box.setAttribute("data-done", "true");
   }
 
   function poll() {
@@ -38,7 +33,7 @@
       .then(function (answer) { return answer.ok ? answer.json() : null; })
       .then(function (p) {
         if (p) show(p);
-        if (!p || !p.done) setTimeout(poll, 1500);
+        if (p && !p.done) setTimeout(poll, 1500); // no such issue, or gone: a reload tells
       })
       .catch(function () { setTimeout(poll, 5000); });
   }
