@@ -130,7 +130,7 @@ def edit_subject(
     return article_issue(engine, settings, article)
 
 
-def test_addresses(raw: str) -> list[str]:
+def addresses_for_test(raw: str) -> list[str]:
     """The addresses typed (separated by commas, semicolons, spaces or lines), each
     checked; DeskSendError naming every bad one and why."""
     typed = [part for part in re.split(r"[\s,;]+", raw) if part]
@@ -147,14 +147,14 @@ def test_addresses(raw: str) -> list[str]:
         except MailerError as exc:
             errors.append(str(exc))
     if errors:
-        raise DeskSendError("Nothing was sent. " + " ".join(f"{e}." for e in errors))
+        raise DeskSendError("Nothing was sent. " + " ".join(f"{e.rstrip('.')}." for e in errors))
     return list(dict.fromkeys(addresses))
 
 
-def test_copies(engine: Engine, settings: Settings, article_id: int, raw: str) -> list[str]:
+def send_test_copies(engine: Engine, settings: Settings, article_id: int, raw: str) -> list[str]:
     """A test copy of the article as the issue would go now (with the editor's subject
     and preheader) to each address typed; the addresses it went to."""
-    addresses = test_addresses(raw)
+    addresses = addresses_for_test(raw)
     article = find_article(engine, article_id)
     issue = find_issue(engine, issue_key(article_id))
     edits = {"subject": issue.edited_subject, "preheader": issue.edited_preheader} if issue else {}

@@ -138,7 +138,7 @@ async def send_test(request: Request, article_id: int) -> Response:
     typed = fields.get("addresses", "")
     try:
         sent = await run_in_threadpool(
-            desk_sending.test_copies, desk.engine, desk.settings, article_id, typed
+            desk_sending.send_test_copies, desk.engine, desk.settings, article_id, typed
         )
     except MailerError as exc:
         return await _page(desk, signed, article_id, status=400, error=str(exc), test_to=typed)
