@@ -84,6 +84,8 @@ PAGES = [
     Page("desk: articles", "/desk/articles", desk=True),
     Page("desk: one article (the sample, sent to 100,000)", "/desk/articles/1", desk=True),
     Page("desk: issue to 100,000", "/desk/issues/{big_id}", desk=True),
+    Page("desk: its progress (JSON)", "/desk/issues/{big_id}/progress.json", desk=True),
+    Page("desk: send page of a sent article", "/desk/articles/1/send", desk=True),
     Page("desk: subscriber search", "/desk/subscribers?q={needle}", desk=True),
     # the subscriber list's other ways in (admins): a common name, the filters, the
     # deepest page, and one reader

@@ -66,6 +66,7 @@ LAYERS = {
     "desk": USE_CASES,
     "desk_articles": USE_CASES,
     "desk_subscribers": USE_CASES,
+    "desk_sending": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -69,10 +69,15 @@ def held_issues(engine: Engine) -> list[Issue]:
 
 def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue:
     """The issue for this article: created and rendered on first use; re-rendered until
-    it is queued (the editor may have fixed the article); frozen once queued."""
+    it is queued (the editor may have fixed the article); frozen once queued. A subject
+    or preheader an editor typed at the desk stays, however often it is rendered."""
     key = f"article:{article.id}"
     fields: dict[str, object] = {"kind": "article", "article_ids": str(article.id)}
-    return _keyed_issue(engine, key, lambda: render_article_issue(settings, article), fields)
+    found = find_issue(engine, key)
+    edits = (found.edited_subject, found.edited_preheader) if found else (None, None)
+    return _keyed_issue(
+        engine, key, lambda: render_article_issue(settings, article, *edits), fields
+    )
 
 
 def digest_issue(engine: Engine, settings: Settings, plan: DigestPlan) -> Issue:
@@ -145,7 +150,9 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
         since, until = issue.period_start, issue.period_end
         rendered = render_digest_issue(settings, articles, week, since, until)
     else:
-        rendered = render_article_issue(settings, articles[0])
+        rendered = render_article_issue(
+            settings, articles[0], issue.edited_subject, issue.edited_preheader
+        )
     content = {"subject": rendered.subject, "preheader": rendered.preheader,
                "html": rendered.html, "text": rendered.text}  # fmt: skip
     with engine.begin() as connection:
@@ -155,6 +162,19 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
             .values(**content)
         )
     return find_issue_by_id(engine, issue.id or 0)
+
+
+def edit_issue(engine: Engine, issue_id: int, subject: str | None, preheader: str | None) -> bool:
+    """Keep an editor's subject and preheader for the issue (None: the article's own),
+    while it is open; False once it has started (its content is frozen). The caller
+    renders it again."""
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(ISSUES)
+            .where(ISSUES.c.id == issue_id, ISSUES.c.status.in_(OPEN_STATUSES))
+            .values(edited_subject=subject, edited_preheader=preheader)
+        )
+    return changed.rowcount == 1
 
 
 def schedule_issue(engine: Engine, issue: Issue, when: datetime) -> Issue:

@@ -49,13 +49,23 @@ DESK_ARTICLE_PATH = "/desk/articles/{article_id}"
 DESK_ARTICLE_EDIT_PATH = "/desk/articles/{article_id}/edit"
 DESK_ARTICLE_PUT_BACK_PATH = "/desk/articles/{article_id}/put-back"
 DESK_ARTICLE_TAKE_OUT_PATH = "/desk/articles/{article_id}/take-out"
-DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"  # the preview and send page
 # the subscriber list's changes (admins only), before DESK_SUBSCRIBER_PATH in the routes
 DESK_SUBSCRIBER_ADD_PATH = "/desk/subscribers/add"
 DESK_SUBSCRIBERS_IMPORT_PATH = "/desk/subscribers/import"
 DESK_SUBSCRIBERS_EXPORT_PATH = "/desk/subscribers/export.csv"
 DESK_SUBSCRIBER_UNSUBSCRIBE_PATH = "/desk/subscribers/{subscriber_id}/unsubscribe"
 DESK_SUBSCRIBER_PURGE_PATH = "/desk/subscribers/{subscriber_id}/purge"
+# sending from the desk (issue 13, part C): an article's send page and its forms, an
+# issue's live progress, and the desk's one script
+DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"
+DESK_ARTICLE_SUBJECT_PATH = "/desk/articles/{article_id}/send/subject"
+DESK_ARTICLE_TEST_PATH = "/desk/articles/{article_id}/send/test"
+DESK_ARTICLE_CONFIRM_PATH = "/desk/articles/{article_id}/send/confirm"
+DESK_ARTICLE_SEND_NOW_PATH = "/desk/articles/{article_id}/send/now"
+DESK_ARTICLE_SCHEDULE_PATH = "/desk/articles/{article_id}/send/schedule"
+DESK_ARTICLE_CANCEL_PATH = "/desk/articles/{article_id}/send/cancel"
+DESK_ISSUE_PROGRESS_PATH = "/desk/issues/{issue_id}/progress.json"
+DESK_PROGRESS_SCRIPT_PATH = "/desk/static/progress.js"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

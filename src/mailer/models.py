@@ -304,6 +304,12 @@ class AuditAction(StrEnum):
     SUBSCRIBERS_EXPORTED = "subscribers-exported"
     SUBSCRIBER_UNSUBSCRIBED = "subscriber-unsubscribed"
     SUBSCRIBER_PURGED = "subscriber-purged"
+    # sending from the desk (issue 13, part C)
+    ISSUE_EDITED = "issue-edited"
+    TEST_SENT = "test-sent"
+    ISSUE_SENT = "issue-sent"
+    ISSUE_SCHEDULED = "issue-scheduled"
+    ISSUE_CANCELLED = "issue-cancelled"
 
 
 class AuditEvent(SQLModel, table=True):

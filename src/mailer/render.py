@@ -159,11 +159,18 @@ def _context(
     }
 
 
-def render_article_issue(settings: Settings, article: Article) -> RenderedIssue:
-    """The single-article issue: the article, then the donation appeal once, then the footer."""
+def render_article_issue(
+    settings: Settings,
+    article: Article,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> RenderedIssue:
+    """The single-article issue: the article, then the donation appeal once, then the
+    footer. `subject` and `preheader`, when given, are an editor's in place of the
+    article's title and summary."""
     view = article_view(article, settings.publication.language)
-    subject = view.title
-    preheader = one_line(view.summary)[:150]
+    subject = view.title if subject is None else subject
+    preheader = one_line(view.summary)[:150] if preheader is None else preheader
     online = issue_url(settings.publication.base_url, f"article:{article.id}")
     context = {**_context(settings, subject, preheader, online), "article": view}
     return _render(settings, "article", context, subject, preheader)

@@ -154,11 +154,19 @@ class TestCopy:
     reply: str  # the server's reply
 
 
-def send_test_copy(settings: Settings, article: Article, address: str) -> TestCopy:
+def send_test_copy(
+    settings: Settings,
+    article: Article,
+    address: str,
+    *,
+    subject: str | None = None,
+    preheader: str | None = None,
+) -> TestCopy:
     """One copy of the article as it is now, marked [Test], to one address; recorded
-    nowhere."""
+    nowhere. `subject` and `preheader`: an editor's, as the issue keeps them."""
     address = normalise_address(address)
-    reply = delivery.send_test_copy(settings, render_article_issue(settings, article), address)
+    rendered = render_article_issue(settings, article, subject, preheader)
+    reply = delivery.send_test_copy(settings, rendered, address)
     return TestCopy(address, reply)
 
 

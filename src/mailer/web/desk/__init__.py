@@ -10,7 +10,15 @@ from sqlalchemy import Engine
 
 from mailer import links
 from mailer.settings import Settings
-from mailer.web.desk import account, articles, editor_admin, recovery, reports, subscribers
+from mailer.web.desk import (
+    account,
+    articles,
+    editor_admin,
+    recovery,
+    reports,
+    sending,
+    subscribers,
+)
 from mailer.web.desk.routes import router
 from mailer.web.desk.signin import SignInState
 from mailer.web.desk.state import Desk, SecondFactorNeeded
@@ -28,6 +36,7 @@ def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.include_router(recovery.router)
     app.include_router(editor_admin.router)
     app.include_router(articles.router)
+    app.include_router(sending.router)
     app.add_exception_handler(SecondFactorNeeded, _set_up_second_factor)
 
 

@@ -1,5 +1,6 @@
-"""The desk's read-only pages for any signed-in editor: one issue's report, as a page and
-as CSV (the articles are in articles.py). Someone not signed in
+"""The desk's read-only pages for any signed-in editor: one issue's report (the articles
+are in articles.py), as a page (with its live progress while it
+goes out, and its readers who left since) and as CSV. Someone not signed in
 is sent to the sign-in form, as on every desk page."""
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import links
 from mailer.desk import issue_page, report_csv
+from mailer.desk_sending import progress, readers_who_left
+from mailer.models import utcnow
 from mailer.report import IssueReport
 from mailer.web.desk.session import SignedIn
 from mailer.web.desk.state import Desk, desk_of
@@ -41,8 +44,20 @@ async def issue_report_page(request: Request, issue_id: int) -> Response:
     if isinstance(found, Response):
         return found
     desk, signed, report = found
-    csv_path = links.path(links.DESK_ISSUE_CSV_PATH, issue_id=str(issue_id))
-    return desk.signed_in_page(signed, "issue.html", report=report, csv_path=csv_path)
+    going = await run_in_threadpool(progress, desk.engine, issue_id, utcnow())
+    left = await run_in_threadpool(readers_who_left, desk.engine, issue_id)
+    return desk.signed_in_page(
+        signed,
+        "issue.html",
+        report=report,
+        going=going,
+        left=left,
+        csv_path=links.path(links.DESK_ISSUE_CSV_PATH, issue_id=str(issue_id)),
+        progress_path=links.path(links.DESK_ISSUE_PROGRESS_PATH, issue_id=str(issue_id)),
+        script_path=links.DESK_PROGRESS_SCRIPT_PATH,
+        subscriber_path=lambda i: links.path(links.DESK_SUBSCRIBER_PATH, subscriber_id=str(i)),
+        send_path=lambda i: links.path(links.DESK_ARTICLE_SEND_PATH, article_id=str(i)),
+    )
 
 
 @router.get(links.DESK_ISSUE_CSV_PATH)
