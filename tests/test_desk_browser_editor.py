@@ -1,20 +1,25 @@
 """An editor's journey at the desk in Debian's chromium, driven by Playwright (no
 downloaded browser), against `mailer serve` on 127.0.0.1 and a real SMTP server: sign
-in, open an article's send page, look at the phone-width preview, send a test to
-oneself, send to 50 readers, watch the issue page count them without a reload, and read
-the report."""
+in, bring in an article from a page served on 127.0.0.1, open its send page, look at
+the phone-width preview, send a test to oneself, send to 50 readers, watch the issue
+page count them without a reload, and read the report."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine
 
 from mailer import editors
-from mailer.articles import ingest_file
-from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import find_issue
 from mailer.models import EditorRole, IssueStatus
 from mailer.settings import Settings
@@ -24,13 +29,45 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 EVE = "eve@newsroom.example"  # an editor, not an admin
 PASSWORD = "a long pass phrase for eve"
 READERS = 50
+PAGES = Path(__file__).parent / "data" / "sources"
+ARTICLE_PAGE = "wordpress-article.html"  # a newsroom's page, with its site around it
+ARTICLE_TITLE = "Lavrov’s Dual-Message"
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 
-def bring_in_article(engine: Engine, settings: Settings) -> int:
-    """The article the editor sends (to become the articles page's "bring in from URL")."""
-    article_id = ingest_file(engine, settings, SAMPLE_ARTICLE).article.id
-    assert article_id is not None
-    return article_id
+@contextmanager
+def newsroom_site() -> Iterator[str]:
+    """The newsroom's site on 127.0.0.1: real article pages, as a web server sends them."""
+    handler = partial(QuietPages, directory=str(PAGES))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietPages(SimpleHTTPRequestHandler):
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def bring_in_article(page: Page, desk_url: str, article_url: str) -> int:
+    """The editor brings the article in from its address on the articles page."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{desk_url}/desk/articles")
+    page.fill("#url", article_url)
+    page.get_by_role("button", name="Bring in from the address").press("Enter")
+    page.wait_for_url(re.compile(r"/desk/articles/\d+\?brought=new$"))
+    expect(page.locator("main")).to_contain_text("Brought in.")
+    found = re.search(r"/desk/articles/(\d+)\?", page.url)
+    assert found, page.url
+    return int(found.group(1))
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
@@ -41,9 +78,13 @@ def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
 
     readers = import_readers(engine, tmp_path, READERS)
     editors.add_editor(engine, EVE, PASSWORD, EditorRole.EDITOR)
-    article_id = bring_in_article(engine, settings)
     smtp.stall_data = 0.05  # a relay taking its time: the send lasts a few seconds
-    with served(settings, engine) as (url, _running), sync_playwright() as playwright:
+    fetching = settings.replace(sources={"allow_private_addresses": True})
+    with (
+        newsroom_site() as newsroom,
+        served(fetching, engine) as (url, _running),
+        sync_playwright() as playwright,
+    ):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -52,6 +93,9 @@ def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
             page.fill("#password", PASSWORD)
             page.click("main button[type=submit]")
             expect(page.locator("h1")).to_have_text("Dashboard")
+
+            article_id = bring_in_article(page, url, f"{newsroom}/{ARTICLE_PAGE}")
+            expect(page.locator("h1")).to_contain_text(ARTICLE_TITLE)
 
             page.set_viewport_size({"width": 375, "height": 812})
             page.goto(f"{url}/desk/articles/{article_id}/send")
