@@ -62,6 +62,7 @@ LAYERS = {
     "signup": USE_CASES,
     "demo": USE_CASES,
     "desk": USE_CASES,
+    "desk_overview": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

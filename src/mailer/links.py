@@ -31,6 +31,10 @@ DESK_SUBSCRIBER_PATH = "/desk/subscribers/{subscriber_id}"
 DESK_ARTICLES_PATH = "/desk/articles"
 DESK_ISSUE_PATH = "/desk/issues/{issue_id}"
 DESK_ISSUE_CSV_PATH = "/desk/issues/{issue_id}/report.csv"
+# the overview (helper E): the week's digest, and the audit log (admins only)
+DESK_DIGEST_PATH = "/desk/digest"
+DESK_DIGEST_SEND_PATH = "/desk/digest/send"
+DESK_AUDIT_PATH = "/desk/audit"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

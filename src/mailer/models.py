@@ -286,6 +286,8 @@ class AuditAction(StrEnum):
     PASSWORD_RESET = "password-reset"
     SIGNED_IN = "signed-in"
     SIGNED_OUT = "signed-out"
+    # the overview (helper E)
+    DIGEST_SENT = "digest-sent"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from mailer.settings import Settings
-from mailer.web.desk import reports, subscribers
+from mailer.web.desk import overview, reports, subscribers
 from mailer.web.desk.routes import router
 from mailer.web.desk.state import Desk
 
@@ -20,3 +20,4 @@ def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.include_router(router)
     app.include_router(subscribers.router)
     app.include_router(reports.router)
+    app.include_router(overview.router)

@@ -12,6 +12,7 @@ from mailer import editors, links
 from mailer.desk import dashboard
 from mailer.errors import EditorError
 from mailer.models import AuditAction, utcnow
+from mailer.web.desk.chart import week_chart
 from mailer.web.desk.session import CSRF_FIELD, csrf_matches
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 from mailer.web.site import site_of
@@ -98,4 +99,4 @@ async def dashboard_page(request: Request) -> Response:
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     board = await run_in_threadpool(dashboard, desk.engine, desk.settings, utcnow())
-    return desk.signed_in_page(signed, "dashboard.html", board=board)
+    return desk.signed_in_page(signed, "dashboard.html", board=board, chart=week_chart(board.weeks))
