@@ -14,7 +14,6 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from mailer.articles import search_articles
-from mailer.desk_overview import ReaderWeek, readers_over_time
 from mailer.digest import next_digest_at
 from mailer.errors import MailerError
 from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, Subscriber
@@ -44,7 +43,6 @@ class Dashboard:
     next_digest: datetime | None  # None: no digest schedule
     digest_readers: int
     recent: list[IssueReport]  # newest first, with counts per delivery state
-    weeks: list[ReaderWeek]  # sign-ups, confirmations, departures, oldest week first
 
 
 def _issues(engine: Engine, status: IssueStatus) -> list[Issue]:
@@ -61,7 +59,6 @@ def dashboard(engine: Engine, settings: Settings, now: datetime) -> Dashboard:
         next_digest=next_digest_at(schedule.digest_cron, settings.publication.timezone, now),
         digest_readers=readers(engine, "digest"),
         recent=list_issues(engine, RECENT_ISSUES),
-        weeks=readers_over_time(engine, now),
     )
 
 

@@ -99,4 +99,5 @@ async def dashboard_page(request: Request) -> Response:
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     board = await run_in_threadpool(dashboard, desk.engine, desk.settings, utcnow())
-    return desk.signed_in_page(signed, "dashboard.html", board=board, chart=week_chart(board.weeks))
+    weeks = await run_in_threadpool(desk.lookout.weeks)  # counted in the background
+    return desk.signed_in_page(signed, "dashboard.html", board=board, chart=week_chart(weeks))
