@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import smtplib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
@@ -15,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import Engine, insert, update
 
 from deskclient import ANN, PASSWORD, Desk, audit_count, csrf_of
@@ -22,6 +25,7 @@ from mailer import editors
 from mailer.articles import ingest_file
 from mailer.beats import SCHEDULER, beat
 from mailer.catcher import free_port
+from mailer.desk_overview import attention
 from mailer.digest import week_of
 from mailer.issues import find_issue
 from mailer.models import ISSUES, SUBSCRIBERS, AuditAction, EditorRole, IssueStatus, utcnow
@@ -126,10 +130,43 @@ def test_a_failing_relay_is_told_on_every_page_until_it_answers_again(engine, se
             assert wait_for(lambda: "relay" not in banner(client))
 
 
+def test_a_relay_turning_the_desk_away_is_told_until_it_lets_it_in(engine, settings):
+    """A real server with room for one session, held by someone else: it answers 421."""
+    handler = RecordingHandler(max_sessions=1)
+    with smtp_server(handler) as (controller, _):
+        other = smtplib.SMTP("127.0.0.1", controller.port, timeout=10)
+        busy = settings.replace(smtp={"port": controller.port})
+        with desk_with(engine, busy) as desk, closing(desk.signed_in()) as client:
+            assert wait_for(lambda: "The relay is failing" in banner(client))
+            assert "421" in banner(client) and handler.turned_away >= 1
+            other.quit()
+            assert wait_for(lambda: "relay" not in banner(client))
+
+
+def test_scheduled_issues_need_the_scheduler_only_when_the_desks_sender_is_not_running(
+    engine, settings, tmp_path
+):
+    quiet = settings.replace(schedule={"digest_cron": ""})
+    issue = new_issue(engine, settings, tmp_path)
+    now = utcnow()
+    assert attention(engine, quiet, now, desk_sends=False).scheduler_needed_for == ""
+    with engine.begin() as connection:
+        later = {"status": IssueStatus.SCHEDULED, "scheduled_at": now + timedelta(days=1)}
+        connection.execute(update(ISSUES).where(ISSUES.c.id == issue.id).values(**later))
+    assert attention(engine, quiet, now, desk_sends=True).scheduler_needed_for == ""
+    alone = attention(engine, quiet, now, desk_sends=False)
+    assert alone.scheduler_needed_for == "1 scheduled issue" and alone.any
+    beat(engine, SCHEDULER, now)
+    assert not attention(engine, quiet, now, desk_sends=False).any
+
+
 # --- the dashboard's chart ----------------------------------------------------------------
 
 
-def test_the_chart_and_its_table_give_the_weeks_sign_ups_confirmations_and_departures(engine, desk):
+def test_the_chart_and_its_table_give_the_weeks_sign_ups_confirmations_and_departures(
+    engine, settings
+):
+    """(The desk counts the weeks when it starts, and every few minutes after.)"""
     now = utcnow()
     monday = (now - timedelta(days=now.weekday())).replace(hour=12, minute=0)
     two_weeks_ago, last_week = monday - timedelta(weeks=2), monday - timedelta(weeks=1)
@@ -149,7 +186,7 @@ def test_the_chart_and_its_table_give_the_weeks_sign_ups_confirmations_and_depar
                 for i, (c, k, u) in enumerate(rows)
             ],
         )  # fmt: skip
-    with closing(desk.signed_in()) as client:
+    with desk_with(engine, settings) as desk, closing(desk.signed_in()) as client:
         page = client.get("/desk").text
     table = re.search(r'<table id="readers-table">.*?</table>', page, re.S)
     assert table
@@ -172,7 +209,7 @@ def test_the_chart_and_its_table_give_the_weeks_sign_ups_confirmations_and_depar
     for name, column in (("Sign-ups", 0), ("Confirmations", 1), ("Departures", 2)):
         for week, counts in weeks.items():
             assert f"<title>{name}, week of {week}: {counts[column]}</title>" in page
-    assert 'viewBox="0 0 640 240" width="100%"' in page and 'role="img"' in page
+    assert 'viewBox="0 0 640 280" width="100%"' in page and 'role="img"' in page
 
 
 # --- the digest -------------------------------------------------------------------------------
@@ -250,6 +287,17 @@ def test_send_now_without_the_sessions_token_changes_nothing(engine, settings, d
     assert find_issue(engine, key) is None
 
 
+def entries(page: str) -> list[tuple[str, str, str, str]]:
+    """The audit page's entries: action, subject, detail (in brackets) and who."""
+    found = re.findall(
+        r'<strong class="action">([^<]*)</strong> <span class="subject">([^<]*)</span>'
+        r'(?: <span class="detail">([^<]*)</span>)?<br>\s*<span class="hint"><span class="who">'
+        r"([^<]*)</span>",
+        page,
+    )
+    return [tuple(html.unescape(part) for part in entry) for entry in found]
+
+
 # --- the audit log ---------------------------------------------------------------------------
 
 
@@ -261,17 +309,21 @@ def test_the_audit_log_is_newest_first_paged_filtered_and_names_who(engine, desk
         editors.record(engine, None, AuditAction.PASSWORD_RESET, f"editor {bob.id}", f"cli{n}")
     with closing(desk.signed_in()) as client:
         first = client.get("/desk/audit").text
-        rows = re.findall(r"<tr><td>[^<]*</td><td>([^<]+)</td><td>([^<]+)</td>", first)
+        rows = entries(first)
         assert len(rows) == 50
         # newest first: Ann's sign-in, then the three from the command line, then Bob's
-        assert rows[0] == (ANN, AuditAction.SIGNED_IN)
-        assert rows[1:4] == [("command line", AuditAction.PASSWORD_RESET)] * 3
-        assert rows[4] == (BOB, AuditAction.SIGNED_IN) and "n59" in first and "n13" not in first
-        assert "page=2" in first and "Older" in first
-        second = client.get("/desk/audit?page=2").text
-        assert "n13" in second and "n0<" in second and "Older" not in second
-        only = client.get("/desk/audit?action=password-reset").text
-        assert len(re.findall(r"<tr><td>", only)) == 3 and "signed-in</td>" not in only
+        assert rows[0][:2] == (AuditAction.SIGNED_IN, "editor 1") and rows[0][3] == ANN
+        cli = [(r[0], r[3]) for r in rows[1:4]]
+        assert cli == [(AuditAction.PASSWORD_RESET, "command line")] * 3
+        assert rows[4] == (AuditAction.SIGNED_IN, f"editor {bob.id}", "(n59)", BOB)
+        assert rows[-1][2] == "(n14)" and "page=2" in first and "Older" in first
+        page_two = client.get("/desk/audit?page=2").text
+        second = entries(page_two)
+        assert [r[2] for r in second[:14]] == [f"(n{n})" for n in range(13, -1, -1)]
+        assert {r[0] for r in second[14:]} == {AuditAction.EDITOR_ADDED}  # Bob's, Ann's
+        assert "Newer" in page_two and "Older" not in page_two
+        only = entries(client.get("/desk/audit?action=password-reset").text)
+        assert [r[0] for r in only] == [AuditAction.PASSWORD_RESET] * 3
     with closing(desk.signed_in(BOB)) as client:
         assert client.get("/desk/audit").status_code == 403
         assert "Audit log" not in client.get("/desk").text
@@ -285,3 +337,43 @@ def test_the_nav_links_the_digest_for_everyone_and_the_audit_log_for_admins(engi
     with closing(desk.signed_in(BOB)) as client:
         page = client.get("/desk").text
         assert 'href="/desk/digest"' in page and 'href="/desk/audit"' not in page
+
+
+# --- at a phone's width ---------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_at_a_phones_width_the_overview_pages_need_no_sideways_scrolling(
+    engine, settings, desk, tmp_path
+):
+    """Debian's chromium at 375 px: the dashboard with its chart and a banner, the digest
+    page with its preview and its confirmation, the audit log; and the send is a button
+    a keyboard reaches."""
+    from playwright.sync_api import sync_playwright
+
+    import_readers(engine, tmp_path, 2)
+    article(engine, settings, tmp_path, "A rather long headline about the harbour reopening", 1)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 812})
+            page.goto(f"{desk.url}/desk/login")
+            page.fill("#email", ANN)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            chart = page.locator("svg[role=img] title").first.text_content() or ""
+            assert chart.startswith("Readers over time")
+            for path in ("/desk", "/desk/digest", "/desk/digest?confirm=1", "/desk/audit"):
+                page.goto(f"{desk.url}{path}")
+                name = path.strip("/").replace("/", "-").replace("?", "-").replace("=", "-")
+                page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+                wide = page.evaluate("document.documentElement.scrollWidth")
+                assert wide <= 375, f"{path} scrolls sideways ({wide} px)"
+            page.goto(f"{desk.url}/desk/digest?confirm=1")
+            assert "to 2 readers" in page.get_by_role("button", name="Yes, send it").inner_text()
+            preview = page.frame_locator("iframe[sandbox]").locator("body").inner_text()
+            assert "harbour reopening" in preview and "THIS WEEK" in preview.upper()
+        finally:
+            browser.close()

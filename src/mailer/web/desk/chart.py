@@ -8,8 +8,10 @@ from dataclasses import dataclass
 
 from mailer.desk_overview import ReaderWeek
 
-WIDTH, HEIGHT = 640, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 8, 12, 28  # room for the scale and the dates
+WIDTH, HEIGHT = 640, 280
+LEFT, RIGHT, TOP, BOTTOM = 56, 8, 16, 40  # room for the scale and the dates
+FONT = 20  # in the viewBox's units: about 12 px on a phone, where it is drawn at ~360 px
+DATE_EVERY = 6  # weeks between two dates under the bars
 SERIES = (
     ("signed_up", "Sign-ups", "#1a5fb4"),
     ("confirmed", "Confirmations", "#26a269"),
@@ -40,6 +42,7 @@ class Chart:
     bars: list[Bar]
     dates: list[DateMark]
     top: int  # the largest count, at the top of the scale
+    font: int
     axis_y: float  # where 0 is
     top_y: float
     left: float
@@ -62,7 +65,7 @@ def week_chart(weeks: list[ReaderWeek]) -> Chart:
             label = f"{name}, week of {week.monday:%d %b %Y}: {count}"
             bars.append(Bar(round(x0 + n * bar_w, 1), round(TOP + inner_h - height, 1),
                             round(bar_w, 1), round(height, 1), colour, label))  # fmt: skip
-        if i % 4 == 0:
+        if i % DATE_EVERY == 0:
             dates.append(DateMark(round(LEFT + i * slot, 1), f"{week.monday:%d %b}"))
-    return Chart(WIDTH, HEIGHT, bars, dates, top, TOP + inner_h, TOP, LEFT, WIDTH - RIGHT,
+    return Chart(WIDTH, HEIGHT, bars, dates, top, FONT, TOP + inner_h, TOP, LEFT, WIDTH - RIGHT,
                  SERIES, weeks)  # fmt: skip

@@ -31,6 +31,14 @@ SENT_NOTES = {
 }
 
 
+# The digest page's policy: the site's, with the remote images an email carries, for the
+# preview's sandboxed srcdoc frame inherits it (and runs nothing: no script source).
+PREVIEW_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: http: data:; "
+    "font-src https: data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
 def _number(text: str | None) -> int:
     return int(text) if text and text.isdigit() and len(text) < 7 else 1
 
@@ -43,7 +51,7 @@ async def digest_page(request: Request) -> Response:
         return desk.redirect(links.DESK_LOGIN_PATH)
     preview = await run_in_threadpool(digest_preview, desk.engine, desk.settings, utcnow())
     sent = request.query_params.get("sent", "")
-    return desk.signed_in_page(
+    page = desk.signed_in_page(
         signed,
         "digest.html",
         preview=preview,
@@ -51,6 +59,8 @@ async def digest_page(request: Request) -> Response:
         note=SENT_NOTES.get(sent, ""),
         send_path=links.DESK_DIGEST_SEND_PATH,
     )
+    page.headers["content-security-policy"] = PREVIEW_POLICY
+    return page
 
 
 @router.post(links.DESK_DIGEST_SEND_PATH, response_class=HTMLResponse)
