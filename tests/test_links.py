@@ -134,6 +134,9 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
         links.DESK_ARTICLES_PATH,
         links.DESK_ISSUE_PATH,
         links.DESK_ISSUE_CSV_PATH,
+        links.DESK_DIGEST_PATH,
+        links.DESK_DIGEST_SEND_PATH,
+        links.DESK_AUDIT_PATH,
     }
     assert set(TOKEN_PATHS) == {links.prefix(route) for route in links.TOKEN_PURPOSES}
     base = settings.publication.base_url
