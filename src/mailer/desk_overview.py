@@ -68,7 +68,9 @@ def attention(engine: Engine, settings: Settings, now: datetime, desk_sends: boo
     with engine.connect() as connection:
         issues = connection.execute(select(*wanted).where(waiting).order_by(ISSUES.c.id)).all()
     beat = last_beat(engine, SCHEDULER)
-    held = [HeldSend(i.id, i.subject, i.held_reason or "") for i in issues if i.status == "held"]
+    held = [
+        HeldSend(i.id, i.subject, i.held_reason or "") for i in issues if i.status == Status.HELD
+    ]
     scheduled = sum(1 for i in issues if i.status == Status.SCHEDULED)
     needed = ""
     if settings.schedule.digest_cron:
