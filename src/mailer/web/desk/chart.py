@@ -65,7 +65,8 @@ def week_chart(weeks: list[ReaderWeek]) -> Chart:
             label = f"{name}, week of {week.monday:%d %b %Y}: {count}"
             bars.append(Bar(round(x0 + n * bar_w, 1), round(TOP + inner_h - height, 1),
                             round(bar_w, 1), round(height, 1), colour, label))  # fmt: skip
-        if i % DATE_EVERY == 0:
-            dates.append(DateMark(round(LEFT + i * slot, 1), f"{week.monday:%d %b}"))
+        if (len(weeks) - 1 - i) % DATE_EVERY == 0:  # this week's always: the newest
+            # ends under its week's bars, so the last stays inside the picture
+            dates.append(DateMark(round(LEFT + (i + 1) * slot, 1), f"{week.monday:%d %b}"))
     return Chart(WIDTH, HEIGHT, bars, dates, top, FONT, TOP + inner_h, TOP, LEFT, WIDTH - RIGHT,
                  SERIES, weeks)  # fmt: skip
