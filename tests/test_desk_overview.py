@@ -252,6 +252,9 @@ def test_send_now_asks_first_then_the_desks_sender_sends_it_and_the_scheduler_no
         assert wait_for(sent_out)
         shown = client.get(sent.headers["location"]).text
         assert "The digest is going out now" in shown and "it is <strong>sent</strong>" in shown
+        again = client.post("/desk/digest/send", data={"csrf": csrf_of(asked)})
+        assert again.headers["location"] == "/desk/digest?sent=ALREADY_SENT"
+        assert "nothing more was sent" in client.get(again.headers["location"]).text
     assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(readers)
     issue = find_issue(engine, key)
     assert issue is not None

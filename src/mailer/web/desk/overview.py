@@ -26,7 +26,7 @@ REFUSED = {
 SENT_NOTES = {
     DigestOutcome.SENT.name: "The digest is going out now: the desk's sender sends it.",
     DigestOutcome.EMPTY.name: "No article is new since the last digest, so nothing was sent.",
-    DigestOutcome.ALREADY_SENT.name: "This week's digest has gone out already: nothing was sent.",
+    DigestOutcome.ALREADY_SENT.name: "This week's digest went out already: nothing more was sent.",
     DigestOutcome.HELD.name: "This week's digest is held: the relay refused it. See its issue.",
 }
 
