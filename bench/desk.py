@@ -39,14 +39,17 @@ from mailer.articles import ingest_file
 from mailer.catcher import free_port
 from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
+from mailer.desk_overview import readers_over_time
 from mailer.issues import article_issue
 from mailer.links import issue_slug
 from mailer.models import (
     ARTICLES,
+    AUDIT_EVENTS,
     DELIVERIES,
     ISSUES,
     SUBSCRIBERS,
     Article,
+    AuditAction,
     DeliveryStatus,
     IssueStatus,
     SubscriberStatus,
@@ -62,6 +65,7 @@ HOST = "127.0.0.1"
 LIMIT_MS = 300.0
 SUBSCRIBERS_COUNT, ARTICLES_COUNT, ISSUES_COUNT = 100_000, 500, 200
 BIG_ISSUES, SMALL_AUDIENCE = 2, 1_000
+AUDIT_COUNT = 5_000
 BATCH = 10_000
 
 
@@ -99,6 +103,10 @@ PAGES = [
     ),
     Page("desk: subscribers, last page (2,000)", "/desk/subscribers?page=2000", desk=True),
     Page("desk: one subscriber", "/desk/subscribers/{reader_id}", desk=True),
+    # the overview: the dashboard above carries the readers' chart
+    Page("desk: this week's digest, with preview", "/desk/digest", desk=True),
+    Page("desk: audit log, newest 50", "/desk/audit", desk=True),
+    Page("desk: audit log, one action, page 3", "/desk/audit?action=signed-in&page=3", desk=True),
 ]
 
 
@@ -284,6 +292,21 @@ def seed_deliveries(engine: Engine, rng: random.Random, issue_ids: list[int]) ->
     return total
 
 
+def audit_rows(rng: random.Random, now: datetime) -> Iterator[dict[str, object]]:
+    """A year of the desk's audit log, oldest first: mostly sign-ins, by the bench's
+    editor (id 1, made after the seed) or from the command line."""
+    actions = [(AuditAction.SIGNED_IN, 60), (AuditAction.SIGNED_OUT, 30),
+               (AuditAction.PASSWORD_RESET, 5), (AuditAction.EDITOR_ADDED, 5)]  # fmt: skip
+    for i in range(AUDIT_COUNT):
+        yield {
+            "at": now - timedelta(days=365) * (1 - i / AUDIT_COUNT),
+            "editor_id": rng.choice([1, 1, 1, None]),
+            "action": weighted(rng, actions),
+            "subject": "editor 1",
+            "detail": "",
+        }
+
+
 def seed(url: str, folder: Path) -> tuple[Seeded, Settings]:
     rng = random.Random(13)
     settings = make_settings(folder, database_url=url)
@@ -297,6 +320,8 @@ def seed(url: str, folder: Path) -> tuple[Seeded, Settings]:
     issue_ids = seed_issues(engine, settings)
     deliveries = seed_deliveries(engine, rng, issue_ids)
     note(f"{len(issue_ids):,} issues, {deliveries:,} deliveries")
+    in_batches(engine, AUDIT_EVENTS, audit_rows(rng, now))
+    note(f"{AUDIT_COUNT:,} audit log entries")
     with engine.connect() as connection:
         key = connection.execute(select(ISSUES.c.key).where(ISSUES.c.id == issue_ids[0]))
         address = connection.execute(
@@ -460,6 +485,10 @@ def time_in_process(url: str, seeded: Seeded, runs: int) -> list[Timing]:
         summarised(
             "report.list_issues(20), with counts (in-process)",
             timed(partial(list_issues, engine, 20), runs),
+        ),
+        summarised(
+            "desk_overview.readers_over_time, 26 weeks (in-process)",
+            timed(partial(readers_over_time, engine, utcnow()), runs),
         ),
     ]
     engine.dispose()

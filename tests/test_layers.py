@@ -67,6 +67,7 @@ LAYERS = {
     "desk_articles": USE_CASES,
     "desk_subscribers": USE_CASES,
     "desk_sending": USE_CASES,
+    "desk_overview": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

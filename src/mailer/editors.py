@@ -242,7 +242,14 @@ def record(
         session.commit()
 
 
-def audit_log(engine: Engine, limit: int = 100) -> list[AuditEvent]:
+def audit_log(
+    engine: Engine, limit: int = 100, offset: int = 0, action: str | None = None
+) -> list[AuditEvent]:
+    """The log newest first, `limit` entries after the first `offset`, of one action or
+    all."""
+    query = select(AuditEvent)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
     with Session(engine) as session:
-        query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+        query = query.order_by(col(AuditEvent.id).desc()).offset(offset).limit(limit)
         return list(session.exec(query).all())

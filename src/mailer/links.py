@@ -66,6 +66,10 @@ DESK_ARTICLE_SCHEDULE_PATH = "/desk/articles/{article_id}/send/schedule"
 DESK_ARTICLE_CANCEL_PATH = "/desk/articles/{article_id}/send/cancel"
 DESK_ISSUE_PROGRESS_PATH = "/desk/issues/{issue_id}/progress.json"
 DESK_PROGRESS_SCRIPT_PATH = "/desk/static/progress.js"
+# the overview (helper E): the week's digest, and the audit log (admins only)
+DESK_DIGEST_PATH = "/desk/digest"
+DESK_DIGEST_SEND_PATH = "/desk/digest/send"
+DESK_AUDIT_PATH = "/desk/audit"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {

@@ -310,6 +310,8 @@ class AuditAction(StrEnum):
     ISSUE_SENT = "issue-sent"
     ISSUE_SCHEDULED = "issue-scheduled"
     ISSUE_CANCELLED = "issue-cancelled"
+    # the overview (helper E)
+    DIGEST_SENT = "digest-sent"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -371,3 +371,23 @@ def send_digest(
         engine, settings, issue, progress, enqueue=False, retry_deferred_now=by_hand, stop=stop
     )
     return DigestRun(DigestOutcome.SENT, plan, find_issue(engine, plan.key), report)
+
+
+def start_digest_now(engine: Engine, settings: Settings, now: datetime) -> DigestRun:
+    """The week's digest built and queued for its readers now, for a sender (the desk's,
+    the scheduler's) to send as an unfinished issue: nothing is delivered here, so a
+    request that asks for it returns at once. Its key is the week's, so the scheduler's
+    digest later this week finds it started and sends no second one. EMPTY when no
+    article is new; ALREADY_SENT (or HELD) when this week's went out already."""
+    plan = plan_digest(engine, settings.publication.timezone, now)
+    issue = find_issue(engine, plan.key)
+    if issue is None or issue.status in OPEN_STATUSES:
+        if not plan.articles:
+            return DigestRun(DigestOutcome.EMPTY, plan)
+        issue = digest_issue(engine, settings, plan)
+        if Outbox(engine, issue, settings.delivery).enqueue(only_from=OPEN_STATUSES):
+            return DigestRun(DigestOutcome.SENT, plan, find_issue(engine, plan.key))
+        issue = find_issue(engine, plan.key)  # another sender started it a moment ago
+    assert issue is not None
+    outcome = DigestOutcome.HELD if issue.status == IssueStatus.HELD else DigestOutcome.ALREADY_SENT
+    return DigestRun(outcome, plan, issue)

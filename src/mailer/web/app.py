@@ -30,7 +30,7 @@ from mailer.web.subscription import router as subscription
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     senders = [app.state.site.sender]
     if hasattr(app.state, "desk"):
-        senders.append(app.state.desk.sender)
+        senders += [app.state.desk.sender, app.state.desk.lookout]
     for sender in senders:
         sender.start()
     try:

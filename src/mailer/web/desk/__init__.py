@@ -14,6 +14,7 @@ from mailer.web.desk import (
     account,
     articles,
     editor_admin,
+    overview,
     recovery,
     reports,
     sending,
@@ -37,6 +38,7 @@ def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.include_router(editor_admin.router)
     app.include_router(articles.router)
     app.include_router(sending.router)
+    app.include_router(overview.router)
     app.add_exception_handler(SecondFactorNeeded, _set_up_second_factor)
 
 

@@ -14,6 +14,7 @@ from mailer.desk import dashboard
 from mailer.editors import EditorView
 from mailer.errors import EditorError
 from mailer.models import AuditAction, utcnow
+from mailer.web.desk.chart import week_chart
 from mailer.web.desk.session import CSRF_FIELD, DeskSession, csrf_matches
 from mailer.web.desk.signin import sign_in_of
 from mailer.web.desk.state import Desk, desk_of, raw_fields
@@ -174,4 +175,5 @@ async def dashboard_page(request: Request) -> Response:
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     board = await run_in_threadpool(dashboard, desk.engine, desk.settings, utcnow())
-    return desk.signed_in_page(signed, "dashboard.html", board=board)
+    weeks = await run_in_threadpool(desk.lookout.weeks)  # counted in the background
+    return desk.signed_in_page(signed, "dashboard.html", board=board, chart=week_chart(weeks))

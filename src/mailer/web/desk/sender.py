@@ -31,6 +31,9 @@ class IssueSender:
         self.thread = threading.Thread(target=self._run, name="desk-sender", daemon=True)
         self.thread.start()
 
+    def is_alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
     def wake(self) -> None:
         self.woken.set()
 

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import editors, links
 from mailer.settings import Settings
+from mailer.web.desk.lookout import Lookout
 from mailer.web.desk.sender import IssueSender
 from mailer.web.desk.session import CSRF_FIELD, DeskSession, Sessions, SignedIn
 from mailer.web.guards import ClientLimit, RateLimit
@@ -52,6 +53,7 @@ class Desk:
     pages: Pages
     sessions: Sessions
     sender: IssueSender  # sends what the desk starts, in the service, not in a request
+    lookout: Lookout  # what needs a person, kept in memory for every page's banner
     clients: ClientLimit = field(
         default_factory=lambda: ClientLimit(SIGN_INS_PER_CLIENT, SIGN_IN_WINDOW)
     )
@@ -64,7 +66,9 @@ class Desk:
         pages = Pages(settings)
         zone = zoneinfo.ZoneInfo(settings.publication.timezone)
         pages.templates.filters["when"] = lambda value: _when(value, zone)
-        return cls(settings, engine, pages, Sessions(settings), IssueSender(engine, settings))
+        sender = IssueSender(engine, settings)
+        lookout = Lookout(engine, settings, sender.is_alive)
+        return cls(settings, engine, pages, Sessions(settings), sender, lookout)
 
     def page(self, name: str, status: int = 200, /, **values: object) -> HTMLResponse:
         return self.pages(f"desk/{name}", status, **values)
@@ -116,6 +120,9 @@ class Desk:
             account_path=links.DESK_ACCOUNT_PATH,
             editors_path=links.DESK_EDITORS_PATH,
             issue_path=lambda issue_id: links.path(links.DESK_ISSUE_PATH, issue_id=str(issue_id)),
+            digest_path=links.DESK_DIGEST_PATH,
+            audit_path=links.DESK_AUDIT_PATH,
+            attention=self.lookout.current,
             **values,
         )
         return self.sessions.write(page, signed.session)
