@@ -12,7 +12,7 @@ from mailer.beats import DESK_SENDER, SCHEDULER, is_stopped, last_beat
 from mailer.issues import find_issue_by_id
 from mailer.models import IssueStatus, utcnow
 from mailer.runs import schedule_article
-from mailer.scheduler import Service
+from mailer.scheduler import Service, install_jobs, make_scheduler
 from mailer.testing import import_readers, new_issue, served
 from mailer.web.desk.sender import IssueSender
 
@@ -54,9 +54,20 @@ def test_a_wake_sends_at_once_what_the_desk_started(engine, settings, smtp, tmp_
     assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(readers)
 
 
-def test_the_scheduler_beats_at_each_round_and_a_silent_one_reads_as_stopped(engine, settings):
+def test_the_scheduler_beats_by_a_job_of_its_own_and_a_silent_one_reads_as_stopped(
+    engine, settings
+):
+    scheduler = make_scheduler(settings, engine)
+    scheduler.start(paused=True)
+    try:
+        install_jobs(scheduler, settings, utcnow())
+        job = scheduler.get_job("beat")
+        # its own job: a long send holding the outbox job does not silence it
+        assert job is not None and job.trigger.interval <= timedelta(minutes=1)
+    finally:
+        scheduler.shutdown(wait=False)
     assert is_stopped(last_beat(engine, SCHEDULER), utcnow(), timedelta(minutes=2))
-    Service(settings, engine).outbox()
+    Service(settings, engine).beat()
     beat = last_beat(engine, SCHEDULER)
     assert beat is not None and not is_stopped(beat, utcnow(), timedelta(minutes=2))
     assert is_stopped(beat, utcnow() + timedelta(minutes=3), timedelta(minutes=2))

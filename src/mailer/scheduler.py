@@ -54,6 +54,9 @@ from mailer.watches import FeedWatch, FolderWatch, where
 
 DIGEST_JOB = "weekly-digest"
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
+# how often the service says it is alive: a job of its own, so a send that takes an hour
+# (the outbox job busy all along) does not look like a stopped service
+BEAT_SECONDS = 30
 
 
 # --- the service -------------------------------------------------------------------
@@ -141,7 +144,6 @@ class Service:
             )
 
     def outbox(self) -> None:
-        self.beat()
         self.transactional()
         if self._digest_missed():
             self.digest()
@@ -234,6 +236,10 @@ def digest_job() -> None:
 
 def outbox_job() -> None:
     _run("outbox", lambda service: service.outbox())
+
+
+def beat_job() -> None:
+    _run("beat", lambda service: service.beat())
 
 
 def poll_job() -> None:
@@ -334,6 +340,7 @@ def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: dateti
             )
     local = {"jobstore": "local", "misfire_grace_time": None, "next_run_time": now}
     scheduler.add_job(outbox_job, "interval", seconds=OUTBOX_SECONDS, id="outbox", **local)
+    scheduler.add_job(beat_job, "interval", seconds=BEAT_SECONDS, id="beat", **local)
     if schedule.watch_dir or schedule.feed_url:
         minutes = schedule.feed_poll_minutes
         scheduler.add_job(poll_job, "interval", minutes=minutes, id="poll", **local)
