@@ -12,6 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
+import pytest
 from sqlalchemy import Engine, insert, select
 from sqlmodel import Session, SQLModel
 
@@ -126,6 +127,8 @@ def test_sign_in_is_limited_per_account_then_429_even_with_the_right_password(de
         assert client.get("/desk").status_code == 303
 
 
+# one backend: the cookie's and the limits', not the database's
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sign_in_is_limited_per_client(desk):
     with desk.client() as client:
         for n in range(SIGN_INS_PER_CLIENT):
@@ -239,6 +242,8 @@ def test_a_new_password_ends_the_sessions_made_with_the_old_one(engine, desk):
         assert client.get("/desk").status_code == 303
 
 
+# one backend: the cookie's and the limits', not the database's
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_idle_session_ends_and_a_busy_one_goes_on(desk):
     # idle_minutes is 0.05 here: a session unused for 3 seconds is over (the cookie's
     # signature is timed in whole seconds)

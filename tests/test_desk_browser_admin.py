@@ -51,6 +51,8 @@ def fits_a_phone(page: object) -> bool:
     return width <= PHONE["width"]
 
 
+# one backend: what a person sees; both backends are tested below the browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_in_a_browser_an_admin_imports_a_csv_finds_a_reader_and_purges_them(engine, admin_desk):
     from playwright.sync_api import expect, sync_playwright

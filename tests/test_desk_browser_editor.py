@@ -70,6 +70,8 @@ def bring_in_article(page: Page, desk_url: str, article_url: str) -> int:
     return int(found.group(1))
 
 
+# one backend: what a person sees; both backends are tested below the browser
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
 def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
     engine: Engine, settings: Settings, smtp: RecordingHandler, tmp_path
