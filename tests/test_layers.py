@@ -34,6 +34,7 @@ LAYERS = {
     "textpart": FOUNDATION,
     "samples": FOUNDATION,
     "beats": FOUNDATION,
+    "waking": FOUNDATION,
     # the pipeline stages and the sending engine
     "sources": PIPELINE,
     "articles": PIPELINE,

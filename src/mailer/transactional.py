@@ -39,6 +39,7 @@ from mailer.render import render_confirmation
 from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.subscribers import checked_request, request_subscription
+from mailer.waking import WakingThread
 
 log = logging.getLogger(__name__)
 
@@ -405,38 +406,15 @@ def _domain(settings: Settings) -> str:
     return settings.publication.from_address.rpartition("@")[2]
 
 
-class BackgroundSender:
-    """`mailer serve`'s sender of transactional mail: a thread that sends what is due
-    when woken (a sign-up was just queued) and every POLL_SECONDS (retries). Whatever
-    goes wrong is logged and tried again at the next look; the site goes on."""
+class BackgroundSender(WakingThread):
+    """`mailer serve`'s sender of transactional mail: woken when a sign-up was just
+    queued, and every POLL_SECONDS for retries."""
+
+    name = "transactional-mail"
 
     def __init__(self, engine: Engine, settings: Settings, poll_seconds: float = POLL_SECONDS):
-        self.engine, self.settings, self.poll_seconds = engine, settings, poll_seconds
-        self.woken = threading.Event()
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
+        super().__init__(poll_seconds)
+        self.engine, self.settings = engine, settings
 
-    def start(self) -> None:
-        self.stopping.clear()
-        self.thread = threading.Thread(target=self._run, name="transactional-mail", daemon=True)
-        self.thread.start()
-
-    def wake(self) -> None:
-        self.woken.set()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop looking; a message on the wire is given `timeout` seconds to finish (one
-        cut off stays claimed until its lease ends, then another sender sends it)."""
-        self.stopping.set()
-        self.woken.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self.stopping.is_set():
-            self.woken.clear()  # a sign-up queued during the run wakes the next one
-            try:
-                send_queued(self.engine, self.settings, self.stopping)
-            except Exception:
-                log.exception("sending queued transactional mail failed; trying again soon")
-            self.woken.wait(self.poll_seconds)
+    def round(self) -> None:
+        send_queued(self.engine, self.settings, self.stopping)
