@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -273,3 +274,23 @@ def test_every_desk_page_is_not_stored_and_not_framed(desk):
 def test_the_desk_is_not_served_when_disabled(engine, settings):
     with served(settings.replace(desk={"enabled": False}), engine) as (url, _running):
         assert httpx.get(url + "/desk/login").status_code == 404
+
+
+def test_every_desk_page_has_a_plain_title_naming_it_and_the_publication(
+    engine, settings, desk, tmp_path
+):
+    new_issue(engine, settings, tmp_path)
+    import_readers(engine, tmp_path, 3)
+    name = desk.settings.publication.name
+    checked = []
+    with closing(desk.signed_in()) as client:
+        for method, path in desk_routes(desk.settings, engine):
+            if method != "GET" or path.endswith((".csv", ".json", ".js")):
+                continue
+            page = client.get(path)
+            if page.status_code != 200:
+                continue  # the sign-in and reset forms send a signed-in editor on
+            title = re.search(r"<title>([^<]*)</title>", page.text)
+            assert title and title.group(1).endswith(f" – {name}"), (path, page.text[:400])
+            checked.append(path)
+    assert len(checked) >= 12, checked
