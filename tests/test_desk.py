@@ -276,7 +276,20 @@ def test_the_desk_is_not_served_when_disabled(engine, settings):
         assert httpx.get(url + "/desk/login").status_code == 404
 
 
-def test_every_desk_page_has_a_plain_title_naming_it_and_the_publication(
+def unlabelled_fields(page: str) -> list[str]:
+    """The form fields a screen reader could not name: no <label for=...>, no aria-label."""
+    labelled = set(re.findall(r'<label[^>]*\bfor="([^"]+)"', page))
+    missing = []
+    for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", page):
+        if re.search(r'type="(?:hidden|submit)"', tag) or "aria-label" in tag:
+            continue
+        found = re.search(r'\bid="([^"]+)"', tag)
+        if found is None or found.group(1) not in labelled:
+            missing.append(tag)
+    return missing
+
+
+def test_every_desk_page_has_a_plain_title_one_heading_and_labelled_fields(
     engine, settings, desk, tmp_path
 ):
     new_issue(engine, settings, tmp_path)
@@ -292,5 +305,7 @@ def test_every_desk_page_has_a_plain_title_naming_it_and_the_publication(
                 continue  # the sign-in and reset forms send a signed-in editor on
             title = re.search(r"<title>([^<]*)</title>", page.text)
             assert title and title.group(1).endswith(f" – {name}"), (path, page.text[:400])
+            assert page.text.count("<h1") == 1, path
+            assert unlabelled_fields(page.text) == [], path
             checked.append(path)
     assert len(checked) >= 12, checked
