@@ -115,7 +115,7 @@ def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
             # The keyboard, as many editors use it: a mouse click scrolled to a button can
             # land in a preview frame (chromium routes it by the frames' old places).
             page.get_by_role("button", name="Send a test").press("Enter")
-            expect(page.locator("[role=status]")).to_have_text(f"Sent a test to {EVE}.")
+            expect(page.locator("[role=status]")).to_have_text("Sent a test to 1 address.")
             (copy,) = smtp.wait_for(EVE)
             assert copy["Subject"].startswith("[Test] ")
 

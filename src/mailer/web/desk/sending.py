@@ -90,11 +90,15 @@ async def _record(
 
 
 @router.get(links.DESK_ARTICLE_SEND_PATH, response_class=HTMLResponse)
-async def send_page(request: Request, article_id: int) -> Response:
+async def send_page(request: Request, article_id: int, tested: str = "") -> Response:
     desk = desk_of(request)
     signed = await desk.signed_in(request)
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
+    if tested.isdigit() and len(tested) <= 2:  # after a test copy went out
+        return await _page(
+            desk, signed, article_id, notice=f"Sent a test to {_count(int(tested))}."
+        )
     return await _page(desk, signed, article_id)
 
 
@@ -142,9 +146,14 @@ async def send_test(request: Request, article_id: int) -> Response:
         )
     except MailerError as exc:
         return await _page(desk, signed, article_id, status=400, error=str(exc), test_to=typed)
-    count = f"{len(sent)} address{'' if len(sent) == 1 else 'es'}"
-    await _record(desk, signed, AuditAction.TEST_SENT, f"article {article_id}", count)
-    return await _page(desk, signed, article_id, notice=f"Sent a test to {', '.join(sent)}.")
+    await _record(desk, signed, AuditAction.TEST_SENT, f"article {article_id}", _count(len(sent)))
+    # post/redirect/get: reloading the page the editor lands on sends nothing again
+    send_path = links.path(links.DESK_ARTICLE_SEND_PATH, article_id=str(article_id))
+    return desk.sessions.write(desk.redirect(f"{send_path}?tested={len(sent)}"), signed.session)
+
+
+def _count(addresses: int) -> str:
+    return f"{addresses} address{'' if addresses == 1 else 'es'}"
 
 
 @router.post(links.DESK_ARTICLE_SEND_NOW_PATH, response_class=HTMLResponse)
