@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer import editors, links, second_factor
 from mailer.models import AuditAction, utcnow
-from mailer.web.desk.routes import REFUSED, WRONG_CODE
-from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
+from mailer.web.desk.routes import WRONG_CODE
+from mailer.web.desk.session import CSRF_FIELD, SignedIn
 from mailer.web.desk.signin import sign_in_of
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 
@@ -57,9 +57,9 @@ async def _posted(request: Request) -> tuple[Desk, SignedIn, str] | Response:
     """The signed-in editor and the code they typed, or the refusal (403) of a form
     without a session or its CSRF token."""
     desk, fields = desk_of(request), await raw_fields(request)
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+    signed = await desk.signed_post(request, fields.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     return desk, signed, fields.get("code", "")[:20]
 
 

@@ -20,7 +20,6 @@ from mailer import desk_articles, links
 from mailer.desk import articles
 from mailer.desk_articles import ArticleView, BroughtIn
 from mailer.errors import MailerError
-from mailer.web.desk.routes import REFUSED
 from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
 from mailer.web.desk.state import Desk, desk_of
 
@@ -89,12 +88,12 @@ async def _form(request: Request) -> tuple[Desk, SignedIn, dict[str, Any]] | Res
     no session or a wrong CSRF token: then nothing is read or changed."""
     desk = desk_of(request)
     signed = await desk.signed_in(request)
-    if signed is None:
-        return desk.pages("message.html", 403, **REFUSED)
+    if signed is None:  # refused before the body is read
+        return desk.refused()
     fields: dict[str, Any] = {}
     async with request.form() as form:
         if not csrf_matches(signed.session, _text(form.get(CSRF_FIELD))):
-            return desk.sessions.write(desk.pages("message.html", 403, **REFUSED), signed.session)
+            return desk.sessions.write(desk.refused(), signed.session)
         for name, value in form.items():
             if isinstance(value, UploadFile):  # read while the form's files are open
                 data = await value.read(desk_articles.MAX_UPLOAD_BYTES + 1)

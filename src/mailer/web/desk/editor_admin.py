@@ -12,8 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from mailer import editors, links
 from mailer.errors import EditorError
 from mailer.models import EditorRole
-from mailer.web.desk.routes import REFUSED
-from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
+from mailer.web.desk.session import CSRF_FIELD, SignedIn
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 from mailer.web.site import site_of
 
@@ -64,9 +63,9 @@ async def _admin_form(request: Request) -> tuple[Desk, SignedIn, dict[str, str]]
     """The admin who posted, and the form's fields; or the answer instead: 403 for a form
     without a session or its CSRF token, or from an editor who is not an admin."""
     desk, fields = desk_of(request), await raw_fields(request)
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+    signed = await desk.signed_post(request, fields.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     if not signed.editor.is_admin:
         return _not_admin(desk, signed)
     return desk, signed, fields

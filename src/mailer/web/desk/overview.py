@@ -12,16 +12,11 @@ from mailer import editors, links
 from mailer.desk_overview import audit_page, digest_preview
 from mailer.models import AuditAction, utcnow
 from mailer.runs import DigestOutcome, start_digest_now
-from mailer.web.desk.session import CSRF_FIELD, csrf_matches
+from mailer.web.desk.session import CSRF_FIELD
 from mailer.web.desk.state import desk_of, raw_fields
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
 # what the page says after "Send now", by outcome (?sent=...)
 SENT_NOTES = {
     DigestOutcome.SENT.name: "The digest is going out now: the desk's sender sends it.",
@@ -66,9 +61,9 @@ async def digest_page(request: Request) -> Response:
 @router.post(links.DESK_DIGEST_SEND_PATH, response_class=HTMLResponse)
 async def digest_send(request: Request) -> Response:
     desk, fields = desk_of(request), await raw_fields(request)
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+    signed = await desk.signed_post(request, fields.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     run = await run_in_threadpool(start_digest_now, desk.engine, desk.settings, utcnow())
     if run.outcome == DigestOutcome.SENT and run.issue is not None:
         desk.sender.wake()

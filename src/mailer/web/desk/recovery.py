@@ -16,7 +16,6 @@ from mailer.errors import EditorError
 from mailer.models import utcnow
 from mailer.password_links import ResetClaim, read_reset_token
 from mailer.tokens import TokenError
-from mailer.web.desk.routes import REFUSED
 from mailer.web.desk.session import CSRF_FIELD, DeskSession, csrf_matches
 from mailer.web.desk.signin import sign_in_of
 from mailer.web.desk.state import Desk, desk_of, raw_fields
@@ -72,7 +71,7 @@ async def forgot(request: Request) -> Response:
     desk, fields, state = desk_of(request), await raw_fields(request), sign_in_of(request)
     session = desk.sessions.read(request)
     if session is None or not csrf_matches(session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+        return desk.refused()
     email = fields.get("email", "").strip()[:320]
     site = site_of(request)
     # both limits are asked, so neither spares the other a count
@@ -135,7 +134,7 @@ async def reset(request: Request, token: str) -> Response:
     desk, fields = desk_of(request), await raw_fields(request)
     session = desk.sessions.read(request)
     if session is None or not csrf_matches(session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+        return desk.refused()
     claim = await _claim(desk, token)
     if isinstance(claim, Response):
         return claim

@@ -22,20 +22,11 @@ from mailer.web.site import site_of
 
 router = APIRouter()
 
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
-}
 TOO_MANY = {"error": "Too many attempts to sign in. Please wait a few minutes and try again."}
 # One answer for a wrong password, an unknown address and a malformed one alike.
 NO_MATCH = {"error": "That email and password do not match an account."}
 WRONG_CODE = "That code is not right, or was used already. Type the code your app shows now."
 PASSWORD_SET = "Your new password is set. Sign in with it."
-
-
-def _refused(desk: Desk) -> HTMLResponse:
-    return desk.pages("message.html", 403, **REFUSED)
 
 
 def _login_page(desk: Desk, csrf: str, status: int = 200, **values: object) -> HTMLResponse:
@@ -84,7 +75,7 @@ async def sign_in(request: Request) -> Response:
     desk, fields = desk_of(request), await raw_fields(request)
     session = desk.sessions.read(request)
     if session is None or not csrf_matches(session, fields.get(CSRF_FIELD)):
-        return _refused(desk)
+        return desk.refused()
     email, password = fields.get("email", "").strip(), fields.get("password", "")
     client = site_of(request).client(request)
     # both limits are asked, so neither spares the other a count
@@ -134,7 +125,7 @@ async def sign_in_with_code(request: Request) -> Response:
     desk, fields, state = desk_of(request), await raw_fields(request), sign_in_of(request)
     session = desk.sessions.read(request)
     if session is None or not csrf_matches(session, fields.get(CSRF_FIELD)):
-        return _refused(desk)
+        return desk.refused()
     pending = state.pending(request, session)
     found = None
     if pending is not None:
@@ -158,9 +149,9 @@ async def sign_in_with_code(request: Request) -> Response:
 @router.post(links.DESK_LOGOUT_PATH, response_class=HTMLResponse)
 async def sign_out(request: Request) -> Response:
     desk, fields = desk_of(request), await raw_fields(request)
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
-        return _refused(desk)
+    signed = await desk.signed_post(request, fields.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     editor = signed.editor
     await run_in_threadpool(
         editors.record, desk.engine, editor.id, AuditAction.SIGNED_OUT, f"editor {editor.id}"

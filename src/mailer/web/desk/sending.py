@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from mailer import desk_sending, editors, links
 from mailer.errors import MailerError
 from mailer.models import AuditAction, utcnow
-from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
+from mailer.web.desk.session import CSRF_FIELD, SignedIn
 from mailer.web.desk.state import Desk, desk_of, raw_fields
 
 router = APIRouter()
@@ -23,11 +23,6 @@ router = APIRouter()
 NO_ARTICLE = {
     "title": "No such article",
     "text": "There is no article with that number. The articles page lists them.",
-}
-REFUSED = {
-    "title": "Not accepted",
-    "text": "This form has expired or did not come from the desk, so nothing was changed. "
-    "Go back, reload the page and try again.",
 }
 PROGRESS_SCRIPT = resources.files("mailer.web.desk").joinpath("progress.js")
 
@@ -77,9 +72,9 @@ async def _posted(request: Request) -> tuple[Desk, SignedIn, dict[str, str]] | R
     """The signed-in editor and the form's fields, or 403 for a form without the
     session's CSRF token (nothing changes)."""
     desk, fields = desk_of(request), await raw_fields(request)
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, fields.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+    signed = await desk.signed_post(request, fields.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     return desk, signed, fields
 
 

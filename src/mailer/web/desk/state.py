@@ -17,7 +17,7 @@ from mailer import editors, links
 from mailer.settings import Settings
 from mailer.web.desk.lookout import Lookout
 from mailer.web.desk.sender import IssueSender
-from mailer.web.desk.session import CSRF_FIELD, DeskSession, Sessions, SignedIn
+from mailer.web.desk.session import CSRF_FIELD, DeskSession, Sessions, SignedIn, csrf_matches
 from mailer.web.guards import ClientLimit, RateLimit
 from mailer.web.site import Pages
 
@@ -27,6 +27,11 @@ SIGN_INS_PER_ACCOUNT = 10
 SIGN_INS_PER_CLIENT = 30
 SIGN_IN_WINDOW = 900.0  # seconds
 
+REFUSED = {
+    "title": "Not accepted",
+    "text": "This form has expired or did not come from the desk, so nothing was changed. "
+    "Go back, reload the page and try again.",
+}
 NOT_ADMIN = {
     "title": "Not allowed",
     "text": "Only an admin may see the subscribers' personal data. Ask an admin if you need it.",
@@ -126,6 +131,18 @@ class Desk:
             **values,
         )
         return self.sessions.write(page, signed.session)
+
+    def refused(self) -> HTMLResponse:
+        """The answer to a form without a session or its CSRF token: nothing changed."""
+        return self.pages("message.html", 403, **REFUSED)
+
+    async def signed_post(self, request: Request, sent: str | None) -> SignedIn | Response:
+        """The editor a form comes from, its CSRF token (`sent`) checked; else the 403 to
+        answer, nothing changed."""
+        signed = await self.signed_in(request)
+        if signed is None or not csrf_matches(signed.session, sent):
+            return self.refused()
+        return signed
 
     def session_of(self, request: Request) -> DeskSession:
         return self.sessions.read(request) or self.sessions.new()

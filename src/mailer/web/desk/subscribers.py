@@ -28,8 +28,7 @@ from mailer.errors import SubscriberError
 from mailer.models import SubscriberStatus
 from mailer.roster import Search
 from mailer.subscribers import FREQUENCIES
-from mailer.web.desk.routes import REFUSED
-from mailer.web.desk.session import CSRF_FIELD, SignedIn, csrf_matches
+from mailer.web.desk.session import CSRF_FIELD, SignedIn
 from mailer.web.desk.state import NOT_ADMIN, Desk, desk_of, raw_fields
 
 router = APIRouter()
@@ -84,9 +83,9 @@ def _reader_path(subscriber_id: int | None, done: str = "") -> str:
 
 async def _admin_post(desk: Desk, request: Request, sent: dict[str, str]) -> SignedIn | Response:
     """The admin a POST comes from, its CSRF token checked; else the 403 to answer."""
-    signed = await desk.signed_in(request)
-    if signed is None or not csrf_matches(signed.session, sent.get(CSRF_FIELD)):
-        return desk.pages("message.html", 403, **REFUSED)
+    signed = await desk.signed_post(request, sent.get(CSRF_FIELD))
+    if isinstance(signed, Response):
+        return signed
     if not signed.editor.is_admin:
         return desk.sessions.write(desk.pages("message.html", 403, **NOT_ADMIN), signed.session)
     return signed
@@ -207,7 +206,7 @@ async def import_file(request: Request) -> Response:
     only skips what is there, so a reload does no harm)."""
     desk = desk_of(request)
     if await desk.signed_in(request) is None:  # refused before the body is read
-        return desk.pages("message.html", 403, **REFUSED)
+        return desk.refused()
     async with request.form() as form:
         sent = {key: value for key, value in form.items() if isinstance(value, str)}
         signed = await _admin_post(desk, request, sent)
