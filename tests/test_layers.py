@@ -42,6 +42,7 @@ LAYERS = {
     "issues": PIPELINE,
     "render": PIPELINE,
     "donation": PIPELINE,
+    "references": PIPELINE,
     "links": PIPELINE,
     "messages": PIPELINE,
     "subscribers": PIPELINE,

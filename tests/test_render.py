@@ -136,8 +136,9 @@ def test_a_donation_url_adds_a_button_and_no_details_drop_the_block(tmp_path):
     with_url = make_settings(tmp_path, donation={"url": url})
     rendered = render_article_issue(with_url, sample_article(with_url))
     doc = lxml.html.fromstring(rendered.html)
-    assert doc.xpath(f"//a[@href='{url}']"), "a button readers can press"
-    assert url in rendered.text
+    marked = f"{url}?ref={rendered.reference}"
+    assert doc.xpath(f"//a[@href='{marked}']"), "a button readers can press"
+    assert marked in rendered.text
     empty = dict.fromkeys(("heading", "appeal", "bank_name", "account_number", "iban", "vipps"), "")
     without = make_settings(tmp_path, donation=empty)
     bare = render_article_issue(without, sample_article(with_url))

@@ -1,11 +1,27 @@
-"""The newsroom's donation call to action: the configured payment details, ready for the
-templates (IBAN validated and grouped in fours by the settings, via schwifty)."""
+"""The newsroom's donation call to action: the configured payment details and the
+issue's reference, the links a reader gives through in one tap (the donate page, Vipps),
+and the QR codes a phone scans, ready for the templates. The details are validated by
+the settings (account number mod 11, IBAN and BIC via schwifty)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mailer.settings import Donation
+
+
+@dataclass(frozen=True)
+class QrCode:
+    """A QR code of the appeal, carried in the message as a related part (cid:)."""
+
+    name: str  # "vipps" or "epc": its file name and the first part of its Content-ID
+    payload: str  # what it encodes
+    png: bytes
+    cid: str  # its Content-ID, without the angle brackets; the HTML shows "cid:" + cid
+    alt: str
+    caption: str  # what it is for, under the code
+    details: tuple[tuple[str, str], ...]  # the same, as text: (label, value)
 
 
 @dataclass(frozen=True)
@@ -13,16 +29,49 @@ class DonationBlock:
     heading: str
     appeal: str
     bank_name: str
+    account_holder: str
     account_number: str
     iban: str
+    bic: str
     vipps: str
-    url: str
+    reference: str  # "mark your transfer DMC-264Y"
+    url: str  # the donate button's page, carrying the reference (empty: no button)
+    vipps_url: str  # the "Give with Vipps" button's link, carrying the reference
+    codes: tuple[QrCode, ...] = ()
 
 
-def donation_block(donation: Donation) -> DonationBlock | None:
+def donation_block(donation: Donation, reference: str) -> DonationBlock | None:
     """The block to append to every issue, or None when nothing is configured."""
-    block = DonationBlock(**donation.model_dump())
-    return block if any(vars(block).values()) else None
+    parameter = donation.url_reference_parameter
+    block = DonationBlock(
+        heading=donation.heading,
+        appeal=donation.appeal,
+        bank_name=donation.bank_name,
+        account_holder=donation.account_holder,
+        account_number=donation.account_number,
+        iban=donation.iban,
+        bic=donation.bic,
+        vipps=donation.vipps,
+        reference=reference,
+        url=with_query(donation.url, parameter, reference),
+        vipps_url=with_query(donation.vipps_link, "reference", vipps_reference(reference)),
+    )
+    shown = {k: v for k, v in vars(block).items() if k != "reference"}
+    return block if any(shown.values()) else None
+
+
+def vipps_reference(reference: str) -> str:
+    """What Vipps takes as a reference: 50 characters of A-Za-z0-9, space, - and _."""
+    return "".join(c for c in reference if c.isascii() and (c.isalnum() or c in " -_"))[:50]
+
+
+def with_query(url: str, name: str, value: str) -> str:
+    """`url` with name=value added to its query (as it is when any of them is empty)."""
+    if not (url and name and value):
+        return url
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), (name, value)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def payment_numbers(donation: Donation) -> tuple[str, ...]:

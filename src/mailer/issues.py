@@ -7,19 +7,21 @@ starts."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Connection, Engine, delete, insert, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from mailer.db import session_scope
 from mailer.digest import DigestPlan
 from mailer.errors import MailerError
-from mailer.models import ISSUES, Article, Issue, IssueStatus
-from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
+from mailer.models import ISSUE_LINKS, ISSUES, Article, Issue, IssueStatus
+from mailer.render import InlineImage, RenderedIssue, render_article_issue, render_digest_issue
 from mailer.settings import Settings
 
 # Issues whose content may still change: rendered again whenever they are asked for.
@@ -108,26 +110,18 @@ def _keyed_issue(
     if issue is not None and issue.status not in OPEN_STATUSES:
         return issue
     rendered = render()
-    content = {
-        **fields,
-        "subject": rendered.subject,
-        "preheader": rendered.preheader,
-        "html": rendered.html,
-        "text": rendered.text,
-    }
+    content = {**fields, **_content(rendered)}
     if issue is None:
         try:
             with session_scope(engine) as session:
-                session.add(Issue(key=key, **content))  # type: ignore[arg-type]
+                made = Issue(key=key, **content)  # type: ignore[arg-type]
+                session.add(made)
+                session.flush()
+                _store_links(session.connection(), made.id or 0, rendered)
         except IntegrityError:
             pass  # another process created it first: theirs is as good
     else:
-        with engine.begin() as connection:
-            connection.execute(
-                update(ISSUES)
-                .where(ISSUES.c.id == issue.id, ISSUES.c.status.in_(OPEN_STATUSES))
-                .values(**content)
-            )
+        _update_open(engine, issue.id or 0, content, rendered, OPEN_STATUSES)
     stored = find_issue(engine, key)
     assert stored is not None
     return stored
@@ -153,15 +147,56 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
         rendered = render_article_issue(
             settings, articles[0], issue.edited_subject, issue.edited_preheader
         )
-    content = {"subject": rendered.subject, "preheader": rendered.preheader,
-               "html": rendered.html, "text": rendered.text}  # fmt: skip
+    _update_open(engine, issue.id or 0, _content(rendered), rendered, (IssueStatus.HELD,))
+    return find_issue_by_id(engine, issue.id or 0)
+
+
+def _content(rendered: RenderedIssue) -> dict[str, object]:
+    """An issue's columns that rendering fills."""
+    images = [
+        {"name": i.name, "cid": i.cid, "png": base64.b64encode(i.png).decode("ascii")}
+        for i in rendered.images
+    ]
+    return {
+        "subject": rendered.subject,
+        "preheader": rendered.preheader,
+        "html": rendered.html,
+        "text": rendered.text,
+        "reference": rendered.reference or None,
+        "images": json.dumps(images),
+    }
+
+
+def _update_open(
+    engine: Engine,
+    issue_id: int,
+    content: dict[str, object],
+    rendered: RenderedIssue,
+    statuses: tuple[IssueStatus, ...],
+) -> None:
+    """The new content (and its counted links), if the issue's status is still one of
+    `statuses`: a send that started a moment ago keeps what it was queued with."""
     with engine.begin() as connection:
-        connection.execute(
+        changed = connection.execute(
             update(ISSUES)
-            .where(ISSUES.c.id == issue.id, ISSUES.c.status == IssueStatus.HELD)
+            .where(ISSUES.c.id == issue_id, ISSUES.c.status.in_(statuses))
             .values(**content)
         )
-    return find_issue_by_id(engine, issue.id or 0)
+        if changed.rowcount:
+            _store_links(connection, issue_id, rendered)
+
+
+def _store_links(connection: Connection, issue_id: int, rendered: RenderedIssue) -> None:
+    """The issue's counted links as rendered, in place of any it had (none has been
+    followed yet: the issue has not gone out)."""
+    connection.execute(delete(ISSUE_LINKS).where(ISSUE_LINKS.c.issue_id == issue_id))
+    if rendered.links:
+        rows = [
+            {"issue_id": issue_id, "link_id": link.link_id, "url": link.url,
+             "appeal": link.appeal, "clicks": 0}
+            for link in rendered.links
+        ]  # fmt: skip
+        connection.execute(insert(ISSUE_LINKS), rows)
 
 
 def edit_issue(engine: Engine, issue_id: int, subject: str | None, preheader: str | None) -> bool:
@@ -241,4 +276,11 @@ def due_issues(engine: Engine, now: datetime) -> list[Issue]:
 
 
 def as_rendered(issue: Issue) -> RenderedIssue:
-    return RenderedIssue(issue.subject, issue.preheader, issue.html, issue.text)
+    """The issue as stored, ready to build messages from (its links are not needed)."""
+    images = tuple(
+        InlineImage(image["name"], image["cid"], base64.b64decode(image["png"]))
+        for image in json.loads(issue.images or "[]")
+    )
+    return RenderedIssue(
+        issue.subject, issue.preheader, issue.html, issue.text, issue.reference or "", images
+    )

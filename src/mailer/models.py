@@ -159,6 +159,11 @@ class Issue(SQLModel, table=True):
     # gives: kept when the issue is rendered again
     edited_subject: str | None = None
     edited_preheader: str | None = None
+    # what readers write on a transfer or a Vipps gift ("DMC-264Y", references.py); the
+    # issues from before references have none
+    reference: str | None = Field(default=None, sa_column=Column(Text, unique=True))
+    # the images the HTML shows by cid: (the appeal's QR codes), as JSON: built once
+    images: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
 
     @property
     def article_id_list(self) -> list[int]:
@@ -329,6 +334,19 @@ class AuditEvent(SQLModel, table=True):
     detail: str = ""
 
 
+class IssueLink(SQLModel, table=True):
+    """A link an issue carries through base_url/r/<reference>/<link_id> (its appeal's, or
+    all of them), and how often it was followed: per issue and link, never per reader."""
+
+    __tablename__ = "issue_link"
+
+    issue_id: int = Field(foreign_key="issue.id", primary_key=True)
+    link_id: str = Field(sa_column=Column(Text, primary_key=True))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    appeal: bool = Field(default=False, sa_column=Column(Boolean, nullable=False))
+    clicks: int = 0
+
+
 class ServiceBeat(SQLModel, table=True):
     """A long-running part of mailer (the scheduler, the desk's sender) saying it is alive:
     `beat_at` moves on at each round of its work, so the desk can tell one that stopped."""
@@ -351,6 +369,7 @@ def _table(model: type[SQLModel]) -> Table:
 SUBSCRIBERS = _table(Subscriber)
 ARTICLES = _table(Article)
 ISSUES = _table(Issue)
+ISSUE_LINKS = _table(IssueLink)
 DELIVERIES = _table(Delivery)
 TRANSACTIONAL_MAILS = _table(TransactionalMail)
 EDITORS = _table(Editor)

@@ -17,7 +17,8 @@ from markupsafe import Markup
 from mailer.donation import donation_block
 from mailer.errors import MailerError
 from mailer.links import home_url, issue_url
-from mailer.models import Article
+from mailer.models import Article, utcnow
+from mailer.references import article_reference, digest_reference
 from mailer.settings import Settings, bundled_path
 from mailer.sources.language import is_rtl
 from mailer.textpart import html_to_text
@@ -31,11 +32,32 @@ PLACEHOLDERS = (EMAIL, UNSUBSCRIBE_URL)  # required; the preferences link is opt
 
 
 @dataclass(frozen=True)
+class InlineImage:
+    """An image the HTML shows as "cid:" + cid, sent inside the message (a QR code)."""
+
+    name: str  # its file name without .png, for the read-online page's address
+    cid: str
+    png: bytes
+
+
+@dataclass(frozen=True)
+class CountedLink:
+    """A link the issue carries through base_url/r/<reference>/<link_id>: where it leads."""
+
+    link_id: str
+    url: str
+    appeal: bool  # one of the donation block's
+
+
+@dataclass(frozen=True)
 class RenderedIssue:
     subject: str
     preheader: str
     html: str
     text: str
+    reference: str = ""  # what readers mark a gift with (references.py)
+    images: tuple[InlineImage, ...] = ()
+    links: tuple[CountedLink, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +158,11 @@ def _defuse_placeholders(text: str) -> str:
 
 
 def _context(
-    settings: Settings, subject: str, preheader: str, view_online_url: str | None = None
+    settings: Settings,
+    subject: str,
+    preheader: str,
+    view_online_url: str | None = None,
+    reference: str = "",
 ) -> dict[str, object]:
     publication = settings.publication
     return {
@@ -149,8 +175,13 @@ def _context(
             "dir": "rtl" if is_rtl(publication.language) else "ltr",
             "sender_name": publication.sender_name,
         },
-        "issue": {"subject": subject, "preheader": preheader, "view_online_url": view_online_url},
-        "donation": donation_block(settings.donation),
+        "issue": {
+            "subject": subject,
+            "preheader": preheader,
+            "view_online_url": view_online_url,
+            "reference": reference,
+        },
+        "donation": donation_block(settings.donation, reference),
         "recipient": {
             "email": EMAIL,
             "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -172,8 +203,10 @@ def render_article_issue(
     subject = view.title if subject is None else subject
     preheader = one_line(view.summary)[:150] if preheader is None else preheader
     online = issue_url(settings.publication.base_url, f"article:{article.id}")
-    context = {**_context(settings, subject, preheader, online), "article": view}
-    return _render(settings, "article", context, subject, preheader)
+    prefix = settings.donation.reference_prefix
+    reference = article_reference(prefix, article.id or 0, article.ingested_at or utcnow())
+    context = {**_context(settings, subject, preheader, online, reference), "article": view}
+    return _render(settings, "article", context, subject, preheader, reference)
 
 
 def render_digest_issue(
@@ -193,8 +226,12 @@ def render_digest_issue(
     if first.year != last.year:
         period = f"{first:%-d %B %Y} – {last:%-d %B %Y}"
     digest = {"week": week, "period": period, "articles": views}
-    context = {**_context(settings, subject, preheader[:150], online), "digest": digest}
-    return _render(settings, "digest", context, subject, preheader[:150])
+    reference = digest_reference(settings.donation.reference_prefix, week)
+    context = {
+        **_context(settings, subject, preheader[:150], online, reference),
+        "digest": digest,
+    }
+    return _render(settings, "digest", context, subject, preheader[:150], reference)
 
 
 def render_confirmation(
@@ -217,7 +254,12 @@ def render_confirmation(
 
 
 def _render(
-    settings: Settings, name: str, context: dict[str, object], subject: str, preheader: str
+    settings: Settings,
+    name: str,
+    context: dict[str, object],
+    subject: str,
+    preheader: str,
+    reference: str,
 ) -> RenderedIssue:
     env = environment(settings)
     try:
@@ -236,4 +278,4 @@ def _render(
                 f"the email templates must show {', '.join(missing)} (the reader's address "
                 "and unsubscribe link) in both the HTML and the text part"
             )
-    return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)
+    return RenderedIssue(subject, preheader, html, text, reference)

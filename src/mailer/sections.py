@@ -13,8 +13,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from schwifty import IBAN
+from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
+from stdnum.no import kontonr
 
 
 class Section(BaseModel):
@@ -123,10 +124,20 @@ class Donation(Section):
     heading: str = ""
     appeal: str = ""
     bank_name: str = ""
+    account_holder: str = Field(default="", max_length=70)  # EPC069-12: the name, 70 at most
     account_number: str = ""
     iban: str = ""
+    bic: str = ""
     vipps: str = Field(default="", pattern=r"^[0-9 ]*$")
+    # a Vipps donation link, https://qr.vipps.no/donations/<alias>: a button and a QR code
+    vipps_link: str = Field(default="", pattern=r"^(https://[^\s?#]+)?$")
     url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    # the query parameter that carries the issue's reference on `url` (empty: none)
+    url_reference_parameter: str = Field(default="ref", pattern=r"^[A-Za-z0-9_.-]*$")
+    # an amount the EPC QR code fills in (0: the reader types one)
+    suggested_amount_eur: float = Field(default=0, ge=0, le=999_999_999.99)
+    # what each issue's reference starts with ("DMC" -> DMC-2648)
+    reference_prefix: str = Field(default="", pattern=r"^([A-Z][A-Z0-9]{0,7})?$")
 
     @field_validator("iban")
     @classmethod
@@ -137,6 +148,55 @@ class Donation(Section):
             return IBAN(value).formatted
         except SchwiftyException as exc:
             raise ValueError(f"a valid IBAN ({exc})") from None
+
+    @field_validator("bic")
+    @classmethod
+    def _bic(cls, value: str) -> str:
+        if not value:
+            return ""
+        try:
+            return str(BIC(value.replace(" ", "")))
+        except SchwiftyException as exc:
+            raise ValueError(f"a valid BIC ({exc})") from None
+
+    @field_validator("account_number")
+    @classmethod
+    def _account_number(cls, value: str) -> str:
+        """A Norwegian account number (kontonummer, 11 digits and a mod 11 check)."""
+        if value and not kontonr.is_valid(value):
+            raise ValueError(
+                f"a Norwegian account number, 11 digits with a valid check digit ({value!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _epc_needs_both(self) -> Donation:
+        if bool(self.bic) != bool(self.account_holder) and self.iban:
+            raise ValueError(
+                "bic and account_holder together (the EPC QR code for euro transfers needs both)"
+            )
+        return self
+
+    @property
+    def vipps_link_warning(self) -> str | None:
+        """Why a vipps_link may not be one (it is not on Vipps' own host), or None."""
+        host = urlsplit(self.vipps_link).hostname
+        if self.vipps_link and host != VIPPS_HOST:
+            return (
+                f"[donation] vipps_link is on {host}, not {VIPPS_HOST}: readers' Vipps "
+                "app may not open it"
+            )
+        return None
+
+
+VIPPS_HOST = "qr.vipps.no"
+
+
+class Tracking(Section):
+    """Which links count their clicks, per issue and link (never per reader)."""
+
+    # "appeal": the donation block's links; "all": every link of an issue; "off": none
+    count_clicks: Literal["appeal", "all", "off"] = "appeal"
 
 
 class Sources(Section):

@@ -30,6 +30,7 @@ from mailer.sections import (
     Section,
     Smtp,
     Sources,
+    Tracking,
     Web,
     web_origin,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "Settings",
     "Smtp",
     "Sources",
+    "Tracking",
     "Web",
     "bundled_path",
     "key_from_file",
@@ -129,6 +131,7 @@ class Settings(Section):
     dkim: Dkim = Dkim()
     web: Web = Web()
     desk: Desk = Desk()
+    tracking: Tracking = Tracking()
     security: Security = Security()
     config_path: Path | None = None
 

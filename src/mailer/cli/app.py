@@ -47,4 +47,7 @@ def load(
         None, "--config", help="Config file (default: config/mailer.toml or $MAILER_CONFIG)."
     ),
 ) -> None:
-    ctx.obj = load_settings(config)
+    ctx.obj = settings = load_settings(config)
+    warning = settings.donation.vipps_link_warning
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
