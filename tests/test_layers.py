@@ -43,6 +43,7 @@ LAYERS = {
     "render": PIPELINE,
     "donation": PIPELINE,
     "references": PIPELINE,
+    "qrcodes": PIPELINE,
     "links": PIPELINE,
     "messages": PIPELINE,
     "subscribers": PIPELINE,

@@ -8,20 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from mailer.qrcodes import QrCode, appeal_codes
 from mailer.settings import Donation
-
-
-@dataclass(frozen=True)
-class QrCode:
-    """A QR code of the appeal, carried in the message as a related part (cid:)."""
-
-    name: str  # "vipps" or "epc": its file name and the first part of its Content-ID
-    payload: str  # what it encodes
-    png: bytes
-    cid: str  # its Content-ID, without the angle brackets; the HTML shows "cid:" + cid
-    alt: str
-    caption: str  # what it is for, under the code
-    details: tuple[tuple[str, str], ...]  # the same, as text: (label, value)
 
 
 @dataclass(frozen=True)
@@ -40,9 +28,11 @@ class DonationBlock:
     codes: tuple[QrCode, ...] = ()
 
 
-def donation_block(donation: Donation, reference: str) -> DonationBlock | None:
-    """The block to append to every issue, or None when nothing is configured."""
+def donation_block(donation: Donation, reference: str, domain: str) -> DonationBlock | None:
+    """The block to append to every issue, or None when nothing is configured. `domain`
+    ends the Content-IDs of its QR codes."""
     parameter = donation.url_reference_parameter
+    vipps_url = with_query(donation.vipps_link, "reference", vipps_reference(reference))
     block = DonationBlock(
         heading=donation.heading,
         appeal=donation.appeal,
@@ -54,7 +44,8 @@ def donation_block(donation: Donation, reference: str) -> DonationBlock | None:
         vipps=donation.vipps,
         reference=reference,
         url=with_query(donation.url, parameter, reference),
-        vipps_url=with_query(donation.vipps_link, "reference", vipps_reference(reference)),
+        vipps_url=vipps_url,
+        codes=appeal_codes(donation, reference, vipps_url, domain),
     )
     shown = {k: v for k, v in vars(block).items() if k != "reference"}
     return block if any(shown.values()) else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from mailer.donation import donation_block
+from mailer.donation import DonationBlock, donation_block
 from mailer.errors import MailerError
 from mailer.links import home_url, issue_url
 from mailer.models import Article, utcnow
@@ -181,7 +181,9 @@ def _context(
             "view_online_url": view_online_url,
             "reference": reference,
         },
-        "donation": donation_block(settings.donation, reference),
+        "donation": donation_block(
+            settings.donation, reference, publication.from_address.rpartition("@")[2]
+        ),
         "recipient": {
             "email": EMAIL,
             "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -278,4 +280,7 @@ def _render(
                 f"the email templates must show {', '.join(missing)} (the reader's address "
                 "and unsubscribe link) in both the HTML and the text part"
             )
-    return RenderedIssue(subject, preheader, html, text, reference)
+    block = context["donation"]
+    codes = block.codes if isinstance(block, DonationBlock) else ()
+    images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
+    return RenderedIssue(subject, preheader, html, text, reference, images)
