@@ -18,6 +18,9 @@ def test_shipped_config_holds_the_newsrooms_details():
     assert (donation.bank_name, donation.account_number) == ("DNB Bank", "0530 2294668")
     assert donation.iban == "NO15 0530 2294 668"
     assert donation.vipps == "557320"
+    assert (donation.bic, donation.account_holder) == ("DNBANOKKXXX", "Dawat Media Center")
+    assert donation.reference_prefix == "DMC" and donation.vipps_link_warning is None
+    assert settings.tracking.count_clicks == "appeal"
     assert donation.appeal.startswith("If there were ever a time to join us, it is now.")
     assert (settings.smtp.host, settings.smtp.port) == ("127.0.0.1", 1025)
     assert settings.database.url == "sqlite:///subscribers.db"
@@ -54,6 +57,44 @@ def test_every_bad_value_is_named_at_once():
     message = str(error.value)
     for key in ("smtp.security", "publication.reply_to", "publication.timezone", "donation.url"):
         assert key in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("MAILER_DONATION_ACCOUNT_NUMBER", "0530 2294669", "a Norwegian account number"),
+        ("MAILER_DONATION_ACCOUNT_NUMBER", "0530 229466", "a Norwegian account number"),
+        ("MAILER_DONATION_BIC", "DNBXNOKKXXX", "the BIC of the IBAN's bank"),
+        ("MAILER_DONATION_BIC", "DNBANOKKXX", "a valid BIC"),
+        ("MAILER_DONATION_IBAN", "NO16 0530 2294 668", "a valid IBAN"),
+        ("MAILER_DONATION_VIPPS_LINK", "http://qr.vipps.no/donations/1", "donation.vipps_link"),
+        ("MAILER_DONATION_REFERENCE_PREFIX", "dmc-", "donation.reference_prefix"),
+        ("MAILER_DONATION_URL_REFERENCE_PARAMETER", "a b", "donation.url_reference_parameter"),
+        ("MAILER_DONATION_SUGGESTED_AMOUNT_EUR", "-5", "donation.suggested_amount_eur"),
+        ("MAILER_TRACKING_COUNT_CLICKS", "every", "tracking.count_clicks"),
+    ],
+)
+def test_a_bad_payment_detail_stops_the_program_naming_the_key(variable, value, said):
+    """The account number is checked with its mod 11 digit, the BIC and IBAN by schwifty."""
+    with pytest.raises(ConfigError) as error:
+        load_settings(environ={variable: value})
+    key = variable.removeprefix("MAILER_").lower().replace("_", ".", 1)
+    assert key in str(error.value) and said in str(error.value)
+
+
+def test_an_epc_code_needs_both_the_bic_and_the_account_holder():
+    with pytest.raises(ConfigError, match="expected both or neither"):
+        load_settings(environ={"MAILER_DONATION_ACCOUNT_HOLDER": ""})
+    unset = load_settings(environ={"MAILER_DONATION_ACCOUNT_HOLDER": "", "MAILER_DONATION_BIC": ""})
+    assert unset.donation.bic == ""
+
+
+def test_a_vipps_link_off_vipps_own_host_is_warned_about():
+    elsewhere = {"MAILER_DONATION_VIPPS_LINK": "https://vipps.example/donations/557320"}
+    warning = load_settings(environ=elsewhere).donation.vipps_link_warning
+    assert warning and "vipps.example" in warning and "qr.vipps.no" in warning
+    ours = {"MAILER_DONATION_VIPPS_LINK": "https://qr.vipps.no/donations/557320"}
+    assert load_settings(environ=ours).donation.vipps_link_warning is None
 
 
 def test_signing_key_is_generated_once_into_a_private_file(tmp_path):

@@ -173,7 +173,14 @@ class Donation(Section):
     def _epc_needs_both(self) -> Donation:
         if bool(self.bic) != bool(self.account_holder) and self.iban:
             raise ValueError(
-                "bic and account_holder together (the EPC QR code for euro transfers needs both)"
+                "donation.bic and donation.account_holder: expected both or neither (the EPC "
+                "QR code for transfers in euros needs both)"
+            )
+        bank = IBAN(self.iban).bic if self.iban and self.bic else None
+        if bank is not None and str(bank) != self.bic[:8]:
+            raise ValueError(
+                f"donation.bic = {self.bic!r}: expected the BIC of the IBAN's bank ({bank}, "
+                f"the bank of {self.iban}), or a transfer from the EPC QR code would go astray"
             )
         return self
 
