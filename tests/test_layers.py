@@ -44,6 +44,7 @@ LAYERS = {
     "donation": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
+    "clicks": PIPELINE,
     "links": PIPELINE,
     "messages": PIPELINE,
     "subscribers": PIPELINE,
@@ -71,6 +72,7 @@ LAYERS = {
     "desk_subscribers": USE_CASES,
     "desk_sending": USE_CASES,
     "desk_overview": USE_CASES,
+    "redirects": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -137,8 +137,10 @@ def test_a_donation_url_adds_a_button_and_no_details_drop_the_block(tmp_path):
     rendered = render_article_issue(with_url, sample_article(with_url))
     doc = lxml.html.fromstring(rendered.html)
     marked = f"{url}?ref={rendered.reference}"
-    assert doc.xpath(f"//a[@href='{marked}']"), "a button readers can press"
-    assert marked in rendered.text
+    counted = f"{with_url.publication.base_url}/r/{rendered.reference}/donate"
+    assert doc.xpath(f"//a[@href='{counted}']"), "a button readers can press"
+    assert counted in rendered.text
+    assert ("donate", marked) in {(link.link_id, link.url) for link in rendered.links}
     empty = dict.fromkeys(("heading", "appeal", "bank_name", "account_number", "iban", "vipps"), "")
     without = make_settings(tmp_path, donation=empty)
     bare = render_article_issue(without, sample_article(with_url))

@@ -9,6 +9,8 @@ its public address shows."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from mailer.settings import Settings
 from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, Keys, TokenMaker, make_token
 
@@ -70,6 +72,9 @@ DESK_PROGRESS_SCRIPT_PATH = "/desk/static/progress.js"
 DESK_DIGEST_PATH = "/desk/digest"
 DESK_DIGEST_SEND_PATH = "/desk/digest/send"
 DESK_AUDIT_PATH = "/desk/audit"
+# counting what works (issue 14, the counted links): a link an issue counts, which
+# `mailer serve` redirects to its target; it names the issue and the link, never a reader
+CLICK_PATH = "/r/{reference}/{link_id}"
 
 # The purpose of the token each route takes.
 TOKEN_PURPOSES = {
@@ -108,6 +113,11 @@ def home_url(settings: Settings) -> str:
     base_url itself for the root, without a trailing slash, as the masthead has always
     linked it (a browser asks for it as "/")."""
     return settings.publication.base_url + HOME_PATH.rstrip("/")
+
+
+def click_url(base_url: str, reference: str, link_id: str) -> str:
+    """The counted link with this id of the issue with this reference (clicks.py)."""
+    return base_url + path(CLICK_PATH, reference=quote(reference, safe=""), link_id=link_id)
 
 
 def confirm_url(settings: Settings, public_id: str) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from mailer.clicks import CountedLink, LinkCounter
 from mailer.donation import DonationBlock, donation_block
 from mailer.errors import MailerError
 from mailer.links import home_url, issue_url
@@ -38,15 +39,6 @@ class InlineImage:
     name: str  # its file name without .png, for the read-online page's address
     cid: str
     png: bytes
-
-
-@dataclass(frozen=True)
-class CountedLink:
-    """A link the issue carries through base_url/r/<reference>/<link_id>: where it leads."""
-
-    link_id: str
-    url: str
-    appeal: bool  # one of the donation block's
 
 
 @dataclass(frozen=True)
@@ -263,6 +255,12 @@ def _render(
     preheader: str,
     reference: str,
 ) -> RenderedIssue:
+    counter = LinkCounter.for_issue(
+        settings.tracking.count_clicks, settings.publication.base_url, reference
+    )
+    block = context["donation"]
+    if isinstance(block, DonationBlock):
+        context = {**context, "donation": counter.appeal(block)}
     env = environment(settings)
     try:
         html = inline_css(env.get_template(f"email/{name}.html").render(context))
@@ -280,7 +278,8 @@ def _render(
                 f"the email templates must show {', '.join(missing)} (the reader's address "
                 "and unsubscribe link) in both the HTML and the text part"
             )
-    block = context["donation"]
+    html, text = counter.every_link(html, text)
     codes = block.codes if isinstance(block, DonationBlock) else ()
     images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
-    return RenderedIssue(subject, preheader, html, text, reference, images)
+    links = tuple(counter.links)
+    return RenderedIssue(subject, preheader, html, text, reference, images, links)

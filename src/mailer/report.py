@@ -10,9 +10,16 @@ from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
 from mailer.errors import MailerError
-from mailer.models import DELIVERIES, SUBSCRIBERS, DeliveryStatus, Issue, UTCDateTime
+from mailer.models import (
+    DELIVERIES,
+    ISSUE_LINKS,
+    SUBSCRIBERS,
+    DeliveryStatus,
+    Issue,
+    UTCDateTime,
+)
 
-d, s = DELIVERIES.c, SUBSCRIBERS.c
+d, s, k = DELIVERIES.c, SUBSCRIBERS.c, ISSUE_LINKS.c
 
 
 @dataclass(frozen=True)
@@ -25,11 +32,22 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class LinkClicks:
+    """How often one of the issue's counted links was followed (never by whom)."""
+
+    link_id: str  # "donate", "vipps"; with count_clicks = "all", 1, 2, ...
+    url: str
+    appeal: bool
+    clicks: int
+
+
+@dataclass(frozen=True)
 class IssueReport:
     issue: Issue
     counts: dict[str, int]
     problems: list[Problem]
     rate: float | None = None  # messages a second, first to last sent
+    links: tuple[LinkClicks, ...] = ()  # the appeal's first, then the others in order
 
 
 def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -85,7 +103,22 @@ def issue_report(engine: Engine, issue_id: int) -> IssueReport:
         sent, first, last = connection.execute(span).one()
     seconds = (last - first).total_seconds() if sent > 1 else 0
     rate = (sent - 1) / seconds if seconds > 0 else None
-    return IssueReport(issue, issue_counts(engine, [issue_id])[issue_id], problems, rate)
+    counts = issue_counts(engine, [issue_id])[issue_id]
+    return IssueReport(issue, counts, problems, rate, link_clicks(engine, issue_id))
+
+
+def link_clicks(engine: Engine, issue_id: int) -> tuple[LinkClicks, ...]:
+    """The issue's counted links and their clicks: the appeal's first, then the others
+    in the order the issue shows them."""
+    query = select(k.link_id, k.url, k.appeal, k.clicks).where(k.issue_id == issue_id)
+    with engine.connect() as connection:
+        rows = [LinkClicks(*row) for row in connection.execute(query)]
+    return tuple(sorted(rows, key=_shown_order))
+
+
+def _shown_order(link: LinkClicks) -> tuple[bool, int, str]:
+    number = int(link.link_id) if link.link_id.isdigit() else 0
+    return (not link.appeal, number, link.link_id)
 
 
 def _shown(address: str) -> str:

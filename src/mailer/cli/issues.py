@@ -26,7 +26,7 @@ from mailer.db import open_database
 from mailer.digest import DigestPlan, next_digest_at, plan_digest
 from mailer.issues import find_issue
 from mailer.models import Issue, IssueStatus, utcnow
-from mailer.report import issue_report, list_issues
+from mailer.report import IssueReport, issue_report, list_issues
 from mailer.settings import Settings
 
 
@@ -141,6 +141,8 @@ def status(
         return
     report = issue_report(engine, issue)
     say(f"Issue {issue}: “{report.issue.subject}” ({report.issue.status})")
+    if report.issue.reference:
+        say(f"  reference {report.issue.reference} (what readers mark a gift with)")
     if report.issue.status == IssueStatus.HELD:
         say(
             f"  held: the relay refused the message itself, not a reader: "
@@ -157,3 +159,14 @@ def status(
             f", next attempt {p.next_attempt_at:%Y-%m-%d %H:%M} UTC" if p.next_attempt_at else ""
         )
         say(f"  {p.status} x{p.count} (e.g. {p.example}){retry}: {p.reply}")
+    say_clicks(report)
+
+
+def say_clicks(report: IssueReport) -> None:
+    """The clicks on each counted link: per issue and link, never per reader."""
+    if not report.links:
+        say("  clicks    none counted (no counted links: [tracking] count_clicks)")
+        return
+    say("  clicks    (followed, as far as link scanners are told apart; never who)")
+    for link in report.links:
+        say(f"    {link.link_id:<8} {link.clicks:>6}  {link.url}")

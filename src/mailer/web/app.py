@@ -1,9 +1,9 @@
 """The subscriber site's app: sign-up with double opt-in, and the pages behind the links
-every email carries (confirm, preferences, one-click unsubscribe, read online), the
-health check, and the editors' desk (web/desk/, when `[desk] enabled`); pages from
-templates/web/, usable without JavaScript. One router per area (subscription.py,
-reader.py, archive.py), their routes declared from links.py's paths; what they share
-is the `Site` at app.state.site (site.py)."""
+every email carries (confirm, preferences, one-click unsubscribe, read online, the
+counted links), the health check, and the editors' desk (web/desk/, when `[desk]
+enabled`); pages from templates/web/, usable without JavaScript. One router per area
+(subscription.py, reader.py, archive.py, redirect.py), their routes declared from
+links.py's paths; what they share is the `Site` at app.state.site (site.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from mailer.web.desk import add_desk
 from mailer.web.headers import GuardedApp
 from mailer.web.limits import DESK_FORM_BYTES, FORM_BYTES, BodyLimit
 from mailer.web.reader import router as reader
+from mailer.web.redirect import router as redirect
 from mailer.web.site import REFUSED, TOO_LARGE, CrossSite, Site, site_of
 from mailer.web.subscription import router as subscription
 
@@ -54,7 +55,7 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     too_large = site.pages.render("message.html", **TOO_LARGE)
     wider = ((links.DESK_PATH + "/", DESK_FORM_BYTES),) if settings.desk.enabled else ()
     app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode(), wider=wider)
-    for router in (subscription, reader, archive):
+    for router in (subscription, reader, archive, redirect):
         app.include_router(router)
     if settings.desk.enabled:
         add_desk(app, settings, engine)

@@ -82,10 +82,16 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+# In a HEAD request's scope, which HeadAsGet turns into a GET: the one GET that changes
+# something (a counted link's click) reads it to leave a HEAD uncounted.
+HEAD_REQUEST = "mailer.head"
+
+
 class HeadAsGet:
     """A HEAD request is answered as the GET would be, without the body (FastAPI's
-    routes answer only the methods they name). Every GET of the site changes nothing,
-    so running it for a HEAD is safe."""
+    routes answer only the methods they name). Every GET of the site changes nothing
+    but a counted link's click count, which a HEAD leaves (HEAD_REQUEST), so running it
+    for a HEAD is safe."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -100,7 +106,7 @@ class HeadAsGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        await self.app({**scope, "method": "GET"}, receive, without_body)
+        await self.app({**scope, "method": "GET", HEAD_REQUEST: True}, receive, without_body)
 
 
 class GuardedApp(FastAPI):

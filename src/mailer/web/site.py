@@ -31,6 +31,10 @@ from mailer.web.guards import (
 
 SIGN_UPS_PER_IP = 5
 SIGN_UP_WINDOW = 600.0  # seconds
+# Clicks on counted links one client adds to the counts (more are redirected, uncounted):
+# plenty for a reader, or a few behind one address; a script gains little by looping.
+CLICKS_PER_CLIENT = 20
+CLICK_WINDOW = 600.0  # seconds
 
 
 class Pages:
@@ -69,6 +73,9 @@ class Site:
         default_factory=lambda: ClientLimit(SIGN_UPS_PER_IP, SIGN_UP_WINDOW)
     )
     mailboxes: AddressLimit = field(default_factory=AddressLimit)
+    counted_clicks: ClientLimit = field(
+        default_factory=lambda: ClientLimit(CLICKS_PER_CLIENT, CLICK_WINDOW)
+    )
 
     @classmethod
     def start(cls, settings: Settings, engine: Engine) -> Site:
