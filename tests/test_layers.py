@@ -71,6 +71,7 @@ LAYERS = {
     "desk_subscribers": USE_CASES,
     "desk_sending": USE_CASES,
     "desk_overview": USE_CASES,
+    "read_online": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,
