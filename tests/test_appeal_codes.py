@@ -6,6 +6,7 @@ by the read-online page over real HTTP."""
 
 from __future__ import annotations
 
+import base64
 import html
 import io
 import re
@@ -23,8 +24,9 @@ from sqlalchemy import Engine
 from mailer import editors, runs
 from mailer.articles import ingest_file
 from mailer.demo import SAMPLE_ARTICLE
+from mailer.desk_overview import digest_preview
 from mailer.issues import article_issue, as_rendered, find_issue
-from mailer.models import Article, EditorRole, Issue
+from mailer.models import Article, EditorRole, Issue, utcnow
 from mailer.references import parse_reference
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
@@ -246,3 +248,21 @@ def test_the_desk_preview_and_the_read_online_page_show_the_codes_in_chromium(
             assert [w for _alt, w in shown] == widths, shown
         finally:
             browser.close()
+
+
+def test_the_desks_digest_preview_carries_the_codes_as_data_uris(
+    engine: Engine, settings: Settings
+):
+    """The digest page's preview frame, like the send page's: no cid: left, each code a
+    data: image that decodes to the digest's own reference."""
+    appeal = settings.replace(donation={"vipps_link": VIPPS_LINK})
+    ingest_file(engine, appeal, SAMPLE_ARTICLE)
+    preview = digest_preview(engine, appeal, utcnow())
+    assert preview.articles and "cid:" not in preview.html
+    sources = re.findall(r'<img\b[^>]*\bsrc="data:image/png;base64,([^"]+)"', preview.html)
+    assert len(sources) == 2
+    vipps, epc = (decoded(base64.b64decode(source)) for source in sources)
+    reference = parse_qs(urlsplit(vipps.text).query)["reference"][0]
+    assert re.fullmatch(r"DMC-\d\dW\d\d.", reference), "a digest's reference"
+    check_vipps(vipps, reference)
+    check_epc(epc, appeal, reference)
