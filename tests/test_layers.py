@@ -73,6 +73,7 @@ LAYERS = {
     "desk_sending": USE_CASES,
     "desk_overview": USE_CASES,
     "redirects": USE_CASES,
+    "read_online": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -133,6 +133,7 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
             links.PREFERENCES_PATH,
             links.UNSUBSCRIBE_PATH,
             links.ISSUE_PATH,
+            links.ISSUE_IMAGE_PATH,
             links.HEALTH_PATH,
             links.CLICK_PATH,
         }

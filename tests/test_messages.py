@@ -3,6 +3,7 @@ library's EmailMessage building the same message: parsed back, they must say the
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import html
@@ -16,8 +17,13 @@ from email.utils import formataddr
 
 import pytest
 
-from mailer.messages import MessageBuilder, Recipient, fill
-from mailer.render import one_line
+from mailer.articles import boilerplate
+from mailer.demo import SAMPLE_ARTICLE
+from mailer.messages import MessageBuilder, Recipient, fill, preview
+from mailer.models import Article, utcnow
+from mailer.render import one_line, render_article_issue
+from mailer.settings import Settings
+from mailer.sources import read_article
 from mailer.testing import HOSTILE_NAMES, TEST_SECRET_KEY, make_settings
 
 READERS = [
@@ -30,7 +36,8 @@ READERS = [
 
 
 def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> EmailMessage:
-    """The same message the plain way: EmailMessage, set_content, add_alternative."""
+    """The same message the plain way: EmailMessage, set_content, add_alternative, and
+    add_related for each image of the HTML."""
     url = builder.unsubscribe_url(recipient.public_id)
     settings_url = builder.preferences_url(recipient.public_id)
     message = EmailMessage(policy=email.policy.SMTP)
@@ -46,7 +53,26 @@ def reference(builder: MessageBuilder, recipient: Recipient, date: str) -> Email
     message.set_content(fill(builder.rendered.text, recipient.email, url, settings_url))
     html_part = fill(builder.rendered.html, html.escape(recipient.email), url, settings_url)
     message.add_alternative(html_part, subtype="html")
+    for image in builder.rendered.images:
+        message.get_body(("html",)).add_related(
+            image.png, "image", "png", cid=f"<{image.cid}>", disposition="inline",
+            filename=f"{image.name}.png",
+        )  # fmt: skip
     return message
+
+
+def structure(message: EmailMessage) -> list[str]:
+    return [part.get_content_type() for part in message.walk()]
+
+
+def image_parts(message: EmailMessage) -> list[tuple[str, str, str | None, bytes]]:
+    """Each image part: its Content-ID, disposition, file name and bytes."""
+    return [
+        (part["Content-ID"], part.get_content_disposition(), part.get_filename(),
+         part.get_content())
+        for part in message.walk()
+        if part.get_content_maintype() == "image"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("recipient", READERS, ids=lambda r: r.email)
@@ -62,6 +88,8 @@ def test_built_message_parses_back_like_the_standard_librarys(builder, recipient
                  "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version"):  # fmt: skip
         assert str(ours[name]) == str(theirs[name]), name
     assert ours.get_content_type() == "multipart/alternative"
+    assert structure(ours) == structure(theirs)
+    assert image_parts(ours) == image_parts(theirs) != []
     for kind in ("plain", "html"):
         assert ours.get_body((kind,)).get_content() == theirs.get_body((kind,)).get_content()
         assert ours.get_body((kind,)).get_content_charset() == "utf-8"
@@ -145,3 +173,92 @@ def test_spamassassin_scores_an_issue_message_at_most_half_a_point(builder, tmp_
                        report, re.MULTILINE)  # fmt: skip
     assert status is not None, checked.stderr.decode("utf-8", "replace")
     assert float(status.group(1)) <= 0.5, f"rules that fired: {' '.join(status.group(2).split())}"
+
+
+def sample_article(settings: Settings) -> Article:
+    draft = read_article(SAMPLE_ARTICLE, boilerplate(settings))
+    return Article(guid=draft.guid, title=draft.title, summary=draft.summary,
+                   body_html=draft.body_html, published_at=utcnow())  # fmt: skip
+
+
+def sources(html_part: str) -> list[str]:
+    return re.findall(r'<img\b[^>]*\bsrc="([^"]+)"', html_part)
+
+
+def test_the_codes_travel_inside_the_message_as_related_parts(builder):
+    """multipart/alternative { text/plain, multipart/related { text/html, one PNG per
+    code } }: each "cid:" the HTML shows names a part of the message."""
+    message = email.message_from_bytes(builder.build(READERS[0]).data, policy=email.policy.default)
+    codes = builder.rendered.images
+    assert [code.name for code in codes] == ["epc"]  # the shipped config: bank details
+    assert structure(message) == [
+        "multipart/alternative", "text/plain", "multipart/related", "text/html",
+        *["image/png"] * len(codes),
+    ]  # fmt: skip
+    related = message.get_payload()[1]
+    assert related.get_param("type") == "text/html"
+    html_part = message.get_body(("html",)).get_content()
+    shown = [src for src in sources(html_part) if src.startswith("cid:")]
+    assert shown == [f"cid:{code.cid}" for code in codes]
+    for part, code in zip(related.get_payload()[1:], codes, strict=True):
+        assert part["Content-ID"] == f"<{code.cid}>"
+        assert part["Content-Transfer-Encoding"] == "base64"
+        assert part.get_content_disposition() == "inline"
+        assert part.get_filename() == f"{code.name}.png"
+        assert part.get_content() == code.png and code.png.startswith(b"\x89PNG\r\n")
+
+
+def test_the_image_parts_are_base64_at_76_columns(builder):
+    data = builder.build(READERS[0]).data
+    code = builder.rendered.images[0]
+    body = data.split(f"Content-ID: <{code.cid}>".encode())[1].split(b"\r\n\r\n")[1]
+    lines = body.split(b"\r\n")
+    assert all(len(line) == 76 for line in lines[:-1]) and 0 < len(lines[-1]) <= 76
+    assert base64.b64decode(b"".join(lines)) == code.png
+
+
+def test_without_codes_the_html_is_the_alternative_itself(tmp_path):
+    """No bank details for a code and no Vipps link: no related part, no image."""
+    settings = make_settings(tmp_path, donation={"bic": "", "account_holder": ""})
+    rendered = render_article_issue(settings, sample_article(settings))
+    assert rendered.images == ()
+    data = MessageBuilder(settings, rendered, issue_id=7).build(READERS[0]).data
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert structure(message) == ["multipart/alternative", "text/plain", "text/html"]
+    assert b"multipart/related" not in data and b"cid:" not in data
+
+
+def test_a_signed_message_with_codes_verifies_with_dkimpy(tmp_path):
+    """The image parts' relaxed form is prepared once per builder: the body hash must be
+    the one a verifier computes over the whole message."""
+    import dkim
+
+    from mailer.signing import generate_key, txt_value
+
+    key = tmp_path / "mail2026.pem"
+    record = generate_key(key, "mail2026", "dawatmedia.example")
+    settings = make_settings(
+        tmp_path,
+        dkim={"domain": "dawatmedia.example", "selector": "mail2026", "private_key_path": str(key)},
+        donation={"vipps_link": "https://qr.vipps.no/donations/557320"},
+    )
+    rendered = render_article_issue(settings, sample_article(settings))
+    assert [image.name for image in rendered.images] == ["vipps", "epc"]
+    builder = MessageBuilder(settings, rendered, issue_id=7)
+    for recipient in READERS:
+        data = builder.build(recipient).data
+        assert b"Content-Type: image/png" in data
+        assert dkim.verify(data, dnsfunc=lambda name, timeout=5: txt_value(record))
+        at = data.index(b"Content-Type: image/png")  # a changed image fails
+        tampered = data[:at] + data[at:].replace(b"A", b"B", 1)
+        assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: txt_value(record))
+
+
+def test_a_preview_shows_the_codes_from_data_uris(builder, tmp_path):
+    """A draft has no public address: the preview carries its images itself."""
+    shown = preview(make_settings(tmp_path), builder.rendered)
+    assert "cid:" not in shown
+    (code,) = builder.rendered.images
+    uri = next(src for src in sources(shown) if src.startswith("data:"))
+    assert uri.startswith("data:image/png;base64,")
+    assert base64.b64decode(uri.partition(",")[2]) == code.png

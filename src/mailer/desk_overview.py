@@ -18,7 +18,8 @@ from mailer import editors
 from mailer.beats import SCHEDULER, is_stopped, last_beat
 from mailer.digest import next_digest_at, plan_digest
 from mailer.errors import MailerError
-from mailer.issues import OPEN_STATUSES, find_issue
+from mailer.issues import OPEN_STATUSES, as_rendered, find_issue
+from mailer.messages import data_uri, with_image_sources
 from mailer.models import EDITORS, ISSUES, SUBSCRIBERS, Article, AuditAction, AuditEvent, Issue
 from mailer.models import IssueStatus as Status
 from mailer.render import render_digest_issue
@@ -169,11 +170,14 @@ def digest_preview(engine: Engine, settings: Settings, now: datetime) -> DigestP
     count = readers(engine, "digest")
     if issue is not None and issue.status not in OPEN_STATUSES:
         carried = _articles(engine, issue.article_id_list)
-        return DigestPreview(plan.week, carried, count, next_at, issue, issue.html, issue.text)
+        # the appeal's codes from data: URIs, as in every preview (cid: means nothing here)
+        shown_html = with_image_sources(issue.html, as_rendered(issue).images, data_uri)
+        return DigestPreview(plan.week, carried, count, next_at, issue, shown_html, issue.text)
     if not plan.articles:
         return DigestPreview(plan.week, [], count, next_at, issue, "", "")
     shown = render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
-    return DigestPreview(plan.week, plan.articles, count, next_at, issue, shown.html, shown.text)
+    shown_html = with_image_sources(shown.html, shown.images, data_uri)
+    return DigestPreview(plan.week, plan.articles, count, next_at, issue, shown_html, shown.text)
 
 
 def _articles(engine: Engine, ids: list[int]) -> list[Article]:

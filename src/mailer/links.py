@@ -22,6 +22,9 @@ CONFIRM_PATH = "/confirm/{token}"
 PREFERENCES_PATH = "/preferences/{token}"
 UNSUBSCRIBE_PATH = "/unsubscribe/{token}"
 ISSUE_PATH = "/issues/{slug}"
+# the appeal's QR codes (issue 14, the codes' part): an issue's stored images, for its
+# read-online page, where the email's cid: addresses mean nothing
+ISSUE_IMAGE_PATH = "/issues/{slug}/images/{name}.png"
 HEALTH_PATH = "/healthz"
 # The editors' desk (web/desk/): signed-in pages, never linked from an email.
 DESK_PATH = "/desk"
@@ -106,6 +109,11 @@ def issue_key(slug: str) -> str:
 def issue_url(base_url: str, key: str) -> str:
     """Where anyone reads the issue with this key online."""
     return base_url + path(ISSUE_PATH, slug=issue_slug(key))
+
+
+def issue_image_url(base_url: str, key: str, name: str) -> str:
+    """Where the read-online page of the issue with this key shows its image `name`."""
+    return base_url + path(ISSUE_IMAGE_PATH, slug=issue_slug(key), name=name)
 
 
 def home_url(settings: Settings) -> str:

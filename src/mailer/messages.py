@@ -12,6 +12,7 @@ import hmac
 import html
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
@@ -19,7 +20,14 @@ from urllib.parse import urlsplit
 
 from mailer.links import preferences_links, unsubscribe_links
 from mailer.models import utcnow
-from mailer.render import EMAIL, PREFERENCES_URL, UNSUBSCRIBE_URL, RenderedIssue, one_line
+from mailer.render import (
+    EMAIL,
+    PREFERENCES_URL,
+    UNSUBSCRIBE_URL,
+    InlineImage,
+    RenderedIssue,
+    one_line,
+)
 from mailer.settings import Settings
 from mailer.signing import Signer, relaxed_lines
 from mailer.subscribers import without_controls
@@ -92,7 +100,11 @@ class MessageBuilder:
         ]
         self.closing = f"--{self.boundary}--\r\n".encode()
         self.text_part = _Part(self.boundary, "plain", rendered.text)
-        self.html_part = _Part(self.boundary, "html", rendered.html)
+        # with images, the HTML and they are one multipart/related part (RFC 2387); its
+        # boundary is not an extension of the outer one, which some parsers would misread
+        related = f"mailer.{secrets.token_hex(12)}" if rendered.images else ""
+        self.html_part = _Part(related or self.boundary, "html", rendered.html)
+        self.related_head, self.related_tail = _related(self.boundary, related, rendered.images)
         self.shared_headers = address_header("From", publication.sender_name, self.sender) + (
             b"".join(_header(name, value) for name, value in shared if value)
         )
@@ -119,13 +131,21 @@ class MessageBuilder:
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n".encode("ascii"),
         ]
         relaxed: list[bytes] | None = [] if self.signer is not None else None
+        text = self.text_part.fill(recipient.email, links, relaxed)
+        if relaxed is not None:
+            relaxed.append(self.related_head[1])
+        html_part = self.html_part.fill(html.escape(recipient.email), links, relaxed)
+        if relaxed is not None:
+            relaxed.append(self.related_tail[1])
         data = b"".join(
             [
                 self.shared_headers,
                 *own,
                 b"\r\n",
-                self.text_part.fill(recipient.email, links, relaxed),
-                self.html_part.fill(html.escape(recipient.email), links, relaxed),
+                text,
+                self.related_head[0],
+                html_part,
+                self.related_tail[0],
                 self.closing,
             ]
         )
@@ -173,6 +193,34 @@ class _Part:
             if relaxed is not None:
                 relaxed.append(form)
         return b"".join(encoded)
+
+
+def _related(
+    boundary: str, related: str, images: tuple[InlineImage, ...]
+) -> tuple[tuple[bytes, bytes], tuple[bytes, bytes]]:
+    """What goes before and after the HTML part when it has images: the head of the
+    multipart/related part that holds both, and the image parts with its closing line.
+    The images are the same bytes in every message, base64 encoded once here; so are
+    their relaxed forms. Without images, nothing (the HTML is the alternative itself)."""
+    if not images:
+        return _fixed(b""), _fixed(b"")
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Type: multipart/related; type="text/html";\r\n boundary="{related}"\r\n\r\n'
+    )
+    parts = [
+        f"--{related}\r\nContent-Type: image/png\r\n"
+        f'Content-Disposition: inline; filename="{image.name}.png"\r\n'
+        f"Content-ID: <{image.cid}>\r\nContent-Transfer-Encoding: base64\r\n\r\n".encode()
+        # 76 columns (RFC 2045), and the line break before the next boundary
+        + base64.encodebytes(image.png).replace(b"\n", b"\r\n")
+        + b"\r\n"
+        for image in images
+    ]
+    # the related part ends with its closing line; the CRLF before the alternative's
+    # next boundary belongs to that boundary
+    tail = b"".join([*parts, f"--{related}--\r\n\r\n".encode()])
+    return _fixed(head.encode()), _fixed(tail)
 
 
 def _fixed(data: bytes) -> tuple[bytes, bytes]:
@@ -250,10 +298,28 @@ _CHUNK = 45  # bytes: 60 characters of base64, 72 with the encoded word's frame
 
 
 def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:
-    """One part of the issue as a sample reader sees it, for editors to look at."""
+    """One part of the issue as a sample reader sees it, for editors to look at. A draft
+    has no public address, so its images are shown from data: URIs."""
     builder = MessageBuilder(settings, rendered)
     links = builder.unsubscribe_url(""), builder.preferences_url("")
-    return fill(rendered.text if text else rendered.html, "reader@example.org", *links)
+    if text:
+        return fill(rendered.text, "reader@example.org", *links)
+    shown = with_image_sources(rendered.html, rendered.images, data_uri)
+    return fill(shown, "reader@example.org", *links)
+
+
+def with_image_sources(
+    part: str, images: tuple[InlineImage, ...], source: Callable[[InlineImage], str]
+) -> str:
+    """The HTML with each image's "cid:" address replaced by `source(image)`, for a page
+    in a browser, where cid: means nothing."""
+    for image in images:
+        part = part.replace(f"cid:{image.cid}", html.escape(source(image)))
+    return part
+
+
+def data_uri(image: InlineImage) -> str:
+    return "data:image/png;base64," + base64.b64encode(image.png).decode("ascii")
 
 
 def fill(part: str, email: str, unsubscribe_url: str, preferences_url: str) -> str:

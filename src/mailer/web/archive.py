@@ -1,5 +1,6 @@
 """Issues as they were sent, for everyone to read online: the archive at the site's
-home (every email's masthead links there) and each issue's page; and the health check."""
+home (every email's masthead links there), each issue's page and the images it shows
+(the appeal's QR codes); and the health check."""
 
 from __future__ import annotations
 
@@ -9,9 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from mailer import links
-from mailer.issues import find_issue, sent_issues
-from mailer.messages import fill
-from mailer.models import IssueStatus
+from mailer.issues import sent_issues
+from mailer.read_online import online_image, online_page
 from mailer.web.site import NOT_FOUND, SiteDep
 
 router = APIRouter()
@@ -35,10 +35,24 @@ def home(site: SiteDep) -> HTMLResponse:
 def read_online(slug: str, site: SiteDep) -> HTMLResponse:
     """An issue as it was sent, for everyone: the reader's address and links, filled
     per recipient in the emails, are left out here."""
-    issue = find_issue(site.engine, links.issue_key(slug))
-    if issue is None or issue.status not in IssueStatus.STARTED:
+    page = online_page(site.engine, site.settings, slug)
+    if page is None:
         return site.pages("message.html", 404, **NOT_FOUND)
-    return HTMLResponse(fill(issue.html, "your address", "#", "#"))
+    return HTMLResponse(page)
+
+
+# An issue's images never change once it has gone out: caches may keep them for good.
+IMAGE_CACHE = "public, max-age=86400"  # a day: a held issue may be rendered again
+
+
+@router.get(links.ISSUE_IMAGE_PATH)
+def issue_image(slug: str, name: str, site: SiteDep) -> Response:
+    """A QR code of an issue's appeal, for its read-online page; an issue's images are
+    public when the issue is (the same rule as its page)."""
+    png = online_image(site.engine, slug, name)
+    if png is None:
+        return site.pages("message.html", 404, **NOT_FOUND)
+    return Response(png, media_type="image/png", headers={"cache-control": IMAGE_CACHE})
 
 
 @router.get(links.HEALTH_PATH)
