@@ -283,6 +283,23 @@ def test_any_part_of_the_appeal_may_be_missing(browser, tmp_path, name):
     assert ("Donate: " in rendered.text) == ("Donate" in buttons)
 
 
+@browser_only
+def test_in_a_right_to_left_issue_the_columns_run_from_the_right(browser, tmp_path):
+    settings = make_settings(tmp_path, publication={"language": "fa"}, donation=EVERYTHING)
+    rendered = issue_of(settings)
+    html = with_data_uris(preview(settings, rendered), rendered)
+    screen = measure(browser, html, 600)
+    fits(screen)
+    donate, vipps = screen["buttons"]
+    assert abs(donate["top"] - vipps["top"]) < 1 and vipps["right"] <= donate["left"]
+    block = screen["block"]
+    assert block["right"] - donate["right"] == pytest.approx(1 + 20, abs=1), (
+        "the first on the right"
+    )
+    for width in (600, 375):
+        assert measure(browser, html, width)["outside"] == []
+
+
 def test_without_a_reference_or_details_the_block_keeps_only_what_it_has(tmp_path):
     """The partial alone: no reference row, no details table, no empty rows."""
     settings = appeal_settings(
@@ -291,8 +308,9 @@ def test_without_a_reference_or_details_the_block_keeps_only_what_it_has(tmp_pat
     block = donation_block(settings.donation, "", "dawatmedia.example")
     assert block is not None and block.codes == ()
     env = environment(settings)
-    html = env.get_template("email/partials/donation.html").render(donation=block)
-    text = env.get_template("email/partials/donation.txt").render(donation=block)
+    context = {"donation": block, "publication": {"dir": "ltr"}}
+    html = env.get_template("email/partials/donation.html").render(context)
+    text = env.get_template("email/partials/donation.txt").render(context)
     doc = lxml.html.fromstring(html)
     assert doc.tag == "table" and "donation" in doc.get("class")
     assert len(doc.xpath("./tr | ./tbody/tr")) == 2, "the appeal, then the button"
