@@ -1,13 +1,15 @@
 """`mailer demo`: the whole pipeline on the embedded default. Sample subscribers and the
 newsroom's sample article go into the configured database; the issue goes out through a
 catcher this command starts on 127.0.0.1, which stores it in var/maildir/. Running it
-again sends nothing twice."""
+again sends nothing twice. The appeal shows whole: where the config has no Vipps link or
+donate page, links on example hosts stand in."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, select
 
@@ -34,12 +36,26 @@ SAMPLE_SUBSCRIBERS = (
 )
 MAILDIR = Path("var/maildir")
 PREVIEW = Path("var/preview.html")
+# The demo's stand-ins for [donation] vipps_link and url, so that it shows the whole appeal
+# (both buttons, both QR codes): example hosts, which open nobody's Vipps account or page.
+EXAMPLE_LINKS = {
+    "vipps_link": "https://vipps.example/donations/557320",
+    "url": "https://dawatmedia.example/donate",
+}
 
 
 def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     engine = open_database(settings.database.url)
     _refuse_real_data(engine, settings)
     say(f"Database: {masked_url(settings.database.url)}")
+    settings, stand_ins = with_example_links(settings)
+    if stand_ins:
+        hosts = ", ".join(sorted({urlsplit(EXAMPLE_LINKS[key]).netloc for key in stand_ins}))
+        say(
+            f"Appeal: links on example hosts ({hosts}) stand in for [donation] "
+            f"{' and '.join(stand_ins)}, which the config leaves empty; they open no one's "
+            "account."
+        )
     added = 0
     for email, name in SAMPLE_SUBSCRIBERS:
         try:
@@ -75,6 +91,16 @@ def run_demo(settings: Settings, say: Callable[[str], None]) -> None:
     say(f"Maildir: {MAILDIR.resolve()}/new ({_count(MAILDIR)} messages in all)")
     say(f"HTML preview: {PREVIEW.resolve()}")
     say(f"Delivery report: mailer status {issue.id}")
+
+
+def with_example_links(settings: Settings) -> tuple[Settings, list[str]]:
+    """The settings with an example link for each donation link the config leaves empty,
+    and the keys filled. The CLI warned about the config's own vipps_link already; the
+    stand-in is the demo's, on a host that is not Vipps' on purpose, and warns of nothing."""
+    empty = {
+        key: link for key, link in EXAMPLE_LINKS.items() if not getattr(settings.donation, key)
+    }
+    return (settings.replace(donation=empty) if empty else settings), list(empty)
 
 
 def _refuse_real_data(engine: Engine, settings: Settings) -> None:
