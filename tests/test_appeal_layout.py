@@ -19,6 +19,7 @@ from mailer.articles import ingest_file
 from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.donation import donation_block
+from mailer.links import click_url
 from mailer.messages import preview
 from mailer.render import RenderedIssue, environment, render_article_issue
 from mailer.settings import Settings
@@ -58,6 +59,11 @@ MEASURE = """() => {
         e => e.getBoundingClientRect().right > edge + 0.5).map(e => e.textContent.trim()); }),
   };
 }"""
+
+
+def counted(rendered: RenderedIssue, link_id: str) -> str:
+    """The address a counted appeal link has in the email (test settings' base_url)."""
+    return click_url("https://dawatmedia.example", rendered.reference, link_id)
 
 
 def appeal_settings(directory: Path, **donation: Any) -> Settings:
@@ -206,8 +212,13 @@ def test_the_block_is_tables_with_columns_outlook_gets_as_a_ghost_table(everythi
         assert "[if mso]" in ghost and "<table" in ghost, "Outlook: the columns' table"
     outlook = " ".join(c.text for c in block.iter(lxml.etree.Comment))
     assert outlook.count("<v:roundrect") == 2, "both buttons bulletproof in Outlook"
-    assert f'href="{DONATE}?ref={rendered.reference}"' in outlook
-    assert f'href="{VIPPS}?reference={rendered.reference}"' in outlook
+    for link_id in ("donate", "vipps"):  # counted, as the other buttons ([tracking])
+        assert f'href="{counted(rendered, link_id)}"' in outlook
+    targets = {link.link_id: link.url for link in rendered.links}
+    assert targets == {
+        "donate": f"{DONATE}?ref={rendered.reference}",
+        "vipps": f"{VIPPS}?reference={rendered.reference}",
+    }
 
 
 def test_the_text_part_carries_the_appeal_reference_details_links_and_codes(everything):
@@ -222,11 +233,12 @@ def test_the_text_part_carries_the_appeal_reference_details_links_and_codes(ever
         "IBAN:           NO15 0530 2294 668",
         "BIC:            DNBANOKKXXX",
         "Vipps number:   557320",
-        f"Donate: {DONATE}?ref={reference}",
-        f"Give with Vipps: {VIPPS}?reference={reference}",
+        f"Donate: {counted(rendered, 'donate')}",
+        f"Give with Vipps: {counted(rendered, 'vipps')}",
         "QR code: give with Vipps (in the HTML version)",
         "  Scan with your phone's camera to give with Vipps.",
-        "  Same as above: Vipps number, Give with Vipps",
+        f"  Link: {VIPPS}?reference={reference}",  # what the code holds: straight to Vipps
+        "  Same as above: Vipps number",
         "  Scan in your banking app to fill in a transfer in euros.",
         "  Same as above: Account holder, IBAN, BIC, Reference",
         "  The transfer is in euros, to a Norwegian account.",
