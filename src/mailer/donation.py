@@ -22,7 +22,7 @@ class DonationBlock:
     iban: str
     bic: str
     vipps: str
-    reference: str  # "mark your transfer DMC-264Y"
+    reference: str  # "mark your transfer DMC-2640"
     url: str  # the donate button's page, carrying the reference (empty: no button)
     vipps_url: str  # the "Give with Vipps" button's link, carrying the reference
     codes: tuple[QrCode, ...] = ()

@@ -159,7 +159,7 @@ class Issue(SQLModel, table=True):
     # gives: kept when the issue is rendered again
     edited_subject: str | None = None
     edited_preheader: str | None = None
-    # what readers write on a transfer or a Vipps gift ("DMC-264Y", references.py); the
+    # what readers write on a transfer or a Vipps gift ("DMC-2640", references.py); the
     # issues from before references have none
     reference: str | None = Field(default=None, sa_column=Column(Text, unique=True))
     # the images the HTML shows by cid: (the appeal's QR codes), as JSON: built once

@@ -136,7 +136,7 @@ class Donation(Section):
     url_reference_parameter: str = Field(default="ref", pattern=r"^[A-Za-z0-9_.-]*$")
     # an amount the EPC QR code fills in (0: the reader types one)
     suggested_amount_eur: float = Field(default=0, ge=0, le=999_999_999.99)
-    # what each issue's reference starts with ("DMC" -> DMC-2648)
+    # what each issue's reference starts with ("DMC" -> DMC-2640)
     reference_prefix: str = Field(default="", pattern=r"^([A-Z][A-Z0-9]{0,7})?$")
 
     @field_validator("iban")
