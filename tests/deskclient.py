@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, func, select
@@ -53,3 +54,15 @@ def without_values(page: httpx.Response) -> str:
 def audit_count(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(connection.execute(select(func.count()).select_from(AUDIT_EVENTS)).scalar_one())
+
+
+def sign_in_browser(page: Any, url: str, email: str = ANN, password: str = PASSWORD) -> None:
+    """Sign in through the desk's form in a browser page (Playwright), and land on the
+    dashboard."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/desk/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("main button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Dashboard")

@@ -21,6 +21,7 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import Engine
 
+from deskclient import sign_in_browser
 from mailer import editors, runs
 from mailer.articles import ingest_file
 from mailer.demo import SAMPLE_ARTICLE
@@ -231,11 +232,7 @@ def test_the_desk_preview_and_the_read_online_page_show_the_codes_in_chromium(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{url}/desk/login")
-            page.fill("#email", EVE)
-            page.fill("#password", PASSWORD)
-            page.click("main button[type=submit]")
-            expect(page.locator("h1")).to_have_text("Dashboard")
+            sign_in_browser(page, url, EVE, PASSWORD)
             page.goto(f"{url}/desk/articles/{article.id}/send")
             for width in ("375", "600"):
                 frame = page.frame_locator(f"iframe[width='{width}']")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine
 
+from deskclient import sign_in_browser
 from mailer import editors
 from mailer.issues import find_issue
 from mailer.models import EditorRole, IssueStatus
@@ -90,11 +91,7 @@ def test_an_editor_previews_tests_sends_and_watches_an_issue_go(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.goto(f"{url}/desk/login")
-            page.fill("#email", EVE)
-            page.fill("#password", PASSWORD)
-            page.click("main button[type=submit]")
-            expect(page.locator("h1")).to_have_text("Dashboard")
+            sign_in_browser(page, url, EVE, PASSWORD)
 
             article_id = bring_in_article(page, url, f"{newsroom}/{ARTICLE_PAGE}")
             expect(page.locator("h1")).to_contain_text(ARTICLE_TITLE)

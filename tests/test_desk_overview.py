@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert, update
 
-from deskclient import ANN, PASSWORD, Desk, audit_count, csrf_of
+from deskclient import ANN, PASSWORD, Desk, audit_count, csrf_of, sign_in_browser
 from mailer import editors
 from mailer.articles import ingest_file
 from mailer.beats import SCHEDULER, beat
@@ -374,10 +374,7 @@ def test_at_a_phones_width_the_overview_pages_need_no_sideways_scrolling(
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 375, "height": 812})
-            page.goto(f"{desk.url}/desk/login")
-            page.fill("#email", ANN)
-            page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            sign_in_browser(page, desk.url, ANN)
             chart = page.locator("svg[role=img] title").first.text_content() or ""
             assert chart.startswith("Readers over time")
             for path in ("/desk", "/desk/digest", "/desk/digest?confirm=1", "/desk/audit"):
