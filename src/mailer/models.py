@@ -5,12 +5,14 @@ Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL al
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum, nonmember
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Date,
     DateTime,
     Index,
     Table,
@@ -115,6 +117,10 @@ class Subscriber(SQLModel, table=True):
     # confirmation came from (with confirmed_at, the proof of consent)
     confirmation_sent_at: datetime | None = _when()
     consent_ip: str | None = None
+    # a donor gets the thank-you block in place of the appeal until then: after a gift
+    # matched to their address, their own word (preferences page) or an admin's
+    donor_until: datetime | None = _when()
+    donor_by: str | None = None  # DonorBy
 
 
 class Article(SQLModel, table=True):
@@ -162,6 +168,9 @@ class Issue(SQLModel, table=True):
     # what readers write on a transfer or a Vipps gift ("DMC-2640", references.py); the
     # issues from before references have none
     reference: str | None = Field(default=None, sa_column=Column(Text, unique=True))
+    # the donors' copy: the thank-you block in place of the appeal (empty: as the others)
+    thanks_html: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    thanks_text: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     # the images the HTML shows by cid: (the appeal's QR codes), as JSON: built once
     images: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
 
@@ -196,6 +205,10 @@ class Delivery(SQLModel, table=True):
     # these make an address bounced after repeated failures
     blames_reader: bool | None = None
     sent_at: datetime | None = _when()
+    # the reader was a donor when queued: their copy thanks instead of asking
+    donor: bool = Field(
+        default=False, sa_column=Column(Boolean, nullable=False, server_default=false())
+    )
 
 
 class MailKind(StrEnum):
@@ -347,6 +360,32 @@ class IssueLink(SQLModel, table=True):
     clicks: int = 0
 
 
+class DonorBy(StrEnum):
+    GIFT = "gift"  # a gift matched to the reader's address
+    READER = "reader"  # "I already support you" on the preferences page
+    ADMIN = "admin"  # `mailer subscribers donor`
+
+
+class Gift(SQLModel, table=True):
+    """Money that arrived (a bank statement's credit, a Vipps report's line, a row of a
+    plain CSV), attributed to the issue whose reference it carries, if any."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str  # GiftSource
+    # what makes the same gift in the same or another file the same: never counted twice
+    source_key: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    received_on: date = Field(sa_column=Column(Date, nullable=False, index=True))
+    amount_minor: int = Field(sa_column=Column(BigInteger, nullable=False))  # øre, cents
+    currency: str
+    reference: str | None = None  # the issue reference found in it
+    issue_id: int | None = Field(default=None, foreign_key="issue.id", index=True)
+    remittance: str = Field(default="", sa_column=Column(Text, nullable=False))
+    payer_name: str | None = None
+    email: str | None = None
+    subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
+    imported_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+
+
 class ServiceBeat(SQLModel, table=True):
     """A long-running part of mailer (the scheduler, the desk's sender) saying it is alive:
     `beat_at` moves on at each round of its work, so the desk can tell one that stopped."""
@@ -370,6 +409,7 @@ SUBSCRIBERS = _table(Subscriber)
 ARTICLES = _table(Article)
 ISSUES = _table(Issue)
 ISSUE_LINKS = _table(IssueLink)
+GIFTS = _table(Gift)
 DELIVERIES = _table(Delivery)
 TRANSACTIONAL_MAILS = _table(TransactionalMail)
 EDITORS = _table(Editor)

@@ -138,6 +138,23 @@ class Donation(Section):
     suggested_amount_eur: float = Field(default=0, ge=0, le=999_999_999.99)
     # what each issue's reference starts with ("DMC" -> DMC-2640)
     reference_prefix: str = Field(default="", pattern=r"^([A-Z][A-Z0-9]{0,7})?$")
+    # --- thanking those who give (issue 15) ---
+    # a reader counts as a donor this long after a gift matched to their address
+    thank_donors_days: int = Field(default=90, ge=0)
+    # the block a donor's copy carries in place of the appeal
+    thanks_heading: str = ""
+    thanks_text: str = ""
+    # a goal the block shows progress towards (0: none), in goal_currency, per
+    # goal_period: "month", "quarter" or "YYYY-MM-DD/YYYY-MM-DD"
+    goal_amount: float = Field(default=0, ge=0)
+    goal_currency: str = Field(default="NOK", pattern=r"^[A-Z]{3}$")
+    goal_period: str = Field(
+        default="month", pattern=r"^(month|quarter|\d{4}-\d{2}-\d{2}/\d{4}-\d{2}-\d{2})$"
+    )
+    # what one unit of another currency counts as in goal_currency ({ EUR = 11.7 })
+    goal_rates: dict[str, float] = Field(default_factory=dict)
+    # a gift matched to a subscriber by address brings them one thank-you mail
+    thank_gift_mail: bool = False
 
     @field_validator("iban")
     @classmethod
@@ -197,6 +214,12 @@ class Donation(Section):
 
 
 VIPPS_HOST = "qr.vipps.no"
+
+
+class Donations(Section):
+    """How `mailer donations import` reads the files it is given (issue 15)."""
+
+    # --- the import's keys (issue 15, part A) ---
 
 
 class Tracking(Section):

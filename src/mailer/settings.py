@@ -25,6 +25,7 @@ from mailer.sections import (
     Desk,
     Dkim,
     Donation,
+    Donations,
     Publication,
     Schedule,
     Section,
@@ -45,6 +46,7 @@ __all__ = [
     "Delivery",
     "Dkim",
     "Donation",
+    "Donations",
     "Publication",
     "Schedule",
     "Section",
@@ -126,6 +128,7 @@ class Settings(Section):
     smtp: Smtp = Smtp()
     delivery: Delivery = Delivery()
     donation: Donation = Donation()
+    donations: Donations = Donations()
     sources: Sources = Sources()
     schedule: Schedule = Schedule()
     dkim: Dkim = Dkim()
