@@ -384,6 +384,8 @@ class Gift(SQLModel, table=True):
     email: str | None = None
     subscriber_id: int | None = Field(default=None, foreign_key="subscriber.id", index=True)
     imported_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+    # when its thank-you mail was queued ([donation] thank_gift_mail): once per gift
+    thanked_at: datetime | None = _when()
 
 
 class ServiceBeat(SQLModel, table=True):

@@ -33,6 +33,7 @@ def upgrade() -> None:
         sa.Column("email", sa.String(), nullable=True),
         sa.Column("subscriber_id", sa.Integer(), nullable=True),
         sa.Column("imported_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("thanked_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["issue_id"], ["issue.id"]),
         sa.ForeignKeyConstraint(["subscriber_id"], ["subscriber.id"]),
         sa.PrimaryKeyConstraint("id"),
