@@ -63,6 +63,7 @@ LAYERS = {
     "password_links": PIPELINE,
     "second_factor": PIPELINE,
     "roster": PIPELINE,
+    "gifts": PIPELINE,
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
@@ -74,6 +75,7 @@ LAYERS = {
     "desk_overview": USE_CASES,
     "redirects": USE_CASES,
     "read_online": USE_CASES,
+    "fundraising": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -220,6 +220,31 @@ class Donations(Section):
     """How `mailer donations import` reads the files it is given (issue 15)."""
 
     # --- the import's keys (issue 15, part A) ---
+    # the Vipps report's columns, by their header names (config/mailer.toml says which)
+    vipps_date_column: str = Field(default="SalesDate", min_length=1)
+    vipps_amount_column: str = Field(default="Gross", min_length=1)
+    vipps_currency_column: str = "Currency"
+    vipps_transaction_column: str = Field(default="TransactionId", min_length=1)
+    vipps_message_column: str = "Message"
+    vipps_name_column: str = "Name"
+    vipps_email_column: str = "Email"
+    # the currency of a Vipps report without a currency column
+    vipps_currency: str = Field(default="NOK", pattern=r"^[A-Z]{3}$")
+    # a bank credit that is Vipps paying out its settlement (on the payer's name and the
+    # remittance): not a gift, the Vipps report holds the gifts in it; empty: none
+    vipps_payout_pattern: str = (
+        r"(?im)^vipps( mobilepay)? as$|\bvipps\b.*\b(oppgjør|utbetaling|settlement)\b"
+        r"|\b(oppgjør|utbetaling|settlement)\b.*\bvipps\b"
+    )
+
+    @field_validator("vipps_payout_pattern")
+    @classmethod
+    def _regex(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"a regular expression ({exc})") from None
+        return pattern
 
 
 class Tracking(Section):

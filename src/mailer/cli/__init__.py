@@ -12,8 +12,15 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from mailer.cli import articles, editors, issues, sending, service, subscribers
-from mailer.cli.app import app, articles_app, dkim_app, editors_app, subscribers_app
+from mailer.cli import articles, donations, editors, issues, sending, service, subscribers
+from mailer.cli.app import (
+    app,
+    articles_app,
+    dkim_app,
+    donations_app,
+    editors_app,
+    subscribers_app,
+)
 from mailer.errors import MailerError
 
 __all__ = ["app", "main"]
@@ -44,6 +51,8 @@ editors_app.command("add")(editors.editors_add)
 editors_app.command("list")(editors.editors_list)
 editors_app.command("remove")(editors.editors_remove)
 editors_app.command("reset")(editors.editors_reset)
+donations_app.command("import")(donations.donations_import)
+donations_app.command("report")(donations.donations_report)
 
 
 def main() -> None:

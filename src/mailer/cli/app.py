@@ -33,6 +33,12 @@ editors_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(editors_app, name="editors")
+donations_app = typer.Typer(
+    help="The gifts that arrived: import bank statements and Vipps reports, and report.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(donations_app, name="donations")
 
 
 def settings_of(ctx: typer.Context) -> Settings:
