@@ -64,5 +64,5 @@ def print_report(shown: GiftTally) -> None:
 
 
 def _sums(sums: fundraising.Sums) -> str:
-    amounts = ", ".join(money(minor, currency) for currency, minor in sums.amounts.items())
+    amounts = ", ".join(money(minor, currency) for currency, minor in sorted(sums.amounts.items()))
     return f"{plural(sums.gifts, 'gift')}" + (f", {amounts}" if amounts else "")
