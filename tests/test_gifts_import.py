@@ -22,6 +22,7 @@ from mailer.settings import Settings
 from mailer.testing import import_readers, new_issue
 
 DATA = Path(__file__).parent / "data" / "gifts"
+ACCOUNT = "camt:NO9312030012345"  # the statements' account: a reference is unique on it
 FILES = (
     "statement-001.02.xml",
     "statement-001.08.xml",
@@ -78,14 +79,14 @@ def test_a_camt_053_001_02_statement_gives_its_credits_each_batched_transfer_apa
     assert (done.new, done.known, done.debits, done.returns, done.payouts) == (5, 1, 1, 1, 1)
     assert done.attributed == 3
     assert [(key, amount, issue) for key, _, amount, _, _, issue, *_ in gifts(engine)] == [
-        ("camt:DNB-0001", 50000, a.id),  # "gave dmc 26 4x": case and spaces forgiven
-        ("camt:DNB-0004/DNB-0004-1", 100000, b.id),  # the structured reference
-        ("camt:DNB-0004/DNB-0004-2", 30025, a.id),
-        ("camt:DNB-0004/DNB-0004-3", 5050, None),  # no reference: not attributed
-        ("camt:DNB-0006", 7500, None),  # one digit wrong: no issue's
+        (f"{ACCOUNT}:DNB-0001", 50000, a.id),  # "gave dmc 26 4x": case and spaces forgiven
+        (f"{ACCOUNT}:DNB-0004/DNB-0004-1", 100000, b.id),  # the structured reference
+        (f"{ACCOUNT}:DNB-0004/DNB-0004-2", 30025, a.id),
+        (f"{ACCOUNT}:DNB-0004/DNB-0004-3", 5050, None),  # no reference: not attributed
+        (f"{ACCOUNT}:DNB-0006", 7500, None),  # one digit wrong: no issue's
     ]
     names = {row[0]: row[6] for row in gifts(engine)}
-    assert names["camt:DNB-0004/DNB-0004-2"] == "Per Olsen"
+    assert names[f"{ACCOUNT}:DNB-0004/DNB-0004-2"] == "Per Olsen"
 
 
 def test_a_camt_053_001_08_statement_and_a_banks_own_namespace_read_alike(
@@ -100,7 +101,7 @@ def test_a_camt_053_001_08_statement_and_a_banks_own_namespace_read_alike(
     assert (own.new, own.attributed) == (1, 1)
     stored = {row[0]: row for row in gifts(engine)}
     assert len(stored) == november.new + 2 + 1
-    euro = stored["camt:2026120100001"]
+    euro = stored[f"{ACCOUNT}:2026120100001/2026-12-01/200.00"]
     assert euro[1:7] == (
         datetime(2026, 12, 1).date(),
         20000,
@@ -109,9 +110,20 @@ def test_a_camt_053_001_08_statement_and_a_banks_own_namespace_read_alike(
         b.id,
         "Hans Müller",
     )
-    unnamed = [row for key, row in stored.items() if key.startswith("camt:sha256:")]
+    unnamed = [row for key, row in stored.items() if key.startswith(f"{ACCOUNT}:sha256:")]
     assert [(row[2], row[5], row[6]) for row in unnamed] == [(10000, a.id, "Nils Lie")]
-    assert stored["camt:NB-7781"][2:6] == (100000, "NOK", b.reference, b.id)
+    assert stored["camt:12030012345:NB-7781"][2:6] == (100000, "NOK", b.reference, b.id)
+
+
+def test_a_camt_054_notification_reads_like_a_statement_and_counts_once(
+    engine, settings, issues, tmp_path
+):
+    a, b = issues
+    import_gifts(engine, settings, gift_file(FILES[0], tmp_path, a, b))
+    done = import_gifts(engine, settings, gift_file("notification-054.001.02.xml", tmp_path, a, b))
+    assert (done.kind, done.new, done.known, done.attributed) == (GiftSource.CAMT, 1, 1, 1)
+    stored = {row[0]: row for row in gifts(engine)}
+    assert stored[f"{ACCOUNT}:DNB-0010"][2:7] == (25000, "NOK", b.reference, b.id, "Sara Vik")
 
 
 def test_the_same_files_imported_again_change_nothing(engine, settings, issues, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import date
 
 from lxml import etree
@@ -40,12 +41,18 @@ def looks_like_camt(data: bytes) -> bool:
 def read_camt(data: bytes, name: str, payout_pattern: str) -> ParsedFile:
     """The gifts of a camt.053/054 file, or GiftFileError naming the element at fault."""
     document = _parse(data, name)
-    parsed = ParsedFile()
-    unnamed = Occurrences()
-    for number, entry in enumerate(_entries(document, name), start=1):
-        _read_entry(entry, f"{name}: entry {number} (line {entry.sourceline})", parsed, unnamed,
-                    payout_pattern)  # fmt: skip
-    return parsed
+    reading = _Reading(payout_pattern)
+    for number, (account, entry) in enumerate(_entries(document, name), start=1):
+        where = f"{name}: entry {number} (line {entry.sourceline})"
+        _read_entry(entry, account, where, reading)
+    return reading.parsed
+
+
+@dataclass
+class _Reading:
+    payout_pattern: str
+    parsed: ParsedFile = field(default_factory=ParsedFile)
+    unnamed: Occurrences = field(default_factory=Occurrences)
 
 
 def _parse(data: bytes, name: str) -> _Element:
@@ -64,12 +71,18 @@ def _parse(data: bytes, name: str) -> _Element:
     return document
 
 
-def _entries(document: _Element, name: str) -> Iterator[_Element]:
+def _entries(document: _Element, name: str) -> Iterator[tuple[str, _Element]]:
+    """Each entry, with the account it is on (its IBAN or other id): a bank's reference
+    is unique on one account, not across two."""
     for report, statement in _REPORTS.items():
         found = _child(document, report)
         if found is not None:
             for each in _all(found, statement):
-                yield from _all(each, "Ntry")
+                account = _text(each, "Acct", "Id", "IBAN") or _text(
+                    each, "Acct", "Id", "Othr", "Id"
+                )
+                for entry in _all(each, "Ntry"):
+                    yield account or "", entry
             return
     raise GiftFileError(
         f"{name}: not an ISO 20022 bank statement (no BkToCstmrStmt element under "
@@ -77,39 +90,43 @@ def _entries(document: _Element, name: str) -> Iterator[_Element]:
     )
 
 
-def _read_entry(
-    entry: _Element, where: str, parsed: ParsedFile, unnamed: Occurrences, payout_pattern: str
-) -> None:
+def _read_entry(entry: _Element, account: str, where: str, reading: _Reading) -> None:
+    parsed = reading.parsed
     direction = _text(entry, "CdtDbtInd")
     if direction not in ("CRDT", "DBIT"):
         raise GiftFileError(f"{where}: CdtDbtInd is {direction!r}, expected CRDT or DBIT")
     status = _text(entry, "Sts", "Cd") or _text(entry, "Sts") or "BOOK"
-    if direction == "DBIT":
-        parsed.debits += 1
-    elif (_text(entry, "RvslInd") or "").lower() in ("true", "1"):
+    if (_text(entry, "RvslInd") or "").lower() in ("true", "1"):
+        # a reversal: as a debit, a gift returned to its giver; as a credit, a payment of
+        # ours that came back
         parsed.returns += 1
+    elif direction == "DBIT":
+        parsed.debits += 1
     elif status != "BOOK":
         parsed.pending += 1
     else:
-        for gift in _gifts_of(entry, where, unnamed):
-            if is_payout(payout_pattern, gift.payer_name, gift.remittance, gift.reference):
+        for gift in _gifts_of(entry, account, where, reading.unnamed):
+            if is_payout(reading.payout_pattern, gift.payer_name, gift.remittance, gift.reference):
                 parsed.payouts += 1
             else:
                 parsed.gifts.append(gift)
 
 
-def _gifts_of(entry: _Element, where: str, unnamed: Occurrences) -> Iterator[ArrivedGift]:
+def _gifts_of(
+    entry: _Element, account: str, where: str, unnamed: Occurrences
+) -> Iterator[ArrivedGift]:
     amount_element = _child(entry, "Amt")
     if amount_element is None or not (amount_element.text or "").strip():
         raise GiftFileError(f"{where}: the amount (Amt) is missing")
     currency = checked_currency(amount_element.get("Ccy", ""), f"{where}: Amt/@Ccy")
     booked = _booking_date(entry, where)
     transactions = [tx for details in _all(entry, "NtryDtls") for tx in _all(details, "TxDtls")]
-    key = _entry_key(entry, transactions, booked, unnamed)
+    own_key = _entry_key(entry, transactions, booked, unnamed)
+    key = f"{account}:{own_key}" if account else own_key
     if len(transactions) <= 1:
         tx = transactions[0] if transactions else None
         amount = minor_units(amount_element.text or "", currency, f"{where}: Amt")
-        yield _gift(f"{key}", booked, amount, currency, entry, tx)
+        yield _gift(key, booked, amount, currency, entry, tx)
         return
     for number, tx in enumerate(transactions, start=1):
         at = f"{where}: TxDtls {number} (line {tx.sourceline})"
@@ -160,9 +177,14 @@ def _entry_key(
     entry: _Element, transactions: list[_Element], booked: date, unnamed: Occurrences
 ) -> str:
     """The bank's own reference of the entry, or one made from its content."""
-    own = _text(entry, "AcctSvcrRef") or _text(entry, "NtryRef")
+    own = _text(entry, "AcctSvcrRef")
     if own:
         return own
+    # some banks number their entries 1, 2... in each statement: NtryRef alone could be
+    # another statement's entry
+    numbered = _text(entry, "NtryRef")
+    if numbered:
+        return f"{numbered}/{booked}/{_text(entry, 'Amt')}"
     for tx in transactions[:1]:
         tx_ref = _text(tx, "Refs", "AcctSvcrRef") or _text(tx, "Refs", "EndToEndId")
         if tx_ref and tx_ref != "NOTPROVIDED":

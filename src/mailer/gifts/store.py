@@ -16,6 +16,7 @@ from mailer.db import insert_new, with_retries
 from mailer.gifts.attribution import references_in
 from mailer.gifts.parsed import ArrivedGift
 from mailer.models import GIFTS, ISSUES, SUBSCRIBERS, DonorBy, utcnow
+from mailer.subscribers import without_controls
 
 s = SUBSCRIBERS.c
 
@@ -60,8 +61,8 @@ def _store(
         "currency": gift.currency,
         "reference": reference,
         "issue_id": issue_id,
-        "remittance": " ".join(part for part in (gift.reference, gift.remittance) if part),
-        "payer_name": gift.payer_name,
+        "remittance": _shown(" ".join(part for part in (gift.reference, gift.remittance))),
+        "payer_name": _shown(gift.payer_name or "") or None,
         "email": gift.email,
         "subscriber_id": subscriber_id,
         "imported_at": utcnow(),
@@ -77,6 +78,12 @@ def _store(
         stored.matched += 1
         _make_donor(connection, subscriber_id, gift, donor_days)
         stored.donors.append(subscriber_id)
+
+
+def _shown(text: str) -> str:
+    """A bank's or a giver's text as the desk and reports may show it: no control or
+    bidi characters, white space as single spaces."""
+    return " ".join(without_controls(text).split())
 
 
 def _issue_of(
