@@ -245,6 +245,7 @@ BROKEN_XML = [
     ('<Amt Ccy="NOK">75.00</Amt>', "", "entry 6 (line 107): the amount (Amt) is missing"),
     ('<Amt Ccy="NOK">75.00</Amt>', '<Amt Ccy="NOK">75,0.0x</Amt>', "entry 6 (line 107): Amt"),
     ('<Amt Ccy="NOK">50.50</Amt>', "<Amt>50.505</Amt>", "TxDtls 3 (line 84): Amt"),
+    ('<Amt Ccy="NOK">75.00</Amt>', '<Amt Ccy="NOK">-75.00</Amt>', "(line 107): Amt is negative"),
 ]
 
 

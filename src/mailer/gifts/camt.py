@@ -125,7 +125,7 @@ def _gifts_of(
     key = f"{account}:{own_key}" if account else own_key
     if len(transactions) <= 1:
         tx = transactions[0] if transactions else None
-        amount = minor_units(amount_element.text or "", currency, f"{where}: Amt")
+        amount = _unsigned(minor_units(amount_element.text or "", currency, f"{where}: Amt"), where)
         yield _gift(key, booked, amount, currency, entry, tx)
         return
     for number, tx in enumerate(transactions, start=1):
@@ -134,9 +134,18 @@ def _gifts_of(
         if tx_amount is None:
             raise GiftFileError(f"{at}: a batched entry's transaction has no amount (Amt)")
         tx_currency = checked_currency(tx_amount.get("Ccy", currency), f"{at}: Amt/@Ccy")
-        amount = minor_units(tx_amount.text or "", tx_currency, f"{at}: Amt")
+        amount = _unsigned(minor_units(tx_amount.text or "", tx_currency, f"{at}: Amt"), at)
         own = _text(tx, "Refs", "AcctSvcrRef") or str(number)
         yield _gift(f"{key}/{own}", booked, amount, tx_currency, entry, tx)
+
+
+def _unsigned(amount: int, where: str) -> int:
+    """ISO 20022 amounts are never negative: the direction is CdtDbtInd."""
+    if amount < 0:
+        raise GiftFileError(
+            f"{where}: Amt is negative; the schema gives the direction in CdtDbtInd"
+        )
+    return amount
 
 
 def _gift(
