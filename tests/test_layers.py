@@ -42,6 +42,7 @@ LAYERS = {
     "issues": PIPELINE,
     "render": PIPELINE,
     "donation": PIPELINE,
+    "goal": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
     "clicks": PIPELINE,
