@@ -43,6 +43,7 @@ LAYERS = {
     "render": PIPELINE,
     "donation": PIPELINE,
     "goal": PIPELINE,
+    "gift_thanks": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
     "clicks": PIPELINE,
