@@ -147,6 +147,23 @@ def test_without_a_goal_the_appeal_has_no_bar(engine, settings, tmp_path):
     assert " of 0 " not in issue.text
 
 
+def test_the_desks_preview_shows_the_goal_as_the_gifts_stand_now(engine, goal_settings):
+    from mailer.articles import ingest_file
+    from mailer.demo import SAMPLE_ARTICLE
+    from mailer.desk_sending import send_page
+
+    settings = goal_settings.replace(publication={"timezone": "UTC"})
+    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    assert article.id is not None
+    give(engine, utcnow().date(), 1_500_000)
+    page = send_page(engine, settings, article.id)
+    assert page is not None and "NOK 15 000 of 60 000 this month (25%)" in page.text
+    give(engine, utcnow().date(), 1_500_000)
+    page = send_page(engine, settings, article.id)
+    assert page is not None and "NOK 30 000 of 60 000 this month (50%)" in page.text
+    assert 'width="50%"' in page.html
+
+
 # The bar and its label as a browser lays them out.
 MEASURE = """() => {
   const bar = document.querySelector('table.goal-bar');

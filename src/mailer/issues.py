@@ -80,7 +80,7 @@ def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue
     edits = (found.edited_subject, found.edited_preheader) if found else (None, None)
 
     def render() -> RenderedIssue:
-        return render_article_issue(settings, article, *edits, goal=_goal(engine, settings))
+        return render_article_issue(settings, article, *edits, goal=issue_goal(engine, settings))
 
     return _keyed_issue(engine, key, render, fields)
 
@@ -98,14 +98,15 @@ def digest_issue(engine: Engine, settings: Settings, plan: DigestPlan) -> Issue:
     }
 
     def render() -> RenderedIssue:
-        articles, week, goal = plan.articles, plan.week, _goal(engine, settings)
+        articles, week, goal = plan.articles, plan.week, issue_goal(engine, settings)
         return render_digest_issue(settings, articles, week, plan.since, plan.until, goal)
 
     return _keyed_issue(engine, plan.key, render, fields)
 
 
-def _goal(engine: Engine, settings: Settings) -> Goal | None:
-    """The appeal's goal as the gifts stand now: an issue shows it as it was rendered."""
+def issue_goal(engine: Engine, settings: Settings) -> Goal | None:
+    """The appeal's goal as the gifts stand now (None: no goal), for an issue or a preview
+    being rendered: an issue shows it as it was when rendered."""
     return current_goal(engine, settings.donation, settings.publication.timezone)
 
 
@@ -152,11 +153,11 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
         week = issue.key.removeprefix("digest:")
         since, until = issue.period_start, issue.period_end
         rendered = render_digest_issue(
-            settings, articles, week, since, until, _goal(engine, settings)
+            settings, articles, week, since, until, issue_goal(engine, settings)
         )
     else:
         edits = issue.edited_subject, issue.edited_preheader
-        rendered = render_article_issue(settings, articles[0], *edits, _goal(engine, settings))
+        rendered = render_article_issue(settings, articles[0], *edits, issue_goal(engine, settings))
     _update_open(engine, issue.id or 0, _content(rendered), rendered, (IssueStatus.HELD,))
     return find_issue_by_id(engine, issue.id or 0)
 
