@@ -42,6 +42,8 @@ LAYERS = {
     "issues": PIPELINE,
     "render": PIPELINE,
     "donation": PIPELINE,
+    "goal": PIPELINE,
+    "gift_thanks": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
     "clicks": PIPELINE,

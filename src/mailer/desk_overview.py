@@ -18,7 +18,7 @@ from mailer import editors
 from mailer.beats import SCHEDULER, is_stopped, last_beat
 from mailer.digest import next_digest_at, plan_digest
 from mailer.errors import MailerError
-from mailer.issues import OPEN_STATUSES, as_rendered, find_issue
+from mailer.issues import OPEN_STATUSES, as_rendered, find_issue, issue_goal
 from mailer.messages import data_uri, with_image_sources
 from mailer.models import EDITORS, ISSUES, SUBSCRIBERS, Article, AuditAction, AuditEvent, Issue
 from mailer.models import IssueStatus as Status
@@ -175,7 +175,8 @@ def digest_preview(engine: Engine, settings: Settings, now: datetime) -> DigestP
         return DigestPreview(plan.week, carried, count, next_at, issue, shown_html, issue.text)
     if not plan.articles:
         return DigestPreview(plan.week, [], count, next_at, issue, "", "")
-    shown = render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
+    goal = issue_goal(engine, settings)
+    shown = render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until, goal)
     shown_html = with_image_sources(shown.html, shown.images, data_uri)
     return DigestPreview(plan.week, plan.articles, count, next_at, issue, shown_html, shown.text)
 

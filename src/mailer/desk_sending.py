@@ -24,6 +24,7 @@ from mailer.issues import (
     edit_issue,
     find_issue,
     find_issue_by_id,
+    issue_goal,
 )
 from mailer.messages import preview
 from mailer.models import (
@@ -95,7 +96,7 @@ def send_page(engine: Engine, settings: Settings, article_id: int) -> SendPage |
         rendered = as_rendered(issue)  # started: the content every reader gets
     else:
         edits = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
-        rendered = render_article_issue(settings, article, *edits)
+        rendered = render_article_issue(settings, article, *edits, issue_goal(engine, settings))
     return SendPage(
         article,
         issue,

@@ -20,6 +20,7 @@ from sqlmodel import col, select
 from mailer.db import session_scope
 from mailer.digest import DigestPlan
 from mailer.errors import MailerError
+from mailer.goal import Goal, current_goal
 from mailer.models import ISSUE_LINKS, ISSUES, Article, Issue, IssueStatus
 from mailer.render import InlineImage, RenderedIssue, render_article_issue, render_digest_issue
 from mailer.settings import Settings
@@ -77,9 +78,11 @@ def article_issue(engine: Engine, settings: Settings, article: Article) -> Issue
     fields: dict[str, object] = {"kind": "article", "article_ids": str(article.id)}
     found = find_issue(engine, key)
     edits = (found.edited_subject, found.edited_preheader) if found else (None, None)
-    return _keyed_issue(
-        engine, key, lambda: render_article_issue(settings, article, *edits), fields
-    )
+
+    def render() -> RenderedIssue:
+        return render_article_issue(settings, article, *edits, goal=issue_goal(engine, settings))
+
+    return _keyed_issue(engine, key, render, fields)
 
 
 def digest_issue(engine: Engine, settings: Settings, plan: DigestPlan) -> Issue:
@@ -95,9 +98,16 @@ def digest_issue(engine: Engine, settings: Settings, plan: DigestPlan) -> Issue:
     }
 
     def render() -> RenderedIssue:
-        return render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
+        articles, week, goal = plan.articles, plan.week, issue_goal(engine, settings)
+        return render_digest_issue(settings, articles, week, plan.since, plan.until, goal)
 
     return _keyed_issue(engine, plan.key, render, fields)
+
+
+def issue_goal(engine: Engine, settings: Settings) -> Goal | None:
+    """The appeal's goal as the gifts stand now (None: no goal), for an issue or a preview
+    being rendered: an issue shows it as it was when rendered."""
+    return current_goal(engine, settings.donation, settings.publication.timezone)
 
 
 def _keyed_issue(
@@ -142,11 +152,12 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
     if issue.kind == "digest" and issue.period_start and issue.period_end:
         week = issue.key.removeprefix("digest:")
         since, until = issue.period_start, issue.period_end
-        rendered = render_digest_issue(settings, articles, week, since, until)
-    else:
-        rendered = render_article_issue(
-            settings, articles[0], issue.edited_subject, issue.edited_preheader
+        rendered = render_digest_issue(
+            settings, articles, week, since, until, issue_goal(engine, settings)
         )
+    else:
+        edits = issue.edited_subject, issue.edited_preheader
+        rendered = render_article_issue(settings, articles[0], *edits, issue_goal(engine, settings))
     _update_open(engine, issue.id or 0, _content(rendered), rendered, (IssueStatus.HELD,))
     return find_issue_by_id(engine, issue.id or 0)
 

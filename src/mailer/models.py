@@ -214,6 +214,7 @@ class Delivery(SQLModel, table=True):
 class MailKind(StrEnum):
     CONFIRMATION = "confirmation"  # the double opt-in link
     PASSWORD_RESET = "password-reset"  # an editor's link to set a new desk password
+    GIFT_THANKS = "gift-thanks"  # a reader's thanks for a gift (gift_thanks.py)
 
 
 class MailStatus(StrEnum):

@@ -17,6 +17,7 @@ from markupsafe import Markup
 from mailer.clicks import CountedLink, LinkCounter
 from mailer.donation import DonationBlock, donation_block
 from mailer.errors import MailerError
+from mailer.goal import Goal
 from mailer.links import home_url, issue_url
 from mailer.models import Article, utcnow
 from mailer.references import article_reference, digest_reference
@@ -155,6 +156,7 @@ def _context(
     preheader: str,
     view_online_url: str | None = None,
     reference: str = "",
+    goal: Goal | None = None,
 ) -> dict[str, object]:
     publication = settings.publication
     return {
@@ -176,6 +178,7 @@ def _context(
         "donation": donation_block(
             settings.donation, reference, publication.from_address.rpartition("@")[2]
         ),
+        "goal": goal,  # the progress bar in the appeal (goal.py), when there is a goal
         "recipient": {
             "email": EMAIL,
             "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -189,22 +192,28 @@ def render_article_issue(
     article: Article,
     subject: str | None = None,
     preheader: str | None = None,
+    goal: Goal | None = None,
 ) -> RenderedIssue:
-    """The single-article issue: the article, then the donation appeal once, then the
-    footer. `subject` and `preheader`, when given, are an editor's in place of the
-    article's title and summary."""
+    """The single-article issue: the article, then the donation appeal once (with the
+    goal's progress, when given), then the footer. `subject` and `preheader`, when given,
+    are an editor's in place of the article's title and summary."""
     view = article_view(article, settings.publication.language)
     subject = view.title if subject is None else subject
     preheader = one_line(view.summary)[:150] if preheader is None else preheader
     online = issue_url(settings.publication.base_url, f"article:{article.id}")
     prefix = settings.donation.reference_prefix
     reference = article_reference(prefix, article.id or 0, article.ingested_at or utcnow())
-    context = {**_context(settings, subject, preheader, online, reference), "article": view}
+    context = {**_context(settings, subject, preheader, online, reference, goal), "article": view}
     return _render(settings, "article", context, subject, preheader, reference)
 
 
 def render_digest_issue(
-    settings: Settings, articles: list[Article], week: str, since: datetime, until: datetime
+    settings: Settings,
+    articles: list[Article],
+    week: str,
+    since: datetime,
+    until: datetime,
+    goal: Goal | None = None,
 ) -> RenderedIssue:
     """The weekly digest: each article's title, date, summary and a link to read it (the
     whole text when it has no address to link to), newest first; then the appeal once."""
@@ -222,7 +231,7 @@ def render_digest_issue(
     digest = {"week": week, "period": period, "articles": views}
     reference = digest_reference(settings.donation.reference_prefix, week)
     context = {
-        **_context(settings, subject, preheader[:150], online, reference),
+        **_context(settings, subject, preheader[:150], online, reference, goal),
         "digest": digest,
     }
     return _render(settings, "digest", context, subject, preheader[:150], reference)

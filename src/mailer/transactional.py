@@ -1,10 +1,11 @@
 """Transactional mail: one message to one person outside any issue: a subscriber's double
-opt-in link, or an editor's link to set their desk password. The site only queues it, in
-the database, and answers at once, so the answer is the same, in the same time, whoever
-the address belongs to and whether the relay is up or down. A sender then sends what
-is due: a thread of `mailer serve` (`BackgroundSender`), the scheduler's outbox job and
-`mailer send --resume` (`send_queued`). A temporary failure is retried with backoff; a
-refusal of the recipient fails the mail for good; a queued mail survives a restart.
+opt-in link, a reader's thanks for a gift (gift_thanks.py), or an editor's link to set
+their desk password. The site only queues it, in the database, and answers at once, so
+the answer is the same, in the same time, whoever the address belongs to and whether the
+relay is up or down. A sender then sends what is due: a thread of `mailer serve`
+(`BackgroundSender`), the scheduler's outbox job and `mailer send --resume`
+(`send_queued`). A temporary failure is retried with backoff; a refusal of the recipient
+fails the mail for good; a queued mail survives a restart.
 
 Each mail is claimed with a compare-and-set on its row, so however many senders drain
 the queue at once (the site, the scheduler, cron), each mail goes out once."""
@@ -23,6 +24,7 @@ from sqlalchemy import Engine, and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailer.errors import MailerError, SubscriberError
+from mailer.gift_thanks import thanks_mail
 from mailer.links import confirm_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
@@ -147,6 +149,8 @@ def send_queued(
                 break
             if claimed.kind == MailKind.PASSWORD_RESET:
                 build = _editor_mail(engine, settings, claimed, clock, counts)
+            elif claimed.kind == MailKind.GIFT_THANKS:
+                build = _thanks_mail(engine, settings, claimed, counts)
             else:
                 build = _reader_mail(engine, settings, claimed, counts)
             if build is None:
@@ -182,6 +186,20 @@ def _reader_mail(
         counts[MailStatus.SKIPPED] += 1
         return None
     return partial(_build, settings, claimed)
+
+
+def _thanks_mail(
+    engine: Engine, settings: Settings, claimed: _Claimed, counts: Counter[str]
+) -> Build | None:
+    """How to build a reader's thanks for a gift, or None if it is due no more."""
+    reader = Recipient(
+        claimed.subscriber_id or 0, claimed.email, claimed.name, claimed.public_id or ""
+    )
+    build = thanks_mail(engine, settings, reader, claimed.status, claimed.created_at)
+    if build is None:  # left, erased, or the gifts are no longer theirs
+        _record(engine, claimed.id, MailStatus.SKIPPED, f"no thanks due (reader {claimed.status})")
+        counts[MailStatus.SKIPPED] += 1
+    return build
 
 
 def _editor_mail(
