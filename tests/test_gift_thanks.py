@@ -148,3 +148,23 @@ def test_a_reader_who_leaves_before_it_goes_out_gets_no_thanks(engine, thanking,
     unsubscribe(engine, ana)
     assert send_queued(engine, thanking) == {"skipped": 1}
     assert smtp.received == [] and thanks_mails(engine) == ["skipped"]
+
+
+def test_importing_a_gift_from_a_readers_address_queues_their_thanks(
+    engine, thanking, smtp, tmp_path
+):
+    from mailer.fundraising import import_gifts
+
+    reader(engine, "ana@example.org", "Ana")
+    gifts = tmp_path / "gifts.csv"
+    received = (TODAY - timedelta(days=1)).isoformat()
+    gifts.write_text(
+        "date,amount,currency,reference,email,name\n"
+        f"{received},250.00,NOK,,ana@example.org,Ana\n"
+        f"{received},100.00,NOK,,someone@example.org,Someone\n",
+        encoding="utf-8",
+    )
+    done = import_gifts(engine, thanking, gifts)
+    assert (done.new, done.matched, done.thanked) == (2, 1, 1)
+    assert thanks_mails(engine) == ["queued"]
+    assert import_gifts(engine, thanking, gifts).thanked == 0, "once per gift"

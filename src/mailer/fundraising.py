@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from mailer.gift_thanks import thank_new_gifts
 from mailer.gifts.files import read_gift_file
 from mailer.gifts.parsed import GiftSource, exponent_of
 from mailer.gifts.store import store_gifts
@@ -31,6 +32,7 @@ class GiftImport:
     pending: int  # not booked by the bank yet: skipped
     attributed: int  # new gifts attributed to an issue
     matched: int  # new gifts matched to a subscriber, who is a donor now
+    thanked: int  # gifts whose thank-you mail was queued ([donation] thank_gift_mail)
 
 
 def import_gifts(
@@ -53,9 +55,8 @@ def import_gifts(
         parsed.pending,
         stored.attributed,
         stored.matched,
+        thank_new_gifts(engine, settings),
     )
-    # At the merge: the thank-you mails for the gifts just matched to subscribers go
-    # here, after the gifts are stored: `thank_new_gifts(engine, settings)`.
     return report
 
 

@@ -19,7 +19,8 @@ from functools import partial
 from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mailer.goal import MINOR_UNITS, format_amount
+from mailer.gifts.parsed import exponent_of
+from mailer.goal import format_amount
 from mailer.links import home_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
@@ -55,9 +56,10 @@ class ThankedGift:
     @property
     def amount(self) -> str:
         """ "NOK 1 500", or "EUR 12.50" when there is a part of a unit."""
-        whole, part = divmod(self.amount_minor, MINOR_UNITS)
+        exponent = exponent_of(self.currency)
+        whole, part = divmod(self.amount_minor, 10**exponent)
         shown = format_amount(Decimal(whole))
-        return f"{self.currency} {shown}" + (f".{part:02}" if part else "")
+        return f"{self.currency} {shown}" + (f".{part:0{exponent}}" if part else "")
 
 
 def thank_new_gifts(engine: Engine, settings: Settings, now: datetime | None = None) -> int:

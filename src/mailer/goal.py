@@ -15,10 +15,10 @@ from decimal import ROUND_FLOOR, Decimal
 
 from sqlalchemy import Engine, func, select
 
+from mailer.gifts.parsed import exponent_of
 from mailer.models import GIFTS, utcnow
 from mailer.sections import Donation
 
-MINOR_UNITS = 100  # the gift table's amounts are hundredths of the currency's unit
 BAR_MAX = 100  # the bar is full at the goal, however far past it the gifts go
 
 
@@ -116,7 +116,7 @@ def goal_of(donation: Donation, sums: dict[str, int], period: str) -> Goal:
     rates = {code.upper(): Decimal(str(rate)) for code, rate in donation.goal_rates.items()}
     raised, others = Decimal(0), []
     for code, minor in sorted(sums.items()):
-        amount = Decimal(minor) / MINOR_UNITS
+        amount = Decimal(minor).scaleb(-exponent_of(code))  # the gift table's minor units
         if code == currency:
             raised += amount
         elif code in rates:

@@ -37,6 +37,8 @@ def donations_import(
         if count:
             say(f"  {count} {what}")
     say(f"  {done.attributed} attributed to issues, {done.matched} matched to subscribers")
+    if done.thanked:
+        say(f"  {plural(done.thanked, 'gift')} thanked by mail ([donation] thank_gift_mail)")
 
 
 def donations_report(ctx: typer.Context) -> None:
