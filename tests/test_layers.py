@@ -42,6 +42,8 @@ LAYERS = {
     "issues": PIPELINE,
     "render": PIPELINE,
     "donation": PIPELINE,
+    "donor_copy": PIPELINE,
+    "donors": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
     "clicks": PIPELINE,
@@ -66,6 +68,7 @@ LAYERS = {
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
+    "supporting": USE_CASES,
     "demo": USE_CASES,
     "desk": USE_CASES,
     "desk_articles": USE_CASES,
