@@ -228,3 +228,22 @@ def test_the_donors_copy_is_stored_with_the_issue(engine: Engine, settings: Sett
     assert settings.donation.thanks_heading in rendered.thanks_html
     assert settings.donation.thanks_heading in rendered.thanks_text
     assert "cid:" not in rendered.thanks_html and "cid:" in rendered.html
+
+
+def test_an_editor_can_send_themselves_the_donors_copy(
+    engine: Engine, settings: Settings, smtp: RecordingHandler, tmp_path: Path
+):
+    ingest_file(engine, settings, SAMPLE_ARTICLE)
+    env = {"MAILER_SECRET_KEY": TEST_SECRET_KEY, "MAILER_DATABASE_URL": settings.database.url,
+           "MAILER_SMTP_PORT": str(smtp.port)}  # fmt: skip
+    for extra in ([], ["--as-donor"]):
+        test_to = ["--test-to", "ed@example.org", *extra]
+        sent = run_mailer(tmp_path, "send", "--latest", *test_to, **env)
+        assert sent.returncode == 0 and "Test copy sent" in sent.stdout, sent.stderr
+    appeal_copy, donors_copy = (r.message for r in smtp.received)
+    assert appeal_copy["Subject"].startswith("[Test] ")
+    assert donors_copy["Subject"].startswith("[Test, donors' copy] ")
+    thanks, appeal = settings.donation.thanks_heading, settings.donation.heading
+    assert all(appeal in part and thanks not in part for part in parts(appeal_copy))
+    assert all(thanks in part and appeal not in part for part in parts(donors_copy))
+    assert images(appeal_copy) and not images(donors_copy)

@@ -157,9 +157,9 @@ def send_test_copies(engine: Engine, settings: Settings, article_id: int, raw: s
     addresses = addresses_for_test(raw)
     article = find_article(engine, article_id)
     issue = find_issue(engine, issue_key(article_id))
-    edits = {"subject": issue.edited_subject, "preheader": issue.edited_preheader} if issue else {}
+    subject, preheader = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
     for address in addresses:
-        runs.send_test_copy(settings, article, address, **edits)
+        runs.send_test_copy(settings, article, address, subject=subject, preheader=preheader)
     return addresses
 
 
