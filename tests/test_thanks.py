@@ -5,14 +5,18 @@ the appeal. Sent through a real SMTP server, the page driven over real HTTP."""
 
 from __future__ import annotations
 
+import re
+from contextlib import closing
 from datetime import date, timedelta
 from email.message import EmailMessage
+from html import unescape
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from deskclient import Desk
 from mailer.articles import ingest_file
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
@@ -26,7 +30,14 @@ from mailer.render import render_article_issue
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, find_subscriber, remove_subscriber
 from mailer.supporting import admin_sets_donor
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, make_settings, run_mailer, served
+from mailer.testing import (
+    TEST_SECRET_KEY,
+    RecordingHandler,
+    make_settings,
+    new_issue,
+    run_mailer,
+    served,
+)
 
 READERS = ["appeal", "gift", "word", "admin", "expired", "late"]
 
@@ -247,3 +258,17 @@ def test_an_editor_can_send_themselves_the_donors_copy(
     assert all(appeal in part and thanks not in part for part in parts(appeal_copy))
     assert all(thanks in part and appeal not in part for part in parts(donors_copy))
     assert images(appeal_copy) and not images(donors_copy)
+
+
+def test_the_desks_send_page_shows_the_donors_copy_beside_the_appeal(
+    engine: Engine, settings: Settings, desk: Desk, tmp_path: Path
+):
+    article_id = new_issue(engine, settings, tmp_path).article_id_list[0]
+    with closing(desk.signed_in()) as client:
+        page = client.get(f"/desk/articles/{article_id}/send")
+    assert page.status_code == 200 and "The donors' copy" in page.text
+    frames = re.findall(r'srcdoc="([^"]*)"', page.text)
+    thanks, appeal = settings.donation.thanks_heading, settings.donation.heading
+    assert len(frames) == 3
+    assert all(appeal in unescape(f) and thanks not in unescape(f) for f in frames[:2])
+    assert thanks in unescape(frames[2]) and appeal not in unescape(frames[2])

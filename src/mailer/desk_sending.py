@@ -66,6 +66,8 @@ class SendPage:
     html: str  # as a sample reader gets it: sample address, sample unsubscribe link
     text: str
     readers: int  # active readers who get every article
+    thanks_html: str = ""  # the donors' copy, as a sample donor gets it (empty: none)
+    thanks_text: str = ""
 
     @property
     def open(self) -> bool:
@@ -103,6 +105,8 @@ def send_page(engine: Engine, settings: Settings, article_id: int) -> SendPage |
         preview(settings, rendered),
         preview(settings, rendered, text=True),
         runs.readers(engine, "article"),
+        preview(settings, rendered, donor=True) if rendered.thanks_html else "",
+        preview(settings, rendered, text=True, donor=True) if rendered.thanks_text else "",
     )
 
 
