@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -255,10 +256,15 @@ def make_mailing(
     return Mailing(folder, settings, article, size)
 
 
+# --donors: the share of readers (in %) who get the donors' copy (the thanks variant)
+DONOR_PERCENT = 0
+
+
 def add_subscribers(engine: Engine, count: int) -> None:
     # Core executemany in chunks: import_csv validates each address and would take
     # longer than the send itself at 100,000.
     now = utcnow()
+    donor_until = now + timedelta(days=90)
     chunk = 20_000
     with engine.begin() as connection:
         for first in range(0, count, chunk):
@@ -269,6 +275,7 @@ def add_subscribers(engine: Engine, count: int) -> None:
                     "frequency": "every",
                     "created_at": now,
                     "confirmed_at": now,
+                    "donor_until": donor_until if i % 100 < DONOR_PERCENT else None,
                 }
                 for i in range(first, min(first + chunk, count))
             ]
@@ -484,6 +491,10 @@ def arguments() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--skip-rss", action="store_true", help="leave out the RSS sends")
     parser.add_argument(
+        "--donors", type=int, default=0, metavar="PERCENT",
+        help="readers who are donors (they get the thanks variant), in %% of the list",
+    )  # fmt: skip
+    parser.add_argument(
         "--naive", type=int, default=300, metavar="M", help="messages for the naive sender"
     )
     parser.add_argument(
@@ -510,7 +521,9 @@ def note(message: str) -> None:
 
 
 def main() -> None:
+    global DONOR_PERCENT
     args = arguments()
+    DONOR_PERCENT = args.donors
     sink_tool, source_tool = postfix_tool("smtp-sink"), postfix_tool("smtp-source")
     if sink_tool is None or source_tool is None:
         print("needs Postfix's smtp-sink and smtp-source: apt-get install postfix")

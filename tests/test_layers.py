@@ -44,6 +44,8 @@ LAYERS = {
     "donation": PIPELINE,
     "goal": PIPELINE,
     "gift_thanks": PIPELINE,
+    "donor_copy": PIPELINE,
+    "donors": PIPELINE,
     "references": PIPELINE,
     "qrcodes": PIPELINE,
     "clicks": PIPELINE,
@@ -69,6 +71,7 @@ LAYERS = {
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
+    "supporting": USE_CASES,
     "demo": USE_CASES,
     "desk": USE_CASES,
     "desk_articles": USE_CASES,

@@ -81,6 +81,16 @@ def test_layout_is_tables_one_column_600px_with_lang_dir_and_preheader(html, set
 
 
 def test_css_used_is_supported_by_gmail_apple_mail_and_outlook(html):
+    _assert_supported_css(html)
+
+
+def test_the_donors_copy_uses_the_same_supported_css(settings):
+    thanks = render_article_issue(settings, sample_article(settings)).thanks_html
+    assert settings.donation.thanks_heading in thanks
+    _assert_supported_css(thanks)
+
+
+def _assert_supported_css(html: str) -> None:
     used = _css_properties(html)
     assert used, "found the CSS"
     assert not re.search(r"display:\s*(flex|grid)", html)

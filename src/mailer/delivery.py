@@ -162,9 +162,14 @@ def held_reason(engine: Engine, issue_id: int) -> str | None:
     return (issue.held_reason or "refused") if issue.status == IssueStatus.HELD else None
 
 
-def send_test_copy(settings: Settings, rendered: RenderedIssue, address: str) -> str:
-    """One copy for an editor, marked [Test] and recorded nowhere; the server's reply."""
-    return send_one(settings, rendered, Recipient(0, address), "[Test] ", "test copy")
+def send_test_copy(
+    settings: Settings, rendered: RenderedIssue, address: str, donor: bool = False
+) -> str:
+    """One copy for an editor (with `donor`, the donors' copy), marked [Test] and
+    recorded nowhere; the server's reply."""
+    marked = "[Test, donors' copy] " if donor and rendered.thanks_html else "[Test] "
+    recipient = Recipient(0, address, donor=donor)
+    return send_one(settings, rendered, recipient, marked, "test copy")
 
 
 def send_one(

@@ -67,6 +67,8 @@ class SendPage:
     html: str  # as a sample reader gets it: sample address, sample unsubscribe link
     text: str
     readers: int  # active readers who get every article
+    thanks_html: str = ""  # the donors' copy, as a sample donor gets it (empty: none)
+    thanks_text: str = ""
 
     @property
     def open(self) -> bool:
@@ -104,6 +106,8 @@ def send_page(engine: Engine, settings: Settings, article_id: int) -> SendPage |
         preview(settings, rendered),
         preview(settings, rendered, text=True),
         runs.readers(engine, "article"),
+        preview(settings, rendered, donor=True) if rendered.thanks_html else "",
+        preview(settings, rendered, text=True, donor=True) if rendered.thanks_text else "",
     )
 
 
@@ -158,9 +162,9 @@ def send_test_copies(engine: Engine, settings: Settings, article_id: int, raw: s
     addresses = addresses_for_test(raw)
     article = find_article(engine, article_id)
     issue = find_issue(engine, issue_key(article_id))
-    edits = {"subject": issue.edited_subject, "preheader": issue.edited_preheader} if issue else {}
+    subject, preheader = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
     for address in addresses:
-        runs.send_test_copy(settings, article, address, **edits)
+        runs.send_test_copy(settings, article, address, subject=subject, preheader=preheader)
     return addresses
 
 

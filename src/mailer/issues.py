@@ -175,6 +175,8 @@ def _content(rendered: RenderedIssue) -> dict[str, object]:
         "text": rendered.text,
         "reference": rendered.reference or None,
         "images": json.dumps(images),
+        "thanks_html": rendered.thanks_html,
+        "thanks_text": rendered.thanks_text,
     }
 
 
@@ -293,5 +295,12 @@ def as_rendered(issue: Issue) -> RenderedIssue:
         for image in json.loads(issue.images or "[]")
     )
     return RenderedIssue(
-        issue.subject, issue.preheader, issue.html, issue.text, issue.reference or "", images
+        issue.subject,
+        issue.preheader,
+        issue.html,
+        issue.text,
+        issue.reference or "",
+        images,
+        thanks_html=issue.thanks_html or "",
+        thanks_text=issue.thanks_text or "",
     )

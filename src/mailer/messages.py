@@ -55,6 +55,7 @@ class Recipient:
     email: str
     name: str | None = None
     public_id: str = ""  # what the links' tokens carry (empty: a sample or a test copy)
+    donor: bool = False  # gets the donors' copy (the thanks in place of the appeal)
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,11 @@ class MessageBuilder:
             ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
         ]
         self.closing = f"--{self.boundary}--\r\n".encode()
-        self.text_part = _Part(self.boundary, "plain", rendered.text)
-        # with images, the HTML and they are one multipart/related part (RFC 2387); its
-        # boundary is not an extension of the outer one, which some parsers would misread
-        related = f"mailer.{secrets.token_hex(12)}" if rendered.images else ""
-        self.html_part = _Part(related or self.boundary, "html", rendered.html)
-        self.related_head, self.related_tail = _related(self.boundary, related, rendered.images)
+        self.appeal = _copy(self.boundary, rendered.text, rendered.html, rendered.images)
+        # the donors' copy, prepared once too; the images are the appeal's (its QR codes)
+        self.thanks = self.appeal
+        if rendered.thanks_html and rendered.thanks_text:
+            self.thanks = _copy(self.boundary, rendered.thanks_text, rendered.thanks_html, ())
         self.shared_headers = address_header("From", publication.sender_name, self.sender) + (
             b"".join(_header(name, value) for name, value in shared if value)
         )
@@ -130,22 +130,23 @@ class MessageBuilder:
             # one line, never encoded: mail clients must read it as a link
             f"List-Unsubscribe: <{unsubscribe_url}>\r\n".encode("ascii"),
         ]
+        copy = self.thanks if recipient.donor else self.appeal
         relaxed: list[bytes] | None = [] if self.signer is not None else None
-        text = self.text_part.fill(recipient.email, links, relaxed)
+        text = copy.text.fill(recipient.email, links, relaxed)
         if relaxed is not None:
-            relaxed.append(self.related_head[1])
-        html_part = self.html_part.fill(html.escape(recipient.email), links, relaxed)
+            relaxed.append(copy.related_head[1])
+        html_part = copy.html.fill(html.escape(recipient.email), links, relaxed)
         if relaxed is not None:
-            relaxed.append(self.related_tail[1])
+            relaxed.append(copy.related_tail[1])
         data = b"".join(
             [
                 self.shared_headers,
                 *own,
                 b"\r\n",
                 text,
-                self.related_head[0],
+                copy.related_head[0],
                 html_part,
-                self.related_tail[0],
+                copy.related_tail[0],
                 self.closing,
             ]
         )
@@ -153,6 +154,25 @@ class MessageBuilder:
             # the body ends with the closing boundary: no empty lines to drop at its end
             data = self.signer.sign(data, b"".join([*relaxed, self.closing]))
         return OutgoingMessage(message_id, self.sender, recipient.email, data)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """One variant of the issue's body (the appeal, or the donors' thanks), prepared."""
+
+    text: _Part
+    html: _Part
+    related_head: tuple[bytes, bytes]
+    related_tail: tuple[bytes, bytes]
+
+
+def _copy(boundary: str, text: str, html: str, images: tuple[InlineImage, ...]) -> _Copy:
+    # with images, the HTML and they are one multipart/related part (RFC 2387); its
+    # boundary is not an extension of the outer one, which some parsers would misread
+    related = f"mailer.{secrets.token_hex(12)}" if images else ""
+    head, tail = _related(boundary, related, images)
+    text_part, html_part = _Part(boundary, "plain", text), _Part(related or boundary, "html", html)
+    return _Copy(text_part, html_part, head, tail)
 
 
 class _Part:
@@ -297,14 +317,20 @@ def _encoded_words(name: str) -> list[str]:
 _CHUNK = 45  # bytes: 60 characters of base64, 72 with the encoded word's frame
 
 
-def preview(settings: Settings, rendered: RenderedIssue, text: bool = False) -> str:
-    """One part of the issue as a sample reader sees it, for editors to look at. A draft
-    has no public address, so its images are shown from data: URIs."""
+def preview(
+    settings: Settings, rendered: RenderedIssue, text: bool = False, donor: bool = False
+) -> str:
+    """One part of the issue as a sample reader sees it (with `donor`, as a donor sees
+    it), for editors to look at. A draft has no public address, so its images are shown
+    from data: URIs."""
     builder = MessageBuilder(settings, rendered)
     links = builder.unsubscribe_url(""), builder.preferences_url("")
+    donors = donor and bool(rendered.thanks_html)
     if text:
-        return fill(rendered.text, "reader@example.org", *links)
-    shown = with_image_sources(rendered.html, rendered.images, data_uri)
+        return fill(rendered.thanks_text if donors else rendered.text, "reader@example.org", *links)
+    shown = with_image_sources(
+        rendered.thanks_html if donors else rendered.html, rendered.images, data_uri
+    )
     return fill(shown, "reader@example.org", *links)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    false,
     func,
     literal,
     or_,
@@ -46,6 +47,7 @@ BATCH_SIZE = 100
 # An address whose last this many deliveries all failed for good is suppressed.
 HARD_FAILURES = 3
 d, s = DELIVERIES.c, SUBSCRIBERS.c
+RECIPIENT = (s.id, s.email, s.name, s.public_id, d.donor)  # a Recipient's fields, in order
 
 
 @dataclass(frozen=True)
@@ -96,9 +98,7 @@ class Outbox:
         self._connection: Connection | None = None  # see _transaction
         self._deferred_due = True  # until a claim finds no more due deferred rows
         self._claimed_rows = (
-            select(
-                d.id, d.attempts, d.first_attempt_at, s.id, s.email, s.name, s.status, s.public_id
-            )
+            select(d.id, d.attempts, d.first_attempt_at, s.status, *RECIPIENT)
             .join(SUBSCRIBERS, s.id == d.subscriber_id)
             .where(d.id.in_(bindparam("ids", expanding=True)))
             .order_by(d.id)
@@ -164,11 +164,13 @@ class Outbox:
         if only_from is not None:
             started = started.where(ISSUES.c.status.in_(only_from))
         already = select(d.subscriber_id).where(self.of_issue)
-        eligible = select(s.id, literal(self.issue_id)).where(
+        # a donor now gets the thanks, whatever their status becomes before it goes out
+        donor = func.coalesce(s.donor_until > self.clock(), false())
+        eligible = select(s.id, literal(self.issue_id), donor).where(
             recipients_filter(self.kind), s.id.not_in(already)
         )
         new_rows = insert_new(self.engine, DELIVERIES)
-        statement = new_rows.from_select(["subscriber_id", "issue_id"], eligible)
+        statement = new_rows.from_select(["subscriber_id", "issue_id", "donor"], eligible)
         with self.engine.begin() as connection:
             # first, so the issue's row is locked against a cancel until this commits; an
             # editor sending a held issue again resumes it
@@ -281,9 +283,7 @@ class Outbox:
                 if len(claimed) == limit:
                     break
             rows = connection.execute(self._claimed_rows, {"ids": claimed}).all()
-        return [
-            Claimed(r[0], r[1], r[2], Recipient(r[3], r[4], r[5], r[7]), r[6], lease) for r in rows
-        ]
+        return [Claimed(r[0], r[1], r[2], Recipient(*r[4:]), r[3], lease) for r in rows]
 
     def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]:
         """Extend the lease on rows this sender holds; returns those it still holds (a

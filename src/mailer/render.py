@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from mailer.clicks import CountedLink, LinkCounter
 from mailer.donation import DonationBlock, donation_block
+from mailer.donor_copy import thanks_block
 from mailer.errors import MailerError
 from mailer.goal import Goal
 from mailer.links import home_url, issue_url
@@ -51,6 +52,10 @@ class RenderedIssue:
     reference: str = ""  # what readers mark a gift with (references.py)
     images: tuple[InlineImage, ...] = ()
     links: tuple[CountedLink, ...] = ()
+    # the donors' copy: the thank-you block in place of the appeal, without its images
+    # (empty: donors get the same copy as the others)
+    thanks_html: str = ""
+    thanks_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ def _context(
             settings.donation, reference, publication.from_address.rpartition("@")[2]
         ),
         "goal": goal,  # the progress bar in the appeal (goal.py), when there is a goal
+        "thanks": None,  # the donors' copy's block (_render renders that copy)
         "recipient": {
             "email": EMAIL,
             "unsubscribe_url": UNSUBSCRIBE_URL,
@@ -268,8 +274,27 @@ def _render(
         settings.tracking.count_clicks, settings.publication.base_url, reference
     )
     block = context["donation"]
-    if isinstance(block, DonationBlock):
-        context = {**context, "donation": counter.appeal(block)}
+    appeal = counter.appeal(block) if isinstance(block, DonationBlock) else None
+    if appeal is not None:
+        context = {**context, "donation": appeal}
+    html, text = _render_parts(settings, name, context)
+    html, text = counter.every_link(html, text)
+    thanks_html = thanks_text = ""
+    thanks = thanks_block(settings.donation, appeal)
+    if thanks is not None:
+        # the same links, counted as the appeal's: the counter already holds them
+        thanks_html, thanks_text = _render_parts(settings, name, {**context, "thanks": thanks})
+        thanks_html, thanks_text = counter.every_link(thanks_html, thanks_text)
+    codes = appeal.codes if appeal is not None else ()
+    images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
+    links = tuple(counter.links)
+    return RenderedIssue(
+        subject, preheader, html, text, reference, images, links, thanks_html, thanks_text
+    )
+
+
+def _render_parts(settings: Settings, name: str, context: dict[str, object]) -> tuple[str, str]:
+    """One copy of the issue: its HTML, inlined, and its text part."""
     env = environment(settings)
     try:
         html = inline_css(env.get_template(f"email/{name}.html").render(context))
@@ -287,8 +312,4 @@ def _render(
                 f"the email templates must show {', '.join(missing)} (the reader's address "
                 "and unsubscribe link) in both the HTML and the text part"
             )
-    html, text = counter.every_link(html, text)
-    codes = block.codes if isinstance(block, DonationBlock) else ()
-    images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
-    links = tuple(counter.links)
-    return RenderedIssue(subject, preheader, html, text, reference, images, links)
+    return html, text

@@ -161,12 +161,14 @@ def send_test_copy(
     *,
     subject: str | None = None,
     preheader: str | None = None,
+    donor: bool = False,
 ) -> TestCopy:
     """One copy of the article as it is now, marked [Test], to one address; recorded
-    nowhere. `subject` and `preheader`: an editor's, as the issue keeps them."""
+    nowhere. `subject` and `preheader`: an editor's, as the issue keeps them; `donor`:
+    the donors' copy."""
     address = normalise_address(address)
     rendered = render_article_issue(settings, article, subject, preheader)
-    reply = delivery.send_test_copy(settings, rendered, address)
+    reply = delivery.send_test_copy(settings, rendered, address, donor)
     return TestCopy(address, reply)
 
 

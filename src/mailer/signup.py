@@ -31,6 +31,7 @@ from mailer.subscribers import (
     unsubscribe,
     update_preferences,
 )
+from mailer.supporting import reader_says_donor
 from mailer.tokens import CONFIRM, PREFERENCES, TokenError, read_token
 from mailer.transactional import queue_confirmation, queue_sign_up
 
@@ -159,10 +160,15 @@ def reader_link(engine: Engine, settings: Settings, purpose: str, token: str) ->
 
 
 def save_preferences(
-    engine: Engine, settings: Settings, token: str, name: str | None, frequency: str | None
+    engine: Engine,
+    settings: Settings,
+    token: str,
+    name: str | None,
+    frequency: str | None,
+    donor: bool | None = None,
 ) -> LinkResult:
     """The preferences form: SAVED, REFUSED (the subscriber as stored, for the form
-    again) or INVALID."""
+    again) or INVALID. `donor`: "I already support you" ticked or not (None: not asked)."""
     try:
         subscriber_id = reader_of(engine, settings, PREFERENCES, token)
         subscriber = find_subscriber(engine, subscriber_id)
@@ -174,6 +180,8 @@ def save_preferences(
         saved = update_preferences(engine, subscriber_id, name, frequency)
     except SubscriberError:  # a name too long: the form again, as it was
         return LinkResult(Outcome.REFUSED, subscriber)
+    if donor is not None:
+        saved = reader_says_donor(engine, settings, subscriber_id, donor)
     return LinkResult(Outcome.SAVED, saved)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope, with_retries
+from mailer.donors import erase_donor_data
 from mailer.errors import SubscriberError
 from mailer.models import (
     SUBSCRIBERS,
@@ -252,6 +253,7 @@ def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str
     subscriber.public_id = new_public_id()  # links already sent name nobody now
     subscriber.name = None
     subscriber.consent_ip = None
+    erase_donor_data(session, subscriber, address)
     session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
     replies = session.exec(
         select(Delivery).where(

@@ -27,6 +27,9 @@ def send(
     article: int | None = typer.Option(None, help="Article id."),
     latest: bool = typer.Option(False, help="The latest article."),
     test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
+    as_donor: bool = typer.Option(
+        False, help="With --test-to: the donors' copy (the thanks in place of the appeal)."
+    ),
     dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
     resume: bool = typer.Option(
         False,
@@ -73,7 +76,7 @@ def send(
         _schedule(engine, settings, chosen, iso_time(at, settings.publication.timezone, "--at"))
         return
     if test_to is not None:
-        copy = runs.send_test_copy(settings, chosen, test_to)
+        copy = runs.send_test_copy(settings, chosen, test_to, donor=as_donor)
         say(f"Test copy sent to {copy.address} ({copy.reply}). It is not recorded as a delivery.")
         return
     if dry_run:

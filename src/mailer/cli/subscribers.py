@@ -1,16 +1,18 @@
-"""`mailer subscribers`: add, list, remove, reactivate, import and export readers."""
+"""`mailer subscribers`: add, list, remove, reactivate, import and export readers, and
+count one as a donor."""
 
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
 import typer
 
-from mailer import subscriber_csv
+from mailer import subscriber_csv, supporting
 from mailer import subscribers as subs
 from mailer.cli.app import settings_of
-from mailer.cli.output import import_progress, plural, say
+from mailer.cli.output import import_progress, local, plural, say
 from mailer.db import open_database
 from mailer.models import SubscriberStatus
 
@@ -110,3 +112,28 @@ def subscribers_export(
     with file.open("w", encoding="utf-8", newline="") as out:
         count = subscriber_csv.export_csv(engine, out)
     say(f"Exported {count} subscribers to {file}.")
+
+
+def subscribers_donor(
+    ctx: typer.Context,
+    email: str,
+    until: str | None = typer.Option(
+        None, help="Thank them through this day (YYYY-MM-DD); default: thank_donors_days."
+    ),
+    off: bool = typer.Option(False, "--off", help="They are not a donor (any more)."),
+) -> None:
+    """Count a reader as a donor: the issues queued for them meanwhile thank them instead
+    of asking them to give. --off takes it back."""
+    settings = settings_of(ctx)
+    try:
+        day = date.fromisoformat(until) if until else None
+    except ValueError:
+        hint = f"{until!r} is not a date like 2027-03-01"
+        raise typer.BadParameter(hint, param_hint="--until") from None
+    engine = open_database(settings.database.url)
+    status = supporting.admin_sets_donor(engine, settings, email, day, off)
+    if status.until is None:
+        say(f"{status.email} is not a donor: they get the appeal.")
+    else:
+        until_then = local(status.until, settings)
+        say(f"{status.email} is a donor until {until_then}: they get the thanks.")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select
 
 from mailer.db import insert_new, with_retries
+from mailer.donors import extend_donor
 from mailer.gifts.attribution import references_in
 from mailer.gifts.parsed import ArrivedGift
 from mailer.models import GIFTS, ISSUES, SUBSCRIBERS, DonorBy, utcnow
@@ -114,13 +115,4 @@ def _make_donor(connection: Connection, subscriber_id: int, gift: ArrivedGift, d
     """A donor until `days` after the gift, never shortening a later date (an admin's, or
     the reader's own word)."""
     until = datetime.combine(gift.received_on + timedelta(days=days), time.min, UTC)
-    current = connection.execute(
-        select(s.donor_until).where(s.id == subscriber_id)
-    ).scalar_one_or_none()
-    if current is not None and current >= until:
-        return
-    connection.execute(
-        update(SUBSCRIBERS)
-        .where(s.id == subscriber_id)
-        .values(donor_until=until, donor_by=DonorBy.GIFT.value)
-    )
+    extend_donor(connection, subscriber_id, until, DonorBy.GIFT)

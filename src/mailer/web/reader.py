@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mailer import links, signup
+from mailer import links, signup, supporting
 from mailer.signup import Outcome
 from mailer.tokens import PREFERENCES, UNSUBSCRIBE
 from mailer.web.guards import form_from_allowed_origin
@@ -25,7 +25,10 @@ def preferences(token: str, site: SiteDep) -> HTMLResponse:
     found = signup.reader_link(site.engine, site.settings, PREFERENCES, token)
     if found.outcome != Outcome.VALID:
         return site.pages("invalid.html", 400)
-    return site.pages("preferences.html", subscriber=found.subscriber, saved=False)
+    subscriber = found.subscriber
+    assert subscriber is not None
+    donor = supporting.donor_view(site.settings, subscriber)
+    return site.pages("preferences.html", subscriber=subscriber, donor=donor, saved=False)
 
 
 @router.post(links.PREFERENCES_PATH, dependencies=FROM_TOKEN_PAGES)
@@ -41,7 +44,9 @@ def _preferences_saved(site: Site, token: str, form: dict[str, str]) -> HTMLResp
             return site.pages("invalid.html", 400)
         return site.pages("unsubscribe.html", subscriber=left.subscriber, done=True)
     name, frequency = form.get("name") or None, form.get("frequency")
-    saved = signup.save_preferences(site.engine, site.settings, token, name, frequency)
+    # the box is sent only when ticked: "donor-asked" says the form showed it
+    donor = form.get("donor") == "yes" if form.get("donor-asked") else None
+    saved = signup.save_preferences(site.engine, site.settings, token, name, frequency, donor)
     if saved.outcome == Outcome.INVALID:
         return site.pages("invalid.html", 400)
     status = 200 if saved.outcome == Outcome.SAVED else 400
@@ -49,6 +54,7 @@ def _preferences_saved(site: Site, token: str, form: dict[str, str]) -> HTMLResp
         "preferences.html",
         status,
         subscriber=saved.subscriber,
+        donor=supporting.donor_view(site.settings, saved.subscriber),
         saved=saved.outcome == Outcome.SAVED,
     )
 
