@@ -300,3 +300,32 @@ def test_a_bad_csv_row_changes_nothing_and_names_the_line(
     with pytest.raises(GiftFileError, match=fault):
         import_gifts(engine, settings, broken)
     assert gifts(engine) == []
+
+
+SAVINGS_TRANSFER = """<Ntry>
+  <Amt Ccy="NOK">20000.00</Amt>
+  <CdtDbtInd>CRDT</CdtDbtInd>
+  <Sts>BOOK</Sts>
+  <BookgDt><Dt>2026-11-20</Dt></BookgDt>
+  <AcctSvcrRef>DNB-0099</AcctSvcrRef>
+  <NtryDtls><TxDtls>
+    <RltdPties>
+      <Dbtr><Nm>Dawat Media Center</Nm></Dbtr>
+      <DbtrAcct><Id><IBAN>NO8912030054321</IBAN></Id></DbtrAcct>
+    </RltdPties>
+    <RmtInf><Ustrd>Fra sparekonto</Ustrd></RmtInf>
+  </TxDtls></NtryDtls>
+</Ntry>
+</Stmt>"""
+
+
+def test_a_credit_from_the_newsrooms_own_account_is_a_transfer_not_a_gift(
+    engine, settings, issues, tmp_path
+):
+    a, b = issues
+    statement = (DATA / FILES[0]).read_text(encoding="utf-8")
+    with_transfer = statement.replace("</Stmt>", SAVINGS_TRANSFER, 1)
+    ours = settings.replace(donations={"own_accounts": ["NO89 1203 0054 321"]})
+    done = import_gifts(engine, ours, gift_file(FILES[0], tmp_path, a, b, with_transfer))
+    assert (done.new, done.transfers, done.debits) == (5, 1, 1)
+    assert not [row for row in gifts(engine) if str(row[0]).endswith("DNB-0099")]

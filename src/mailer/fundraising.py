@@ -29,6 +29,7 @@ class GiftImport:
     debits: int  # money going out: skipped
     returns: int  # returned payments (reversals, refunds): skipped
     payouts: int  # Vipps paying out its settlement: skipped
+    transfers: int  # from the newsroom's own other accounts: skipped
     pending: int  # not booked by the bank yet: skipped
     attributed: int  # new gifts attributed to an issue
     matched: int  # new gifts matched to a subscriber, who is a donor now
@@ -52,6 +53,7 @@ def import_gifts(
         parsed.debits,
         parsed.returns,
         parsed.payouts,
+        parsed.transfers,
         parsed.pending,
         stored.attributed,
         stored.matched,

@@ -237,6 +237,21 @@ class Donations(Section):
         r"|\b(oppgjør|utbetaling|settlement)\b.*\bvipps\b"
     )
 
+    # the newsroom's own accounts (IBANs or account numbers): a credit from one of them
+    # is money moved between its accounts, not a gift
+    own_accounts: tuple[str, ...] = ()
+
+    @field_validator("own_accounts", mode="before")
+    @classmethod
+    def _accounts(cls, value: object) -> object:
+        return _listed(value)
+
+    @field_validator("own_accounts")
+    @classmethod
+    def _compact(cls, accounts: tuple[str, ...]) -> tuple[str, ...]:
+        """As a statement writes them: no spaces or dots, upper case."""
+        return tuple(re.sub(r"[\s.]", "", account).upper() for account in accounts)
+
     @field_validator("vipps_payout_pattern")
     @classmethod
     def _regex(cls, pattern: str) -> str:

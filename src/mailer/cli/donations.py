@@ -32,6 +32,7 @@ def donations_import(
         (done.debits, "debits skipped"),
         (done.returns, "returned payments skipped"),
         (done.payouts, "Vipps payouts skipped (the Vipps report holds their gifts)"),
+        (done.transfers, "transfers from our own accounts skipped ([donations] own_accounts)"),
         (done.pending, "entries not booked yet skipped"),
     ):
         if count:

@@ -6,12 +6,14 @@ a bank's own namespace. Read: each booked credit entry (`Ntry` with `CdtDbtInd` 
 its amount and currency, booking date, and per transaction (`NtryDtls/TxDtls`; a batched
 entry holds several, each a gift of its own) the debtor's name, the unstructured
 remittance (`RmtInf/Ustrd`) and the structured reference (`RmtInf/Strd/CdtrRefInf/Ref`).
-Debits, reversals (returned payments) and Vipps's settlement payouts are skipped and
-counted. Parsed without entities, DTDs or network access."""
+Debits, reversals (returned payments), Vipps's settlement payouts and transfers from
+the newsroom's own other accounts ([donations] own_accounts) are skipped and counted.
+Parsed without entities, DTDs or network access."""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -38,10 +40,13 @@ def looks_like_camt(data: bytes) -> bool:
     return data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<")
 
 
-def read_camt(data: bytes, name: str, payout_pattern: str) -> ParsedFile:
-    """The gifts of a camt.053/054 file, or GiftFileError naming the element at fault."""
+def read_camt(
+    data: bytes, name: str, payout_pattern: str, own_accounts: tuple[str, ...] = ()
+) -> ParsedFile:
+    """The gifts of a camt.053/054 file, or GiftFileError naming the element at fault.
+    `own_accounts`: the newsroom's other accounts, whose credits are transfers."""
     document = _parse(data, name)
-    reading = _Reading(payout_pattern)
+    reading = _Reading(payout_pattern, frozenset(own_accounts))
     for number, (account, entry) in enumerate(_entries(document, name), start=1):
         where = f"{name}: entry {number} (line {entry.sourceline})"
         _read_entry(entry, account, where, reading)
@@ -51,6 +56,7 @@ def read_camt(data: bytes, name: str, payout_pattern: str) -> ParsedFile:
 @dataclass
 class _Reading:
     payout_pattern: str
+    own_accounts: frozenset[str]
     parsed: ParsedFile = field(default_factory=ParsedFile)
     unnamed: Occurrences = field(default_factory=Occurrences)
 
@@ -105,8 +111,12 @@ def _read_entry(entry: _Element, account: str, where: str, reading: _Reading) ->
     elif status != "BOOK":
         parsed.pending += 1
     else:
-        for gift in _gifts_of(entry, account, where, reading.unnamed):
-            if is_payout(reading.payout_pattern, gift.payer_name, gift.remittance, gift.reference):
+        for gift, tx in _gifts_of(entry, account, where, reading.unnamed):
+            if _debtor_account(tx) in reading.own_accounts:
+                parsed.transfers += 1
+            elif is_payout(
+                reading.payout_pattern, gift.payer_name, gift.remittance, gift.reference
+            ):
                 parsed.payouts += 1
             else:
                 parsed.gifts.append(gift)
@@ -114,7 +124,7 @@ def _read_entry(entry: _Element, account: str, where: str, reading: _Reading) ->
 
 def _gifts_of(
     entry: _Element, account: str, where: str, unnamed: Occurrences
-) -> Iterator[ArrivedGift]:
+) -> Iterator[tuple[ArrivedGift, _Element | None]]:
     amount_element = _child(entry, "Amt")
     if amount_element is None or not (amount_element.text or "").strip():
         raise GiftFileError(f"{where}: the amount (Amt) is missing")
@@ -126,7 +136,7 @@ def _gifts_of(
     if len(transactions) <= 1:
         tx = transactions[0] if transactions else None
         amount = _unsigned(minor_units(amount_element.text or "", currency, f"{where}: Amt"), where)
-        yield _gift(key, booked, amount, currency, entry, tx)
+        yield _gift(key, booked, amount, currency, entry, tx), tx
         return
     for number, tx in enumerate(transactions, start=1):
         at = f"{where}: TxDtls {number} (line {tx.sourceline})"
@@ -136,7 +146,7 @@ def _gifts_of(
         tx_currency = checked_currency(tx_amount.get("Ccy", currency), f"{at}: Amt/@Ccy")
         amount = _unsigned(minor_units(tx_amount.text or "", tx_currency, f"{at}: Amt"), at)
         own = _text(tx, "Refs", "AcctSvcrRef") or str(number)
-        yield _gift(f"{key}/{own}", booked, amount, tx_currency, entry, tx)
+        yield _gift(f"{key}/{own}", booked, amount, tx_currency, entry, tx), tx
 
 
 def _unsigned(amount: int, where: str) -> int:
@@ -162,6 +172,14 @@ def _gift(
         remittance=remittance or (_text(entry, "AddtlNtryInf") or ""),
         payer_name=_debtor(tx),
     )
+
+
+def _debtor_account(tx: _Element | None) -> str | None:
+    """The account the money came from, as the statement writes it (compacted)."""
+    found = _text(tx, "RltdPties", "DbtrAcct", "Id", "IBAN") or _text(
+        tx, "RltdPties", "DbtrAcct", "Id", "Othr", "Id"
+    )
+    return re.sub(r"[\s.]", "", found).upper() if found else None
 
 
 def _debtor(tx: _Element | None) -> str | None:

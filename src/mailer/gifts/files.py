@@ -25,7 +25,7 @@ def read_gift_file(
         raise GiftFileError(f"cannot read {path}: {exc.strerror}") from None
     kind = kind or kind_of(data, path.name)
     if kind is GiftSource.CAMT:
-        return kind, read_camt(data, path.name, keys.vipps_payout_pattern)
+        return kind, read_camt(data, path.name, keys.vipps_payout_pattern, keys.own_accounts)
     if kind is GiftSource.CSV:
         return kind, read_plain_csv(data, path.name)
     return kind, read_vipps(data, path.name, keys)

@@ -43,6 +43,7 @@ class ParsedFile:
     debits: int = 0  # money going out
     returns: int = 0  # payments returned (a reversal, a refund)
     payouts: int = 0  # Vipps paying out its settlement: counted from the Vipps report
+    transfers: int = 0  # money moved from another of the newsroom's own accounts
     pending: int = 0  # entries the bank has not booked yet
 
 
