@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from deskclient import PASSWORD, Desk, csrf_of
 from mailer import editors
-from mailer.models import AUDIT_EVENTS, GIFTS, AuditAction, EditorRole, Issue
+from mailer.models import AUDIT_EVENTS, GIFTS, ISSUE_LINKS, AuditAction, EditorRole, Issue
 from mailer.settings import Settings
 from mailer.testing import import_readers, new_issue
 from test_gifts_import import gift_file
@@ -68,6 +68,15 @@ def test_an_admin_imports_a_csv_and_a_statement_and_the_page_shows_each_issues_s
     engine, desk: Desk, issues, tmp_path
 ):
     a, b = issues
+    with engine.begin() as connection:  # the appeal's links were followed; another link too
+        connection.execute(insert(ISSUE_LINKS), [
+            {"issue_id": a.id, "link_id": "donate", "url": "https://x.example/give",
+             "appeal": True, "clicks": 12},
+            {"issue_id": a.id, "link_id": "vipps", "url": "https://x.example/vipps",
+             "appeal": True, "clicks": 0},
+            {"issue_id": a.id, "link_id": "1", "url": "https://x.example/story", "appeal": False,
+             "clicks": 5},
+        ])  # fmt: skip
     csv = gift_file("gifts.csv", tmp_path, a, b)
     with closing(desk.signed_in()) as client:
         empty = client.get(PAGE)
@@ -79,8 +88,9 @@ def test_an_admin_imports_a_csv_and_a_statement_and_the_page_shows_each_issues_s
         text = rows_of(shown)
         assert "Imported (csv): 3 new gifts, 0 already known" in text
         assert "2 attributed to issues, 1 matched to subscribers" in text
-        assert f"{a.reference}: {a.subject} 1 250.00 NOK" in text
-        assert f"{b.reference}: {b.subject} 1 40.00 EUR" in text
+        assert f"{a.reference}: {a.subject} 1 250.00 NOK donate: 12, vipps: 0 " in text
+        assert f"{b.reference}: {b.subject} 1 40.00 EUR none counted " in text
+        assert "1: 5" not in text  # not the appeal's link
         assert "Not attributed to an issue: 1 gift, 1000.50 NOK." in text
         assert f'href="/desk/issues/{a.id}"' in shown.text
         assert 'role="img"' in shown.text and '<title id="gifts-title">' in shown.text
