@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from contextlib import closing
 from pathlib import Path
 
@@ -15,11 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from deskclient import PASSWORD, Desk, csrf_of
+from deskclient import ANN, PASSWORD, Desk, csrf_of, sign_in_browser
 from mailer import editors
 from mailer.models import AUDIT_EVENTS, GIFTS, ISSUE_LINKS, AuditAction, EditorRole, Issue
 from mailer.settings import Settings
-from mailer.testing import import_readers, new_issue
+from mailer.testing import import_readers, new_issue, served
 from test_gifts_import import gift_file
 
 EDITOR = "eve@newsroom.example"  # an editor, not an admin
@@ -186,3 +187,37 @@ def test_a_crafted_notice_link_puts_no_text_on_the_page(desk: Desk):
         assert page.status_code == 200 and 'id="notice"' not in page.text
         forged = client.get(PAGE, params={"imported": "csv", "new": "9 stolen", "known": "0"})
         assert 'id="notice"' not in forged.text
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PHONE = {"width": 375, "height": 812}
+
+
+# one backend: what a person sees; both backends are tested above
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_in_a_browser_at_a_phones_width_the_page_does_not_scroll_sideways(
+    engine, settings, issues, tmp_path
+):
+    from playwright.sync_api import expect, sync_playwright
+
+    a, b = issues
+    editors.add_editor(engine, ANN, PASSWORD, EditorRole.ADMIN)
+    statement = gift_file("statement-001.02.xml", tmp_path, a, b)
+    with served(settings, engine) as (url, _), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport=PHONE)
+            sign_in_browser(page, url)
+            page.get_by_role("link", name="Donations").click()
+            expect(page.get_by_role("heading", level=1)).to_have_text("Donations")
+            page.get_by_label("File", exact=True).set_input_files(str(statement))
+            page.get_by_label("Format").select_option("camt")
+            page.get_by_role("button", name="Import").click()
+            expect(page.get_by_role("status")).to_contain_text("Imported (camt): 5 new gifts")
+            expect(page.get_by_role("img", name="Gifts per issue")).to_be_visible()
+            assert page.locator("#issues-table tbody tr").count() == 2
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], "no sideways scrolling on a phone"
+        finally:
+            browser.close()
