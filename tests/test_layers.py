@@ -81,6 +81,7 @@ LAYERS = {
     "redirects": USE_CASES,
     "read_online": USE_CASES,
     "fundraising": USE_CASES,
+    "desk_donations": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,

@@ -75,6 +75,9 @@ DESK_PROGRESS_SCRIPT_PATH = "/desk/static/progress.js"
 DESK_DIGEST_PATH = "/desk/digest"
 DESK_DIGEST_SEND_PATH = "/desk/digest/send"
 DESK_AUDIT_PATH = "/desk/audit"
+# issue 15: donations (the desk's page of what each issue raised, and its import, admins only)
+DESK_DONATIONS_PATH = "/desk/donations"
+DESK_DONATIONS_IMPORT_PATH = "/desk/donations/import"
 # counting what works (issue 14, the counted links): a link an issue counts, which
 # `mailer serve` redirects to its target; it names the issue and the link, never a reader
 CLICK_PATH = "/r/{reference}/{link_id}"

@@ -331,6 +331,8 @@ class AuditAction(StrEnum):
     ISSUE_CANCELLED = "issue-cancelled"
     # the overview (helper E)
     DIGEST_SENT = "digest-sent"
+    # issue 15: donations (the desk's import of a bank statement, a Vipps report, a CSV)
+    DONATIONS_IMPORTED = "donations-imported"
 
 
 class AuditEvent(SQLModel, table=True):

@@ -13,6 +13,7 @@ from mailer.settings import Settings
 from mailer.web.desk import (
     account,
     articles,
+    donations,
     editor_admin,
     overview,
     recovery,
@@ -39,6 +40,7 @@ def add_desk(app: FastAPI, settings: Settings, engine: Engine) -> None:
     app.include_router(articles.router)
     app.include_router(sending.router)
     app.include_router(overview.router)
+    app.include_router(donations.router)  # issue 15: donations
     app.add_exception_handler(SecondFactorNeeded, _set_up_second_factor)
 
 

@@ -127,6 +127,7 @@ class Desk:
             issue_path=lambda issue_id: links.path(links.DESK_ISSUE_PATH, issue_id=str(issue_id)),
             digest_path=links.DESK_DIGEST_PATH,
             audit_path=links.DESK_AUDIT_PATH,
+            donations_path=links.DESK_DONATIONS_PATH,  # issue 15: donations
             attention=self.lookout.current,
             **values,
         )
