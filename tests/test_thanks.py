@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from deskclient import Desk
+from deskclient import Desk, csrf_of
 from mailer.articles import ingest_file
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
@@ -272,3 +272,29 @@ def test_the_desks_send_page_shows_the_donors_copy_beside_the_appeal(
     assert len(frames) == 3
     assert all(appeal in unescape(f) and thanks not in unescape(f) for f in frames[:2])
     assert thanks in unescape(frames[2]) and appeal not in unescape(frames[2])
+
+
+def test_the_desk_sends_a_test_of_either_copy(
+    engine: Engine, settings: Settings, desk: Desk, smtp, tmp_path: Path
+):
+    article_id = new_issue(engine, settings, tmp_path).article_id_list[0]
+    send_page = f"/desk/articles/{article_id}/send"
+    with closing(desk.signed_in()) as client:
+        for copy, address in (
+            ("appeal", "pat@newsroom.example"),
+            ("donors", "kim@newsroom.example"),
+        ):
+            form = client.get(send_page)
+            assert 'name="copy" value="donors"' in form.text
+            sent = client.post(
+                f"{send_page}/test",
+                data={"csrf": csrf_of(form), "addresses": address, "copy": copy},
+            )
+            assert sent.status_code == 303
+    assert smtp.wait_for("pat@newsroom.example") and smtp.wait_for("kim@newsroom.example")
+    copies = {r.rcpt_tos[0]: r.message for r in smtp.received}
+    appeal_copy, donors_copy = copies["pat@newsroom.example"], copies["kim@newsroom.example"]
+    assert donors_copy["Subject"].startswith("[Test, donors' copy] ")
+    thanks, appeal = settings.donation.thanks_heading, settings.donation.heading
+    assert all(appeal in part and thanks not in part for part in parts(appeal_copy))
+    assert all(thanks in part and appeal not in part for part in parts(donors_copy))

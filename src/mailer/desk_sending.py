@@ -156,15 +156,20 @@ def addresses_for_test(raw: str) -> list[str]:
     return list(dict.fromkeys(addresses))
 
 
-def send_test_copies(engine: Engine, settings: Settings, article_id: int, raw: str) -> list[str]:
+def send_test_copies(
+    engine: Engine, settings: Settings, article_id: int, raw: str, donor: bool = False
+) -> list[str]:
     """A test copy of the article as the issue would go now (with the editor's subject
-    and preheader) to each address typed; the addresses it went to."""
+    and preheader) to each address typed, the donors' copy with `donor`; the addresses
+    it went to."""
     addresses = addresses_for_test(raw)
     article = find_article(engine, article_id)
     issue = find_issue(engine, issue_key(article_id))
     subject, preheader = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
     for address in addresses:
-        runs.send_test_copy(settings, article, address, subject=subject, preheader=preheader)
+        runs.send_test_copy(
+            settings, article, address, subject=subject, preheader=preheader, donor=donor
+        )
     return addresses
 
 

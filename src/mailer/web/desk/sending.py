@@ -135,13 +135,16 @@ async def send_test(request: Request, article_id: int) -> Response:
         return posted
     desk, signed, fields = posted
     typed = fields.get("addresses", "")
+    donors = fields.get("copy") == "donors"
     try:
         sent = await run_in_threadpool(
-            desk_sending.send_test_copies, desk.engine, desk.settings, article_id, typed
+            desk_sending.send_test_copies, desk.engine, desk.settings, article_id, typed, donors
         )
     except MailerError as exc:
         return await _page(desk, signed, article_id, status=400, error=str(exc), test_to=typed)
-    await _record(desk, signed, AuditAction.TEST_SENT, f"article {article_id}", _count(len(sent)))
+    copy = " (the donors' copy)" if donors else ""
+    detail = _count(len(sent)) + copy
+    await _record(desk, signed, AuditAction.TEST_SENT, f"article {article_id}", detail)
     # post/redirect/get: reloading the page the editor lands on sends nothing again
     send_path = links.path(links.DESK_ARTICLE_SEND_PATH, article_id=str(article_id))
     return desk.sessions.write(desk.redirect(f"{send_path}?tested={len(sent)}"), signed.session)
