@@ -6,8 +6,10 @@ own beside it (`mailer_test_gw0`, ...), created on first use."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -85,3 +87,17 @@ def desk(engine: Engine, settings: Settings) -> Iterator[Desk]:
     editors.add_editor(engine, ANN, PASSWORD, EditorRole.ADMIN)
     with served(settings.replace(desk={"idle_minutes": 0.05}), engine) as (url, running):
         yield Desk(url, running)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright: one for a module's tests."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

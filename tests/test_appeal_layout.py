@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,18 +85,6 @@ def with_data_uris(html: str, rendered: RenderedIssue) -> str:
         data = "data:image/png;base64," + base64.b64encode(image.png).decode()
         html = html.replace(f'src="cid:{image.cid}"', f'src="{data}"')
     return html
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def measure(browser: Any, html: str, width: int) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from mailer.models import (
     MailKind,
     MailStatus,
     SubscriberStatus,
+    queued_mail,
     utcnow,
 )
 from mailer.render import (
@@ -97,16 +98,7 @@ def _thank(engine: Engine, subscriber_id: int, gift_ids: list[int], now: datetim
     transaction; or add them to the one waiting for them. How many gifts it thanked."""
     try:
         with engine.begin() as connection:
-            connection.execute(
-                MAILS.insert().values(
-                    subscriber_id=subscriber_id,
-                    kind=MailKind.GIFT_THANKS,
-                    status=MailStatus.QUEUED,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
+            connection.execute(queued_mail(MailKind.GIFT_THANKS, now, subscriber_id=subscriber_id))
             return _mark(connection, gift_ids, now)
     except IntegrityError:  # one waits for them already (at most one may)
         pass

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Index,
+    Insert,
     Table,
     Text,
     TypeDecorator,
@@ -417,5 +418,15 @@ ISSUE_LINKS = _table(IssueLink)
 GIFTS = _table(Gift)
 DELIVERIES = _table(Delivery)
 TRANSACTIONAL_MAILS = _table(TransactionalMail)
+
+
+def queued_mail(kind: MailKind, now: datetime, **to: object) -> Insert:
+    """A transactional mail of `kind` queued, due `now`, for `to` (a subscriber_id, an
+    editor_id, an address)."""
+    return TRANSACTIONAL_MAILS.insert().values(
+        kind=kind, status=MailStatus.QUEUED, attempts=0, next_attempt_at=now, created_at=now, **to
+    )
+
+
 EDITORS = _table(Editor)
 AUDIT_EVENTS = _table(AuditEvent)

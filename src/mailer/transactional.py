@@ -34,6 +34,7 @@ from mailer.models import (
     MailKind,
     MailStatus,
     SubscriberStatus,
+    queued_mail,
     utcnow,
 )
 from mailer.password_links import make_reset_token, password_mail, reset_url
@@ -63,16 +64,7 @@ def queue_sign_up(engine: Engine, email: str, name: str | None, frequency: str) 
     now = utcnow()
     with engine.begin() as connection:
         connection.execute(
-            MAILS.insert().values(
-                email=address,
-                name=name,
-                frequency=frequency,
-                kind=MailKind.CONFIRMATION,
-                status=MailStatus.QUEUED,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            queued_mail(MailKind.CONFIRMATION, now, email=address, name=name, frequency=frequency)
         )
 
 
@@ -82,14 +74,7 @@ def queue_confirmation(engine: Engine, subscriber_id: int) -> bool:
     try:
         with engine.begin() as connection:
             connection.execute(
-                MAILS.insert().values(
-                    subscriber_id=subscriber_id,
-                    kind=MailKind.CONFIRMATION,
-                    status=MailStatus.QUEUED,
-                    attempts=0,
-                    next_attempt_at=utcnow(),
-                    created_at=utcnow(),
-                )
+                queued_mail(MailKind.CONFIRMATION, utcnow(), subscriber_id=subscriber_id)
             )
     except IntegrityError:
         return False
@@ -105,15 +90,7 @@ def queue_password_mail(
     now = utcnow()
     with engine.begin() as connection:
         connection.execute(
-            MAILS.insert().values(
-                editor_id=editor_id,
-                email=email,
-                kind=MailKind.PASSWORD_RESET,
-                status=MailStatus.QUEUED,
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+            queued_mail(MailKind.PASSWORD_RESET, now, editor_id=editor_id, email=email)
         )
 
 
