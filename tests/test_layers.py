@@ -21,6 +21,9 @@ LAYERS = {
     "mailer": FOUNDATION,  # the package itself: its version
     "errors": FOUNDATION,
     "models": FOUNDATION,
+    "columns": FOUNDATION,
+    "sections_readers": FOUNDATION,
+    "bounces": PIPELINE,
     "settings": FOUNDATION,
     "sections": FOUNDATION,
     "db": FOUNDATION,

@@ -1,56 +1,30 @@
-"""The tables: subscribers, articles, issues and the outbox of deliveries.
-
-Times are stored in UTC and come back timezone-aware on SQLite and PostgreSQL alike."""
+"""The tables: subscribers, articles, issues and the outbox of deliveries. Times are
+stored in UTC and come back timezone-aware on SQLite and PostgreSQL alike (columns.py)."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from enum import StrEnum, nonmember
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Date,
-    DateTime,
     Index,
     Insert,
     Table,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     false,
     text,
 )
 from sqlmodel import Column, Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC datetimes out, whatever the database keeps."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database; use an aware one")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _when(nullable: bool = True) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable))
+from mailer.columns import UTCDateTime as UTCDateTime
+from mailer.columns import utcnow as utcnow
+from mailer.columns import when as _when
 
 
 # Statuses are stored as their plain string values; a member equals its value, so rows
@@ -122,6 +96,10 @@ class Subscriber(SQLModel, table=True):
     # matched to their address, their own word (preferences page) or an admin's
     donor_until: datetime | None = _when()
     donor_by: str | None = None  # DonorBy
+    # soft bounces as Mailman counts them: at most a point a day, bounced at [bounces]
+    # soft_limit; the score lapses [bounces] score_days after its last point
+    bounce_score: int = 0
+    bounce_score_at: datetime | None = _when()  # when the score last gained a point
 
 
 class Article(SQLModel, table=True):
@@ -216,6 +194,8 @@ class MailKind(StrEnum):
     CONFIRMATION = "confirmation"  # the double opt-in link
     PASSWORD_RESET = "password-reset"  # an editor's link to set a new desk password
     GIFT_THANKS = "gift-thanks"  # a reader's thanks for a gift (gift_thanks.py)
+    WELCOME = "welcome"  # the first mail after a reader confirms
+    FOLLOW_UP = "follow-up"  # a later mail of the welcome series ([welcome] follow_ups)
 
 
 class MailStatus(StrEnum):
@@ -267,6 +247,8 @@ class TransactionalMail(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
     sent_at: datetime | None = _when()
     last_reply: str | None = None
+    # which mail of a series it is (a follow-up's name), when its kind has several
+    step: str | None = None
 
 
 class PolledSource(SQLModel, table=True):
@@ -330,10 +312,11 @@ class AuditAction(StrEnum):
     ISSUE_SENT = "issue-sent"
     ISSUE_SCHEDULED = "issue-scheduled"
     ISSUE_CANCELLED = "issue-cancelled"
-    # the overview (helper E)
     DIGEST_SENT = "digest-sent"
     # issue 15: donations (the desk's import of a bank statement, a Vipps report, a CSV)
     DONATIONS_IMPORTED = "donations-imported"
+    # issue 16: an admin undoes a bounce at the desk
+    SUBSCRIBER_REACTIVATED = "subscriber-reactivated"
 
 
 class AuditEvent(SQLModel, table=True):
@@ -392,6 +375,39 @@ class Gift(SQLModel, table=True):
     thanked_at: datetime | None = _when()
 
 
+class BounceKind(StrEnum):
+    HARD = "hard"  # the address is gone: the reader is bounced at once
+    SOFT = "soft"  # a mailbox problem that may pass: a point on the bounce score
+    COMPLAINT = "complaint"  # marked as spam (an ARF report): unsubscribed at once
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe mailto: address
+
+
+class BounceEvent(SQLModel, table=True):
+    """Something that came back about a reader after the relay took the message: a
+    bounce, a complaint, an unsubscribe by mail. Kept to show why a reader was bounced
+    or left (`mailer subscribers show`, the desk); a purge erases them."""
+
+    __tablename__ = "bounce_event"
+    __table_args__ = (
+        # the same message read twice (a file processed again) counts once
+        UniqueConstraint("message_key", "subscriber_id", name="uq_bounce_event_message"),
+        Index("ix_bounce_event_subscriber_id", "subscriber_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(foreign_key="subscriber.id")
+    issue_id: int | None = Field(default=None, foreign_key="issue.id")
+    delivery_id: int | None = None  # from the VERP return path, when it had one
+    kind: str  # BounceKind
+    status: str = ""  # the RFC 3463 status the report gave ("5.1.1"), if any
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    source: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    # sha256 of the message it came in (with the recipient): what makes it the same
+    message_key: str = Field(sa_column=Column(Text, nullable=False))
+    occurred_at: datetime | None = _when()  # the report's own date, if it had one
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
+
+
 class ServiceBeat(SQLModel, table=True):
     """A long-running part of mailer (the scheduler, the desk's sender) saying it is alive:
     `beat_at` moves on at each round of its work, so the desk can tell one that stopped."""
@@ -418,6 +434,7 @@ ISSUE_LINKS = _table(IssueLink)
 GIFTS = _table(Gift)
 DELIVERIES = _table(Delivery)
 TRANSACTIONAL_MAILS = _table(TransactionalMail)
+BOUNCE_EVENTS = _table(BounceEvent)
 
 
 def queued_mail(kind: MailKind, now: datetime, **to: object) -> Insert:

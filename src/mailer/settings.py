@@ -35,6 +35,7 @@ from mailer.sections import (
     Web,
     web_origin,
 )
+from mailer.sections_readers import Bounces, Welcome
 
 # The sections' models live in mailer.sections; they are named here too, where the
 # code that reads settings has always found them.
@@ -135,6 +136,8 @@ class Settings(Section):
     web: Web = Web()
     desk: Desk = Desk()
     tracking: Tracking = Tracking()
+    bounces: Bounces = Bounces()
+    welcome: Welcome = Welcome()
     security: Security = Security()
     config_path: Path | None = None
 
@@ -200,6 +203,11 @@ def load_settings(path: Path | None = None, environ: dict[str, str] | None = Non
     if "password" in data.get("smtp", {}):
         raise ConfigError(
             f"{path}: [smtp] password must not be in the file; set MAILER_SMTP_PASSWORD instead"
+        )
+    if "imap_password" in data.get("bounces", {}):
+        raise ConfigError(
+            f"{path}: [bounces] imap_password must not be in the file; set "
+            "MAILER_BOUNCES_IMAP_PASSWORD instead"
         )
     for key in ("secret_key", "secret_key_previous", "purge_key"):
         if key in data.get("security", {}):

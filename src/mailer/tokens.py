@@ -9,6 +9,8 @@ survive a change of key."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import time
@@ -92,3 +94,51 @@ def _is_reference(value: object) -> bool:
     if isinstance(value, str):
         return bool(value)
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+# VERP (the envelope sender bounces+<token>@domain): the token names what a bounce is
+# about. Lower-case base32 without padding, since some servers lower-case local parts,
+# and short: 64 octets is a local part's limit. A letter says what the number is.
+VERP_DELIVERY = "d"  # a delivery of an issue
+VERP_MAIL = "t"  # a transactional mail (confirmation, welcome, thanks)
+# the mailto: of List-Unsubscribe, for the delivery it came with: a mail to it leaves
+VERP_UNSUBSCRIBE = "u"
+_VERP_KINDS = (VERP_DELIVERY, VERP_MAIL, VERP_UNSUBSCRIBE)
+_VERP_MAC_BYTES = 10
+
+
+def _verp_mac(secret_key: str, kind: str, number: bytes) -> bytes:
+    message = b"mailer.verp." + kind.encode() + number
+    return hmac.new(secret_key.encode(), message, "sha256").digest()[:_VERP_MAC_BYTES]
+
+
+def verp_address(secret_key: str, address: str, kind: str, number: int) -> str:
+    """`address` ("bounces@example.org") with a signed token for the delivery or mail
+    `number` of `kind`: "bounces+d<base32>@example.org", at most 40 characters of token."""
+    local, _, domain = address.rpartition("@")
+    packed = number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big")
+    token = base64.b32encode(packed + _verp_mac(secret_key, kind, packed)).decode()
+    return f"{local}+{kind}{token.rstrip('=').lower()}@{domain}"
+
+
+def read_verp(secret_key: Keys, address: str, recipient: str) -> tuple[str, int] | None:
+    """What a VERP `recipient` ("bounces+d...@example.org", any case) made from
+    `address` names: (kind, number), or None if it is not one or its token is forged."""
+    local, _, domain = address.lower().rpartition("@")
+    their_local, _, their_domain = recipient.strip().strip("<>").lower().rpartition("@")
+    prefix = f"{local}+"
+    if their_domain != domain or not their_local.startswith(prefix):
+        return None
+    token = their_local.removeprefix(prefix)
+    kind, encoded = token[:1], token[1:].upper()
+    if kind not in _VERP_KINDS or not 0 < len(encoded) <= 39:
+        return None
+    try:
+        raw = base64.b32decode(encoded + "=" * (-len(encoded) % 8))
+    except (binascii.Error, ValueError):
+        return None
+    packed, mac = raw[:-_VERP_MAC_BYTES], raw[-_VERP_MAC_BYTES:]
+    keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
+    if packed and any(hmac.compare_digest(mac, _verp_mac(k, kind, packed)) for k in keys):
+        return kind, int.from_bytes(packed, "big")
+    return None
