@@ -315,3 +315,19 @@ def test_the_import_reader_sees_every_form_of_import(tmp_path):
 def test_a_cycle_is_named_module_by_module():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(edges) == [["a", "b", "c", "a"]]
+
+
+def test_every_package_is_installed():
+    """A non-editable install (pip install ., pipx) ships only the packages pyproject.toml
+    lists: each folder of src/mailer with an __init__.py must be there."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(
+        tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    source = root / "src"
+    packages = {
+        ".".join(init.parent.relative_to(source).parts) for init in source.rglob("__init__.py")
+    }
+    assert packages - listed == set(), "add these to [tool.setuptools] packages"
