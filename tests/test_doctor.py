@@ -381,6 +381,27 @@ def test_relay_on_this_machine(check: Any, plain_relay: int) -> None:
     assert levels(found, Topic.RELAY) == [Level.NOTE]
 
 
+def test_relay_offering_starttls_to_a_sender_that_does_not_use_it(check: Any) -> None:
+    found = check(smtp={"security": "none"})
+    (warning,) = found.warnings
+    assert warning.topic == Topic.RELAY
+    assert 'offers STARTTLS, but [smtp] security = "none" leaves mail unencrypted' in warning.says
+    assert warning.fix == 'Set [smtp] security = "starttls".'
+
+
+def test_relay_name_without_an_address(check: Any) -> None:
+    found = check(smtp={"host": "nowhere.dawat.example"})
+    assert (
+        "cannot find the address of the relay [smtp] host nowhere.dawat.example: "
+        "nowhere.dawat.example does not exist in DNS"
+    ) in problem_about(found, Topic.RELAY)
+    (spf,) = found.about(Topic.SPF)
+    assert (spf.level, spf.says) == (
+        Level.NOTE,
+        "whether dawat.example's SPF record allows the relay was not checked: see Relay.",
+    )
+
+
 def test_relay_certificate_not_trusted(
     server: DnsServer, keys: dict[str, Any], tls_relay: int, tmp_path: Path
 ) -> None:

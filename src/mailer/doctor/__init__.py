@@ -8,6 +8,7 @@ returns findings (findings.py) for the command line to print."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 
 from mailer.doctor.findings import Diagnosis, Finding, Level, Topic, problem
@@ -37,19 +38,18 @@ def diagnose(
         envelope = from_domain
         why = "the From domain: with no [bounces] address the envelope sender is from_address"
     relay = settings.smtp.host
-    found: list[Finding] = []
-    addresses = None if on_this_machine(relay) else _relay_addresses(dns, relay, found)
-    spf, spf_passes = spf_check(dns, envelope, relay, addresses)
+    local = on_this_machine(relay)
+    addresses, unfound = ([relay], None) if local else _relay_addresses(dns, relay)
+    spf, spf_passes = spf_check(dns, envelope, relay, None if local else addresses)
     dkim, dkim_passes = dkim_check(dns, settings.dkim)
     passes = {Topic.SPF: spf_passes, Topic.DKIM: dkim_passes}
-    dmarc = dmarc_check(dns, from_domain, settings.dkim, envelope, passes)
-    found += spf + dkim + dmarc
+    found = spf + dkim + dmarc_check(dns, from_domain, settings.dkim, envelope, passes)
     found += bounce_check(dns, bounces, settings.publication.from_address)
-    if addresses != []:  # [] when the relay's name has no address: reported already
-        via = addresses[0] if addresses else relay
-        found += relay_check(
-            settings.smtp, via, addresses is None, tls or ssl.create_default_context()
-        )
+    if unfound:
+        found.append(unfound)
+    else:
+        tls = tls or ssl.create_default_context()
+        found += relay_check(settings.smtp, addresses[0], local, tls)
     return Diagnosis(from_domain, envelope, why, dns.described, tuple(found))
 
 
@@ -65,16 +65,28 @@ def on_this_machine(host: str) -> bool:
     return address.is_loopback or address.is_private
 
 
-def _relay_addresses(dns: Dns, relay: str, found: list[Finding]) -> list[str]:
-    """The relay's addresses, looked up through `dns`; [] with a finding when none."""
+def _relay_addresses(dns: Dns, relay: str) -> tuple[list[str], Finding | None]:
+    """The relay's addresses, looked up through `dns`, or through the system as the
+    sender looks it up (/etc/hosts, say) when DNS has none and no server was named;
+    none: the finding that says so."""
     try:
         ipaddress.ip_address(relay)
-        return [relay]
+        return [relay], None
     except ValueError:
         pass
     try:
-        return dns.addresses(relay)
+        return dns.addresses(relay), None
     except DnsFailure as failure:
+        found = _system_addresses(relay) if dns.server is None else []
+        if found:
+            return found, None
         says = f"cannot find the address of the relay [smtp] host {relay}: {failure.why}."
-        found.append(problem(Topic.RELAY, says, "Check [smtp] host."))
+        return [], problem(Topic.RELAY, says, "Check [smtp] host.")
+
+
+def _system_addresses(host: str) -> list[str]:
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
         return []
+    return list(dict.fromkeys(str(entry[4][0]) for entry in found))

@@ -18,7 +18,7 @@ from mailer.doctor.lookups import Dns, DnsFailure, FailureKind, organisational
 from mailer.doctor.spf import SpfResult, evaluate, spf_records
 from mailer.sections import Dkim
 
-GMAIL_YAHOO = "Gmail and Yahoo require it of anyone sending newsletters"
+GMAIL_YAHOO = "Gmail and Yahoo require it of bulk senders, newsletters included"
 
 
 def spf_check(
@@ -55,6 +55,9 @@ def spf_check(
         )
         fix = "Make sure the record allows the public address your mail server sends from."
         return [note(Topic.SPF, says, fix)], None
+    if not addresses:
+        says = f"whether {domain}'s SPF record allows the relay was not checked: see Relay."
+        return [note(Topic.SPF, says)], None
     findings = []
     for address in addresses:
         verdict = evaluate(dns, domain, address)
