@@ -198,7 +198,10 @@ def test_a_ready_domain_is_all_ok(check: Any, capsys: pytest.CaptureFixture[str]
     assert (
         "OK       SPF      dawat.example allows the relay relay.dawat.example (127.0.0.1)" in shown
     )
-    assert "SPF is checked for dawat.example, the domain of [bounces] address" in shown
+    assert (
+        "SPF is checked for dawat.example, the domain of the envelope sender (Return-Path): "
+        "[bounces] address bounces@dawat.example."
+    ) in shown
     assert "s1._domainkey.dawat.example matches" in shown
     assert "_dmarc.dawat.example: p=quarantine (mail that fails goes to spam)" in shown
     assert "DKIM (d=dawat.example) and SPF (dawat.example) pass aligned" in shown
@@ -358,7 +361,9 @@ def test_bounce_domain_with_an_address_and_no_mx(check: Any) -> None:
 def test_without_a_bounce_address_spf_is_the_from_domains(check: Any) -> None:
     found = check(bounces={"address": ""})
     assert found.problems == []
-    assert "with no [bounces] address the envelope sender is from_address" in found.envelope_why
+    assert found.envelope_why == (
+        "the From domain: with no [bounces] address, from_address is the envelope sender"
+    )
     (finding,) = found.about(Topic.BOUNCES)
     assert finding.level == Level.NOTE
     assert "bounces go to news@dawat.example and are matched by reading them" in finding.says
@@ -400,6 +405,30 @@ def test_relay_name_without_an_address(check: Any) -> None:
     assert (spf.level, spf.says) == (
         Level.NOTE,
         "whether dawat.example's SPF record allows the relay was not checked: see Relay.",
+    )
+
+
+def test_relay_speaking_tls_from_the_start(check: Any, certificate: tuple[Path, Path]) -> None:
+    """security = "tls" (port 465): the handshake comes first, the certificate checked."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    controller = Controller(
+        RecordingHandler(),
+        hostname="127.0.0.1",
+        port=free_port(),
+        ssl_context=context,
+        ready_timeout=30,
+    )
+    controller.start()
+    try:
+        found = check(port=controller.port, smtp={"security": "tls"})
+    finally:
+        controller.stop()
+    (relay,) = found.about(Topic.RELAY)
+    assert (relay.level, relay.says) == (
+        Level.OK,
+        f"the relay relay.dawat.example:{controller.port} speaks TLS from the start, with a "
+        "valid certificate.",
     )
 
 

@@ -33,10 +33,10 @@ def diagnose(
     bounces = settings.bounces.address
     if bounces:
         envelope = bounces.rpartition("@")[2].lower()
-        why = f"the domain of [bounces] address ({bounces}), the envelope sender's"
+        why = f"the domain of the envelope sender (Return-Path): [bounces] address {bounces}"
     else:
         envelope = from_domain
-        why = "the From domain: with no [bounces] address the envelope sender is from_address"
+        why = "the From domain: with no [bounces] address, from_address is the envelope sender"
     relay = settings.smtp.host
     local = on_this_machine(relay)
     addresses, unfound = ([relay], None) if local else _relay_addresses(dns, relay)
