@@ -255,6 +255,9 @@ def test_dkim_key_that_is_not_ours(check: Any, keys: dict[str, Any]) -> None:
     assert f'Publish this TXT record at s1._domainkey.dawat.example: "{keys["ours"]}"' in line
     # SPF still passes aligned, so DMARC passes: the DKIM line is the one problem
     assert len(found.problems) == 1
+    assert found.about(Topic.DMARC)[1].says == (
+        "SPF (dawat.example) passes aligned with dawat.example."
+    )
 
 
 def test_no_dkim_record_and_no_dkim_set(check: Any, keys: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from mailer.cli.app import settings_of
 from mailer.cli.output import plural, say
-from mailer.doctor import Diagnosis, Finding, Level, diagnose, dns_server
+from mailer.doctor import Diagnosis, Finding, diagnose, dns_server
 
 
 def doctor(
@@ -58,5 +58,4 @@ def print_diagnosis(found: Diagnosis) -> None:
 
 def line(finding: Finding) -> str:
     """LEVEL  TOPIC  what was found, as one line a person scans down."""
-    marker = {Level.PROBLEM: "PROBLEM", Level.WARNING: "WARNING"}.get(finding.level, finding.level)
-    return f"{marker:<8} {finding.topic:<8} {finding.says}"
+    return f"{finding.level:<8} {finding.topic:<8} {finding.says}"

@@ -235,7 +235,8 @@ def _alignment(
         f"{organisational(from_domain)}), with its key published there."
     )
     if passing:
-        says = f"{' and '.join(what[t] for t in passing)} pass aligned with {from_domain}."
+        verb = "passes" if len(passing) == 1 else "pass"
+        says = f"{' and '.join(what[t] for t in passing)} {verb} aligned with {from_domain}."
         found = [ok(Topic.DMARC, says)]
         if not lined_up[Topic.DKIM]:
             says = (

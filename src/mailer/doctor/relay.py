@@ -51,7 +51,10 @@ def relay_check(smtp: Smtp, via: str, local: bool, tls: ssl.SSLContext) -> list[
         says = f"the relay {where} broke off the conversation: {exc}."
         return [problem(Topic.RELAY, says, "Check [smtp] host, port and security.")]
     finally:
-        probe.close()
+        try:
+            probe.quit()
+        except (OSError, smtplib.SMTPException):
+            probe.close()
 
 
 def _greeted(
