@@ -71,6 +71,7 @@ LAYERS = {
     "second_factor": PIPELINE,
     "roster": PIPELINE,
     "gifts": PIPELINE,
+    "doctor": PIPELINE,  # mailer doctor's checks of DNS and the relay
     # the use cases: the only callers of the engine
     "runs": USE_CASES,
     "signup": USE_CASES,
@@ -95,6 +96,7 @@ LAYERS = {
 OUTSIDE = {
     "testing",
     "testing.relay",
+    "testing.dns",
 }  # the tests' helpers: they may use anything, and nothing uses them
 
 MAX_LINES = 450

@@ -12,7 +12,16 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from mailer.cli import articles, donations, editors, issues, sending, service, subscribers
+from mailer.cli import (
+    articles,
+    doctor,
+    donations,
+    editors,
+    issues,
+    sending,
+    service,
+    subscribers,
+)
 from mailer.cli.app import (
     app,
     articles_app,
@@ -37,6 +46,7 @@ for command in (
     issues.digest,
     service.scheduler,
     issues.status,
+    doctor.doctor,
 ):
     app.command()(command)
 subscribers_app.command("add")(subscribers.subscribers_add)
