@@ -50,6 +50,7 @@ EXPECTED: dict[str, list[tuple[Action, str, str]] | str] = {
     "unsubscribe_request.eml": [(UNSUBSCRIBE, "kari.nordmann@example.org", "")],
     "vacation_reply.eml": "auto-reply",
     "outlook_automatic_reply.eml": "auto-reply",
+    "read_receipt.eml": "read receipt",
     "garbage_empty.eml": "unreadable: empty",
     "garbage_random.eml": "unreadable: no mail headers",
     "garbage_truncated_multipart.eml": "unreadable: truncated or broken MIME",
@@ -139,6 +140,12 @@ def test_the_original_message_id_and_date_are_read() -> None:
     assert read("exim_user_unknown.eml").original_message_id == (
         "<7.c0ffee00112233445566@dawatmedia.example>"
     )
+    # a report that encloses nothing: Gmail's X-Original-Message-ID field names it
+    gmail = (CORPUS / "gmail_no_such_user.eml").read_bytes()
+    bare = gmail[: gmail.index(b"--000000000000a1b2c30626f7d1e2\nContent-Type: message/rfc822")]
+    assert read_bounce(bare, RETURN_PATH, KEYS).original_message_id == (
+        "<7.6d6d6d6d6d6d6d6d6d6d@dawatmedia.example>"
+    )
     # Gmail dates its report in PST: read as UTC
     assert read("gmail_no_such_user.eml").date == datetime(2026, 11, 30, 14, 35, 31, tzinfo=UTC)
     assert read("garbage_random.eml").date is None
@@ -160,7 +167,13 @@ def test_the_verp_token_names_the_delivery_and_a_forged_one_nothing() -> None:
 def test_no_cut_or_damaged_message_raises(name: str) -> None:
     data = (CORPUS / name).read_bytes()
     damaged = [data[:end] for end in range(0, len(data), 97)]
-    damaged += [data.replace(b"\n", b"\r", 40), data.replace(b"--", b"\xff\xfe"), data * 2]
+    damaged += [
+        data.replace(b"\n", b"\r", 40),
+        data.replace(b"--", b"\xff\xfe"),
+        data.replace(b"us-ascii", b"x-no-such-charset").replace(b"Subject: ", b"Subject: =?x?q?"),
+        data.replace(b"Content-Type: message/", b"Content-Type: message/\x80"),
+        data * 2,
+    ]
     for sample in damaged:
         bounce = read_bounce(sample, RETURN_PATH, KEYS)
         assert bounce.key == hashlib.sha256(sample).hexdigest()

@@ -21,6 +21,8 @@ from mailer.bounces.reports import (
     delivery_failures,
     has_delivery_status,
     is_feedback_report,
+    is_read_receipt,
+    reported_message_id,
 )
 from mailer.tokens import VERP_UNSUBSCRIBE, Keys, read_verp
 
@@ -35,6 +37,7 @@ _AUTO_REPLY_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 _MESSAGE_ID_LINE = re.compile(r"^message-id:\s*(<[^>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(r"<[^>\s]+>")
 _BROKEN_MIME = (
     "StartBoundaryNotFoundDefect",
     "CloseBoundaryNotFoundDefect",
@@ -42,6 +45,7 @@ _BROKEN_MIME = (
     "NoBoundaryInMultipartDefect",
 )
 _REASON_LIMIT = 200
+_SCAN_LIMIT = 256 * 1024
 
 
 def message_key(data: bytes) -> str:
@@ -80,9 +84,13 @@ def _read(key: str, data: bytes, return_path: str, keys: Keys) -> Bounce:
     if verp is not None and verp[0] == VERP_UNSUBSCRIBE:
         sender = (addresses(headers(msg, "From")) or [""])[0]
         return _with(found, [Failure(Action.UNSUBSCRIBE, sender)], "")
-    failures = plain_failures(msg)
+    # flufl.bounce's generic patterns take seconds a megabyte; what a bounce says comes
+    # first, before the copy of the message, so a big message is read by its start
+    failures = plain_failures(msg if len(data) <= _SCAN_LIMIT else parse(data[:_SCAN_LIMIT]))
     if failures or report:
         return _with(found, failures, "" if failures else "delivery report without a failure")
+    if is_read_receipt(msg):
+        return _with(found, [], "read receipt")
     # a message cut short says nothing sure, even with a Postfix bounce's Auto-Submitted
     broken = _broken_mime(msg)
     if broken:
@@ -125,14 +133,20 @@ def _verp(
 
 
 def _original_id(msg: Message, original: Message | None) -> str:
-    """The Message-ID of the message a report encloses, or one a plain-text bounce
-    quotes among the original's headers."""
-    if original is not None:
-        found = header(original, "Message-ID")
+    """The Message-ID of the message a report encloses, names, or a plain-text bounce
+    quotes among the original's headers; else the one the bounce replies to."""
+    if original is not None and header(original, "Message-ID"):
+        return header(original, "Message-ID")
+    quoted = _MESSAGE_ID_LINE.search(readable_text(msg))
+    replied_to = _MESSAGE_ID.search(header(msg, "In-Reply-To"))
+    for found in (
+        reported_message_id(msg),
+        quoted.group(1) if quoted else "",
+        replied_to.group(0) if replied_to else "",
+    ):
         if found:
             return found
-    quoted = _MESSAGE_ID_LINE.search(readable_text(msg))
-    return quoted.group(1) if quoted else ""
+    return ""
 
 
 def _date(msg: Message) -> datetime | None:

@@ -17,6 +17,7 @@ from mailer.bounces.reports import first_status
 # how much text after an address may still be about it (Exim's host line, the SMTP
 # error line, the reply: a few lines)
 _WINDOW = 600
+_CONTINUATION_LINES = 4
 # an SMTP reply code at the start of the server's words: "550 5.1.1 ...", "554: delivery
 # error", "<<< 552-5.2.2", "(reason: 550 ...)", "Remote host said: 550 ..."
 _WORD = re.compile(r"[^\W\d_]{2,}")
@@ -53,11 +54,20 @@ def _status_near(text: str, address: str, others: set[str]) -> tuple[str, str]:
         window = _window(text, lowered, start + len(address), others)
         reply = _REPLY.search(window)
         if reply:
-            line = one_line(reply.group(0)).rstrip(")")
+            line = _with_continuation(reply.group(0), window[reply.end() :]).rstrip(")")
             return first_status(line) or first_status(window), line
         if fallback == ("", ""):
             fallback = (first_status(window), _next_words(window))
     return fallback
+
+
+def _with_continuation(line: str, rest: str) -> str:
+    """A reply line and the indented lines that carry it on, as Postfix wraps them."""
+    for following in rest.split("\n")[1:_CONTINUATION_LINES]:
+        if not following[:1].isspace() or not following.strip():
+            break
+        line += " " + following
+    return one_line(line)
 
 
 def _mentions(lowered: str, address: str) -> list[int]:

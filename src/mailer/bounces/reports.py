@@ -46,6 +46,25 @@ def delivery_failures(msg: Message) -> list[Failure]:
     return failures
 
 
+def reported_message_id(msg: Message) -> str:
+    """The Message-ID a delivery report names in its own fields (Gmail's
+    X-Original-Message-ID), for a report that does not enclose the message."""
+    for part in own_parts(msg):
+        if part.get_content_type() in DELIVERY_STATUS_TYPES:
+            for block in header_blocks(part):
+                found = header(block, "X-Original-Message-ID")
+                if found:
+                    return found
+    return ""
+
+
+def is_read_receipt(msg: Message) -> bool:
+    """A message disposition notification (RFC 8098): "read", "deleted"; not a bounce."""
+    return any(
+        part.get_content_type() == "message/disposition-notification" for part in own_parts(msg)
+    )
+
+
 def _group_failure(block: Message) -> Failure | None:
     recipient = _recipient(block)
     if not recipient:  # the per-message block (Reporting-MTA, Arrival-Date) or junk
