@@ -180,6 +180,17 @@ def test_no_cut_or_damaged_message_raises(name: str) -> None:
         assert bool(bounce.failures) != bool(bounce.ignored)
 
 
+def test_a_plain_bounce_without_a_from_or_with_8_bit_headers_still_reads() -> None:
+    """flufl.bounce's detectors fail on both; the message is made fit for them first."""
+    qmail = (CORPUS / "flufl/qmail_03.txt").read_bytes()
+    no_from = qmail.replace(b"\nFrom: MAILER-DAEMON@", b"\nX-Was-From: MAILER-DAEMON@")
+    postfix = (CORPUS / "flufl/postfix_01.txt").read_bytes()
+    junk = postfix.replace(b"Description: Undelivered Message", b"Description: Undelivered \xe5")
+    for sample, recipient in ((no_from, "userx@example.jp"), (junk, "xxxxx@local.ie")):
+        bounce = read_bounce(sample, RETURN_PATH, KEYS)
+        assert [(f.action, f.recipient) for f in bounce.failures] == [(FAILED, recipient)]
+
+
 def _message(number: int) -> bytes:
     message = EmailMessage()
     message["From"] = "MAILER-DAEMON@relay.example.org"

@@ -45,7 +45,6 @@ _BROKEN_MIME = (
     "NoBoundaryInMultipartDefect",
 )
 _REASON_LIMIT = 200
-_SCAN_LIMIT = 256 * 1024
 
 
 def message_key(data: bytes) -> str:
@@ -84,13 +83,11 @@ def _read(key: str, data: bytes, return_path: str, keys: Keys) -> Bounce:
     if verp is not None and verp[0] == VERP_UNSUBSCRIBE:
         sender = (addresses(headers(msg, "From")) or [""])[0]
         return _with(found, [Failure(Action.UNSUBSCRIBE, sender)], "")
-    # flufl.bounce's generic patterns take seconds a megabyte; what a bounce says comes
-    # first, before the copy of the message, so a big message is read by its start
-    failures = plain_failures(msg if len(data) <= _SCAN_LIMIT else parse(data[:_SCAN_LIMIT]))
-    if failures or report:
-        return _with(found, failures, "" if failures else "delivery report without a failure")
     if is_read_receipt(msg):
         return _with(found, [], "read receipt")
+    failures = plain_failures(data)
+    if failures or report:
+        return _with(found, failures, "" if failures else "delivery report without a failure")
     # a message cut short says nothing sure, even with a Postfix bounce's Auto-Submitted
     broken = _broken_mime(msg)
     if broken:

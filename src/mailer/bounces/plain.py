@@ -5,32 +5,41 @@ from the text near each address it names."""
 
 from __future__ import annotations
 
+import logging
 import re
 from email.message import Message
 
 from flufl.bounce import all_failures
 
 from mailer.bounces.findings import Action, Failure
-from mailer.bounces.mime import one_line, readable_text
+from mailer.bounces.mime import decoded, one_line, parse, readable_text
 from mailer.bounces.reports import first_status
 
+# flufl.bounce logs a detector's exception with its traceback before raising it; the
+# failure is reported once, as the message's reason, so no traceback on the terminal
+logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
+
+# flufl.bounce's generic patterns take seconds a megabyte; what a bounce says comes
+# first, before the copy of the message, so a big message is read by its start
+SCAN_LIMIT = 256 * 1024
 # how much text after an address may still be about it (Exim's host line, the SMTP
 # error line, the reply: a few lines)
 _WINDOW = 600
 _CONTINUATION_LINES = 4
 # an SMTP reply code at the start of the server's words: "550 5.1.1 ...", "554: delivery
 # error", "<<< 552-5.2.2", "(reason: 550 ...)", "Remote host said: 550 ..."
+_REPLY = re.compile(r"(?<![\w.\-])([45]\d\d)(?![\w.])[ \-:][^\n]*")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 # a quoted header ("Received: ..."), a heading ("Technical details:"), a ruler ("-----")
 _NOT_A_REASON = re.compile(r"^[\w-]+:(\s|$)|:$|^\W")
 _ORIGINAL_BEGINS = re.compile(
     r"original message|copy of|message follows|text follows|returned mail", re.IGNORECASE
 )
-_REPLY = re.compile(r"(?<![\w.\-])([45]\d\d)(?![\w.])[ \-:][^\n]*")
 
 
-def plain_failures(msg: Message) -> list[Failure]:
+def plain_failures(data: bytes) -> list[Failure]:
     """flufl.bounce's permanent failures as FAILED and temporary ones as DELAYED."""
+    msg = _detectable(data[:SCAN_LIMIT])
     temporary, permanent = all_failures(msg)
     text = readable_text(msg)
     found: dict[str, Action] = {}
@@ -43,6 +52,24 @@ def plain_failures(msg: Message) -> list[Failure]:
         Failure(action, recipient, *_status_near(text, recipient, set(found) - {recipient}))
         for recipient, action in found.items()
     ]
+
+
+def _detectable(data: bytes) -> Message:
+    """The message as flufl.bounce's detectors can take it: they call str methods on
+    headers (a part's too), which 8-bit junk turns into Header objects, and one (Yale's)
+    fails on a message without a From."""
+    msg = parse(data)
+    for part in msg.walk():
+        for name in set(part.keys()):
+            values = part.get_all(name) or []
+            if not all(isinstance(value, str) and value.isascii() for value in values):
+                del part[name]
+                for value in values:
+                    part[name] = decoded(value)
+    if not msg.get("From", "").strip():
+        del msg["From"]
+        msg["From"] = "<>"
+    return msg
 
 
 def _status_near(text: str, address: str, others: set[str]) -> tuple[str, str]:
