@@ -127,6 +127,24 @@ def test_a_plain_text_bounce_gives_the_reply_near_the_address() -> None:
     )
     (yahoo,) = read("yahoo_no_account.eml").failures
     assert "This user doesn't have a yahoo.com account" in yahoo.diagnostic
+    # a reply far below the address is read whole, without the transcript after it
+    (quota,) = read("flufl/simple_01.txt").failures
+    assert quota.diagnostic == "552 Message for <bbbsss@example.com> would exceed mailbox quota"
+    # Postfix's plain text wraps the reply: its indented lines carry it on
+    (wrapped,) = read("flufl/postfix_01.txt").failures
+    assert wrapped.diagnostic == "550 5.1.1 <xxxxx@local.ie>... User unknown"
+
+
+@pytest.mark.parametrize(
+    "name", ["postfix_user_unknown.eml", "exim_user_unknown.eml", "flufl/simple_01.txt"]
+)
+def test_a_message_with_windows_line_ends_reads_the_same(name: str) -> None:
+    data = (CORPUS / name).read_bytes()
+    crlf = read_bounce(data.replace(b"\n", b"\r\n"), RETURN_PATH, KEYS)
+    assert (crlf.failures, crlf.original_message_id) == (
+        read(name).failures,
+        read(name).original_message_id,
+    )
 
 
 def test_the_original_message_id_and_date_are_read() -> None:

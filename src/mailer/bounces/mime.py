@@ -91,11 +91,12 @@ def own_parts(msg: Message) -> Iterator[Message]:
 
 def readable_text(msg: Message) -> str:
     """The text/plain parts outside enclosed messages: what the bouncing server wrote."""
-    return "\n".join(
+    text = "\n".join(
         payload_text(part)
         for part in own_parts(msg)
         if part.get_content_type() == "text/plain" and not part.is_multipart()
     )
+    return text.replace("\r\n", "\n")
 
 
 def header_blocks(part: Message) -> list[Message]:
