@@ -5,6 +5,7 @@ is temporary; what a reply means is decided by the table in replies.py."""
 from __future__ import annotations
 
 import functools
+import re
 import smtplib
 import ssl
 from types import TracebackType
@@ -17,6 +18,9 @@ from mailer.settings import SMTP_DATA_TIMEOUT, Smtp
 # message (a 250 with a long queue id or diagnostics): read it, and keep the start.
 _MAXLINE = 8192
 _KEPT = 1000  # characters of a reply kept for the record
+# a VERP envelope sender ([bounces] address, tokens.verp_address): +, a kind letter and
+# 18 or more characters of lower-case base32 before the @
+_VERP_SENDER = re.compile(r"\+[dtu][a-z2-7]{18,39}@")
 
 
 class TemporaryFailure(Exception):
@@ -67,6 +71,14 @@ def _reply(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     reply = f"{code} {' '.join(text.split())}"
     return reply if len(reply) <= _KEPT else reply[: _KEPT - 1] + "…"
+
+
+def _refuses_return_path(refused: _Refused, sender: str) -> bool:
+    """A VERP sender refused as a sender: at MAIL, or later in words (Postfix's
+    reject_sender_login_mismatch answers at RCPT)."""
+    if not _VERP_SENDER.search(sender):
+        return False
+    return refused.stage == Stage.MAIL or "sender" in refused.reply.lower()
 
 
 @functools.cache
@@ -241,6 +253,13 @@ class SMTPTransport:
             return TemporaryFailure(reply)
         if verdict == Verdict.CONTENT:
             return ContentRefused(reply)
+        if verdict == Verdict.STOP and _refuses_return_path(refused, sender):
+            return DeliveryError(
+                f"SMTP server {self.address} refused the return path {sender} ([bounces] "
+                f"address): {reply}; some submission services accept no envelope sender but "
+                "the login's own address: send through a relay that accepts it from an "
+                "authenticated client, such as Postfix, or leave [bounces] address empty"
+            )
         if verdict == Verdict.STOP and refused.stage == Stage.MAIL:
             return DeliveryError(
                 f"SMTP server {self.address} refused the sender {sender}: {reply}; check "
