@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import ColumnElement, Connection, Engine, Exists, Select, select
+from sqlalchemy import ColumnElement, Connection, Engine, Exists, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.donation import donation_block
@@ -108,18 +108,37 @@ def queue_follow_ups(engine: Engine, settings: Settings, now: datetime) -> int:
         for subscriber_id in due:
             try:
                 with engine.begin() as connection:
-                    connection.execute(
-                        queued_mail(
-                            MailKind.FOLLOW_UP, now, subscriber_id=subscriber_id, step=step.template
-                        )
-                    )
-            except IntegrityError:  # another follow-up waits for them: the next run
+                    _queue_follow_up(connection, subscriber_id, step, now)
+            except (IntegrityError, _Overtaken):  # another follow-up waits, or this one went
                 continue
             queued += 1
     return queued
 
 
-def _due(step: FollowUp, now: datetime) -> Select[tuple[int]]:
+class _Overtaken(Exception):
+    """Another service queued (and sent) this follow-up since it was found due."""
+
+
+def _queue_follow_up(
+    connection: Connection, subscriber_id: int, step: FollowUp, now: datetime
+) -> None:
+    """The write first, then the look: a mail of this step that another service queued
+    meanwhile, sent or not, is seen, and this one rolled back."""
+    connection.execute(
+        queued_mail(MailKind.FOLLOW_UP, now, subscriber_id=subscriber_id, step=step.template)
+    )
+    same = connection.execute(
+        select(func.count()).where(
+            MAILS.c.subscriber_id == subscriber_id,
+            MAILS.c.kind == MailKind.FOLLOW_UP,
+            MAILS.c.step == step.template,
+        )
+    ).scalar_one()
+    if same > 1:
+        raise _Overtaken
+
+
+def _due(step: FollowUp, now: datetime) -> Select[int]:
     s, m = SUBSCRIBERS.c, MAILS.c
 
     def any_mail(*where: ColumnElement[bool]) -> Exists:
