@@ -7,6 +7,7 @@ with the welcome's reference are reported as the welcome mail's."""
 
 from __future__ import annotations
 
+import sys
 from contextlib import closing
 from datetime import timedelta
 from email.message import EmailMessage
@@ -18,6 +19,7 @@ from sqlalchemy import Engine, select
 
 from deskclient import Desk
 from mailer import fundraising, signup
+from mailer.cli import main
 from mailer.cli.donations import print_report
 from mailer.delivery import deliver
 from mailer.links import DESK_DONATIONS_PATH, issue_url
@@ -25,8 +27,8 @@ from mailer.models import TRANSACTIONAL_MAILS, MailKind, utcnow
 from mailer.references import digest_reference, parse_reference, welcome_reference
 from mailer.scheduler import Service
 from mailer.settings import Settings
-from mailer.subscribers import add_subscriber, find_subscriber, unsubscribe
-from mailer.testing import RecordingHandler, new_issue, queued_mails, run_mailer, served
+from mailer.subscribers import add_subscriber, find_subscriber, request_subscription, unsubscribe
+from mailer.testing import RecordingHandler, new_issue, queued_mails, served
 from mailer.tokens import CONFIRM, make_token
 from mailer.transactional import send_queued
 
@@ -111,7 +113,7 @@ def test_a_reader_who_confirms_on_the_site_is_welcomed_once(
 
 
 @SQLITE
-def test_no_welcome_when_it_is_off_nor_for_readers_added_as_confirmed(
+def test_no_welcome_when_it_is_off_for_readers_added_as_confirmed_or_back_after_leaving(
     engine: Engine, settings: Settings, smtp: RecordingHandler
 ) -> None:
     confirmed(engine, settings.replace(welcome={"enabled": False}), "off@example.org")
@@ -121,6 +123,14 @@ def test_no_welcome_when_it_is_off_nor_for_readers_added_as_confirmed(
     confirmed(engine, settings, "late@example.org")
     assert send_queued(engine, settings.replace(welcome={"enabled": False})) == {"skipped": 1}
     assert smtp.received == []
+    # welcomed, left, and back: confirmed again, not welcomed again
+    back = confirmed(engine, settings, "back@example.org")
+    assert send_queued(engine, settings) == {"sent": 1}
+    unsubscribe(engine, back)
+    assert request_subscription(engine, "back@example.org", None, "every") is not None
+    token = make_token(settings.secret_key, CONFIRM, find_subscriber(engine, back).public_id)
+    assert signup.confirm(engine, settings, token, "127.0.0.1").outcome == "confirmed"
+    assert send_queued(engine, settings) == {} and len(smtp.to("back@example.org")) == 1
 
 
 def test_follow_ups_come_on_their_day_once_and_not_after_a_reader_left(
@@ -179,7 +189,9 @@ def test_a_reader_due_for_two_follow_ups_gets_them_one_at_a_time(
         assert smtp.to("away@example.org")[-1]["Subject"] == subject
 
 
-def test_a_follow_up_without_its_template_stops_mailer_at_start(tmp_path: Path) -> None:
+def test_a_follow_up_without_its_template_stops_mailer_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "mailer.toml"
     shipped = (Path(__file__).parents[1] / "config" / "mailer.toml").read_text()
     config.write_text(
@@ -188,9 +200,12 @@ def test_a_follow_up_without_its_template_stops_mailer_at_start(tmp_path: Path) 
             'follow_ups = [{ day = 3, template = "who-we-were", subject = "Hello" }]',
         )
     )
-    done = run_mailer(tmp_path, "--config", str(config), "subscribers", "list")
-    assert done.returncode == 1
-    assert "welcome.follow_ups" in done.stderr and "email/welcome/who-we-were.html" in done.stderr
+    monkeypatch.setattr(sys, "argv", ["mailer", "--config", str(config), "subscribers", "list"])
+    with pytest.raises(SystemExit) as stopped:
+        main()  # the command line, in-process
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err
+    assert "welcome.follow_ups" in error and "email/welcome/who-we-were.html" in error
 
 
 @SQLITE
