@@ -7,6 +7,7 @@ with the welcome's reference are reported as the welcome mail's."""
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import closing
 from datetime import timedelta
@@ -200,6 +201,8 @@ def test_a_follow_up_without_its_template_stops_mailer_at_start(
             'follow_ups = [{ day = 3, template = "who-we-were", subject = "Hello" }]',
         )
     )
+    for variable in [name for name in os.environ if name.startswith("MAILER_")]:
+        monkeypatch.delenv(variable)  # as a user runs it: their file only
     monkeypatch.setattr(sys, "argv", ["mailer", "--config", str(config), "subscribers", "list"])
     with pytest.raises(SystemExit) as stopped:
         main()  # the command line, in-process
