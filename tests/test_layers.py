@@ -47,6 +47,7 @@ LAYERS = {
     "donation": PIPELINE,
     "goal": PIPELINE,
     "gift_thanks": PIPELINE,
+    "welcome": PIPELINE,
     "donor_copy": PIPELINE,
     "donors": PIPELINE,
     "references": PIPELINE,

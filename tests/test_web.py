@@ -159,6 +159,7 @@ def test_subscribe_confirm_receive_and_leave(engine, site, smtp, tmp_path):
     assert reader.status == "active" and reader.confirmed_at and reader.consent_ip == "127.0.0.1"
     assert "You are subscribed" in httpx.get(link).text, "the link works twice, changes once"
     assert "You are subscribed" in press(link).text
+    smtp.wait_for("new.reader@example.org", 2)  # the welcome mail (welcome.py)
     issue = article_issue(engine, site.settings, sample(engine, site.settings))
     assert deliver(engine, site.settings, issue).sent == 1
     newsletter = smtp.to("new.reader@example.org")[-1]
@@ -168,7 +169,7 @@ def test_subscribe_confirm_receive_and_leave(engine, site, smtp, tmp_path):
     later.write_text("OSLO – The council met again and agreed on the budget.\n")
     other = ingest_file(engine, site.settings, later, title="The next issue").article
     deliver(engine, site.settings, article_issue(engine, site.settings, other))
-    assert len(smtp.to("new.reader@example.org")) == 2, "the welcome and one issue"
+    assert len(smtp.to("new.reader@example.org")) == 3, "the link, the welcome and one issue"
 
 
 def list_all(engine: Engine) -> list[Subscriber]:

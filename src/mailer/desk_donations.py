@@ -38,6 +38,7 @@ class DonationsPage:
     issues: list[IssueRow]
     months: list[tuple[str, int, list[str]]]  # ("2026-11", gifts, amounts)
     unattributed: tuple[int, list[str]]  # gifts, amounts
+    welcome: tuple[int, list[str]] = (0, [])  # marked with the welcome mails' reference
 
     @property
     def any_gift(self) -> bool:
@@ -64,7 +65,8 @@ def donations_page(engine: Engine) -> DonationsPage:
     ]
     months = [(month, sums.gifts, _amounts(sums)) for month, sums in shown.months.items()]
     unattributed = (shown.unattributed.gifts, _amounts(shown.unattributed))
-    return DonationsPage(issues, months, unattributed)
+    welcome = (shown.welcome.gifts, _amounts(shown.welcome))
+    return DonationsPage(issues, months, unattributed, welcome)
 
 
 def import_upload(

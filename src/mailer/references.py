@@ -7,8 +7,10 @@ of an issue gets the same one.
 
     article 4, brought in in 2026:   DMC-2640    (26, the article's id, the check digit)
     the digest of week 49 of 2026:   DMC-260497  (26, 0 and the week, the check digit)
+    the welcome series of 2026:      DMC-260009  (26, 0 and week 00, the check digit)
 
-An article's id never starts with 0, so a digest's "0" keeps the two kinds apart."""
+An article's id never starts with 0, so a digest's "0" keeps the two kinds apart; an ISO
+week is never 00, so the welcome mails' reference (welcome.py) is nobody else's."""
 
 from __future__ import annotations
 
@@ -35,6 +37,17 @@ def digest_reference(prefix: str, week: str) -> str:
     """The reference of a week's digest ("2026-W49")."""
     year, number = week.split("-W")
     return _with_check(prefix, f"{int(year) % 100:02d}0{int(number):02d}")
+
+
+def welcome_reference(prefix: str, year: int) -> str:
+    """The reference of the welcome mails of readers who confirmed in `year`."""
+    return _with_check(prefix, f"{year % 100:02d}000")
+
+
+def is_welcome_reference(reference: str, prefix: str) -> bool:
+    """Whether a reference (as parse_reference gives it) is a welcome mail's."""
+    body = reference.removeprefix(f"{prefix}-" if prefix else "")
+    return len(body) == 6 and body[2:5] == "000"
 
 
 def parse_reference(text: str, prefix: str) -> str | None:

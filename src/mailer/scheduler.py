@@ -51,12 +51,16 @@ from mailer.runs import (
 from mailer.settings import Settings
 from mailer.transactional import send_queued
 from mailer.watches import FeedWatch, FolderWatch, where
+from mailer.welcome import queue_follow_ups
 
 DIGEST_JOB = "weekly-digest"
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
 # how often the service says it is alive: a job of its own, so a send that takes an hour
 # (the outbox job busy all along) does not look like a stopped service
 BEAT_SECONDS = 30
+# how often the welcome series' follow-ups that have come due are queued (a day's
+# precision is all they need); the outbox job sends them
+FOLLOW_UP_SECONDS = 3600
 
 
 # --- the service -------------------------------------------------------------------
@@ -178,6 +182,12 @@ class Service:
         if counts:
             event("transactional-mail", **counts)
 
+    def follow_ups(self) -> None:
+        """Queue the welcome series' follow-ups that have come due ([welcome] follow_ups)."""
+        queued = queue_follow_ups(self.engine, self.settings, self.clock())
+        if queued:
+            event("follow-ups-queued", count=queued)
+
     def _digest_missed(self) -> bool:
         """Was the digest due within the grace time and never run (the service stopped
         or failed after APScheduler had moved the job on to next week)?"""
@@ -244,6 +254,10 @@ def beat_job() -> None:
 
 def poll_job() -> None:
     _run("poll", lambda service: service.poll())
+
+
+def follow_up_job() -> None:
+    _run("follow-ups", lambda service: service.follow_ups())
 
 
 def _run(job: str, work: Callable[[Service], None]) -> None:
@@ -341,6 +355,9 @@ def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: dateti
     local = {"jobstore": "local", "misfire_grace_time": None, "next_run_time": now}
     scheduler.add_job(outbox_job, "interval", seconds=OUTBOX_SECONDS, id="outbox", **local)
     scheduler.add_job(beat_job, "interval", seconds=BEAT_SECONDS, id="beat", **local)
+    if settings.welcome.enabled and settings.welcome.follow_ups:
+        seconds = FOLLOW_UP_SECONDS
+        scheduler.add_job(follow_up_job, "interval", seconds=seconds, id="follow-ups", **local)
     if schedule.watch_dir or schedule.feed_url:
         minutes = schedule.feed_poll_minutes
         scheduler.add_job(poll_job, "interval", minutes=minutes, id="poll", **local)

@@ -34,6 +34,7 @@ from mailer.subscribers import (
 from mailer.supporting import reader_says_donor
 from mailer.tokens import CONFIRM, PREFERENCES, TokenError, read_token
 from mailer.transactional import queue_confirmation, queue_sign_up
+from mailer.welcome import on_confirmed
 
 # How long a confirmation link is good for; after that its page offers a fresh one.
 CONFIRM_SECONDS = 7 * 24 * 3600
@@ -118,11 +119,12 @@ def confirmation(engine: Engine, settings: Settings, token: str) -> LinkResult:
 
 def confirm(engine: Engine, settings: Settings, token: str, ip: str) -> LinkResult:
     """The confirmation link's button, from the client at `ip`: CONFIRMED (a pending
-    subscriber becomes active, with when and from where as the proof of consent),
-    EXPIRED (`renew` may send a fresh link) or INVALID."""
+    subscriber becomes active, with when and from where as the proof of consent, and
+    their welcome mail is queued), EXPIRED (`renew` may send a fresh link) or INVALID."""
     try:
         subscriber_id = reader_of(engine, settings, CONFIRM, token, CONFIRM_SECONDS)
-        subscriber = confirm_subscription(engine, subscriber_id, ip)
+        # the welcome mail, queued in the confirmation's transaction (welcome.py)
+        subscriber = confirm_subscription(engine, subscriber_id, ip, on_confirmed(settings))
     except TokenError as exc:
         if exc.expired and exc.subscriber_id is not None:
             try:  # a fresh link may go to a subscriber still on file

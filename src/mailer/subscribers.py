@@ -10,12 +10,12 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope, with_retries
@@ -36,6 +36,9 @@ from mailer.models import TRANSACTIONAL_MAILS as MAILS
 FREQUENCIES = ("every", "weekly", "articles")
 
 # What each frequency receives (the choices of the sign-up and preferences pages).
+# what a confirmation does besides, in its transaction (the subscriber's id, the moment)
+OnConfirmed = Callable[[Connection, int, datetime], object]
+
 ARTICLE_READERS = ("every", "articles")  # every article; "articles": and no digest
 DIGEST_READERS = ("every", "weekly")
 
@@ -340,18 +343,28 @@ def renew_request(engine: Engine, subscriber_id: int) -> Subscriber | None:
         return found
 
 
-def confirm_subscription(engine: Engine, subscriber_id: int, ip: str) -> Subscriber:
+def confirm_subscription(
+    engine: Engine, subscriber_id: int, ip: str, then: OnConfirmed | None = None
+) -> Subscriber:
     """The confirmation link was followed: a pending subscriber becomes active, with when
-    and from where as the proof of consent. Anyone else is left as they are (an old link
-    must not bring back somebody who has left since)."""
-    with session_scope(engine) as session:
-        subscriber = _get(session, subscriber_id)
-        if subscriber.status == SubscriberStatus.PENDING:
-            subscriber.status = SubscriberStatus.ACTIVE
-            subscriber.confirmed_at = utcnow()
-            subscriber.consent_ip = ip
-            session.add(subscriber)
-        return subscriber
+    and from where as the proof of consent, and `then` runs in the same transaction (the
+    welcome mail is queued so). Anyone else is left as they are (an old link must not
+    bring back somebody who has left since)."""
+    now = utcnow()
+    with engine.begin() as connection:
+        # the write first: two presses at once confirm (and welcome) once
+        pending = (
+            SUBSCRIBERS.c.id == subscriber_id,
+            SUBSCRIBERS.c.status == SubscriberStatus.PENDING,
+        )
+        changed = connection.execute(
+            update(SUBSCRIBERS)
+            .where(*pending)
+            .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, consent_ip=ip)
+        ).rowcount
+        if changed == 1 and then is not None:
+            then(connection, subscriber_id, now)
+    return find_subscriber(engine, subscriber_id)
 
 
 def update_preferences(

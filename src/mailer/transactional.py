@@ -1,5 +1,6 @@
 """Transactional mail: one message to one person outside any issue: a subscriber's double
-opt-in link, a reader's thanks for a gift (gift_thanks.py), or an editor's link to set
+opt-in link, a reader's thanks for a gift (gift_thanks.py), the welcome mail and its
+follow-ups (welcome.py), or an editor's link to set
 their desk password. The site only queues it, in the database, and answers at once, so
 the answer is the same, in the same time, whoever the address belongs to and whether the
 relay is up or down. A sender then sends what is due: a thread of `mailer serve`
@@ -43,6 +44,8 @@ from mailer.settings import Settings
 from mailer.smtp import ConnectionFailure, PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.subscribers import checked_request, request_subscription
 from mailer.waking import WakingThread
+from mailer.welcome import KINDS as WELCOME_KINDS
+from mailer.welcome import welcome_mail
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ class _Claimed:
     frequency: str | None = None
     public_id: str | None = None  # what the link names (tokens.py)
     editor_id: int | None = None  # a mail to an editor (MailKind.PASSWORD_RESET)
+    step: str | None = None  # a follow-up's name (MailKind.FOLLOW_UP)
 
 
 def send_queued(
@@ -128,6 +132,8 @@ def send_queued(
                 build = _editor_mail(engine, settings, claimed, clock, counts)
             elif claimed.kind == MailKind.GIFT_THANKS:
                 build = _thanks_mail(engine, settings, claimed, counts)
+            elif claimed.kind in WELCOME_KINDS:
+                build = _welcome_mail(engine, settings, claimed, counts)
             else:
                 build = _reader_mail(engine, settings, claimed, counts)
             if build is None:
@@ -177,6 +183,21 @@ def _thanks_mail(
         _record(engine, claimed.id, MailStatus.SKIPPED, f"no thanks due (reader {claimed.status})")
         counts[MailStatus.SKIPPED] += 1
     return build
+
+
+def _welcome_mail(
+    engine: Engine, settings: Settings, claimed: _Claimed, counts: Counter[str]
+) -> Build | None:
+    """How to build a reader's welcome or follow-up, or None if it is due no more."""
+    reader = Recipient(
+        claimed.subscriber_id or 0, claimed.email, claimed.name, claimed.public_id or ""
+    )
+    made = welcome_mail(engine, settings, reader, claimed.status, claimed.kind, claimed.step)
+    if isinstance(made, str):  # why not
+        _record(engine, claimed.id, MailStatus.SKIPPED, made)
+        counts[MailStatus.SKIPPED] += 1
+        return None
+    return made
 
 
 def _editor_mail(
@@ -335,6 +356,7 @@ _CLAIMED = select(
     MAILS.c.frequency,
     SUBSCRIBERS.c.public_id,
     MAILS.c.editor_id,
+    MAILS.c.step,
 ).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mailer.settings import Settings, load_settings
+from mailer.welcome import check_follow_up_templates
 
 app = typer.Typer(
     help="Newsletter and donation-appeal mailer.",
@@ -54,6 +55,7 @@ def load(
     ),
 ) -> None:
     ctx.obj = settings = load_settings(config)
+    check_follow_up_templates(settings)  # where templates are known: a missing one stops here
     warning = settings.donation.vipps_link_warning
     if warning:
         typer.echo(f"warning: {warning}", err=True)

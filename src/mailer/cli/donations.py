@@ -58,6 +58,8 @@ def print_report(shown: GiftTally) -> None:
         say(f"    {_sums(issue.sums)}; appeal clicks: {clicks or 'none counted'}")
     if not shown.issues:
         say("  no gift attributed to an issue yet")
+    if shown.welcome.gifts:  # marked with the welcome series' reference
+        say(f"Welcome mail: {_sums(shown.welcome)}")
     say(f"Not attributed: {_sums(shown.unattributed)}")
     say("Per month")
     for month, sums in shown.months.items():

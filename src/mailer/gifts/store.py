@@ -17,6 +17,7 @@ from mailer.donors import extend_donor
 from mailer.gifts.attribution import references_in
 from mailer.gifts.parsed import ArrivedGift
 from mailer.models import GIFTS, ISSUES, SUBSCRIBERS, DonorBy, utcnow
+from mailer.references import is_welcome_reference
 from mailer.subscribers import without_controls
 
 s = SUBSCRIBERS.c
@@ -91,9 +92,12 @@ def _issue_of(
     connection: Connection, gift: ArrivedGift, prefix: str
 ) -> tuple[str | None, int | None]:
     """The first reference in the structured reference, then in the text, that is an
-    issue's; a valid reference of no issue attributes nothing."""
+    issue's or the welcome mails' (kept with no issue: tally.py counts those as the
+    welcome's); a valid reference of neither attributes nothing."""
     candidates = references_in(gift.reference, prefix) + references_in(gift.remittance, prefix)
     for reference in candidates:
+        if is_welcome_reference(reference, prefix):
+            return reference, None
         found = connection.execute(
             select(ISSUES.c.id).where(ISSUES.c.reference == reference)
         ).scalar_one_or_none()

@@ -1,5 +1,7 @@
 """What the gifts add up to: per issue (with its appeal links' clicks beside them), per
-month, and those attributed to no issue. Sums are per currency, in minor units, exact."""
+month, those marked with the welcome mails' reference (store.py keeps a reference with
+no issue only for those), and those attributed to nothing. Sums are per currency, in
+minor units, exact."""
 
 from __future__ import annotations
 
@@ -38,13 +40,20 @@ class GiftTally:
     issues: list[IssueGifts]
     months: dict[str, Sums]  # "2026-11" -> sums, in order
     unattributed: Sums
+    welcome: Sums = field(default_factory=Sums)  # marked with the welcome mails' reference
 
 
 def tally(engine: Engine) -> GiftTally:
     with engine.connect() as connection:
         per_issue = connection.execute(
-            select(g.issue_id, g.currency, func.count(), func.sum(g.amount_minor))
-            .group_by(g.issue_id, g.currency)
+            select(
+                g.issue_id,
+                g.reference.is_not(None),
+                g.currency,
+                func.count(),
+                func.sum(g.amount_minor),
+            )
+            .group_by(g.issue_id, g.reference.is_not(None), g.currency)
             .order_by(g.currency)
         ).all()
         per_day = connection.execute(
@@ -60,9 +69,10 @@ def tally(engine: Engine) -> GiftTally:
             for row in connection.execute(select(i.id, i.reference, i.subject))
         }
     sums: dict[int, Sums] = defaultdict(Sums)
-    unattributed = Sums()
-    for issue_id, currency, count, amount in per_issue:
-        (sums[issue_id] if issue_id is not None else unattributed).add(count, currency, int(amount))
+    unattributed, welcome = Sums(), Sums()
+    for issue_id, marked, currency, count, amount in per_issue:
+        to = sums[issue_id] if issue_id is not None else welcome if marked else unattributed
+        to.add(count, currency, int(amount))
     months: dict[str, Sums] = defaultdict(Sums)
     for day, currency, count, amount in per_day:
         months[f"{day:%Y-%m}"].add(count, currency, int(amount))
@@ -71,6 +81,7 @@ def tally(engine: Engine) -> GiftTally:
         [_issue(engine, n, issues[n], sums.get(n, Sums())) for n in shown],
         dict(months),
         unattributed,
+        welcome,
     )
 
 

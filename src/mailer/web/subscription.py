@@ -82,6 +82,7 @@ def confirm(token: str, request: Request, site: SiteDep) -> HTMLResponse:
     sends a fresh link to the same address, if still pending."""
     done = signup.confirm(site.engine, site.settings, token, site.client(request))
     if done.outcome == Outcome.CONFIRMED:
+        site.sender.wake()  # the welcome mail, if one was queued
         return site.pages("message.html", **CONFIRMED)
     if done.outcome == Outcome.EXPIRED and done.subscriber_id is not None:
         if not site.clients.allow(site.client(request)):
