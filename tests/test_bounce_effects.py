@@ -2,11 +2,15 @@
 once, a soft one is a point a day on their score (bounced at [bounces] soft_limit, the
 score lapsing after score_days), a complaint or a mail to unsubscribe unsubscribes them,
 and a refusal of the message's content or of our sender counts against nobody. Each
-counted event is kept once, however often its message is read. Bounces built as the
-reader (bounces.parse) hands them over; SQLite and PostgreSQL."""
+counted event is kept once, however often its message is read, and shown (`mailer
+subscribers show`, the desk), where a bounce is undone (`reactivate`). Bounces built as
+the reader (bounces.parse) hands them over; SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import html
+import re
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
@@ -14,12 +18,22 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from deskclient import PASSWORD, csrf_of
+from mailer import editors
 from mailer.bounce_processing import BounceReport, LineKind, apply_bounce
 from mailer.bounces.findings import Action, Bounce, Failure
-from mailer.models import BounceEvent, Delivery, DeliveryStatus, Subscriber
+from mailer.errors import SubscriberError
+from mailer.models import (
+    AUDIT_EVENTS,
+    BounceEvent,
+    Delivery,
+    DeliveryStatus,
+    EditorRole,
+    Subscriber,
+)
 from mailer.settings import Settings
-from mailer.subscribers import add_subscriber
-from mailer.testing import new_issue
+from mailer.subscribers import add_subscriber, reactivate
+from mailer.testing import mailer_on, new_issue
 from mailer.tokens import VERP_DELIVERY, VERP_UNSUBSCRIBE
 
 ANA = "ana@example.org"
@@ -231,3 +245,94 @@ def test_an_auto_reply_or_a_message_naming_nobody_changes_nothing(engine, settin
     assert [line.kind for line in report.lines + report2.lines] == ["ignored", "ignored"]
     assert report.lines[0].reason.startswith("auto-reply")
     assert (reader(engine).status, events(engine)) == ("active", [])
+
+
+# -- what an admin sees and undoes: `subscribers show`, `reactivate`, the desk ----------
+
+
+def bounced_ana(engine: Engine, settings: Settings, tmp_path) -> tuple[int, int]:
+    """Ana with a soft bounce, then a hard one of an issue: (her id, the issue's)."""
+    ana = add_subscriber(engine, ANA, "Ana", confirmed=True)
+    issue = new_issue(engine, settings, tmp_path)
+    delivery = sent(engine, issue.id, ana.id)
+    apply(engine, settings, bounce(FULL, date=DAY - timedelta(days=1)))
+    apply(engine, settings, bounce(UNKNOWN, verp=(VERP_DELIVERY, delivery), date=DAY))
+    assert ana.id is not None
+    return ana.id, issue.id
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_subscribers_show_tells_the_state_the_score_and_the_history(engine, settings, tmp_path):
+    _, issue = bounced_ana(engine, settings, tmp_path)
+    shown = mailer_on(settings, tmp_path, "subscribers", "show", "Ana@Example.org")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert "Status:       bounced" in lines and "Name:         Ana" in lines
+    assert "Bounce score: 1 of 5 (last point 2026-11-01 10:30 CET)" in lines
+    assert "Bounces and complaints, latest first (2):" in lines
+    hard, soft = lines[-2:]
+    assert hard.startswith("  2026-11-02 10:30 CET  issue ")
+    assert f"issue {issue}" in hard and "hard" in hard and "5.1.1" in hard
+    assert hard.endswith("User unknown")
+    assert "no issue" in soft and "soft" in soft and soft.endswith("552 5.2.2 Mailbox full")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_reactivate_undoes_a_bounce_and_starts_the_score_again(engine, settings, tmp_path):
+    bounced_ana(engine, settings, tmp_path)
+    done = mailer_on(settings, tmp_path, "subscribers", "reactivate", ANA)
+    assert done.returncode == 0, done.stderr
+    assert "Reactivated ana@example.org" in done.stdout
+    found = reader(engine)
+    assert (found.status, found.bounce_score, found.bounce_score_at) == ("active", 0, None)
+    assert len(events(engine)) == 2  # the history stays
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_reader_who_complained_is_not_reactivated(engine, settings, ana):
+    apply(engine, settings, bounce(Failure(Action.COMPLAINT, ANA)))
+    with pytest.raises(SubscriberError, match="unsubscribed, not bounced"):
+        reactivate(engine, ANA)
+    assert reader(engine).status == "unsubscribed"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_desk_shows_the_history_and_an_admin_reactivates_a_bounced_reader(
+    engine, settings, desk, tmp_path
+):
+    ana, issue = bounced_ana(engine, settings, tmp_path)
+    editors.add_editor(engine, "bob@newsroom.example", PASSWORD, EditorRole.EDITOR)
+    path = f"/desk/subscribers/{ana}"
+    with closing(desk.signed_in()) as client:
+        page = client.get(path)
+        assert page.status_code == 200
+        text = page_text(page.text)
+        assert "Bounce score 1 of 5" in text
+        assert "Bounces and complaints When Issue Kind Status Reason" in text
+        assert f"{issue} hard 5.1.1 smtp; 550 5.1.1 <ana@example.org>: User unknown" in text
+        assert "soft 5.2.2 smtp; 552 5.2.2 Mailbox full" in text
+        assert f'<form method="post" action="{path}/reactivate">' in page.text
+        with closing(desk.signed_in("bob@newsroom.example")) as editor:
+            refused = editor.post(f"{path}/reactivate", data={"csrf": csrf_of(editor.get("/desk"))})
+        assert refused.status_code == 403 and reader(engine).status == "bounced"
+        forged = client.post(f"{path}/reactivate", data={"csrf": "forged"})
+        assert forged.status_code == 403 and reader(engine).status == "bounced"
+        done = client.post(f"{path}/reactivate", data={"csrf": csrf_of(page)})
+        assert (done.status_code, done.headers["location"]) == (303, f"{path}?done=reactivated")
+        after = client.get(done.headers["location"])
+        again = client.post(f"{path}/reactivate", data={"csrf": csrf_of(page)})
+    assert "Reactivated: they get the next issue" in page_text(after.text)
+    assert "/reactivate" not in after.text  # active now: no button
+    assert again.status_code == 409 and "active, not bounced" in page_text(again.text)
+    found = reader(engine)
+    assert (found.status, found.bounce_score) == ("active", 0)
+    with engine.connect() as connection:
+        log = connection.execute(select(AUDIT_EVENTS.c.action, AUDIT_EVENTS.c.subject)).all()
+    assert [tuple(row) for row in log if row[0] == "subscriber-reactivated"] == [
+        ("subscriber-reactivated", f"subscriber {ana}")
+    ]
+
+
+def page_text(page: str) -> str:
+    """A page's text as a person reads it: tags out, entities read, spaces squeezed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())

@@ -18,13 +18,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from mailer.bounces.findings import Action, Bounce, Failure
 from mailer.db import insert_new, session_scope, with_retries
 from mailer.errors import SubscriberError
 from mailer.models import (
     BOUNCE_EVENTS,
+    BounceEvent,
     BounceKind,
     Delivery,
     Subscriber,
@@ -308,3 +309,40 @@ def _score(reader: Subscriber, when: datetime, settings: Settings) -> tuple[str,
 
 def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+# -- what came back about one reader (`mailer subscribers show`, the desk) -------------
+
+HISTORY_LIMIT = 100
+
+
+def bounce_history(
+    engine: Engine, subscriber_id: int, limit: int = HISTORY_LIMIT
+) -> list[BounceEvent]:
+    """The bounces, complaints and mails to unsubscribe kept for a reader, latest first,
+    at most `limit`."""
+    query = (
+        select(BounceEvent)
+        .where(BounceEvent.subscriber_id == subscriber_id)
+        .order_by(col(BounceEvent.id).desc())
+        .limit(limit)
+    )
+    with Session(engine) as session:
+        return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class ReaderFacts:
+    subscriber: Subscriber
+    history: list[BounceEvent]  # latest first, at most HISTORY_LIMIT
+
+
+def reader_facts(engine: Engine, email: str) -> ReaderFacts:
+    """A reader by their address, with what came back about them; SubscriberError if
+    the address is not one or not on the list."""
+    address = normalise_address(email)
+    with Session(engine) as session:
+        found = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
+    if found is None or found.id is None:
+        raise SubscriberError(f"{address} is not on the list")
+    return ReaderFacts(found, bounce_history(engine, found.id))

@@ -42,6 +42,7 @@ for command in (
 subscribers_app.command("add")(subscribers.subscribers_add)
 subscribers_app.command("list")(subscribers.subscribers_list)
 subscribers_app.command("remove")(subscribers.subscribers_remove)
+subscribers_app.command("show")(subscribers.subscribers_show)
 subscribers_app.command("reactivate")(subscribers.subscribers_reactivate)
 subscribers_app.command("import")(subscribers.subscribers_import)
 subscribers_app.command("export")(subscribers.subscribers_export)
