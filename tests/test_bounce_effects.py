@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from itertools import count
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -20,9 +22,9 @@ from sqlmodel import Session, col, select
 
 from deskclient import PASSWORD, csrf_of
 from mailer import editors
-from mailer.bounce_processing import BounceReport, LineKind, apply_bounce
+from mailer.bounce_processing import BounceReport, LineKind, apply_bounce, check_paths, process
 from mailer.bounces.findings import Action, Bounce, Failure
-from mailer.errors import SubscriberError
+from mailer.errors import MailerError, SubscriberError
 from mailer.models import (
     AUDIT_EVENTS,
     BounceEvent,
@@ -33,8 +35,8 @@ from mailer.models import (
 )
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber, reactivate
-from mailer.testing import mailer_on, new_issue
-from mailer.tokens import VERP_DELIVERY, VERP_UNSUBSCRIBE
+from mailer.testing import TEST_SECRET_KEY, mailer_on, new_issue
+from mailer.tokens import VERP_DELIVERY, VERP_UNSUBSCRIBE, verp_address
 
 ANA = "ana@example.org"
 DAY = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -336,3 +338,77 @@ def test_the_desk_shows_the_history_and_an_admin_reactivates_a_bounced_reader(
 def page_text(page: str) -> str:
     """A page's text as a person reads it: tags out, entities read, spaces squeezed."""
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+
+
+# -- `mailer bounces process` -------------------------------------------------------------
+
+CORPUS = Path(__file__).parent / "data" / "bounces"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_bounces_process_reads_a_folder_prints_a_line_each_and_a_summary(
+    engine, settings, tmp_path
+):
+    folder = tmp_path / "came-back"
+    folder.mkdir()
+    for name in ("postfix_user_unknown.eml", "gmail_over_quota.eml", "vacation_reply.eml"):
+        shutil.copy(CORPUS / name, folder / name)
+    readers = ("nobody.here@example.org", "full.inbox@example.net", "holiday.reader@example.org")
+    for address in readers:
+        add_subscriber(engine, address, confirmed=True)
+    done = mailer_on(settings, tmp_path, "bounces", "process", str(folder))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(
+        f"{folder}/gmail_over_quota.eml  full.inbox@example.net  soft  552 5.2.2 The email"
+    )
+    assert lines[0].endswith(": bounce score 1 of 5")
+    assert lines[1] == (
+        f"{folder}/postfix_user_unknown.eml  nobody.here@example.org  hard  550 5.1.1 "
+        "<nobody.here@example.org>: Recipient address rejected: User unknown in virtual "
+        "mailbox table: bounced"
+    )
+    assert lines[2] == f"{folder}/vacation_reply.eml  -  ignored  auto-reply"
+    assert lines[3] == "3 messages: 1 hard, 1 soft, 1 ignored; 1 reader bounced, 0 unsubscribed."
+    assert [reader(engine, a).status for a in readers] == ["bounced", "active", "active"]
+    assert {e.source for e in events(engine)} == {
+        f"{folder}/gmail_over_quota.eml", f"{folder}/postfix_user_unknown.eml"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_path_that_cannot_be_read_stops_the_run_before_anything_is_applied(
+    engine, settings, tmp_path
+):
+    add_subscriber(engine, "nobody.here@example.org", confirmed=True)
+    paths = [CORPUS / "postfix_user_unknown.eml", tmp_path / "no-such-folder"]
+    with pytest.raises(MailerError, match="no-such-folder: no such file or folder"):
+        check_paths(paths)
+    assert reader(engine, "nobody.here@example.org").status == "active"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bounce_to_its_verp_address_is_its_deliverys_reader_end_to_end(
+    engine, settings, ana, tmp_path
+):
+    """A report naming an address the list does not have, sent to the VERP return path
+    of Ana's delivery (signed with this installation's key), bounces Ana."""
+    issue = new_issue(engine, settings, tmp_path)
+    delivery = sent(engine, issue.id, ana.id)
+    base = "bounces@dawatmedia.example"
+    ours = verp_address(TEST_SECRET_KEY, base, VERP_DELIVERY, delivery)
+    data = (CORPUS / "dsn_to_verp.eml").read_bytes()
+    data = re.sub(rb"bounces\+d[a-z0-9]+@dawatmedia\.example", ours.encode(), data)
+    report = process(
+        engine, settings.replace(bounces={"address": base}), [("x.eml", data)], "imap:INBOX", DAY
+    )
+    assert [(line.recipient, line.kind) for line in report.lines] == [
+        ("moved.away@example.net", LineKind.HARD)
+    ]
+    assert reader(engine).status == "bounced"
+    [event] = events(engine)
+    assert (event.delivery_id, event.issue_id, event.source) == (
+        delivery,
+        issue.id,
+        "imap:INBOX x.eml",
+    )

@@ -120,6 +120,7 @@ REPORTS = [
     ("failed", "5.0.0", "550 The account that you tried to reach does not exist", Verdict.BOUNCE),
     ("failed", "5.0.0", "smtp; 550 Mailbox is full", Verdict.SOFT),
     ("failed", "", "554 delivery error: message looks like spam", Verdict.SOFT),
+    ("failed", "", "552 Message for <a@example.org> would exceed mailbox quota", Verdict.SOFT),
     ("failed", "5.0.0", "smtp; 550 Requested action not taken", Verdict.BOUNCE),
     ("failed", "", "", Verdict.BOUNCE),
     ("failed", "5.3.0", "554 5.3.0 Other mail system problem", Verdict.SOFT),

@@ -11,16 +11,21 @@ message applied."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from mailer.bounces.findings import Action, Bounce, Failure
+from mailer.bounces.mailboxes import MailboxError
+from mailer.bounces.parse import read_bounce
 from mailer.db import insert_new, session_scope, with_retries
 from mailer.errors import SubscriberError
 from mailer.models import (
@@ -69,6 +74,39 @@ class BounceReport:
     def counts(self) -> Counter[str]:
         """How many lines of each kind (hard, soft, complaint, unsubscribe, ignored)."""
         return Counter(line.kind for line in self.lines)
+
+
+def process(
+    engine: Engine,
+    settings: Settings,
+    messages: Iterable[tuple[str, bytes]],
+    source_label: str,
+    now: datetime,
+) -> BounceReport:
+    """Every message of `messages` ((name, bytes), as bounces.mailboxes.read_messages
+    yields them) read and applied, one transaction each. Each event keeps where its
+    message came from: `source_label` ("imap:INBOX") and the message's name, or the name
+    alone (a file's path) when the label is ""."""
+    report = BounceReport()
+    for name, data in messages:
+        bounce = read_bounce(data, settings.bounces.address, settings.signing_keys)
+        source = f"{source_label} {name}" if source_label else name
+        apply_bounce(engine, settings, bounce, name, source, now, report)
+    return report
+
+
+def check_paths(paths: Iterable[Path]) -> None:
+    """Every path there and readable, before any message is applied: MailboxError says
+    which is not (a file in a folder that cannot be read stops the run where it is met,
+    each message before it applied whole)."""
+    for path in paths:
+        if not path.exists():
+            raise MailboxError(
+                f"{path}: no such file or folder; give message files, folders of them, "
+                "Maildirs or mbox files"
+            )
+        if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+            raise MailboxError(f"{path}: cannot be read; check that this user may read it")
 
 
 def apply_bounce(

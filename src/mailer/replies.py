@@ -118,7 +118,7 @@ _GONE = (
 _GONE_STATUS = r"5\.1\.([1236]|10)|5\.2\.1|5\.4\.4"
 _PASSING = r"4\.\d+\.\d+|5\.2\.[23]|5\.7\.\d+"
 # a report's words for what may pass: a full mailbox, a message too big, spam or policy
-_MAY_PASS = "|".join((_MAILBOX_FULL, _TOO_BIG, _POLICY))
+_MAY_PASS = "|".join((_MAILBOX_FULL, _TOO_BIG, _POLICY, r"\bquota|would exceed"))
 
 S, V = Stage, Verdict
 # The table. The first row that matches decides; a new row goes above the broader row

@@ -12,10 +12,20 @@ import sys
 import typer
 from sqlalchemy.exc import DBAPIError
 
-from mailer.cli import articles, donations, editors, issues, sending, service, subscribers
+from mailer.cli import (
+    articles,
+    bounces,
+    donations,
+    editors,
+    issues,
+    sending,
+    service,
+    subscribers,
+)
 from mailer.cli.app import (
     app,
     articles_app,
+    bounces_app,
     dkim_app,
     donations_app,
     editors_app,
@@ -55,6 +65,7 @@ editors_app.command("remove")(editors.editors_remove)
 editors_app.command("reset")(editors.editors_reset)
 donations_app.command("import")(donations.donations_import)
 donations_app.command("report")(donations.donations_report)
+bounces_app.command("process")(bounces.bounces_process)
 
 
 def main() -> None:
