@@ -85,6 +85,7 @@ LAYERS = {
     "read_online": USE_CASES,
     "fundraising": USE_CASES,
     "desk_donations": USE_CASES,
+    "bounce_processing": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,
