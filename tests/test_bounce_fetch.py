@@ -5,15 +5,26 @@ said plainly."""
 
 from __future__ import annotations
 
+import logging
 import socket
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 
-from mailer.bounces.imap import MailboxError, open_mailbox
+from mailer.bounce_fetching import fetch_bounces
+from mailer.bounces.imap import ImapError, open_mailbox
+from mailer.cli import main
+from mailer.models import BounceEvent, Subscriber
+from mailer.scheduler import BOUNCES_JOB, Service, bounces_job, install_jobs, make_scheduler
 from mailer.sections_readers import Bounces
-from mailer.testing import Mailbox, dovecot_available, imap_server
+from mailer.settings import Settings
+from mailer.subscribers import add_subscriber
+from mailer.testing import TEST_SECRET_KEY, Mailbox, dovecot_available, imap_server, run_mailer
 
 pytestmark = pytest.mark.skipif(
     not dovecot_available(), reason="Debian's dovecot-imapd is not installed (.ci/run does)"
@@ -70,7 +81,7 @@ def test_the_mailbox_yields_each_message_and_moves_those_dealt_with(mailbox):
 
 
 def error_of(bounces: Bounces, timeout: float = 5) -> str:
-    with pytest.raises(MailboxError) as failed, open_mailbox(bounces, timeout=timeout):
+    with pytest.raises(ImapError) as failed, open_mailbox(bounces, timeout=timeout):
         pass
     return str(failed.value)
 
@@ -112,3 +123,175 @@ def test_each_way_the_mailbox_fails_says_what_to_check(mailbox, monkeypatch, tmp
 
     assert mailbox.messages("INBOX") == [note(1)]  # none of it touched the mailbox
     assert mailbox.messages("Processed") == []
+
+
+# --- the fetch: read, applied, moved ------------------------------------------------
+
+ANA, BEN = "ana@example.org", "ben@example.org"
+
+
+def dsn(recipient: str, number: int = 1) -> bytes:
+    """A delivery report (RFC 3464) as Postfix writes one: `recipient` does not exist."""
+    return (
+        "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
+        "To: bounces@example.org\r\n"
+        f"Subject: Undelivered Mail Returned to Sender {number}\r\n"
+        "Date: Mon, 30 Nov 2026 08:00:00 +0000\r\n"
+        f"Message-ID: <dsn{number}@mx.example.net>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+        "This is the mail system at host mx.example.net.\r\n"
+        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
+        f"<{recipient}>: host mx.example.net said: 550 5.1.1 User unknown\r\n"
+        "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: Recipient address rejected: "
+        "User unknown\r\n"
+        "\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        "From: News <news@example.org>\r\nSubject: The issue\r\n"
+        "\r\n--B--\r\n"
+    ).encode()
+
+
+GARBAGE = b"\xff\xfe garbage \x81 with no header at all\r\n\xc3\x28\r\n"  # (IMAP has no NULs)
+
+
+def status_of(engine: Engine, address: str) -> str:
+    with Session(engine) as session:
+        found = session.exec(select(Subscriber).where(Subscriber.email == address)).one()
+        return found.status
+
+
+def events_of(engine: Engine) -> list[BounceEvent]:
+    with Session(engine) as session:
+        return list(session.exec(select(BounceEvent)).all())
+
+
+@pytest.fixture
+def fetching(mailbox: Mailbox, settings: Settings, engine: Engine) -> Settings:
+    """The settings with the mailbox as [bounces]; Ana and Ben on the list."""
+    add_subscriber(engine, ANA, "Ana", confirmed=True)
+    add_subscriber(engine, BEN, "Ben", confirmed=True)
+    return settings.replace(bounces=mailbox.bounces_section())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_fetch_applies_each_bounce_and_moves_it_once(mailbox, fetching, engine):
+    mailbox.append(dsn(ANA))
+    mailbox.append(GARBAGE)
+    mailbox.append(note(1))  # a mail that is no bounce: read, said so, moved too
+    fetched = fetch_bounces(engine, fetching)
+    assert (fetched.report.messages, fetched.moved, fetched.report.bounced) == (3, 3, 1)
+    said = [(line.recipient, line.kind, line.reason) for line in fetched.report.lines]
+    assert said[1:] == [
+        ("", "ignored", "unreadable: no mail headers"),
+        ("", "ignored", "not a bounce"),
+    ]
+    assert said[0][:2] == (ANA, "hard") and said[0][2].endswith("User unknown: bounced")
+    uid = fetched.report.lines[0].source  # "UID 7": the message's place in the folder
+    assert uid.startswith("UID ")
+    assert (status_of(engine, ANA), status_of(engine, BEN)) == ("bounced", "active")
+    [event] = events_of(engine)
+    assert (event.kind, event.status, event.source) == ("hard", "5.1.1", f"imap:INBOX {uid}")
+    assert mailbox.messages("INBOX") == []
+    assert mailbox.messages("Processed") == [dsn(ANA), GARBAGE, note(1)]
+
+    again = fetch_bounces(engine, fetching)  # nothing new: nothing read, nothing changed
+    assert (again.report.messages, again.moved, again.report.lines) == (0, 0, [])
+
+    # the same report left in the folder (moved by hand, or a crash after its commit)
+    # is read again and counts nothing twice
+    mailbox.append(dsn(ANA))
+    third = fetch_bounces(engine, fetching)
+    assert [line.reason.endswith("counted already") for line in third.report.lines] == [True]
+    assert (third.moved, len(events_of(engine))) == (1, 1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_mailbox_that_refuses_the_login_changes_and_moves_nothing(mailbox, fetching, engine):
+    mailbox.append(dsn(ANA))
+    refused = fetching.replace(bounces={"imap_password": "wrong"})
+    with pytest.raises(ImapError, match="refused the login of 'bounces'"):
+        fetch_bounces(engine, refused)
+    unset = fetching.replace(bounces={"imap_host": "", "imap_user": ""})
+    with pytest.raises(ImapError, match=r"set \[bounces\] imap_host and imap_user"):
+        fetch_bounces(engine, unset)
+    assert status_of(engine, ANA) == "active" and events_of(engine) == []
+    assert mailbox.messages("INBOX") == [dsn(ANA)] and mailbox.messages("Processed") == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_mailer_bounces_fetch_prints_what_it_did_or_why_it_could_not(
+    mailbox, fetching, engine, tmp_path, monkeypatch, capsys
+):
+    mailbox.append(dsn(BEN))
+    env = {
+        "MAILER_DATABASE_URL": fetching.database.url,
+        "MAILER_SECRET_KEY": TEST_SECRET_KEY,
+        "MAILER_BOUNCES_IMAP_HOST": "127.0.0.1",
+        "MAILER_BOUNCES_IMAP_PORT": str(mailbox.port),
+        "MAILER_BOUNCES_IMAP_USER": mailbox.user,
+        "SSL_CERT_FILE": str(mailbox.ca_file),
+    }
+    # in this process, as the `mailer` command: exit status 1 and the reason
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**env, "MAILER_BOUNCES_IMAP_PASSWORD": "wrong"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "argv", ["mailer", "bounces", "fetch"])
+    with pytest.raises(SystemExit) as refused:
+        main()
+    assert refused.value.code == 1
+    assert "error: 127.0.0.1:" in capsys.readouterr().err
+    monkeypatch.setenv("MAILER_BOUNCES_IMAP_HOST", "")
+    monkeypatch.setenv("MAILER_BOUNCES_IMAP_USER", "")
+    with pytest.raises(SystemExit) as unset:
+        main()
+    assert unset.value.code == 1
+    assert "error: no bounce mailbox is configured: set [bounces] imap_host" in (
+        capsys.readouterr().err
+    )
+    assert mailbox.messages("INBOX") == [dsn(BEN)]
+
+    password = mailbox.password
+    done = run_mailer(tmp_path, "bounces", "fetch", **env, MAILER_BOUNCES_IMAP_PASSWORD=password)
+    assert done.returncode == 0, done.stderr
+    [line, summary, moved] = done.stdout.splitlines()
+    assert line.startswith("UID ") and f"  {BEN}  hard  " in line and line.endswith(": bounced")
+    assert summary == "1 message: 1 hard; 1 reader bounced, 0 unsubscribed."
+    assert moved == "1 message moved from INBOX to Processed."
+    assert status_of(engine, BEN) == "bounced" and mailbox.messages("INBOX") == []
+
+
+# --- the scheduler's job ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_scheduler_fetches_every_poll_minutes_and_a_failure_waits_for_the_next_round(
+    mailbox, fetching, engine, caplog
+):
+    caplog.set_level(logging.INFO, logger="mailer.scheduler")
+    polling = fetching.replace(bounces={"poll_minutes": 7})
+    scheduler = make_scheduler(polling, engine)
+    scheduler.start(paused=True)
+    try:
+        install_jobs(scheduler, polling, datetime.now(UTC))
+        job = scheduler.get_job(BOUNCES_JOB)
+        assert job.func is bounces_job and job.trigger.interval == timedelta(minutes=7)
+        scheduler.remove_all_jobs()
+        install_jobs(scheduler, fetching.replace(bounces={"imap_host": ""}), datetime.now(UTC))
+        assert scheduler.get_job(BOUNCES_JOB) is None  # no mailbox, no job
+    finally:
+        scheduler.shutdown(wait=False)
+
+    mailbox.append(dsn(BEN))
+    Service(polling.replace(bounces={"imap_password": "wrong"}), engine).bounces()
+    assert "bounces-fetch-failed" in caplog.text and 'retry="in 7 minutes"' in caplog.text
+    assert status_of(engine, BEN) == "active"
+    Service(polling, engine).bounces()  # the next round
+    assert status_of(engine, BEN) == "bounced"
+    assert "bounces-fetched messages=1 bounced=1 unsubscribed=0" in caplog.text
+    assert mailbox.messages("INBOX") == [] and mailbox.messages("Processed") == [dsn(BEN)]

@@ -81,6 +81,7 @@ LAYERS = {
     "desk_subscribers": USE_CASES,
     "desk_sending": USE_CASES,
     "desk_overview": USE_CASES,
+    "bounce_fetching": USE_CASES,  # the [bounces] mailbox read over IMAP
     "redirects": USE_CASES,
     "read_online": USE_CASES,
     "fundraising": USE_CASES,

@@ -22,7 +22,7 @@ TIMEOUT_SECONDS = 30.0  # a connection, and each command, gives up after this lo
 FETCH_BATCH = 50  # messages fetched per command
 
 
-class MailboxError(MailerError):
+class ImapError(MailerError):
     """The bounce mailbox cannot be read: unreachable, refused, or not as configured."""
 
 
@@ -95,7 +95,7 @@ class BounceMailbox:
             return
         status, reply = self.connection.create(_quoted(folder))
         if status != "OK":
-            raise MailboxError(
+            raise ImapError(
                 f"{self.where}: could not create the folder {folder!r} "
                 f"([bounces] imap_processed_folder): {_words(reply)}"
             )
@@ -103,24 +103,30 @@ class BounceMailbox:
     def _ok(self, response: tuple[str, list[Any]], doing: str) -> list[Any]:
         status, data = response
         if status != "OK":
-            raise MailboxError(f"{self.where}: the server would not {doing}: {_words(data)}")
+            raise ImapError(f"{self.where}: the server would not {doing}: {_words(data)}")
         return [item for item in data if item is not None]
+
+
+def check_mailbox(bounces: Bounces) -> None:
+    """An ImapError unless a mailbox and its password are configured."""
+    if not bounces.imap_host:
+        raise ImapError(
+            "no bounce mailbox is configured: set [bounces] imap_host and imap_user "
+            "(and MAILER_BOUNCES_IMAP_PASSWORD)"
+        )
+    if not bounces.imap_password:
+        raise ImapError(
+            f"no password for {bounces.imap_user!r} at {bounces.imap_host}:{bounces.imap_port}: "
+            "set MAILER_BOUNCES_IMAP_PASSWORD"
+        )
 
 
 @contextmanager
 def open_mailbox(bounces: Bounces, timeout: float = TIMEOUT_SECONDS) -> Iterator[BounceMailbox]:
     """Log in to the [bounces] mailbox and select `imap_folder`; log out afterwards.
-    Every way this fails is a MailboxError saying what to check."""
+    Every way this fails is a ImapError saying what to check."""
     where = f"{bounces.imap_host}:{bounces.imap_port}"
-    if not bounces.imap_host:
-        raise MailboxError(
-            "no bounce mailbox is configured: set [bounces] imap_host and imap_user "
-            "(and MAILER_BOUNCES_IMAP_PASSWORD)"
-        )
-    if not bounces.imap_password:
-        raise MailboxError(
-            f"no password for {bounces.imap_user!r} at {where}: set MAILER_BOUNCES_IMAP_PASSWORD"
-        )
+    check_mailbox(bounces)
     connection = _connect(bounces, timeout)
     try:
         mailbox = BounceMailbox(connection, bounces)
@@ -134,17 +140,17 @@ def open_mailbox(bounces: Bounces, timeout: float = TIMEOUT_SECONDS) -> Iterator
 
 @contextmanager
 def _server_errors(where: str) -> Iterator[None]:
-    """A dropped connection, a time-out or an unexpected answer, as a MailboxError."""
+    """A dropped connection, a time-out or an unexpected answer, as a ImapError."""
     try:
         yield
     except imaplib.IMAP4.abort as exc:
-        raise MailboxError(f"{where}: the IMAP connection was lost: {exc}") from None
+        raise ImapError(f"{where}: the IMAP connection was lost: {exc}") from None
     except imaplib.IMAP4.error as exc:
-        raise MailboxError(f"{where}: the IMAP server answered in error: {exc}") from None
+        raise ImapError(f"{where}: the IMAP server answered in error: {exc}") from None
     except TimeoutError:
-        raise MailboxError(f"{where}: the IMAP server stopped answering") from None
+        raise ImapError(f"{where}: the IMAP server stopped answering") from None
     except OSError as exc:
-        raise MailboxError(f"{where}: the IMAP connection failed: {exc}") from None
+        raise ImapError(f"{where}: the IMAP connection failed: {exc}") from None
 
 
 def _login(mailbox: BounceMailbox) -> None:
@@ -154,7 +160,7 @@ def _login(mailbox: BounceMailbox) -> None:
     except imaplib.IMAP4.abort:
         raise
     except imaplib.IMAP4.error as exc:
-        raise MailboxError(
+        raise ImapError(
             f"{mailbox.where} refused the login of {bounces.imap_user!r} ({_said(exc)}); "
             "check [bounces] imap_user and MAILER_BOUNCES_IMAP_PASSWORD"
         ) from None
@@ -176,7 +182,7 @@ def _connect(bounces: Bounces, timeout: float) -> imaplib.IMAP4:
             connection.starttls(context)
         except imaplib.IMAP4.error as exc:
             _logout(connection)
-            raise MailboxError(
+            raise ImapError(
                 f"{where} does not offer STARTTLS ({exc}); if it is an IMAPS port (993), "
                 'set [bounces] imap_security = "tls"'
             ) from None
@@ -185,25 +191,25 @@ def _connect(bounces: Bounces, timeout: float) -> imaplib.IMAP4:
             raise
         return connection
     except ssl.SSLCertVerificationError as exc:
-        raise MailboxError(
+        raise ImapError(
             f"TLS with {where} failed: its certificate is not trusted ({exc.verify_message}); "
             "check [bounces] imap_host is the name on the certificate, or trust its CA "
             "(SSL_CERT_FILE)"
         ) from None
     except ssl.SSLError as exc:
         other = "starttls" if bounces.imap_security == "tls" else "tls"
-        raise MailboxError(
+        raise ImapError(
             f"TLS with {where} failed ({exc.reason or exc}); is [bounces] imap_security "
             f'right ("tls" for IMAPS, usually port 993; "starttls" for 143)? try "{other}"'
         ) from None
     except TimeoutError:
-        raise MailboxError(
+        raise ImapError(
             f"{where} did not answer within {timeout:g} s; check [bounces] imap_host, "
             'imap_port and imap_security ("tls" for 993, "starttls" for 143)'
         ) from None
     except (OSError, imaplib.IMAP4.error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise MailboxError(
+        raise ImapError(
             f"cannot reach the IMAP server {where}: {reason}; check [bounces] imap_host "
             "and imap_port"
         ) from None
@@ -216,7 +222,7 @@ def _select(mailbox: BounceMailbox) -> None:
         return
     _, listed = mailbox.connection.list()
     names = sorted(_folder_name(item) for item in listed if isinstance(item, bytes))
-    raise MailboxError(
+    raise ImapError(
         f"{mailbox.where}: there is no folder {folder!r} ({_words(reply)}); set "
         f"[bounces] imap_folder to one of: {', '.join(names) or 'none listed'}"
     )

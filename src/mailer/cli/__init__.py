@@ -66,6 +66,7 @@ editors_app.command("reset")(editors.editors_reset)
 donations_app.command("import")(donations.donations_import)
 donations_app.command("report")(donations.donations_report)
 bounces_app.command("process")(bounces.bounces_process)
+bounces_app.command("fetch")(bounces.bounces_fetch)
 
 
 def main() -> None:

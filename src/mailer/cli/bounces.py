@@ -1,6 +1,7 @@
 """`mailer bounces`: bounce emails and complaints that came back after the relay took a
 message, applied to the readers (mailer.bounce_processing). `process` reads them from
-files, folders of them, Maildirs and mboxes."""
+files, folders of them, Maildirs and mboxes; `fetch` from the [bounces] IMAP mailbox
+(mailer.bounce_fetching)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from mailer.bounce_fetching import fetch_bounces, mailbox_configured
 from mailer.bounce_processing import BounceReport, check_paths, process
 from mailer.bounces.mailboxes import read_messages
 from mailer.cli.app import settings_of
@@ -29,6 +31,21 @@ def bounces_process(
     engine = open_database(settings.database.url)
     report = process(engine, settings, read_messages(paths), "", utcnow())
     print_bounce_report(report)
+
+
+def bounces_fetch(ctx: typer.Context) -> None:
+    """Read the [bounces] IMAP mailbox and apply what came back, as `bounces process`
+    does; each message read is moved to [bounces] imap_processed_folder."""
+    settings = settings_of(ctx)
+    mailbox_configured(settings)  # before the database is opened
+    engine = open_database(settings.database.url)
+    fetched = fetch_bounces(engine, settings)
+    print_bounce_report(fetched.report)
+    if fetched.moved:
+        say(
+            f"{plural(fetched.moved, 'message')} moved from {fetched.folder} "
+            f"to {fetched.processed_folder}."
+        )
 
 
 def print_bounce_report(report: BounceReport) -> None:
