@@ -133,7 +133,7 @@ def _send_share(
     stop: threading.Event | None = None,
 ) -> SendReport:
     """The issue as stored, sent from this process over `connections` connections."""
-    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id)
+    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id, issue_kind=issue.kind)
     smtp = settings.smtp
     return send_issue(
         outbox,

@@ -1,7 +1,8 @@
 """Per-recipient messages: a RenderedIssue and one subscriber -> the bytes on the wire.
 
-The compliance headers (List-Id, List-Unsubscribe, List-Unsubscribe-Post, Message-ID)
-are set here, by code, never by templates."""
+The compliance headers (List-Id, List-Unsubscribe, List-Unsubscribe-Post, Message-ID,
+Feedback-ID) are set here, by code, never by templates, and so is the envelope sender:
+with [bounces] address, a VERP address naming the delivery or mail (tokens.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import html
 import re
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 from urllib.parse import urlsplit
@@ -31,6 +32,7 @@ from mailer.render import (
 from mailer.settings import Settings
 from mailer.signing import Signer, relaxed_lines
 from mailer.subscribers import without_controls
+from mailer.tokens import VERP_DELIVERY, VERP_MAIL, VERP_UNSUBSCRIBE, VerpMaker, verp_address
 
 
 class _WirePolicy(EmailPolicy):
@@ -78,6 +80,7 @@ class MessageBuilder:
         rendered: RenderedIssue,
         subject_prefix: str = "",
         issue_id: int | None = None,
+        issue_kind: str = "article",
     ):
         self.issue_id = issue_id
         publication = settings.publication
@@ -90,12 +93,19 @@ class MessageBuilder:
         self._id_mac = hmac.new(self.secret_key.encode(), digestmod=hashlib.sha256)
         self.rendered = rendered
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
+        # with [bounces] address, a delivery's envelope sender and the List-Unsubscribe
+        # mailto: name it; the keyed hashes are prepared here, per message only the id
+        bounces = settings.bounces.address
+        self.return_path = VerpMaker(self.secret_key, bounces, VERP_DELIVERY) if bounces else None
+        self.unsubscribe_mailto = VerpMaker(self.secret_key, bounces, VERP_UNSUBSCRIBE)
+        list_id = _list_id(publication.base_url)
         self.boundary = f"mailer.{secrets.token_hex(12)}"
         shared = [
             ("Reply-To", publication.reply_to),
             ("Subject", one_line(subject_prefix + rendered.subject)),
-            ("List-Id", f"{one_line(publication.name)} <{_list_id(publication.base_url)}>"),
+            ("List-Id", f"{one_line(publication.name)} <{list_id}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+            ("Feedback-ID", _feedback_id(issue_id, issue_kind, list_id)),
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
         ]
@@ -119,16 +129,23 @@ class MessageBuilder:
         tag = mac.hexdigest()[:20]
         return f"<{self.issue_id}.{tag}@{self.domain}>"
 
-    def build(self, recipient: Recipient) -> OutgoingMessage:
+    def build(self, recipient: Recipient, delivery_id: int | None = None) -> OutgoingMessage:
+        """The message for one reader; `delivery_id` (an issue's delivery, not a test
+        copy) names it in the envelope sender and a mailto: unsubscribe, with [bounces]
+        address set."""
         unsubscribe_url = self.unsubscribe_url(recipient.public_id)
         links = (unsubscribe_url, self.preferences_url(recipient.public_id))
         message_id = self.message_id(recipient.subscriber_id)
+        sender, mailto = self.sender, ""
+        if self.return_path is not None and delivery_id is not None:
+            sender = self.return_path(delivery_id)
+            mailto = f", <mailto:{self.unsubscribe_mailto(delivery_id)}?subject=unsubscribe>"
         own = [
             address_header("To", recipient.name, recipient.email),
             _header("Date", format_datetime(utcnow())),
             _header("Message-ID", message_id),
             # one line, never encoded: mail clients must read it as a link
-            f"List-Unsubscribe: <{unsubscribe_url}>\r\n".encode("ascii"),
+            f"List-Unsubscribe: <{unsubscribe_url}>{mailto}\r\n".encode("ascii"),
         ]
         copy = self.thanks if recipient.donor else self.appeal
         relaxed: list[bytes] | None = [] if self.signer is not None else None
@@ -153,7 +170,16 @@ class MessageBuilder:
         if self.signer is not None and relaxed is not None:
             # the body ends with the closing boundary: no empty lines to drop at its end
             data = self.signer.sign(data, b"".join([*relaxed, self.closing]))
-        return OutgoingMessage(message_id, self.sender, recipient.email, data)
+        return OutgoingMessage(message_id, sender, recipient.email, data)
+
+
+def with_return_path(settings: Settings, message: OutgoingMessage, mail_id: int) -> OutgoingMessage:
+    """A transactional mail with the envelope sender that names it (transactional_mail
+    `mail_id`) when [bounces] address is set; as it is without."""
+    address = settings.bounces.address
+    if not address:
+        return message
+    return replace(message, sender=verp_address(settings.secret_key, address, VERP_MAIL, mail_id))
 
 
 @dataclass(frozen=True)
@@ -354,6 +380,15 @@ def fill(part: str, email: str, unsubscribe_url: str, preferences_url: str) -> s
         .replace(UNSUBSCRIBE_URL, unsubscribe_url)
         .replace(PREFERENCES_URL, preferences_url)
     )
+
+
+def _feedback_id(issue_id: int | None, issue_kind: str, list_id: str) -> str:
+    """Gmail's feedback loop groups complaints by this (up to four colon-separated fields,
+    the sender's own id last): the issue, its kind and the list's domain. Only an issue's
+    messages have one; DKIM signs it, as Gmail requires."""
+    if issue_id is None:
+        return ""
+    return f"{issue_id}:{issue_kind}:{list_id.removeprefix('newsletter.')}:mailer"
 
 
 def _list_id(base_url: str) -> str:

@@ -393,7 +393,7 @@ class _Run:
         if self.stopping.is_set():
             raise _Lost  # stopped while waiting for its turn: it stays queued
         self._hold(claimed)
-        message = self.builder.build(claimed.recipient)
+        message = self.builder.build(claimed.recipient, claimed.delivery_id)
         try:
             reply = transport.send(message.sender, message.recipient, message.data)
         except ConnectionFailure:

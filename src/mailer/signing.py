@@ -21,11 +21,13 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from mailer.errors import MailerError
 from mailer.settings import Dkim
 
-# What a receiver must be able to trust: who it is from and to, what it is, and the
-# one-click unsubscribe that Gmail and Yahoo act on.
+# What a receiver must be able to trust: who it is from and to, what it is, the
+# one-click unsubscribe that Gmail and Yahoo act on, and the Feedback-ID Gmail's
+# feedback loop reads only when signed.
 SIGNED_HEADERS = [
     b"From", b"To", b"Subject", b"Date", b"Message-ID", b"Reply-To", b"List-Id",
-    b"List-Unsubscribe", b"List-Unsubscribe-Post", b"MIME-Version", b"Content-Type",
+    b"List-Unsubscribe", b"List-Unsubscribe-Post", b"Feedback-ID", b"MIME-Version",
+    b"Content-Type",
 ]  # fmt: skip
 _NAMES = [name.lower() for name in SIGNED_HEADERS]
 # h= names them all, present or not, as dkimpy does: a name listed but absent signs its

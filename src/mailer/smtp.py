@@ -5,6 +5,7 @@ is temporary; what a reply means is decided by the table in replies.py."""
 from __future__ import annotations
 
 import functools
+import re
 import smtplib
 import ssl
 from types import TracebackType
@@ -17,6 +18,9 @@ from mailer.settings import SMTP_DATA_TIMEOUT, Smtp
 # message (a 250 with a long queue id or diagnostics): read it, and keep the start.
 _MAXLINE = 8192
 _KEPT = 1000  # characters of a reply kept for the record
+# a VERP envelope sender ([bounces] address, tokens.verp_address): +, a kind letter and
+# 18 or more characters of lower-case base32 before the @
+_VERP_SENDER = re.compile(r"\+[dtu][a-z2-7]{18,39}@")
 
 
 class TemporaryFailure(Exception):
@@ -241,6 +245,13 @@ class SMTPTransport:
             return TemporaryFailure(reply)
         if verdict == Verdict.CONTENT:
             return ContentRefused(reply)
+        if verdict == Verdict.STOP and refused.stage == Stage.MAIL and _VERP_SENDER.search(sender):
+            return DeliveryError(
+                f"SMTP server {self.address} refused the return path {sender} ([bounces] "
+                f"address): {reply}; some submission services accept no envelope sender but "
+                "the login's own address: send through a relay that accepts it from an "
+                "authenticated client, such as Postfix, or leave [bounces] address empty"
+            )
         if verdict == Verdict.STOP and refused.stage == Stage.MAIL:
             return DeliveryError(
                 f"SMTP server {self.address} refused the sender {sender}: {reply}; check "

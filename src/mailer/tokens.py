@@ -115,10 +115,24 @@ def _verp_mac(secret_key: str, kind: str, number: bytes) -> bytes:
 def verp_address(secret_key: str, address: str, kind: str, number: int) -> str:
     """`address` ("bounces@example.org") with a signed token for the delivery or mail
     `number` of `kind`: "bounces+d<base32>@example.org", at most 40 characters of token."""
-    local, _, domain = address.rpartition("@")
-    packed = number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big")
-    token = base64.b32encode(packed + _verp_mac(secret_key, kind, packed)).decode()
-    return f"{local}+{kind}{token.rstrip('=').lower()}@{domain}"
+    return VerpMaker(secret_key, address, kind)(number)
+
+
+class VerpMaker:
+    """verp_address for one key, address and kind, the keyed hash prepared once: a
+    message builder makes two a message, and per message only the number is hashed."""
+
+    def __init__(self, secret_key: str, address: str, kind: str):
+        self.local, _, self.domain = address.rpartition("@")
+        self.kind = kind
+        self._mac = hmac.new(secret_key.encode(), b"mailer.verp." + kind.encode(), "sha256")
+
+    def __call__(self, number: int) -> str:
+        packed = number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big")
+        mac = self._mac.copy()
+        mac.update(packed)
+        token = base64.b32encode(packed + mac.digest()[:_VERP_MAC_BYTES]).decode()
+        return f"{self.local}+{self.kind}{token.rstrip('=').lower()}@{self.domain}"
 
 
 def read_verp(secret_key: Keys, address: str, recipient: str) -> tuple[str, int] | None:

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from mailer.errors import MailerError, SubscriberError
 from mailer.gift_thanks import thanks_mail
 from mailer.links import confirm_url
-from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
+from mailer.messages import MessageBuilder, OutgoingMessage, Recipient, with_return_path
 from mailer.models import (
     EDITORS,
     SUBSCRIBERS,
@@ -212,7 +212,7 @@ def _attempt(
     build: Build,
 ) -> _Outcome:
     try:
-        message = build()
+        message = with_return_path(settings, build(), claimed.id)
         reply = transport.send(message.sender, message.recipient, message.data)
     except PermanentFailure as exc:  # the relay refused this recipient for good
         return _Outcome(MailStatus.FAILED, exc.reply)
