@@ -6,6 +6,7 @@ said plainly."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -19,12 +20,20 @@ from sqlmodel import Session, select
 from mailer.bounce_fetching import fetch_bounces
 from mailer.bounces.imap import ImapError, open_mailbox
 from mailer.cli import main
-from mailer.models import BounceEvent, Subscriber
+from mailer.models import BounceEvent, Delivery, Subscriber
+from mailer.runs import send_article
 from mailer.scheduler import BOUNCES_JOB, Service, bounces_job, install_jobs, make_scheduler
 from mailer.sections_readers import Bounces
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
-from mailer.testing import TEST_SECRET_KEY, Mailbox, dovecot_available, imap_server, run_mailer
+from mailer.testing import (
+    TEST_SECRET_KEY,
+    Mailbox,
+    dovecot_available,
+    imap_server,
+    new_issue,
+    run_mailer,
+)
 
 pytestmark = pytest.mark.skipif(
     not dovecot_available(), reason="Debian's dovecot-imapd is not installed (.ci/run does)"
@@ -130,11 +139,12 @@ def test_each_way_the_mailbox_fails_says_what_to_check(mailbox, monkeypatch, tmp
 ANA, BEN = "ana@example.org", "ben@example.org"
 
 
-def dsn(recipient: str, number: int = 1) -> bytes:
-    """A delivery report (RFC 3464) as Postfix writes one: `recipient` does not exist."""
+def dsn(recipient: str, number: int = 1, to: str = "bounces@example.org") -> bytes:
+    """A delivery report (RFC 3464) as Postfix writes one, sent to `to` (the envelope
+    sender of the message that failed): `recipient` does not exist."""
     return (
         "From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\n"
-        "To: bounces@example.org\r\n"
+        f"To: {to}\r\n"
         f"Subject: Undelivered Mail Returned to Sender {number}\r\n"
         "Date: Mon, 30 Nov 2026 08:00:00 +0000\r\n"
         f"Message-ID: <dsn{number}@mx.example.net>\r\n"
@@ -239,13 +249,17 @@ def test_mailer_bounces_fetch_prints_what_it_did_or_why_it_could_not(
     }
     # in this process, as the `mailer` command: exit status 1 and the reason
     monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("MAILER_")]:
+        monkeypatch.delenv(name)  # the command reads only what is given here
     for name, value in {**env, "MAILER_BOUNCES_IMAP_PASSWORD": "wrong"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(sys, "argv", ["mailer", "bounces", "fetch"])
     with pytest.raises(SystemExit) as refused:
         main()
     assert refused.value.code == 1
-    assert "error: 127.0.0.1:" in capsys.readouterr().err
+    assert f"error: 127.0.0.1:{mailbox.port} refused the login of 'bounces'" in (
+        capsys.readouterr().err
+    )
     monkeypatch.setenv("MAILER_BOUNCES_IMAP_HOST", "")
     monkeypatch.setenv("MAILER_BOUNCES_IMAP_USER", "")
     with pytest.raises(SystemExit) as unset:
@@ -295,3 +309,31 @@ def test_the_scheduler_fetches_every_poll_minutes_and_a_failure_waits_for_the_ne
     assert status_of(engine, BEN) == "bounced"
     assert "bounces-fetched messages=1 bounced=1 unsubscribed=0" in caplog.text
     assert mailbox.messages("INBOX") == [] and mailbox.messages("Processed") == [dsn(BEN)]
+
+
+# --- end to end: sent, bounced, delivered to the mailbox, fetched ---------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bounce_of_a_sent_issue_comes_back_through_the_mailbox_and_bounces_its_reader(
+    mailbox, fetching, engine, smtp, tmp_path
+):
+    """Sent through a real SMTP server with the VERP return path; the remote server knows
+    Ana by an old address she forwards from, so only the address the bounce came to
+    (the envelope sender the SMTP server received) says whose it is."""
+    verp = fetching.replace(bounces={"address": "bounces@example.org"})
+    issue = new_issue(engine, verp, tmp_path)
+    send_article(engine, verp, issue)
+    [to_ana] = [message for message in smtp.received if message.rcpt_tos == [ANA]]
+    assert to_ana.mail_from.startswith("bounces+") and to_ana.mail_from.endswith("@example.org")
+    mailbox.append(dsn("ana.old@forwarded.example", to=to_ana.mail_from))
+
+    fetched = fetch_bounces(engine, verp)
+    assert (fetched.report.bounced, fetched.moved) == (1, 1)
+    assert (status_of(engine, ANA), status_of(engine, BEN)) == ("bounced", "active")
+    [event] = events_of(engine)
+    with Session(engine) as session:
+        delivery = session.exec(select(Delivery).where(Delivery.id == event.delivery_id)).one()
+        reader = session.get(Subscriber, delivery.subscriber_id)
+    assert (event.issue_id, event.kind, reader.email) == (issue.id, "hard", ANA)
+    assert mailbox.messages("INBOX") == []
