@@ -49,9 +49,12 @@ def dovecot() -> Iterator[Mailbox]:
 @pytest.fixture
 def mailbox(dovecot: Mailbox, monkeypatch: pytest.MonkeyPatch) -> Mailbox:
     """The module's Dovecot with its folders emptied, its certificate trusted as a CA."""
-    dovecot.empty("INBOX", "Processed", "Bounces")
+    dovecot.empty("INBOX", "Processed", RETURNED)
     monkeypatch.setenv("SSL_CERT_FILE", str(dovecot.ca_file))
     return dovecot
+
+
+RETURNED = "Returnert – ferdig"  # a folder name beyond ASCII (modified UTF-7 on the wire)
 
 
 def note(number: int) -> bytes:
@@ -77,12 +80,12 @@ def test_the_mailbox_yields_each_message_and_moves_those_dealt_with(mailbox):
     assert mailbox.messages("Processed") == [note(0), note(2)]
     # a server without MOVE: copied, flagged deleted and expunged, nothing else touched
     mailbox.append(note(3))
-    with open_mailbox(bounces_of(mailbox, imap_processed_folder="Bounces")) as opened:
+    with open_mailbox(bounces_of(mailbox, imap_processed_folder=RETURNED)) as opened:
         opened.capabilities = opened.capabilities - {"MOVE"}
         fetched = list(opened.messages())
         opened.move([item.uid for item in fetched if item.message == note(3)])
     assert mailbox.messages("INBOX") == [note(1)]
-    assert mailbox.messages("Bounces") == [note(3)]
+    assert mailbox.messages(RETURNED) == [note(3)]
     # STARTTLS on the plain port reads the same folder
     starttls = bounces_of(mailbox, imap_security="starttls", imap_port=mailbox.starttls_port)
     with open_mailbox(starttls) as opened:
@@ -103,6 +106,9 @@ def test_each_way_the_mailbox_fails_says_what_to_check(mailbox, monkeypatch, tmp
     assert error_of(bounces_of(mailbox, imap_password="")) == (
         f"no password for 'bounces' at 127.0.0.1:{mailbox.port}: set MAILER_BOUNCES_IMAP_PASSWORD"
     )
+
+    same = error_of(bounces_of(mailbox, imap_processed_folder="INBOX"))
+    assert same.startswith("[bounces] imap_processed_folder is imap_folder ('INBOX')")
 
     missing = error_of(bounces_of(mailbox, imap_folder="Bounced"))
     assert "there is no folder 'Bounced'" in missing

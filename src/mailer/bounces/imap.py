@@ -7,6 +7,7 @@ certificate is checked against the system's CAs (or the bundle SSL_CERT_FILE nam
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import re
 import ssl
@@ -79,9 +80,13 @@ class BounceMailbox:
         with _server_errors(self.where):
             self._create(target)
             if "MOVE" in self.capabilities:
-                self._ok(self.connection.uid("MOVE", numbers, _quoted(target)), f"move to {target}")
+                self._ok(
+                    self.connection.uid("MOVE", numbers, quoted_folder(target)), f"move to {target}"
+                )
                 return
-            self._ok(self.connection.uid("COPY", numbers, _quoted(target)), f"copy to {target}")
+            self._ok(
+                self.connection.uid("COPY", numbers, quoted_folder(target)), f"copy to {target}"
+            )
             flagged = self.connection.uid("STORE", numbers, "+FLAGS.SILENT", r"(\Deleted)")
             self._ok(flagged, "flag the copied messages deleted")
             if "UIDPLUS" in self.capabilities:
@@ -90,10 +95,10 @@ class BounceMailbox:
                 self._ok(self.connection.expunge(), "expunge the copied messages")
 
     def _create(self, folder: str) -> None:
-        listed = self._ok(self.connection.list('""', _quoted(folder)), f"look for {folder}")
+        listed = self._ok(self.connection.list('""', quoted_folder(folder)), f"look for {folder}")
         if any(listed):
             return
-        status, reply = self.connection.create(_quoted(folder))
+        status, reply = self.connection.create(quoted_folder(folder))
         if status != "OK":
             raise ImapError(
                 f"{self.where}: could not create the folder {folder!r} "
@@ -119,12 +124,17 @@ def check_mailbox(bounces: Bounces) -> None:
             f"no password for {bounces.imap_user!r} at {bounces.imap_host}:{bounces.imap_port}: "
             "set MAILER_BOUNCES_IMAP_PASSWORD"
         )
+    if bounces.imap_processed_folder == bounces.imap_folder:
+        raise ImapError(
+            f"[bounces] imap_processed_folder is imap_folder ({bounces.imap_folder!r}): "
+            "what was read would be read again each time; name another folder"
+        )
 
 
 @contextmanager
 def open_mailbox(bounces: Bounces, timeout: float = TIMEOUT_SECONDS) -> Iterator[BounceMailbox]:
     """Log in to the [bounces] mailbox and select `imap_folder`; log out afterwards.
-    Every way this fails is a ImapError saying what to check."""
+    Every way this fails is an ImapError saying what to check."""
     where = f"{bounces.imap_host}:{bounces.imap_port}"
     check_mailbox(bounces)
     connection = _connect(bounces, timeout)
@@ -140,7 +150,7 @@ def open_mailbox(bounces: Bounces, timeout: float = TIMEOUT_SECONDS) -> Iterator
 
 @contextmanager
 def _server_errors(where: str) -> Iterator[None]:
-    """A dropped connection, a time-out or an unexpected answer, as a ImapError."""
+    """A dropped connection, a time-out or an unexpected answer, as an ImapError."""
     try:
         yield
     except imaplib.IMAP4.abort as exc:
@@ -217,7 +227,7 @@ def _connect(bounces: Bounces, timeout: float) -> imaplib.IMAP4:
 
 def _select(mailbox: BounceMailbox) -> None:
     folder = mailbox.bounces.imap_folder
-    status, reply = mailbox.connection.select(_quoted(folder))
+    status, reply = mailbox.connection.select(quoted_folder(folder))
     if status == "OK":
         return
     _, listed = mailbox.connection.list()
@@ -232,7 +242,8 @@ def _folder_name(listed: bytes) -> str:
     """The name in a LIST reply line: (\\Flags) "/" "Name" (or Name, unquoted)."""
     text = listed.decode("utf-8", "replace")
     match = re.search(r'"((?:[^"\\]|\\.)*)"\s*$', text)
-    return match.group(1).replace('\\"', '"') if match else text.rsplit(" ", 1)[-1]
+    name = match.group(1).replace('\\"', '"') if match else text.rsplit(" ", 1)[-1]
+    return _decoded(name)
 
 
 def _logout(connection: imaplib.IMAP4) -> None:
@@ -240,8 +251,28 @@ def _logout(connection: imaplib.IMAP4) -> None:
         connection.logout()
 
 
-def _quoted(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def quoted_folder(folder: str) -> str:
+    """A folder's name as IMAP commands take it: modified UTF-7 (RFC 3501 5.1.3, so
+    "Søppelpost" or "Returnert ✓" work), quoted."""
+
+    def run(match: re.Match[str]) -> str:
+        packed = base64.b64encode(match.group().encode("utf-16-be")).decode("ascii")
+        return "&" + packed.rstrip("=").replace("/", ",") + "-"
+
+    name = re.sub(r"[^\x20-\x7e]+", run, folder.replace("&", "&-"))
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _decoded(name: str) -> str:
+    """A folder's name from modified UTF-7, as a person reads it."""
+
+    def run(match: re.Match[str]) -> str:
+        packed = match.group(1).replace(",", "/")
+        if not packed:
+            return "&"
+        return base64.b64decode(packed + "=" * (-len(packed) % 4)).decode("utf-16-be", "replace")
+
+    return re.sub(r"&([^-]*)-", run, name)
 
 
 def _said(error: imaplib.IMAP4.error) -> str:

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mailer.bounces.imap import quoted_folder
 from mailer.catcher import free_port
 
 DOVECOT = "dovecot"
@@ -75,15 +76,15 @@ class Mailbox:
         """Deliver `message` into `folder` (created if missing)."""
         with self.client() as connection:
             if folder != "INBOX":
-                connection.create(_quoted(folder))  # "already exists" is a NO: ignored
-            status, reply = connection.append(_quoted(folder), "", None, message)
+                connection.create(quoted_folder(folder))  # "already exists" is a NO: ignored
+            status, reply = connection.append(quoted_folder(folder), "", None, message)
             if status != "OK":
                 raise RuntimeError(f"APPEND to {folder} refused: {reply!r}")
 
     def messages(self, folder: str = "INBOX") -> list[bytes]:
         """The messages in `folder` (none if it does not exist), oldest first."""
         with self.client() as connection:
-            status, _ = connection.select(_quoted(folder), readonly=True)
+            status, _ = connection.select(quoted_folder(folder), readonly=True)
             if status != "OK":
                 return []
             _, found = connection.uid("SEARCH", "ALL")
@@ -98,15 +99,11 @@ class Mailbox:
         """Delete every message of `folders` (INBOX when none named)."""
         with self.client() as connection:
             for folder in folders or ("INBOX",):
-                status, count = connection.select(_quoted(folder))
+                status, count = connection.select(quoted_folder(folder))
                 if status != "OK" or count[0] in (b"0", None):
                     continue
                 connection.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
                 connection.close()  # expunges what is flagged deleted
-
-
-def _quoted(folder: str) -> str:
-    return '"' + folder.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @contextmanager
