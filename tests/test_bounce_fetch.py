@@ -17,7 +17,9 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from mailer import bounce_fetching
 from mailer.bounce_fetching import fetch_bounces
+from mailer.bounce_processing import process
 from mailer.bounces.imap import ImapError, open_mailbox
 from mailer.cli import main
 from mailer.models import BounceEvent, Delivery, Subscriber
@@ -225,6 +227,26 @@ def test_a_fetch_applies_each_bounce_and_moves_it_once(mailbox, fetching, engine
     third = fetch_bounces(engine, fetching)
     assert [line.reason.endswith("counted already") for line in third.report.lines] == [True]
     assert (third.moved, len(events_of(engine))) == (1, 1)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_fetch_that_stops_half_way_moves_only_what_was_applied(
+    mailbox, fetching, engine, monkeypatch
+):
+    def stops_after_one(engine, settings, messages, label, now):  # the power goes
+        remaining = iter(messages)
+        process(engine, settings, [next(remaining)], label, now)  # the real run
+        next(remaining)  # the next message asked for: the first one is committed
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bounce_fetching, "process", stops_after_one)
+    mailbox.append(dsn(ANA, 1))
+    mailbox.append(dsn(BEN, 2))
+    with pytest.raises(KeyboardInterrupt):
+        fetch_bounces(engine, fetching)
+    assert (status_of(engine, ANA), status_of(engine, BEN)) == ("bounced", "active")
+    assert mailbox.messages("Processed") == [dsn(ANA, 1)]
+    assert mailbox.messages("INBOX") == [dsn(BEN, 2)]  # read again next time
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
