@@ -291,6 +291,17 @@ def test_reactivate_undoes_a_bounce_and_starts_the_score_again(engine, settings,
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_complaint_about_a_bounced_reader_leaves_them_unsubscribed(engine, settings, ana):
+    """So that no reactivation mails somebody who said it is spam; a redacted complaint
+    (no address, no return path of ours) names no one."""
+    apply(engine, settings, bounce(UNKNOWN))
+    report = apply(engine, settings, bounce(Failure(Action.COMPLAINT, ANA)))
+    assert reader(engine).status == "unsubscribed" and report.unsubscribed == 1
+    redacted = apply(engine, settings, bounce(Failure(Action.COMPLAINT, "")))
+    assert redacted.lines[0].reason == "marked as spam: names no one, nothing changed"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_reader_who_complained_is_not_reactivated(engine, settings, ana):
     apply(engine, settings, bounce(Failure(Action.COMPLAINT, ANA)))
     with pytest.raises(SubscriberError, match="unsubscribed, not bounced"):

@@ -170,8 +170,8 @@ def _apply_failure(
         return _line(message, failure, LineKind.IGNORED, kind)
     target = find_target(session, message.bounce, failure)
     if target is None:
-        shown = failure.recipient or "the address"
-        why = f"{_words(failure)}: {shown} is not a subscriber, nothing changed"
+        who = f"{failure.recipient} is not a subscriber" if failure.recipient else "names no one"
+        why = f"{_words(failure)}: {who}, nothing changed"
         return _line(message, failure, LineKind(kind), why)
     if target.subscriber_id in seen:
         why = f"{_words(failure)}: the same reader again, counted once"
