@@ -34,7 +34,7 @@ from mailer.models import (
     Subscriber,
 )
 from mailer.settings import Settings
-from mailer.subscribers import add_subscriber, reactivate
+from mailer.subscribers import add_subscriber, reactivate, remove_subscriber
 from mailer.testing import TEST_SECRET_KEY, mailer_on, new_issue
 from mailer.tokens import VERP_DELIVERY, VERP_UNSUBSCRIBE, verp_address
 
@@ -291,6 +291,17 @@ def test_reactivate_undoes_a_bounce_and_starts_the_score_again(engine, settings,
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_complaint_about_a_bounced_reader_leaves_them_unsubscribed(engine, settings, ana):
+    """So that no reactivation mails somebody who said it is spam; a redacted complaint
+    (no address, no return path of ours) names no one."""
+    apply(engine, settings, bounce(UNKNOWN))
+    report = apply(engine, settings, bounce(Failure(Action.COMPLAINT, ANA)))
+    assert reader(engine).status == "unsubscribed" and report.unsubscribed == 1
+    redacted = apply(engine, settings, bounce(Failure(Action.COMPLAINT, "")))
+    assert redacted.lines[0].reason == "marked as spam: names no one, nothing changed"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_reader_who_complained_is_not_reactivated(engine, settings, ana):
     apply(engine, settings, bounce(Failure(Action.COMPLAINT, ANA)))
     with pytest.raises(SubscriberError, match="unsubscribed, not bounced"):
@@ -412,3 +423,13 @@ def test_a_bounce_to_its_verp_address_is_its_deliverys_reader_end_to_end(
         issue.id,
         "imap:INBOX x.eml",
     )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_bounce_of_an_erased_readers_delivery_keeps_nothing(engine, settings, ana, tmp_path):
+    issue = new_issue(engine, settings, tmp_path)
+    delivery = sent(engine, issue.id, ana.id)
+    remove_subscriber(engine, ANA, purge=True, purge_key="k" * 40)
+    report = apply(engine, settings, bounce(UNKNOWN, verp=(VERP_DELIVERY, delivery)))
+    assert report.lines[0].reason.endswith(": erased, nothing kept")
+    assert events(engine) == []

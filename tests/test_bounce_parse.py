@@ -47,6 +47,7 @@ EXPECTED: dict[str, list[tuple[Action, str, str]] | str] = {
     "amazon_ses.eml": [(FAILED, "bounced.reader@example.org", "5.1.1")],
     "dsn_to_verp.eml": [(FAILED, "moved.away@example.net", "5.1.1")],
     "arf_complaint.eml": [(COMPLAINT, "annoyed.reader@example.net", "")],
+    "arf_aol_redacted.eml": [(COMPLAINT, "", "")],
     "unsubscribe_request.eml": [(UNSUBSCRIBE, "kari.nordmann@example.org", "")],
     "vacation_reply.eml": "auto-reply",
     "outlook_automatic_reply.eml": "auto-reply",
@@ -127,6 +128,24 @@ def test_a_plain_text_bounce_gives_the_reply_near_the_address() -> None:
     )
     (yahoo,) = read("yahoo_no_account.eml").failures
     assert "This user doesn't have a yahoo.com account" in yahoo.diagnostic
+    # a reply far below the address is read whole, without the transcript after it
+    (quota,) = read("flufl/simple_01.txt").failures
+    assert quota.diagnostic == "552 Message for <bbbsss@example.com> would exceed mailbox quota"
+    # Postfix's plain text wraps the reply: its indented lines carry it on
+    (wrapped,) = read("flufl/postfix_01.txt").failures
+    assert wrapped.diagnostic == "550 5.1.1 <xxxxx@local.ie>... User unknown"
+
+
+@pytest.mark.parametrize(
+    "name", ["postfix_user_unknown.eml", "exim_user_unknown.eml", "flufl/simple_01.txt"]
+)
+def test_a_message_with_windows_line_ends_reads_the_same(name: str) -> None:
+    data = (CORPUS / name).read_bytes()
+    crlf = read_bounce(data.replace(b"\n", b"\r\n"), RETURN_PATH, KEYS)
+    assert (crlf.failures, crlf.original_message_id) == (
+        read(name).failures,
+        read(name).original_message_id,
+    )
 
 
 def test_the_original_message_id_and_date_are_read() -> None:
@@ -154,6 +173,8 @@ def test_the_original_message_id_and_date_are_read() -> None:
 def test_the_verp_token_names_the_delivery_and_a_forged_one_nothing() -> None:
     assert read("dsn_to_verp.eml").verp == (VERP_DELIVERY, 4711)
     assert read("arf_complaint.eml").verp == (VERP_DELIVERY, 4713)
+    # AOL redacts the reader's address: only the token says whose complaint it is
+    assert read("arf_aol_redacted.eml").verp == (VERP_DELIVERY, 4714)
     assert read("unsubscribe_request.eml").verp == (VERP_UNSUBSCRIBE, 4712)
     assert read("postfix_user_unknown.eml").verp is None
     # without the signing key the token is nobody's; without a bounce address, no VERP

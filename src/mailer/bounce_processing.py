@@ -89,10 +89,24 @@ def process(
     alone (a file's path) when the label is ""."""
     report = BounceReport()
     for name, data in messages:
-        bounce = read_bounce(data, settings.bounces.address, settings.signing_keys)
-        source = f"{source_label} {name}" if source_label else name
-        apply_bounce(engine, settings, bounce, name, source, now, report)
+        process_message(engine, settings, (name, data), source_label, now, report)
     return report
+
+
+def process_message(
+    engine: Engine,
+    settings: Settings,
+    message: tuple[str, bytes],
+    source_label: str,
+    now: datetime,
+    report: BounceReport,
+) -> None:
+    """One message (name, bytes) read and applied in its own transaction, its lines added
+    to `report`: for a reader of a mailbox that moves each message once it is applied."""
+    name, data = message
+    bounce = read_bounce(data, settings.bounces.address, settings.signing_keys)
+    source = f"{source_label} {name}" if source_label else name
+    apply_bounce(engine, settings, bounce, name, source, now, report)
 
 
 def check_paths(paths: Iterable[Path]) -> None:
@@ -170,8 +184,8 @@ def _apply_failure(
         return _line(message, failure, LineKind.IGNORED, kind)
     target = find_target(session, message.bounce, failure)
     if target is None:
-        shown = failure.recipient or "the address"
-        why = f"{_words(failure)}: {shown} is not a subscriber, nothing changed"
+        who = f"{failure.recipient} is not a subscriber" if failure.recipient else "names no one"
+        why = f"{_words(failure)}: {who}, nothing changed"
         return _line(message, failure, LineKind(kind), why)
     if target.subscriber_id in seen:
         why = f"{_words(failure)}: the same reader again, counted once"
@@ -282,9 +296,7 @@ def _count(
     reader = session.get(Subscriber, target.subscriber_id, with_for_update=True)
     assert reader is not None  # the foreign key holds
     if reader.email.startswith("erased:"):  # nothing more of theirs is kept
-        return Line(
-            message.name, failure.recipient, line_kind, f"{words}: erased, nothing kept"
-        ), ""
+        return _line(message, failure, line_kind, f"{words}: erased, nothing kept")
     stored = session.connection().execute(
         insert_new(engine, BOUNCE_EVENTS)
         .values(

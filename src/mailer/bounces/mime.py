@@ -13,13 +13,9 @@ from email.message import Message
 from email.utils import getaddresses
 
 _SPACES = re.compile(r"\s+")
-# What a message/rfc822 enclosure's headers may come in as (RFC 3462 / 6522)
-ENCLOSURE_TYPES = (
-    "message/rfc822",
-    "message/global",
-    "text/rfc822-headers",
-    "message/rfc822-headers",
-)
+# how a report encloses the message it is about: whole, or its headers (RFC 6522)
+_WHOLE = ("message/rfc822", "message/global")
+_HEADERS_ONLY = ("text/rfc822-headers", "message/global-headers")
 
 
 def parse(data: bytes) -> Message:
@@ -91,11 +87,12 @@ def own_parts(msg: Message) -> Iterator[Message]:
 
 def readable_text(msg: Message) -> str:
     """The text/plain parts outside enclosed messages: what the bouncing server wrote."""
-    return "\n".join(
+    text = "\n".join(
         payload_text(part)
         for part in own_parts(msg)
         if part.get_content_type() == "text/plain" and not part.is_multipart()
     )
+    return text.replace("\r\n", "\n")
 
 
 def header_blocks(part: Message) -> list[Message]:
@@ -120,14 +117,11 @@ def header_blocks(part: Message) -> list[Message]:
 def enclosed_headers(msg: Message) -> Message | None:
     """The original message (or its headers) a report or bounce encloses, if any."""
     for part in msg.walk():
-        if part is msg:
+        if part is msg or part.get_content_type() not in (*_WHOLE, *_HEADERS_ONLY):
             continue
-        kind = part.get_content_type()
-        if kind in ("message/rfc822", "message/global"):
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                return inner[0]
-            return parse(payload_text(part).encode("utf-8", "replace"))
-        if kind in ("text/rfc822-headers", "message/rfc822-headers"):
-            return parse(payload_text(part).lstrip().encode("utf-8", "replace"))
+        # the stdlib parses message/* types as an enclosed message, a text part not
+        inner = part.get_payload()
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            return inner[0]
+        return parse(payload_text(part).lstrip().encode("utf-8", "replace"))
     return None

@@ -77,23 +77,27 @@ def _status_near(text: str, address: str, others: set[str]) -> tuple[str, str]:
     any: the reply line ("550 5.1.1 <a@b>: User unknown"), else the next line's words."""
     lowered = text.lower()
     fallback = ("", "")
-    for start in _mentions(lowered, address):
-        window = _window(text, lowered, start + len(address), others)
+    for mention in _mentions(lowered, address):
+        start = mention + len(address)
+        window = _window(text, lowered, start, others)
         reply = _REPLY.search(window)
         if reply:
-            line = _with_continuation(reply.group(0), window[reply.end() :]).rstrip(")")
+            line = _reply_lines(text, start + reply.start()).rstrip(")")
             return first_status(line) or first_status(window), line
         if fallback == ("", ""):
             fallback = (first_status(window), _next_words(window))
     return fallback
 
 
-def _with_continuation(line: str, rest: str) -> str:
-    """A reply line and the indented lines that carry it on, as Postfix wraps them."""
-    for following in rest.split("\n")[1:_CONTINUATION_LINES]:
-        if not following[:1].isspace() or not following.strip():
+def _reply_lines(text: str, at: int) -> str:
+    """The reply that begins at `at`, whole, with the indented lines that carry it on,
+    as Postfix wraps them."""
+    line, *following = text[at:].split("\n", _CONTINUATION_LINES)
+    for more in following[: _CONTINUATION_LINES - 1]:
+        # Postfix indents by four; a transcript's " QUIT" is not the reply's
+        if not more.startswith(("  ", "\t")) or not more.strip():
             break
-        line += " " + following
+        line += " " + more
     return one_line(line)
 
 

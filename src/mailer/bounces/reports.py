@@ -115,19 +115,27 @@ def diagnostic_text(value: str) -> str:
 
 
 def complaint(msg: Message, original: Message | None) -> tuple[Failure | None, str]:
-    """An ARF report's complaint, or (None, why it is not one)."""
+    """An ARF report's complaint, or (None, why it is not one). Its recipient is the
+    enclosed original's To, else the report's Original-Rcpt-To; "" when the feedback
+    loop redacted both (AOL's does): only the VERP token then says whose it is."""
     fields = _feedback_fields(msg)
     if fields is None:
         return None, "unreadable: a feedback report without its fields"
     feedback_type = header(fields, "Feedback-Type").lower()
     if not feedback_type.startswith(_COMPLAINT_TYPES):
         return None, f"feedback report: {feedback_type or 'no type'}"
-    to = addresses(header(original, name) for name in ("To",)) if original is not None else []
+    to = addresses([header(original, "To")]) if original is not None else []
     rcpt = addresses([header(fields, "Original-Rcpt-To")])
-    recipient = (to or rcpt or [""])[0]
+    recipient = next((a for a in [*to, *rcpt] if not _redacted(a)), "")
     agent = header(fields, "User-Agent")
     diagnostic = f"{feedback_type} ({agent})" if agent else feedback_type
     return Failure(Action.COMPLAINT, recipient, "", diagnostic), ""
+
+
+def _redacted(address: str) -> bool:
+    """An address a feedback loop hid (RFC 6590): AOL's "redacted@...", "xxxxxxxx@..."."""
+    local = address.partition("@")[0]
+    return local.startswith("redacted") or (len(local) > 3 and set(local) <= {"x", "*"})
 
 
 def _feedback_fields(msg: Message) -> Message | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from mailer.bounce_fetching import fetch_bounces, mailbox_configured
-from mailer.bounce_processing import BounceReport, check_paths, process
+from mailer.bounce_processing import BounceReport, LineKind, check_paths, process
 from mailer.bounces.mailboxes import read_messages
 from mailer.cli.app import settings_of
 from mailer.cli.output import plural, say
@@ -54,11 +54,8 @@ def print_bounce_report(report: BounceReport) -> None:
     for line in report.lines:
         say(f"{line.source}  {line.recipient or '-'}  {line.kind}  {line.reason}")
     counts = report.counts
-    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in KINDS if counts[kind])
+    kinds = ", ".join(f"{counts[kind]} {kind}" for kind in LineKind if counts[kind])
     say(
         f"{plural(report.messages, 'message')}: {kinds or 'nothing in them'}; "
         f"{plural(report.bounced, 'reader')} bounced, {report.unsubscribed} unsubscribed."
     )
-
-
-KINDS = ("hard", "soft", "complaint", "unsubscribe", "ignored")
