@@ -6,6 +6,7 @@ SMTP server on 127.0.0.1."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,22 +117,36 @@ def test_without_the_address_the_envelope_sender_is_from_address(engine, setting
         assert received.message["Feedback-ID"] == f"{issue.id}:article:dawatmedia.example:mailer"
 
 
+@dataclass
 class LoginOnly(RecordingHandler):
-    """A submission service that takes no envelope sender but the login's address."""
+    """A submission service that takes no envelope sender but the login's address: it
+    says so at MAIL, or at RCPT (Postfix's reject_sender_login_mismatch, by default)."""
+
+    at: str = "mail"
 
     async def handle_MAIL(
         self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
-        if "+" in address:
+        if "+" in address and self.at == "mail":
             return f"553 5.7.1 <{address}>: Sender address rejected: not owned by user"
         return await super().handle_MAIL(server, session, envelope, address, options)
 
+    async def handle_RCPT(
+        self, server: Any, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if "+" in envelope.mail_from and self.at == "rcpt":
+            return f"553 5.7.1 <{envelope.mail_from}>: Sender address rejected: not owned by user"
+        return await super().handle_RCPT(server, session, envelope, address, options)
 
-def test_a_relay_that_refuses_the_return_path_stops_and_says_the_fix(engine, settings, tmp_path):
+
+@pytest.mark.parametrize("at", ["mail", "rcpt"])
+def test_a_relay_that_refuses_the_return_path_stops_and_says_the_fix(
+    engine, settings, tmp_path, at
+):
     """Nothing is sent and nobody fails: the issue and the confirmation stay queued, and
     the message names the return path and what to do."""
     readers = import_readers(engine, tmp_path, 2)
-    with smtp_server(LoginOnly()) as (_controller, relay):
+    with smtp_server(LoginOnly(at=at)) as (_controller, relay):
         sending = settings.replace(smtp={"port": relay.port}, bounces={"address": ADDRESS})
         issue = new_issue(engine, sending, tmp_path)
         with pytest.raises(DeliveryError) as refused:

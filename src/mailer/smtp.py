@@ -73,6 +73,14 @@ def _reply(code: int, message: bytes | str) -> str:
     return reply if len(reply) <= _KEPT else reply[: _KEPT - 1] + "…"
 
 
+def _refuses_return_path(refused: _Refused, sender: str) -> bool:
+    """A VERP sender refused as a sender: at MAIL, or later in words (Postfix's
+    reject_sender_login_mismatch answers at RCPT)."""
+    if not _VERP_SENDER.search(sender):
+        return False
+    return refused.stage == Stage.MAIL or "sender" in refused.reply.lower()
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     # loading the system's certificates takes tens of milliseconds: once per process
@@ -245,7 +253,7 @@ class SMTPTransport:
             return TemporaryFailure(reply)
         if verdict == Verdict.CONTENT:
             return ContentRefused(reply)
-        if verdict == Verdict.STOP and refused.stage == Stage.MAIL and _VERP_SENDER.search(sender):
+        if verdict == Verdict.STOP and _refuses_return_path(refused, sender):
             return DeliveryError(
                 f"SMTP server {self.address} refused the return path {sender} ([bounces] "
                 f"address): {reply}; some submission services accept no envelope sender but "
