@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from mailer import bounce_fetching
 from mailer.bounce_fetching import fetch_bounces
-from mailer.bounce_processing import process
+from mailer.bounce_processing import process_message
 from mailer.bounces.imap import ImapError, open_mailbox
 from mailer.cli import main
 from mailer.models import BounceEvent, Delivery, Subscriber
@@ -233,13 +233,14 @@ def test_a_fetch_applies_each_bounce_and_moves_it_once(mailbox, fetching, engine
 def test_a_fetch_that_stops_half_way_moves_only_what_was_applied(
     mailbox, fetching, engine, monkeypatch
 ):
-    def stops_after_one(engine, settings, messages, label, now):  # the power goes
-        remaining = iter(messages)
-        process(engine, settings, [next(remaining)], label, now)  # the real run
-        next(remaining)  # the next message asked for: the first one is committed
-        raise KeyboardInterrupt
+    applied = []
 
-    monkeypatch.setattr(bounce_fetching, "process", stops_after_one)
+    def stops_after_one(*args):  # the real work, then the power goes
+        if applied:
+            raise KeyboardInterrupt
+        applied.append(process_message(*args))
+
+    monkeypatch.setattr(bounce_fetching, "process_message", stops_after_one)
     mailbox.append(dsn(ANA, 1))
     mailbox.append(dsn(BEN, 2))
     with pytest.raises(KeyboardInterrupt):

@@ -2,23 +2,21 @@
 IMAP, each message applied as `bounces process` applies a file (bounce_processing), and
 the messages that were applied moved to the processed folder.
 
-A message is moved only once its changes are committed: bounce_processing applies one
-message at a time, each in a transaction of its own, so a message is done when the next
-one is asked for (or the run returns). A crash between the commit and the move leaves it
-in the folder to be read again next time, which changes nothing: its events are kept
-once per message and reader (bounce_event's message_key), and it says "counted already"."""
+A message is moved only once its changes are committed (bounce_processing applies each
+message in a transaction of its own). A fetch stopped between the commit and the move
+leaves it in the folder to be read again next time, which changes nothing: its events
+are kept once per message and reader (bounce_event's message_key): "counted already"."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Engine
 
-from mailer.bounce_processing import BounceReport, process
-from mailer.bounces.imap import TIMEOUT_SECONDS, Fetched, ImapError, check_mailbox, open_mailbox
+from mailer.bounce_processing import BounceReport, process_message
+from mailer.bounces.imap import TIMEOUT_SECONDS, ImapError, check_mailbox, open_mailbox
 from mailer.models import utcnow
 from mailer.settings import Settings
 
@@ -33,6 +31,12 @@ class FetchReport:
     processed_folder: str
 
 
+def mailbox_configured(settings: Settings) -> None:
+    """An ImapError unless [bounces] names a mailbox and its password is set: checked
+    before anything else is opened."""
+    check_mailbox(settings.bounces)
+
+
 def fetch_bounces(
     engine: Engine,
     settings: Settings,
@@ -42,44 +46,17 @@ def fetch_bounces(
     """Read the [bounces] mailbox, apply each message and move the applied ones; an
     ImapError (a MailerError) when the mailbox cannot be read or is not configured."""
     bounces = settings.bounces
+    report, applied = BounceReport(), []
     with open_mailbox(bounces, timeout) as mailbox:
-        applied = _Applied(mailbox.messages())
         try:
-            report = process(engine, settings, applied, mailbox.label, now or utcnow())
+            for message in mailbox.messages():
+                # named by its place in the folder; its events' source: imap:FOLDER UID n
+                named = (f"UID {message.uid}", message.message)
+                process_message(engine, settings, named, mailbox.label, now or utcnow(), report)
+                applied.append(message.uid)
         except BaseException:
             with suppress(ImapError):  # what was applied need not be read again
-                mailbox.move(applied.done)
+                mailbox.move(applied)
             raise
-        applied.settle()
-        mailbox.move(applied.done)
-    return FetchReport(
-        report, len(applied.done), bounces.imap_folder, bounces.imap_processed_folder
-    )
-
-
-def mailbox_configured(settings: Settings) -> None:
-    """An ImapError unless [bounces] names a mailbox and its password is set: checked
-    before anything else is opened."""
-    check_mailbox(settings.bounces)
-
-
-class _Applied(Iterable[tuple[str, bytes]]):
-    """The folder's messages as (name, bytes) for bounce_processing, keeping the UIDs of
-    those it is done with: each one it had before it asked for the next."""
-
-    def __init__(self, fetched: Iterator[Fetched]) -> None:
-        self.fetched = fetched
-        self.done: list[str] = []
-        self.pending: str | None = None
-
-    def __iter__(self) -> Iterator[tuple[str, bytes]]:
-        for message in self.fetched:
-            self.settle()
-            self.pending = message.uid
-            yield f"UID {message.uid}", message.message  # its source: imap:FOLDER UID n
-        self.settle()
-
-    def settle(self) -> None:
-        if self.pending is not None:
-            self.done.append(self.pending)
-            self.pending = None
+        mailbox.move(applied)
+    return FetchReport(report, len(applied), bounces.imap_folder, bounces.imap_processed_folder)
