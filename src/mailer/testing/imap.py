@@ -33,8 +33,14 @@ DOVECOT = "dovecot"
 
 
 def dovecot_available() -> bool:
-    """Is Debian's dovecot-imapd installed (`.ci/run` installs it)?"""
-    return shutil.which(DOVECOT) is not None or Path("/usr/sbin/dovecot").exists()
+    """Is Debian's dovecot-imapd installed (`.ci/run` installs it), with the users its
+    package makes when this runs as root?"""
+    if shutil.which(DOVECOT) is None and not Path("/usr/sbin/dovecot").exists():
+        return False
+    try:
+        return os.geteuid() != 0 or bool(pwd.getpwnam("dovecot") and pwd.getpwnam("dovenull"))
+    except KeyError:
+        return False
 
 
 @dataclass(frozen=True)
