@@ -21,6 +21,7 @@ from mailer.sections_readers import Bounces
 
 TIMEOUT_SECONDS = 30.0  # a connection, and each command, gives up after this long
 FETCH_BATCH = 50  # messages fetched per command
+MOVE_BATCH = 500  # messages moved per command (a UID list well under 8 KB)
 
 
 class ImapError(MailerError):
@@ -72,27 +73,28 @@ class BounceMailbox:
 
     def move(self, uids: Sequence[str]) -> None:
         """Move the messages to the processed folder (created when missing): MOVE when
-        the server has it (RFC 6851), else COPY, flag deleted and expunge them."""
+        the server has it (RFC 6851), else COPY, flag deleted and expunge them; a batch
+        at a time, so no command line grows past what a server takes."""
         if not uids:
             return
         target = self.bounces.imap_processed_folder
-        numbers = ",".join(uids)
         with _server_errors(self.where):
             self._create(target)
-            if "MOVE" in self.capabilities:
-                self._ok(
-                    self.connection.uid("MOVE", numbers, quoted_folder(target)), f"move to {target}"
-                )
-                return
-            self._ok(
-                self.connection.uid("COPY", numbers, quoted_folder(target)), f"copy to {target}"
-            )
-            flagged = self.connection.uid("STORE", numbers, "+FLAGS.SILENT", r"(\Deleted)")
-            self._ok(flagged, "flag the copied messages deleted")
-            if "UIDPLUS" in self.capabilities:
-                self._ok(self.connection.uid("EXPUNGE", numbers), "expunge the copied messages")
-            else:  # removes whatever else is flagged deleted in the folder too
-                self._ok(self.connection.expunge(), "expunge the copied messages")
+            for start in range(0, len(uids), MOVE_BATCH):
+                self._move(",".join(uids[start : start + MOVE_BATCH]), target)
+
+    def _move(self, numbers: str, target: str) -> None:
+        name = quoted_folder(target)
+        if "MOVE" in self.capabilities:
+            self._ok(self.connection.uid("MOVE", numbers, name), f"move to {target}")
+            return
+        self._ok(self.connection.uid("COPY", numbers, name), f"copy to {target}")
+        flagged = self.connection.uid("STORE", numbers, "+FLAGS.SILENT", r"(\Deleted)")
+        self._ok(flagged, "flag the copied messages deleted")
+        if "UIDPLUS" in self.capabilities:
+            self._ok(self.connection.uid("EXPUNGE", numbers), "expunge the copied messages")
+        else:  # removes whatever else is flagged deleted in the folder too
+            self._ok(self.connection.expunge(), "expunge the copied messages")
 
     def _create(self, folder: str) -> None:
         listed = self._ok(self.connection.list('""', quoted_folder(folder)), f"look for {folder}")
