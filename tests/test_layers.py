@@ -83,10 +83,12 @@ LAYERS = {
     "desk_subscribers": USE_CASES,
     "desk_sending": USE_CASES,
     "desk_overview": USE_CASES,
+    "bounce_fetching": USE_CASES,  # the [bounces] mailbox read over IMAP
     "redirects": USE_CASES,
     "read_online": USE_CASES,
     "fundraising": USE_CASES,
     "desk_donations": USE_CASES,
+    "bounce_processing": USE_CASES,
     # the front doors
     "cli": FRONT_DOORS,
     "__main__": FRONT_DOORS,
@@ -98,6 +100,7 @@ OUTSIDE = {
     "testing",
     "testing.relay",
     "testing.dns",
+    "testing.imap",
 }  # the tests' helpers: they may use anything, and nothing uses them
 
 MAX_LINES = 450

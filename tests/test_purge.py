@@ -10,10 +10,13 @@ import pytest
 from sqlalchemy import Engine, MetaData, select, text
 
 from mailer.articles import ingest_file
+from mailer.bounce_processing import BounceReport, apply_bounce
+from mailer.bounces.findings import Action, Bounce, Failure
 from mailer.delivery import deliver
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SubscriberError
 from mailer.issues import article_issue
+from mailer.models import utcnow
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import (
     add_subscriber,
@@ -65,6 +68,11 @@ def test_purge_leaves_the_address_and_ip_in_no_table(
     smtp.refuse[ADDRESS] = f"550 5.1.1 <{ADDRESS}>: Recipient address rejected: User unknown"
     article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
     deliver(engine, settings, article_issue(engine, settings, article))
+    # bounces that came back by mail later, quoting the addresses
+    for number, address in enumerate((ADDRESS, "bo@example.org")):
+        said = Failure(Action.FAILED, address, "5.2.2", f"552 5.2.2 <{address}>: Mailbox full")
+        apply_bounce(engine, settings, Bounce(f"k{number}", (said,)), "1.eml", "1.eml",
+                     utcnow(), BounceReport())  # fmt: skip
     assert ADDRESS in every_text(engine) and IP in every_text(engine)
 
     env = {"MAILER_PURGE_KEY": PURGE_KEY} if key_from == "environment" else {}
@@ -77,6 +85,9 @@ def test_purge_leaves_the_address_and_ip_in_no_table(
     assert ADDRESS not in stored and "ana.reader" not in stored and IP not in stored
     assert "ana reader" not in stored
     assert "bo@example.org" in stored  # nobody else's data
+    with engine.connect() as connection:  # their bounce event is gone, Bo's stays
+        kept = connection.execute(text("SELECT reason FROM bounce_event")).scalars().all()
+    assert kept == ["552 5.2.2 <bo@example.org>: Mailbox full"]
     status = run("status", "1")
     assert status.returncode == 0 and ADDRESS not in status.stdout + status.stderr
     assert "550 5.1.1" in status.stdout  # what happened is still told

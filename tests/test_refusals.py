@@ -19,7 +19,7 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.issues import article_issue, schedule_issue
 from mailer.models import Delivery, Issue, Subscriber, utcnow
 from mailer.outbox import Outbox
-from mailer.replies import RULES, Stage, Verdict, classify, ran_out
+from mailer.replies import RULES, Stage, Verdict, classify, ran_out, report_verdict
 from mailer.runs import resume_unfinished, start_due_issues
 from mailer.scheduler import Service
 from mailer.settings import Settings
@@ -101,9 +101,52 @@ def test_the_table_says_what_a_reply_means(stage, reply, verdict):
     assert classify(stage, int(reply[:3]), reply) == verdict
 
 
+# what a delivery report (a bounce mail) says of one recipient: (action, status, words)
+REPORTS = [
+    ("failed", "2.0.0", "smtp; 250 2.0.0 Ok", Verdict.SENT),
+    ("failed", "5.1.8", "smtp; 553 5.1.8 Sender address rejected", Verdict.STOP),
+    ("delayed", "4.1.7", "", Verdict.STOP),
+    ("failed", "5.1.1", "smtp; 550 5.1.1 <a@example.org>: User unknown", Verdict.BOUNCE),
+    ("failed", "5.1.10", "550 5.1.10 RESOLVER.ADR.RecipientNotFound", Verdict.BOUNCE),
+    ("failed", "5.2.1", "550 5.2.1 Mailbox disabled", Verdict.BOUNCE),
+    ("failed", "5.4.4", "Host or domain name not found", Verdict.BOUNCE),
+    ("failed", "5.6.0", "554 5.6.0 Message rejected: malformed MIME", Verdict.CONTENT),
+    ("failed", "5.2.2", "552 5.2.2 Mailbox full", Verdict.SOFT),
+    ("failed", "5.2.3", "552 5.2.3 Message too large", Verdict.SOFT),
+    ("failed", "5.7.1", "554 5.7.1 Message rejected as spam", Verdict.SOFT),
+    ("delayed", "4.4.7", "Delivery time expired: no such user here", Verdict.SOFT),
+    ("delayed", "", "", Verdict.SOFT),
+    ("failed", "", "550 sorry, no mailbox here by that name: user unknown", Verdict.BOUNCE),
+    ("failed", "5.0.0", "550 The account that you tried to reach does not exist", Verdict.BOUNCE),
+    ("failed", "5.0.0", "smtp; 550 Mailbox is full", Verdict.SOFT),
+    ("failed", "", "554 delivery error: message looks like spam", Verdict.SOFT),
+    ("failed", "", "552 Message for <a@example.org> would exceed mailbox quota", Verdict.SOFT),
+    ("failed", "5.0.0", "smtp; 550 Requested action not taken", Verdict.BOUNCE),
+    ("failed", "", "", Verdict.BOUNCE),
+    ("failed", "5.3.0", "554 5.3.0 Other mail system problem", Verdict.SOFT),
+    ("failed", "5.1.0", "550 5.1.0 Address rejected", Verdict.SOFT),
+]
+
+
+@pytest.mark.parametrize(("action", "status", "words", "verdict"), REPORTS,
+                         ids=[f"{r[1]} {r[2][:30]}" for r in REPORTS])  # fmt: skip
+def test_the_table_says_what_a_delivery_report_means(action, status, words, verdict):
+    assert report_verdict(action, status, words) == verdict
+
+
+def test_a_report_row_never_decides_an_smtp_reply_nor_the_other_way():
+    """The report rows are the report's alone: an SMTP reply of the same words still
+    means what it meant (a 5.7.1 after DATA is the message's, not a soft bounce)."""
+    assert classify(Stage.DATA, 554, "554 5.7.1 Message rejected as spam") == Verdict.CONTENT
+    assert {rule.verdict for rule in RULES if Stage.REPORT in rule.stages} == {
+        Verdict.SENT, Verdict.STOP, Verdict.BOUNCE, Verdict.CONTENT, Verdict.SOFT
+    }  # fmt: skip
+    assert all(rule.stages == {Stage.REPORT} for rule in RULES if rule.verdict == Verdict.SOFT)
+
+
 def test_only_refusals_about_the_recipient_count_against_the_reader():
     blamed = {rule.verdict for rule in RULES if rule.verdict.blames_reader}
-    assert blamed == {Verdict.BOUNCE, Verdict.READER}
+    assert blamed == {Verdict.BOUNCE, Verdict.READER, Verdict.SOFT}
     for _stage, reply, verdict in CASES:
         if any(f" 5.{n}." in reply for n in (3, 5, 6, 7)):
             assert not verdict.blames_reader, reply

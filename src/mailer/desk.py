@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from mailer.articles import search_articles
+from mailer.bounce_processing import bounce_history
 from mailer.digest import next_digest_at
 from mailer.errors import MailerError
-from mailer.models import Article, DeliveryStatus, Issue, IssueStatus, Subscriber
+from mailer.models import Article, BounceEvent, DeliveryStatus, Issue, IssueStatus, Subscriber
 from mailer.report import IssueReport, issue_report, list_issues
 from mailer.roster import (
     Found,
@@ -72,6 +73,8 @@ class Roster:
 class ReaderRecord:
     subscriber: Subscriber  # with its consent: created_at, confirmed_at, consent_ip
     received: list[Received]  # latest first, at most roster.RECEIVED_LIMIT
+    # bounces and complaints that came back by mail: latest first, at most HISTORY_LIMIT
+    bounces: list[BounceEvent]
 
 
 def subscriber_list(engine: Engine, search: Search) -> Roster:
@@ -82,7 +85,9 @@ def reader_record(engine: Engine, subscriber_id: int) -> ReaderRecord | None:
     subscriber = subscriber_by_id(engine, subscriber_id)
     if subscriber is None:
         return None
-    return ReaderRecord(subscriber, received_issues(engine, subscriber_id))
+    return ReaderRecord(
+        subscriber, received_issues(engine, subscriber_id), bounce_history(engine, subscriber_id)
+    )
 
 
 @dataclass(frozen=True)

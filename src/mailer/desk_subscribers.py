@@ -1,8 +1,8 @@
 """What an admin does to the subscriber list at the desk, as use cases: add one reader,
-import a CSV upload, export a search, unsubscribe or purge one reader. Each goes through
-the code `mailer subscribers` runs (subscribers.py, subscriber_csv.py), with the same
-rules and messages, and each is written to the audit log by the reader's number, never
-their address."""
+import a CSV upload, export a search, unsubscribe, purge or reactivate (after a bounce)
+one reader. Each goes through the code `mailer subscribers` runs (subscribers.py,
+subscriber_csv.py), with the same rules and messages, and each is written to the audit
+log by the reader's number, never their address."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from mailer.subscriber_csv import ImportReport, import_csv, write_csv
 from mailer.subscribers import (
     add_subscriber,
     checked_request,
+    reactivate,
     remove_subscriber,
     renew_request,
     unsubscribe,
@@ -141,3 +142,21 @@ def purge_reader(
     erased = remove_subscriber(engine, found.email, purge=True, purge_key=settings.purge_key)
     record(engine, editor_id, AuditAction.SUBSCRIBER_PURGED, _subject(subscriber_id))
     return erased
+
+
+def reactivate_reader(engine: Engine, editor_id: int, subscriber_id: int) -> Subscriber | None:
+    """A bounced reader made active again as `mailer subscribers reactivate` does it:
+    their past failures forgiven, their bounce score from nothing. None when there is no
+    such reader; SubscriberError when they are not bounced (a reader who left or
+    complained comes back only by subscribing)."""
+    found = subscriber_by_id(engine, subscriber_id)
+    if found is None:
+        return None
+    if is_erased(found) or found.status != SubscriberStatus.BOUNCED:
+        raise SubscriberError(
+            f"they are {found.status}, not bounced: only a bounced reader is reactivated "
+            "(a reader who left subscribes again on the site)"
+        )
+    active = reactivate(engine, found.email)
+    record(engine, editor_id, AuditAction.SUBSCRIBER_REACTIVATED, _subject(subscriber_id))
+    return active

@@ -60,6 +60,8 @@ DESK_SUBSCRIBERS_IMPORT_PATH = "/desk/subscribers/import"
 DESK_SUBSCRIBERS_EXPORT_PATH = "/desk/subscribers/export.csv"
 DESK_SUBSCRIBER_UNSUBSCRIBE_PATH = "/desk/subscribers/{subscriber_id}/unsubscribe"
 DESK_SUBSCRIBER_PURGE_PATH = "/desk/subscribers/{subscriber_id}/purge"
+# bounces and complaints (issue 16, what a bounce does): a bounced reader made active again
+DESK_SUBSCRIBER_REACTIVATE_PATH = "/desk/subscribers/{subscriber_id}/reactivate"
 # sending from the desk (issue 13, part C): an article's send page and its forms, an
 # issue's live progress, and the desk's one script
 DESK_ARTICLE_SEND_PATH = "/desk/articles/{article_id}/send"

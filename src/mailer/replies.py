@@ -22,6 +22,10 @@ class Stage(StrEnum):
     # a delivery put off until its retries ran out: its last temporary reply, or the
     # line dropped or timed out (no code)
     RAN_OUT = "retries ran out"
+    # a delivery report (a bounce mail, RFC 3464) about one recipient, after the relay
+    # took the message: its code is the diagnostic's, else its status's class, else 5xx
+    # for a recipient it says failed and 4xx for one it says is delayed
+    REPORT = "report"
 
 
 class Verdict(StrEnum):
@@ -33,10 +37,11 @@ class Verdict(StrEnum):
     CONTENT = "content"  # the message itself refused: the send stops, the issue is held
     STOP = "stop"  # our sender, login or relay refused: the send stops, all stays queued
     GAVE_UP = "gave up"  # put off till the retries ran out, not by the mailbox: failed, no one's
+    SOFT = "soft"  # a report of a mailbox problem that may pass: a point on the bounce score
 
     @property
     def blames_reader(self) -> bool:
-        return self in (Verdict.BOUNCE, Verdict.READER)
+        return self in (Verdict.BOUNCE, Verdict.READER, Verdict.SOFT)
 
 
 _ENHANCED = re.compile(r"^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b")
@@ -103,6 +108,17 @@ _POLICY = r"spam|policy|reputation|blocked|denied"
 # a temporary reply about our sending (a provider's quota or rate), not a mailbox
 _OUR_SENDING = r"\bsend(ing|er)\b|\brate\b|rate.limit|too (many|fast)|throttl"
 _MAILBOX_FULL = r"mailbox( is)? full|over ?quota|quota exceeded|insufficient (user )?storage"
+# a report's words for an address or domain that is gone
+_GONE = (
+    _NO_SUCH_USER + r"|no such domain|unknown (domain|host)|host (or domain name )?not found|"
+    r"unrouteable|recipient not found|(account|address) (is |has been )?(disabled|closed|"
+    r"deleted|inactive|suspended)|doesn't have an? \S+ account|no longer (active|in use)"
+)
+# a report's statuses for an address that is gone, and for what may pass
+_GONE_STATUS = r"5\.1\.([1236]|10)|5\.2\.1|5\.4\.4"
+_PASSING = r"4\.\d+\.\d+|5\.2\.[23]|5\.7\.\d+"
+# a report's words for what may pass: a full mailbox, a message too big, spam or policy
+_MAY_PASS = "|".join((_MAILBOX_FULL, _TOO_BIG, _POLICY, r"\bquota|would exceed"))
 
 S, V = Stage, Verdict
 # The table. The first row that matches decides; a new row goes above the broader row
@@ -142,6 +158,18 @@ RULES: tuple[Rule, ...] = (
     _rule(S.DATA, r"552", "", None, V.CONTENT, "552 after DATA: too big"),
     _rule(S.RCPT, r"5\d\d", None, None, V.READER, "any other refusal of the recipient"),
     _rule(S.DATA, r"5\d\d", None, None, V.CONTENT, "any other refusal of the message"),
+    # a delivery report (a bounce mail; report_verdict): the message's content and our
+    # sender count against nobody; a hard bounce bounces the reader at once, a soft one
+    # is a point on their bounce score ([bounces] soft_limit)
+    _rule(S.REPORT, r"2\d\d", None, None, V.SENT, "a report of a delivery: nothing to do"),
+    _rule(S.REPORT, None, r"[45]\.1\.[78]", None, V.STOP, "our sender, in a report: nobody's"),
+    _rule(S.REPORT, None, _GONE_STATUS, None, V.BOUNCE, "no such address or domain, or disabled"),
+    _rule(S.REPORT, None, r"5\.6\.\d+", None, V.CONTENT, "the message's content: nobody's"),
+    _rule(S.REPORT, None, _PASSING, None, V.SOFT, "not yet, full, too large, or blocked"),
+    _rule(S.REPORT, r"5\d\d", None, _GONE, V.BOUNCE, "gone, in a report's words"),
+    _rule(S.REPORT, None, None, _MAY_PASS, V.SOFT, "full, too big, spam or policy, in words"),
+    _rule(S.REPORT, r"5\d\d", r"5\.0\.0|", None, V.BOUNCE, "a permanent failure said no finer"),
+    _rule(S.REPORT, None, None, None, V.SOFT, "any other report: a point, not a bounce"),
 )
 
 
@@ -182,7 +210,34 @@ _NUMBERED = re.compile(r"[^\s<>\[\]()\"']*\d[^\s<>\[\]()\"']*")
 def classify(stage: Stage, code: int, reply: str) -> Verdict:
     """What the reply (code and text, as "554 5.7.1 Message rejected") at this stage
     means. A reply no row covers (a 1xx, a code out of range) is temporary."""
-    enhanced = enhanced_code(reply)
+    return _decide(stage, code, enhanced_code(reply), reply)
+
+
+_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+_REPORTED_CODE = re.compile(r"([245]\d\d)(?:[ -]|$)")
+
+
+def report_verdict(action: str, status: str, diagnostic: str) -> Verdict:
+    """What a delivery report says of one recipient, from its action ("failed",
+    "delayed"), its RFC 3463 status ("5.1.1", or "") and the remote server's words
+    ("smtp; 550 5.1.1 <a@example.org>: User unknown", or ""): SENT (nothing), BOUNCE
+    (hard), SOFT, or CONTENT / STOP (the message or our sender: nobody's)."""
+    words = diagnostic.strip()
+    if ";" in words[:12]:  # the diagnostic's type, "smtp;" or "X-Postfix;"
+        words = words.partition(";")[2].strip()
+    given = _STATUS.match(status.strip())
+    enhanced = given.group(0) if given else enhanced_code(words)
+    found = _REPORTED_CODE.match(words)
+    if found:
+        code = int(found.group(1))
+    elif enhanced:
+        code = int(enhanced[0]) * 100
+    else:
+        code = 500 if action == "failed" else 400
+    return _decide(Stage.REPORT, code, enhanced, words)
+
+
+def _decide(stage: Stage, code: int, enhanced: str, reply: str) -> Verdict:
     for rule in RULES:
         if rule.matches(stage, code, enhanced, reply):
             return rule.verdict

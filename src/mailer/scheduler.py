@@ -1,6 +1,6 @@
 """The scheduled service (`mailer scheduler`): the weekly digest, issues scheduled for a
-time, issues left unfinished (the runs it shares with the command line, in runs.py), and
-new articles picked up from a folder.
+time, issues left unfinished (the runs it shares with the command line, in runs.py), new
+articles picked up from a folder, and bounces fetched from the [bounces] mailbox.
 
 APScheduler 3 keeps the digest's next time in mailer's own database (SQLAlchemyJobStore),
 so a service that was down at digest time sends it when it is back within the misfire
@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from mailer.beats import SCHEDULER, beat
+from mailer.bounce_fetching import fetch_bounces
 from mailer.crontab import crontab_trigger, last_due
 from mailer.digest import week_of
 from mailer.errors import MailerError
@@ -54,6 +55,7 @@ from mailer.watches import FeedWatch, FolderWatch, where
 from mailer.welcome import queue_follow_ups
 
 DIGEST_JOB = "weekly-digest"
+BOUNCES_JOB = "bounces"  # reads the [bounces] mailbox every [bounces] poll_minutes
 OUTBOX_SECONDS = 15  # how often scheduled issues and due retries are looked for
 # how often the service says it is alive: a job of its own, so a send that takes an hour
 # (the outbox job busy all along) does not look like a stopped service
@@ -171,6 +173,26 @@ class Service:
         except DBAPIError as exc:
             event("beat-failed", logging.WARNING, error=str(exc.orig))
 
+    def bounces(self) -> None:
+        """The [bounces] mailbox read and its bounces applied; a mailbox that cannot be
+        read is logged, and the next round tries again."""
+        try:
+            fetched = fetch_bounces(self.engine, self.settings, self.clock())
+        except MailerError as exc:
+            every = f"{self.settings.bounces.poll_minutes:g} minutes"
+            event("bounces-fetch-failed", logging.ERROR, error=str(exc), retry=f"in {every}")
+            return
+        report = fetched.report
+        if report.messages:
+            event(
+                "bounces-fetched",
+                messages=report.messages,
+                bounced=report.bounced,
+                unsubscribed=report.unsubscribed,
+                moved_to=fetched.processed_folder,
+                moved=fetched.moved,
+            )
+
     def transactional(self) -> None:
         """Confirmation links queued by the site and not sent yet (retries, or a site that
         stopped before sending them); never held up by an issue being sent."""
@@ -246,6 +268,10 @@ def digest_job() -> None:
 
 def outbox_job() -> None:
     _run("outbox", lambda service: service.outbox())
+
+
+def bounces_job() -> None:
+    _run("bounces", lambda service: service.bounces())
 
 
 def beat_job() -> None:
@@ -361,6 +387,9 @@ def install_jobs(scheduler: BackgroundScheduler, settings: Settings, now: dateti
     if schedule.watch_dir or schedule.feed_url:
         minutes = schedule.feed_poll_minutes
         scheduler.add_job(poll_job, "interval", minutes=minutes, id="poll", **local)
+    if settings.bounces.imap_host:  # the bounce mailbox, read at start and then every round
+        minutes = settings.bounces.poll_minutes
+        scheduler.add_job(bounces_job, "interval", minutes=minutes, id=BOUNCES_JOB, **local)
 
 
 def _missed(job_event: JobEvent) -> None:

@@ -22,6 +22,7 @@ from mailer.db import session_scope, with_retries
 from mailer.donors import erase_donor_data
 from mailer.errors import SubscriberError
 from mailer.models import (
+    BOUNCE_EVENTS,
     SUBSCRIBERS,
     Delivery,
     Issue,
@@ -219,7 +220,8 @@ def reactivate(engine: Engine, email: str) -> Subscriber:
     """A bounced address made active again: its mailbox works again, or it was bounced
     wrongly (before the reply table, a relay's refusal of the content counted against
     every reader). Its past failures are forgiven, so one more does not bounce it at
-    once. Only a bounced address: a reader who left comes back by subscribing."""
+    once, and their bounce score starts again from nothing (the events stay, as history).
+    Only a bounced address: a reader who left (or complained) comes back by subscribing."""
     address = normalise_address(email)
     with session_scope(engine) as session:
         subscriber = session.exec(select(Subscriber).where(Subscriber.email == address)).first()
@@ -231,6 +233,7 @@ def reactivate(engine: Engine, email: str) -> Subscriber:
                 "reactivated (a reader who left subscribes again on the site)"
             )
         subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.bounce_score, subscriber.bounce_score_at = 0, None
         session.add(subscriber)
         session.exec(
             update(Delivery)
@@ -258,6 +261,8 @@ def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str
     subscriber.consent_ip = None
     erase_donor_data(session, subscriber, address)
     session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
+    # what came back by mail about them: a report quotes the address
+    session.exec(delete(BOUNCE_EVENTS).where(BOUNCE_EVENTS.c.subscriber_id == subscriber.id))
     replies = session.exec(
         select(Delivery).where(
             Delivery.subscriber_id == subscriber.id, col(Delivery.smtp_response).is_not(None)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mailer.cli import (
     articles,
+    bounces,
     doctor,
     donations,
     editors,
@@ -25,6 +26,7 @@ from mailer.cli import (
 from mailer.cli.app import (
     app,
     articles_app,
+    bounces_app,
     dkim_app,
     donations_app,
     editors_app,
@@ -52,6 +54,7 @@ for command in (
 subscribers_app.command("add")(subscribers.subscribers_add)
 subscribers_app.command("list")(subscribers.subscribers_list)
 subscribers_app.command("remove")(subscribers.subscribers_remove)
+subscribers_app.command("show")(subscribers.subscribers_show)
 subscribers_app.command("reactivate")(subscribers.subscribers_reactivate)
 subscribers_app.command("import")(subscribers.subscribers_import)
 subscribers_app.command("export")(subscribers.subscribers_export)
@@ -64,6 +67,8 @@ editors_app.command("remove")(editors.editors_remove)
 editors_app.command("reset")(editors.editors_reset)
 donations_app.command("import")(donations.donations_import)
 donations_app.command("report")(donations.donations_report)
+bounces_app.command("process")(bounces.bounces_process)
+bounces_app.command("fetch")(bounces.bounces_fetch)
 
 
 def main() -> None:

@@ -40,6 +40,12 @@ donations_app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(donations_app, name="donations")
+bounces_app = typer.Typer(
+    help="Bounces and complaints that came back by mail after the relay took a message.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(bounces_app, name="bounces")
 
 
 def settings_of(ctx: typer.Context) -> Settings:

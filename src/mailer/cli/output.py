@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import typer
 from rich.progress import Progress, TextColumn
 
+from mailer.bounce_processing import ReaderFacts
 from mailer.errors import MailerError
 from mailer.models import DeliveryStatus
 from mailer.runs import IssueHeld, SendReport
@@ -164,3 +165,32 @@ def import_progress(every: float = 5.0) -> Iterator[Callable[[ImportReport], Non
             typer.echo(f"{done}/{report.to_add} rows: {report.added} imported", err=True)
 
     yield advance
+
+
+def print_reader(facts: ReaderFacts, settings: Settings) -> None:
+    """`mailer subscribers show`: the reader's state, consent and donor status, their
+    bounce score, and what came back about them by mail, latest first."""
+    reader, limit = facts.subscriber, settings.bounces.soft_limit
+
+    def when(at: datetime | None) -> str:
+        return local(at, settings) if at else "-"
+
+    donor = f"until {when(reader.donor_until)} ({reader.donor_by})" if reader.donor_until else "no"
+    score = f"{reader.bounce_score} of {limit}"
+    if reader.bounce_score_at:
+        score += f" (last point {when(reader.bounce_score_at)})"
+    for label, value in (
+        ("Address", reader.email), ("Name", reader.name or "-"), ("Status", reader.status),
+        ("Frequency", reader.frequency), ("Signed up", when(reader.created_at)),
+        ("Confirmed", when(reader.confirmed_at)), ("Unsubscribed", when(reader.unsubscribed_at)),
+        ("Donor", donor), ("Bounce score", score),
+    ):  # fmt: skip
+        say(f"{label + ':':<14}{value}")
+    if not facts.history:
+        say("No bounces or complaints.")
+        return
+    say(f"Bounces and complaints, latest first ({len(facts.history)}):")
+    for event in facts.history:
+        issue = f"issue {event.issue_id}" if event.issue_id else "no issue"
+        at = when(event.occurred_at or event.recorded_at)
+        say(f"  {at}  {issue:<10} {event.kind:<11} {event.status or '-':<7} {event.reason}")

@@ -11,8 +11,9 @@ import typer
 
 from mailer import subscriber_csv, supporting
 from mailer import subscribers as subs
+from mailer.bounce_processing import reader_facts
 from mailer.cli.app import settings_of
-from mailer.cli.output import import_progress, local, plural, say
+from mailer.cli.output import import_progress, local, plural, print_reader, say
 from mailer.db import open_database
 from mailer.models import SubscriberStatus
 
@@ -66,9 +67,17 @@ def subscribers_remove(
     say(f"Erased {address}." if purge else f"Unsubscribed {address}.")
 
 
+def subscribers_show(ctx: typer.Context, email: str) -> None:
+    """One reader: status, frequency, dates, donor status, bounce score, and the bounces
+    and complaints that came back about them."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    print_reader(reader_facts(engine, email), settings)
+
+
 def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
     """Make a bounced address active again (its mailbox works again, or it was bounced
-    wrongly); its past failures no longer count."""
+    wrongly); its past failures no longer count and its bounce score starts again."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     subscriber = subs.reactivate(engine, email)

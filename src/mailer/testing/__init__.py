@@ -1,6 +1,7 @@
 """Test helpers that ship with the package: a real SMTP server on 127.0.0.1 that records
-what it receives and can refuse, defer or drop on cue (`relay`), and settings for a
-throwaway database. Used by mailer's own tests; handy for a newsroom's too."""
+what it receives and can refuse, defer or drop on cue (`relay`), a private Dovecot on
+127.0.0.1 for the bounce mailbox (`imap`), and settings for a throwaway database. Used
+by mailer's own tests; handy for a newsroom's too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from sqlalchemy import create_engine, make_url, text
 
 from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
+
+# a private Dovecot (IMAPS) for the bounce mailbox
+from mailer.testing.imap import Mailbox as Mailbox
+from mailer.testing.imap import dovecot_available as dovecot_available
+from mailer.testing.imap import imap_server as imap_server
 
 # the relay lives in its own module; its names are the package's too
 from mailer.testing.relay import TOO_MANY_SESSIONS as TOO_MANY_SESSIONS

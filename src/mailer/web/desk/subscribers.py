@@ -1,7 +1,8 @@
 """The desk's subscriber pages, admins only (their personal data): the list, searched
 and filtered a page at a time and exported as CSV; one reader's consent and the issues
 they got; and the changes an admin makes: add a reader, import a CSV upload (with the
-per-row report), unsubscribe or purge one reader (purging after a confirmation page).
+per-row report), unsubscribe or purge one reader (purging after a confirmation page),
+and reactivate a bounced one; the reader's page shows what came back about them by mail.
 Each change goes through mailer.desk_subscribers; every POST needs the session's CSRF
 token and an admin (403 and nothing changed otherwise)."""
 
@@ -22,6 +23,7 @@ from mailer.desk_subscribers import (
     import_upload,
     is_erased,
     purge_reader,
+    reactivate_reader,
     unsubscribe_reader,
 )
 from mailer.errors import SubscriberError
@@ -40,6 +42,7 @@ DONE = {
     "confirming": "Added as pending: a confirmation link is on its way to them.",
     "unsubscribed": "Unsubscribed: they get no more issues.",
     "purged": "Purged: their address, name and consent address are erased.",
+    "reactivated": "Reactivated: they get the next issue, and their bounce score starts again.",
 }
 NO_FILE = "Choose a CSV file to import."
 SKIPPED_SHOWN = 50  # as `mailer subscribers import`: a file imported again skips every row
@@ -241,11 +244,35 @@ async def subscriber_page(request: Request, subscriber_id: int) -> Response:
         erased=is_erased(record.subscriber),
         done=DONE.get(request.query_params.get("done", ""), ""),
         language=desk.settings.publication.language,
+        soft_limit=desk.settings.bounces.soft_limit,
         unsubscribe_path=links.path(
             links.DESK_SUBSCRIBER_UNSUBSCRIBE_PATH, subscriber_id=str(subscriber_id)
         ),
         purge_path=links.path(links.DESK_SUBSCRIBER_PURGE_PATH, subscriber_id=str(subscriber_id)),
+        reactivate_path=links.path(
+            links.DESK_SUBSCRIBER_REACTIVATE_PATH, subscriber_id=str(subscriber_id)
+        ),
     )
+
+
+@router.post(links.DESK_SUBSCRIBER_REACTIVATE_PATH, response_class=HTMLResponse)
+async def reactivate(request: Request, subscriber_id: int) -> Response:
+    """A bounced reader made active again (the desk's undo of a bounce)."""
+    desk, sent = desk_of(request), await raw_fields(request)
+    signed = await _admin_post(desk, request, sent)
+    if isinstance(signed, Response):
+        return signed
+    try:
+        active = await run_in_threadpool(
+            reactivate_reader, desk.engine, signed.editor.id, subscriber_id
+        )
+    except SubscriberError as exc:  # not bounced (any more): a second click, a stale page
+        page = desk.pages("message.html", 409, title="Not reactivated", text=f"{exc}.")
+        return desk.sessions.write(page, signed.session)
+    if active is None:
+        return _not_found(desk, signed)
+    path = _reader_path(subscriber_id, "reactivated")
+    return desk.sessions.write(desk.redirect(path), signed.session)
 
 
 @router.post(links.DESK_SUBSCRIBER_UNSUBSCRIBE_PATH, response_class=HTMLResponse)
