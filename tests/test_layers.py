@@ -95,6 +95,7 @@ LAYERS = {
 OUTSIDE = {
     "testing",
     "testing.relay",
+    "testing.databases",
 }  # the tests' helpers: they may use anything, and nothing uses them
 
 MAX_LINES = 450
