@@ -32,6 +32,7 @@ from mailer.testing import (
     smtp_server,
     worker_database,
 )
+from mailer.testing.databases import copy_sqlite, migrated_sqlite
 
 POSTGRES_URL = worker_database(
     os.environ.get("MAILER_TEST_POSTGRES_URL", ""), os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -52,8 +53,27 @@ def smtp() -> Iterator[RecordingHandler]:
         yield handler
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file the migrations ran on once (per xdist worker), copied for each test."""
+    return migrated_sqlite(tmp_path_factory.mktemp("template") / "subscribers.db")
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database of the test's own: a copy of the migrated SQLite file, or the worker's
+    PostgreSQL database emptied (migrated by the test's first open). Rows deleted from a
+    kept schema would leave the planner statistics of earlier tests behind, and with them
+    other query plans than a new database gets."""
+    if request.param == "postgresql":
+        return empty_postgres(POSTGRES_URL)
+    template = request.getfixturevalue("sqlite_template")
+    return copy_sqlite(template, tmp_path / "subscribers.db")
+
+
+@pytest.fixture(params=BACKENDS)
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with nothing in it, not even the schema: for building an older one."""
     if request.param == "postgresql":
         return empty_postgres(POSTGRES_URL)
     return f"sqlite:///{tmp_path / 'subscribers.db'}"

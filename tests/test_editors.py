@@ -41,6 +41,8 @@ def editors_cli(
     )
 
 
+# one backend: the command line is the same on both, and what it stores is tested on both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_admin_adds_lists_resets_and_removes_editors_from_the_command_line(
     engine, settings, tmp_path
 ):
@@ -105,6 +107,8 @@ def test_an_admin_adds_lists_resets_and_removes_editors_from_the_command_line(
     ]
 
 
+# one backend: the command line is the same on both, and what it stores is tested on both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_command_line_refuses_a_duplicate_a_short_password_and_an_unknown_editor(
     engine, settings, tmp_path
 ):

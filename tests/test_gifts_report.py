@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 
 from mailer.delivery import deliver
@@ -41,6 +42,8 @@ def filled(name: str, directory: Path, a: str, b: str) -> Path:
     return path
 
 
+# one backend: the command line is the same on both, and what it stores is tested on both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_imports_and_the_report_through_the_command_line(
     settings: Settings, engine: Engine, smtp: RecordingHandler, tmp_path: Path
 ) -> None:

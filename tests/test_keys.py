@@ -178,13 +178,14 @@ def test_processes_starting_together_create_one_key(tmp_path):
     assert [p.name for p in key_file.parent.iterdir()] == ["secret_key"]  # no leftovers
 
 
-def test_an_older_database_gets_a_public_id_for_every_subscriber(database_url):
+def test_an_older_database_gets_a_public_id_for_every_subscriber(blank_database_url):
     """The migration fills in a random, unique public id for the rows already there."""
     from alembic import command
     from sqlalchemy import text
 
     from mailer.db import _alembic_config, create_db_engine, open_database
 
+    database_url = blank_database_url
     engine = create_db_engine(database_url)
     with engine.begin() as connection:
         config = _alembic_config()

@@ -571,6 +571,8 @@ def test_the_scheduler_polls_the_feed_and_sends_only_what_is_new(
     assert len(smtp.received) == 2
 
 
+# one backend: the command line is the same on both, and what it stores is tested on both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_mailer_ingest_a_feed_url_then_preview_the_latest(settings, site, tmp_path):
     site.documents["/feed/"] = ((DATA / "wordpress-feed.xml").read_bytes(), "application/rss+xml")
     env = _environment(settings.database.url, 1)

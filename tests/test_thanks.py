@@ -186,6 +186,8 @@ def test_unticking_the_box_takes_the_readers_word_back(engine: Engine, settings:
         assert find_subscriber(engine, reader.id).donor_by == DonorBy.ADMIN
 
 
+# one backend: the command line is the same on both, and what it stores is tested on both
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_admin_command_sets_a_date_and_takes_it_back(
     engine: Engine, settings: Settings, readers, tmp_path: Path
 ):
