@@ -5,7 +5,6 @@ its PROBLEM line in words a person can act on."""
 
 from __future__ import annotations
 
-import datetime
 import os
 import ssl
 from collections.abc import Iterator
@@ -14,10 +13,6 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from mailer.catcher import free_port
@@ -29,6 +24,7 @@ from mailer.doctor.spf import SpfResult, evaluate
 from mailer.signing import generate_key, txt_value
 from mailer.testing import TEST_SECRET_KEY, RecordingHandler, make_settings, run_mailer
 from mailer.testing import smtp_server as plain_smtp_server
+from mailer.testing.certs import self_signed
 from mailer.testing.dns import DnsServer
 from mailer.testing.dns import dns_server as start_dns_server
 
@@ -51,32 +47,7 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A self-signed certificate for the relay's name, and its key."""
-    directory = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, RELAY)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(RELAY)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "relay.pem", directory / "relay.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    return self_signed(tmp_path_factory.mktemp("tls"), "relay", (RELAY,))
 
 
 @pytest.fixture(scope="module")

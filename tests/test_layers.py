@@ -101,6 +101,7 @@ OUTSIDE = {
     "testing.relay",
     "testing.dns",
     "testing.imap",
+    "testing.certs",
     "testing.databases",
 }  # the tests' helpers: they may use anything, and nothing uses them
 

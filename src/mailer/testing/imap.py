@@ -22,12 +22,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from mailer.bounces.imap import quoted_folder
 from mailer.catcher import free_port
+from mailer.testing.certs import self_signed
 
 DOVECOT = "dovecot"
 
@@ -125,7 +125,7 @@ def imap_server(user: str = "bounces", password: str = "imap-test-password") -> 
         home.mkdir()
         if os.geteuid() == 0:
             os.chown(home, users.mail_uid, users.mail_gid)
-        cert, key = _self_signed_certificate(root)
+        cert, key = self_signed(root, "imap", ("127.0.0.1", "localhost"))
         (root / "passwd").write_text(f"{user}:{{PLAIN}}{password}::::::\n")
         port, starttls_port = free_port(), free_port()
         log = root / "dovecot.log"
@@ -237,45 +237,6 @@ service anvil {{
   }}
 }}
 """
-
-
-def _self_signed_certificate(root: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, its own issuer (the client trusts it
-    as its CA)."""
-    from ipaddress import ip_address
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mailer test IMAP")])
-    now = datetime.now(UTC)
-    names = [x509.IPAddress(ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName(names), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = root / "cert.pem", root / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
