@@ -43,6 +43,7 @@ from mailer.sources.reach import (
     system_resolver,
 )
 from mailer.subscribers import add_subscriber
+from mailer.testing.certs import self_signed
 from mailer.watches import FolderWatch
 from test_crash import _environment
 
@@ -945,34 +946,7 @@ def test_a_local_host_that_turns_public_under_a_fetch_is_refused(settings, site,
 
 def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address(tmp_path):
     """The connection goes to the address that was checked; TLS still checks the name."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "news.example")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("news.example")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert, key = self_signed(tmp_path, "news", ("news.example",))
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -986,10 +960,10 @@ def test_https_verifies_the_sites_name_though_it_connects_to_the_checked_address
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     serving = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    serving.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    serving.load_cert_chain(cert, key)
     server.socket = serving.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    trusting = ssl.create_default_context(cafile=tmp_path / "cert.pem")
+    trusting = ssl.create_default_context(cafile=cert)
     names = {"news.example": ["127.0.0.1"], "alias.example": ["127.0.0.1"]}
     reach = Reach("news.example", True, lambda host: names[host])
     port = server.server_address[1]
