@@ -26,6 +26,8 @@ LAYERS = {
     "bounces": PIPELINE,
     "settings": FOUNDATION,
     "sections": FOUNDATION,
+    "sections_donation": FOUNDATION,
+    "i18n": FOUNDATION,
     "db": FOUNDATION,
     "migrations": FOUNDATION,
     "events": FOUNDATION,

@@ -17,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from mailer.gifts.parsed import exponent_of
 from mailer.models import GIFTS, utcnow
-from mailer.sections import Donation
+from mailer.sections_donation import Donation
 
 BAR_MAX = 100  # the bar is full at the goal, however far past it the gifts go
 

@@ -100,6 +100,9 @@ class Subscriber(SQLModel, table=True):
     # soft_limit; the score lapses [bounces] score_days after its last point
     bounce_score: int = 0
     bounce_score_at: datetime | None = _when()  # when the score last gained a point
+    # the languages the reader reads, comma-separated, the one mailer writes to them in
+    # first ("fa-AF,en"); None: the publication's language alone
+    languages: str | None = None
 
 
 class Article(SQLModel, table=True):
@@ -409,8 +412,7 @@ class BounceEvent(SQLModel, table=True):
 
 
 class ServiceBeat(SQLModel, table=True):
-    """A long-running part of mailer (the scheduler, the desk's sender) saying it is alive:
-    `beat_at` moves on at each round of its work, so the desk can tell one that stopped."""
+    """A long-running part (the scheduler, the desk's sender) saying it is alive (beats.py)."""
 
     __tablename__ = "service_beat"
 
@@ -421,8 +423,7 @@ class ServiceBeat(SQLModel, table=True):
     beat_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime()))
 
 
-# The tables as SQLAlchemy Core sees them, for the set-based statements of the outbox
-# and the reports (typed column expressions, no ORM objects per row).
+# The tables as SQLAlchemy Core sees them, for set-based statements (no ORM objects per row).
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 

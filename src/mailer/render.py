@@ -12,6 +12,7 @@ from functools import cache, partial
 from pathlib import Path
 
 import jinja2
+from babel.support import Translations
 from markupsafe import Markup
 
 from mailer.clicks import CountedLink, LinkCounter
@@ -19,11 +20,20 @@ from mailer.donation import DonationBlock, donation_block
 from mailer.donor_copy import thanks_block
 from mailer.errors import MailerError
 from mailer.goal import Goal
+from mailer.i18n import (
+    catalog_dirs,
+    direction,
+    is_rtl,
+    local_amount,
+    local_day,
+    local_day_month,
+    local_number,
+    translations,
+)
 from mailer.links import home_url, issue_url
 from mailer.models import Article, utcnow
 from mailer.references import article_reference, digest_reference
 from mailer.settings import Settings, bundled_path
-from mailer.sources.language import is_rtl
 from mailer.textpart import html_to_text
 
 # Word characters only: lxml and premailer leave them untouched inside attributes
@@ -87,27 +97,46 @@ def template_dirs(settings: Settings) -> list[Path]:
     return list(unique)
 
 
+def catalogs(settings: Settings) -> tuple[Path, ...]:
+    """Where the readers' catalogs are looked up: a newsroom's locale/ first (i18n.py)."""
+    return catalog_dirs(settings.config_path, bundled_path("locale"))
+
+
 @cache
-def _environment(dirs: tuple[Path, ...], timezone: str) -> jinja2.Environment:
+def _environment(
+    dirs: tuple[Path, ...], timezone: str, language: str, catalog_dirs: tuple[Path, ...]
+) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(dirs),
         autoescape=jinja2.select_autoescape(["html"]),
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        extensions=["jinja2.ext.i18n"],
     )
-    env.filters["date"] = partial(local_date, zone=zoneinfo.ZoneInfo(timezone))
+    # {% trans %} blocks are one line of text however the template wraps them
+    env.policies["ext.i18n.trimmed"] = True
+    env.install_gettext_translations(translations(catalog_dirs, language), newstyle=True)  # type: ignore[attr-defined]
+    zone = zoneinfo.ZoneInfo(timezone)
+    env.filters["date"] = partial(local_day, language=language, zone=zone)
+    env.filters["amount"] = partial(local_amount, language=language)  # amount|amount("NOK")
+    env.filters["number"] = partial(local_number, language=language)
+    env.globals.update(lang=language, dir=direction(language))
     return env
 
 
-def local_date(value: datetime | None, zone: zoneinfo.ZoneInfo) -> str:
-    """A moment as the publication's readers date it ("3 December 2026"), in its time
-    zone: the `date` filter of the email templates and the site's pages."""
-    return value.astimezone(zone).strftime("%-d %B %Y") if value else ""
+def environment(settings: Settings, language: str | None = None) -> jinja2.Environment:
+    """The email templates' environment for readers of `language` (None: the
+    publication's): its catalog, and dates and amounts written its way."""
+    dirs = tuple(template_dirs(settings))
+    language = language or settings.publication.language
+    return _environment(dirs, settings.publication.timezone, language, catalogs(settings))
 
 
-def environment(settings: Settings) -> jinja2.Environment:
-    return _environment(tuple(template_dirs(settings)), settings.publication.timezone)
+def translator(settings: Settings, language: str | None = None) -> Translations:
+    """The catalog for `language` (None: the publication's), for strings made in code:
+    `translator(settings, "fa-AF").gettext("...")`."""
+    return translations(catalogs(settings), language or settings.publication.language)
 
 
 def inline_css(html: str) -> str:
@@ -127,6 +156,8 @@ def inline_css(html: str) -> str:
 
 
 def article_view(article: Article, publication_language: str = "en") -> ArticleView:
+    """The article for the templates; `publication_language` is the email's (the
+    reader's): the article is marked with its own language and direction where they differ."""
     # A placeholder smuggled into an article must not become somebody's personal link.
     defuse = _defuse_placeholders
     language = article.language
@@ -162,16 +193,20 @@ def _context(
     view_online_url: str | None = None,
     reference: str = "",
     goal: Goal | None = None,
+    language: str | None = None,
 ) -> dict[str, object]:
+    """What every email template is given. `language` is the reader's (None: the
+    publication's): the whole email is in it, laid out in its direction."""
     publication = settings.publication
+    language = language or publication.language
     return {
         "publication": {
             "name": publication.name,
             "base_url": publication.base_url,
             "home_url": home_url(settings),  # the masthead's link: the site's archive
             "postal_address": publication.postal_address,
-            "language": publication.language,
-            "dir": "rtl" if is_rtl(publication.language) else "ltr",
+            "language": language,  # the email's, which is the reader's
+            "dir": direction(language),
             "sender_name": publication.sender_name,
         },
         "issue": {
@@ -181,7 +216,9 @@ def _context(
             "reference": reference,
         },
         "donation": donation_block(
-            settings.donation, reference, publication.from_address.rpartition("@")[2]
+            settings.donation.in_language(language),
+            reference,
+            publication.from_address.rpartition("@")[2],
         ),
         "goal": goal,  # the progress bar in the appeal (goal.py), when there is a goal
         "thanks": None,  # the donors' copy's block (_render renders that copy)
@@ -199,18 +236,24 @@ def render_article_issue(
     subject: str | None = None,
     preheader: str | None = None,
     goal: Goal | None = None,
+    language: str | None = None,
 ) -> RenderedIssue:
     """The single-article issue: the article, then the donation appeal once (with the
     goal's progress, when given), then the footer. `subject` and `preheader`, when given,
-    are an editor's in place of the article's title and summary."""
-    view = article_view(article, settings.publication.language)
+    are an editor's in place of the article's title and summary. `language`: the readers'
+    the email is for (None: the publication's)."""
+    language = language or settings.publication.language
+    view = article_view(article, language)
     subject = view.title if subject is None else subject
     preheader = one_line(view.summary)[:150] if preheader is None else preheader
     online = issue_url(settings.publication.base_url, f"article:{article.id}")
     prefix = settings.donation.reference_prefix
     reference = article_reference(prefix, article.id or 0, article.ingested_at or utcnow())
-    context = {**_context(settings, subject, preheader, online, reference, goal), "article": view}
-    return _render(settings, "article", context, subject, preheader, reference)
+    context = {
+        **_context(settings, subject, preheader, online, reference, goal, language),
+        "article": view,
+    }
+    return _render(settings, "article", context, subject, preheader, reference, language)
 
 
 def render_digest_issue(
@@ -220,10 +263,13 @@ def render_digest_issue(
     since: datetime,
     until: datetime,
     goal: Goal | None = None,
+    language: str | None = None,
 ) -> RenderedIssue:
     """The weekly digest: each article's title, date, summary and a link to read it (the
-    whole text when it has no address to link to), newest first; then the appeal once."""
-    views = [article_view(article, settings.publication.language) for article in articles]
+    whole text when it has no address to link to), newest first; then the appeal once.
+    `language`: the readers' the email is for (None: the publication's)."""
+    language = language or settings.publication.language
+    views = [article_view(article, language) for article in articles]
     name = one_line(settings.publication.name)
     more = f", and {len(views) - 1} more" if len(views) > 1 else ""
     subject = f"{name} this week: {views[0].title}{more}"
@@ -231,32 +277,37 @@ def render_digest_issue(
     online = issue_url(settings.publication.base_url, f"digest:{week}")
     zone = zoneinfo.ZoneInfo(settings.publication.timezone)
     first, last = since.astimezone(zone), until.astimezone(zone)
-    period = f"{first:%-d %B} – {last:%-d %B %Y}"
-    if first.year != last.year:
-        period = f"{first:%-d %B %Y} – {last:%-d %B %Y}"
+    start = local_day(first, language, zone)
+    if first.year == last.year:
+        start = local_day_month(first, language, zone)
+    period = f"{start} – {local_day(last, language, zone)}"
     digest = {"week": week, "period": period, "articles": views}
     reference = digest_reference(settings.donation.reference_prefix, week)
     context = {
-        **_context(settings, subject, preheader[:150], online, reference, goal),
+        **_context(settings, subject, preheader[:150], online, reference, goal, language),
         "digest": digest,
     }
-    return _render(settings, "digest", context, subject, preheader[:150], reference)
+    return _render(settings, "digest", context, subject, preheader[:150], reference, language)
 
 
 def render_confirmation(
-    settings: Settings, address: str, name: str | None, confirm_url: str
+    settings: Settings,
+    address: str,
+    name: str | None,
+    confirm_url: str,
+    language: str | None = None,
 ) -> RenderedIssue:
     """The double opt-in email: the newsletter's look, one link, no appeal, no placeholders
-    (it goes to one address, rendered for it)."""
+    (it goes to one address, rendered for it), in the reader's `language`."""
     subject = f"Confirm your subscription to {one_line(settings.publication.name)}"
     context = {
-        **_context(settings, subject, "One click and you are subscribed."),
+        **_context(settings, subject, "One click and you are subscribed.", language=language),
         "donation": None,
         "recipient": {"email": address, "unsubscribe_url": None, "preferences_url": None},
         "name": name,
         "confirm_url": confirm_url,
     }
-    env = environment(settings)
+    env = environment(settings, language)
     html = inline_css(env.get_template("email/confirm.html").render(context))
     text = env.get_template("email/confirm.txt").render(context)
     return RenderedIssue(subject=subject, preheader="", html=html, text=text)
@@ -269,6 +320,7 @@ def _render(
     subject: str,
     preheader: str,
     reference: str,
+    language: str,
 ) -> RenderedIssue:
     counter = LinkCounter.for_issue(
         settings.tracking.count_clicks, settings.publication.base_url, reference
@@ -277,13 +329,14 @@ def _render(
     appeal = counter.appeal(block) if isinstance(block, DonationBlock) else None
     if appeal is not None:
         context = {**context, "donation": appeal}
-    html, text = _render_parts(settings, name, context)
+    html, text = _render_parts(settings, name, context, language)
     html, text = counter.every_link(html, text)
     thanks_html = thanks_text = ""
     thanks = thanks_block(settings.donation, appeal)
     if thanks is not None:
         # the same links, counted as the appeal's: the counter already holds them
-        thanks_html, thanks_text = _render_parts(settings, name, {**context, "thanks": thanks})
+        with_thanks = {**context, "thanks": thanks}
+        thanks_html, thanks_text = _render_parts(settings, name, with_thanks, language)
         thanks_html, thanks_text = counter.every_link(thanks_html, thanks_text)
     codes = appeal.codes if appeal is not None else ()
     images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
@@ -293,9 +346,11 @@ def _render(
     )
 
 
-def _render_parts(settings: Settings, name: str, context: dict[str, object]) -> tuple[str, str]:
+def _render_parts(
+    settings: Settings, name: str, context: dict[str, object], language: str
+) -> tuple[str, str]:
     """One copy of the issue: its HTML, inlined, and its text part."""
-    env = environment(settings)
+    env = environment(settings, language)
     try:
         html = inline_css(env.get_template(f"email/{name}.html").render(context))
         text = env.get_template(f"email/{name}.txt").render(context)

@@ -24,8 +24,6 @@ from mailer.sections import (
     Delivery,
     Desk,
     Dkim,
-    Donation,
-    Donations,
     Publication,
     Schedule,
     Section,
@@ -35,6 +33,7 @@ from mailer.sections import (
     Web,
     web_origin,
 )
+from mailer.sections_donation import Donation, Donations, DonationTexts
 from mailer.sections_readers import Bounces, Welcome
 
 # The sections' models live in mailer.sections; they are named here too, where the
@@ -47,6 +46,7 @@ __all__ = [
     "Delivery",
     "Dkim",
     "Donation",
+    "DonationTexts",
     "Donations",
     "Publication",
     "Schedule",

@@ -11,7 +11,7 @@ from mailer.gifts.parsed import GiftFileError, GiftSource, ParsedFile
 from mailer.gifts.plain_csv import looks_like_plain_csv, read_plain_csv
 from mailer.gifts.table import rows_of
 from mailer.gifts.vipps import read_vipps
-from mailer.sections import Donations
+from mailer.sections_donation import Donations
 
 
 def read_gift_file(

@@ -21,7 +21,7 @@ from mailer.gifts.parsed import (
     minor_units,
 )
 from mailer.gifts.table import address_of, cell, day_of, rows_of
-from mailer.sections import Donations
+from mailer.sections_donation import Donations
 
 
 def read_vipps(data: bytes, name: str, keys: Donations) -> ParsedFile:

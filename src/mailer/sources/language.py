@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 
-RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ps", "ur", "yi", "ckb", "sd", "ug", "dv"})
+from mailer.i18n import RTL_LANGUAGES as RTL_LANGUAGES
+from mailer.i18n import is_rtl as is_rtl
+
 # Letters only some languages written in Arabic script use.
 _PASHTO = set("ټډړږښګڼېۍ")
 _URDU = set("ٹڈڑںےۓ")
@@ -34,7 +36,3 @@ def language_of(declared: str | None, text: str) -> str | None:
         if found & marks:
             return language
     return "ar"
-
-
-def is_rtl(language: str | None) -> bool:
-    return bool(language) and language.split("-")[0].lower() in RTL_LANGUAGES  # type: ignore[union-attr]

@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine
 
 from mailer import links
-from mailer.render import local_date, template_dirs
+from mailer.i18n import local_day
+from mailer.render import template_dirs
 from mailer.settings import Settings
 from mailer.transactional import BackgroundSender
 from mailer.web.guards import (
@@ -49,7 +50,9 @@ class Pages:
         )
         self.templates.globals["subscribe_path"] = links.SUBSCRIBE_PATH
         zone = zoneinfo.ZoneInfo(settings.publication.timezone)
-        self.templates.filters["date"] = partial(local_date, zone=zone)
+        self.templates.filters["date"] = partial(
+            local_day, language=settings.publication.language, zone=zone
+        )
 
     def render(self, name: str, /, **values: object) -> str:
         template = self.templates.get_template(f"web/{name}")
