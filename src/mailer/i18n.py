@@ -118,6 +118,17 @@ def parse_languages(value: str | Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(tags))
 
 
+def reader_languages(languages: str | None, default: str) -> tuple[str, ...]:
+    """The languages a reader reads, from their `subscriber.languages` ("fa-AF,en"; None
+    or empty: the publication's language, `default`), their own first."""
+    return tuple(t.strip() for t in (languages or "").split(",") if t.strip()) or (default,)
+
+
+def own_language(languages: str | None, default: str) -> str:
+    """The language mailer writes to a reader in: the first they read."""
+    return reader_languages(languages, default)[0]
+
+
 def supported(tag: str, offered: Iterable[str]) -> str | None:
     """The tag among `offered` that is `tag`'s language (fa -> fa-AF), or None."""
     offered = tuple(offered)

@@ -9,7 +9,7 @@ its public address shows."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from mailer.settings import Settings
 from mailer.tokens import CONFIRM, PREFERENCES, UNSUBSCRIBE, Keys, TokenMaker, make_token
@@ -111,9 +111,11 @@ def issue_key(slug: str) -> str:
     return slug.replace("-", ":", 1)
 
 
-def issue_url(base_url: str, key: str) -> str:
-    """Where anyone reads the issue with this key online."""
-    return base_url + path(ISSUE_PATH, slug=issue_slug(key))
+def issue_url(base_url: str, key: str, language: str | None = None) -> str:
+    """Where anyone reads the issue with this key online; with `language`, as readers
+    of that language got it (?lang=fa-AF; None: the publication's own)."""
+    url = base_url + path(ISSUE_PATH, slug=issue_slug(key))
+    return f"{url}?{urlencode({'lang': language})}" if language else url
 
 
 def issue_image_url(base_url: str, key: str, name: str) -> str:

@@ -182,6 +182,12 @@ def article_view(article: Article, publication_language: str = "en") -> ArticleV
     )
 
 
+def _online(settings: Settings, key: str, language: str) -> str:
+    """The issue's read-online address for readers of `language`."""
+    own = language == settings.publication.language
+    return issue_url(settings.publication.base_url, key, None if own else language)
+
+
 def _defuse_placeholders(text: str) -> str:
     return text.replace("__MAILER_", "_\u200b_MAILER_")
 
@@ -246,7 +252,7 @@ def render_article_issue(
     view = article_view(article, language)
     subject = view.title if subject is None else subject
     preheader = one_line(view.summary)[:150] if preheader is None else preheader
-    online = issue_url(settings.publication.base_url, f"article:{article.id}")
+    online = _online(settings, f"article:{article.id}", language)
     prefix = settings.donation.reference_prefix
     reference = article_reference(prefix, article.id or 0, article.ingested_at or utcnow())
     context = {
@@ -274,7 +280,7 @@ def render_digest_issue(
     more = f", and {len(views) - 1} more" if len(views) > 1 else ""
     subject = f"{name} this week: {views[0].title}{more}"
     preheader = " · ".join(view.title for view in views[1:4]) or one_line(views[0].summary)
-    online = issue_url(settings.publication.base_url, f"digest:{week}")
+    online = _online(settings, f"digest:{week}", language)
     zone = zoneinfo.ZoneInfo(settings.publication.timezone)
     first, last = since.astimezone(zone), until.astimezone(zone)
     start = local_day(first, language, zone)
