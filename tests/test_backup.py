@@ -21,7 +21,7 @@ from mailer.db import open_database
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import add_subscriber
-from mailer.testing import RecordingHandler, make_settings, smtp_server
+from mailer.testing import RecordingHandler, commands, make_settings, smtp_server
 from test_crash import _environment
 
 READERS = 300
@@ -50,8 +50,7 @@ class GatedServer(RecordingHandler):
 
 
 def _mailer(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "mailer", *args]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    return commands.mailer(args, cwd, env)
 
 
 def _sent_in(database: Path) -> set[str]:

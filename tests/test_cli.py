@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailer.demo import SAMPLE_ARTICLE
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, commands
 
 IBAN = "NO15 0530 2294 668"
 
@@ -26,15 +26,7 @@ class Mailer:
     def __call__(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mailer", *args],
-            cwd=self.cwd,
-            env={**self.env, **(env or {})},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        return commands.mailer(args, self.cwd, {**self.env, **(env or {})})
 
     def ok(self, *args: str) -> str:
         result = self(*args)

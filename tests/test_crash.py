@@ -21,7 +21,7 @@ from mailer.articles import ingest_file
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.models import Delivery
 from mailer.subscriber_csv import import_csv
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, commands, smtp_server
 
 READERS = 200
 KILLS = 3
@@ -103,7 +103,7 @@ def test_killed_sends_resume_and_every_reader_gets_the_issue(readers, settings, 
         assert any(0 < n < READERS for n in sent_at_kills), (
             f"no kill landed mid-send: {sent_at_kills}"
         )
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        done = commands.mailer(command[3:], tmp_path, env)
         assert done.returncode == 0, done.stderr
     copies = Counter(r for message in server.received for r in message.rcpt_tos)
     assert set(copies) == {f"r{i}@example.org" for i in range(READERS)}, f"seed {seed}"
@@ -158,7 +158,7 @@ def test_killing_a_send_kills_its_helper_processes(readers, settings, engine, tm
         time.sleep(1.0)
         assert len(server.received) == landed, "a helper process outlived the send"
         slower.delay = 0
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        done = commands.mailer(command[3:], tmp_path, env)
         assert done.returncode == 0, done.stderr
     copies = Counter(r for message in server.received for r in message.rcpt_tos)
     assert set(copies) == {f"r{i}@example.org" for i in range(READERS)}

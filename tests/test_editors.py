@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from mailer import editors
 from mailer.errors import EditorError
 from mailer.models import AuditAction, AuditEvent, Editor, EditorRole
 from mailer.settings import Settings
-from mailer.testing import TEST_SECRET_KEY
+from mailer.testing import TEST_SECRET_KEY, commands
 
 PASSWORD = "correct horse battery staple"
 
@@ -30,15 +29,7 @@ def editors_cli(
         "MAILER_SECRET_KEY": TEST_SECRET_KEY,
         "MAILER_DATABASE_URL": settings.database.url,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", "editors", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return commands.mailer(["editors", *args], cwd, env, input=stdin)
 
 
 # one backend: the command line is the same on both, and what it stores is tested on both

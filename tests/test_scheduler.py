@@ -34,7 +34,7 @@ from mailer.models import Delivery, Issue, IssueStatus
 from mailer.outbox import Outbox
 from mailer.scheduler import DIGEST_JOB, Service, install_jobs, make_scheduler
 from mailer.subscribers import add_subscriber
-from mailer.testing import smtp_server
+from mailer.testing import commands, smtp_server
 from test_crash import SlowServer, _environment
 
 
@@ -246,15 +246,7 @@ def test_a_digest_missed_while_down_is_sent_within_the_grace_time_else_skipped(
 
 
 def _mailer(tmp_path: Path, settings: Any, port: int, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=tmp_path,
-        env=service_env(settings, port),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return commands.mailer(args, tmp_path, service_env(settings, port))
 
 
 def _time_passes(engine: Any, issue_id: int) -> None:

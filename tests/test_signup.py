@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import select
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -39,6 +37,7 @@ from mailer.testing import (
     HOSTILE_NAMES,
     TEST_SECRET_KEY,
     RecordingHandler,
+    commands,
     make_settings,
     served,
     smtp_server,
@@ -264,11 +263,7 @@ def test_send_resume_drains_the_queue(tmp_path, smtp, database_url):
         MAILER_SMTP_PORT=str(smtp.port),
         MAILER_DATABASE_URL=database_url,
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "mailer", "send", "--resume"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-        stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    result = commands.mailer(["send", "--resume"], tmp_path, env)
     assert result.returncode == 0, result.stderr
     assert "Confirmation links: 1 sent." in result.stdout
     assert len(smtp.to("cron@example.org")) == 1 and mails(engine) == [("sent", 1)]

@@ -12,7 +12,6 @@ import os
 import re
 import ssl
 import subprocess
-import sys
 import threading
 import tracemalloc
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from mailer.sources.reach import (
     system_resolver,
 )
 from mailer.subscribers import add_subscriber
+from mailer.testing import commands
 from mailer.testing.certs import self_signed
 from mailer.watches import FolderWatch
 from test_crash import _environment
@@ -518,8 +518,7 @@ def test_the_watched_folder_logs_the_front_matter_it_ignored(engine, settings, t
 
 def test_mailer_ingest_names_the_front_matter_it_ignored(settings, tmp_path):
     env = _environment(settings.database.url, 1)
-    command = [sys.executable, "-m", "mailer", "ingest", str(DATA / "jekyll-post.md")]
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    done = commands.mailer(["ingest", str(DATA / "jekyll-post.md")], tmp_path, env)
     assert done.returncode == 0, done.stderr
     assert "Article 1 (new): Herat's carpet weavers find new buyers" in done.stdout
     assert "ignored: categories, comments, layout, permalink, tags" in done.stderr
@@ -579,8 +578,7 @@ def test_mailer_ingest_a_feed_url_then_preview_the_latest(settings, site, tmp_pa
     env = _environment(settings.database.url, 1)
 
     def mailer(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "mailer", *args]
-        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        return commands.mailer(args, tmp_path, env)
 
     first = mailer("ingest", site.url("/feed/"))
     assert first.returncode == 0, first.stderr
@@ -715,9 +713,8 @@ def test_a_second_ingest_of_a_url_asks_only_for_what_changed_by_date_too(setting
     site.documents["/feed/"] = ((DATA / "ghost-feed.xml").read_bytes(), "application/rss+xml")
     site.dated.add("/feed/")
     env = _environment(settings.database.url, 1)
-    command = [sys.executable, "-m", "mailer", "ingest", site.url("/feed/")]
-    runs = [subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)]
-    runs.append(subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True))
+    command = ["ingest", site.url("/feed/")]
+    runs = [commands.mailer(command, tmp_path, env) for _ in range(2)]
     assert [run.returncode for run in runs] == [0, 0], runs[1].stderr
     asked = [headers.get("If-Modified-Since") for _path, headers in site.requests]
     assert asked == [None, "Thu, 01 Jan 2026 00:00:00 GMT"]
@@ -734,11 +731,8 @@ def test_ingest_full_text_after_a_plain_ingest_reads_the_pages(settings, site, t
     )
     site.documents["/feed/"] = (_rss(items).encode(), "application/rss+xml")
     env = _environment(settings.database.url, 1)
-    command = [sys.executable, "-m", "mailer", "ingest", site.url("/feed/")]
-    runs = [
-        subprocess.run(command + more, cwd=tmp_path, env=env, capture_output=True, text=True)
-        for more in ([], ["--full-text"], [])
-    ]
+    command = ["ingest", site.url("/feed/")]
+    runs = [commands.mailer(command + more, tmp_path, env) for more in ([], ["--full-text"], [])]
     assert [run.returncode for run in runs] == [0, 0, 0], runs[1].stderr
     assert "Article 1 (new)" in runs[0].stdout
     assert "Article 1 (updated)" in runs[1].stdout

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from mailer.catcher import free_port
 from mailer.settings import Settings, load_settings
+from mailer.testing import commands
 
 # a private Dovecot (IMAPS) for the bounce mailbox
 from mailer.testing.imap import Mailbox as Mailbox
@@ -208,15 +208,7 @@ def run_mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess
     """The `mailer` command as a user runs it, in `cwd`, with the MAILER_* variables in
     `env` and none of the caller's; its output as text."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    return subprocess.run(
-        [sys.executable, "-m", "mailer", *args],
-        cwd=cwd,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return commands.mailer(args, cwd, {**clean, **env})
 
 
 def mailer_on(settings: Settings, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
