@@ -40,6 +40,13 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PUBLISHED = datetime(2025, 10, 7, 23, 30, tzinfo=UTC)  # 8 October in Oslo
 # the goal's NOK 41,250 raised, as each language writes it (CLDR, native digits)
 RAISED = {"en": "NOK 41,250", "nb": "41 250 kr", "fa-AF": "NOK ۴۱٬۲۵۰", "ps": "NOK ۴۱٬۲۵۰"}
+# the digest's week, both ends in the order of the language's long date
+PERIOD = {
+    "en": "6 October – 12 October 2025",
+    "nb": "6. oktober – 12. oktober 2025",
+    "fa-AF": "۶ اکتوبر – ۱۲ اکتوبر ۲۰۲۵",
+    "ps": "۶ اکتوبر – ۱۲ اکتوبر ۲۰۲۵",
+}
 PAYMENT = ("0530 2294668", "NO15 0530 2294 668", "DNBANOKKXXX", "557320")
 
 
@@ -129,10 +136,11 @@ def test_an_issue_and_a_digest_reach_each_reader_in_their_language(
     goal = goal_of(settings.donation, {"NOK": 4_125_000}, "this month")
     first, second = article(41, "Kabul"), article(42, "Herat")
     issue = render_article_issue(settings, first, goal=goal, language=language)
-    since, until = datetime(2025, 10, 6, tzinfo=UTC), datetime(2025, 10, 12, 22, tzinfo=UTC)
+    since, until = datetime(2025, 10, 6, tzinfo=UTC), datetime(2025, 10, 12, 20, tzinfo=UTC)
     digest = render_digest_issue(
         settings, [second, first], "2025-W41", since, until, goal=goal, language=language
     )
+    assert PERIOD[language] in digest.html and PERIOD[language] in digest.text
     appeal = settings.donation.in_language(language)
     t = translator(settings, language)
     day = i18n.local_day(PUBLISHED, language, ZoneInfo("Europe/Oslo"))
