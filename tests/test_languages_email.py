@@ -298,3 +298,15 @@ def test_a_dari_email_on_a_phone_is_mirrored_and_fits(
     # the masthead and the appeal's heading start on the right
     assert shown["mastheadRight"] < 30 < shown["mastheadLeft"]
     assert shown["headingRight"] < 2 < shown["headingLeft"]
+
+
+def test_the_buttons_labels_from_the_config_win_over_the_catalogs(
+    readers_settings: Settings,
+) -> None:
+    settings = readers_settings.replace(donation={"vipps_label": "Vipps now"})
+    html = render_article_issue(settings, article(41, "Kabul"), language="en").html
+    assert ">Vipps now</a>" in html and "Give with Vipps" not in html
+    dari = render_article_issue(readers_settings, article(41, "Kabul"), language="fa-AF").html
+    assert ">با Vipps کمک کنید</a>" in dari, "the catalog's, where the config gives none"
+    english_label = render_article_issue(settings, article(41, "Kabul"), language="fa-AF").html
+    assert ">با Vipps کمک کنید</a>" in english_label, "[donation]'s label is the publication's"

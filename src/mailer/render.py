@@ -18,7 +18,7 @@ from babel.support import Translations
 from markupsafe import Markup
 
 from mailer.clicks import CountedLink, LinkCounter
-from mailer.donation import DonationBlock, donation_block
+from mailer.donation import DonationBlock, appeal_in, donation_block
 from mailer.donor_copy import thanks_block
 from mailer.errors import MailerError
 from mailer.goal import Goal, goal_text
@@ -228,7 +228,7 @@ def email_context(
             "reference": reference,
         },
         "donation": donation_block(
-            settings.donation.in_language(language),
+            appeal_in(settings.donation, language, publication.language),
             reference,
             publication.from_address.rpartition("@")[2],
             t.gettext,
