@@ -31,7 +31,7 @@ from mailer.models import SUBSCRIBERS, Article, MailKind, queued_mail, utcnow
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue, translator
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
-from mailer.testing import RecordingHandler, make_settings, smtp_server
+from mailer.testing import RecordingHandler, make_settings, run_mailer, smtp_server
 from mailer.transactional import queue_confirmation, send_queued
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,3 +310,10 @@ def test_the_buttons_labels_from_the_config_win_over_the_catalogs(
     assert ">با Vipps کمک کنید</a>" in dari, "the catalog's, where the config gives none"
     english_label = render_article_issue(settings, article(41, "Kabul"), language="fa-AF").html
     assert ">با Vipps کمک کنید</a>" in english_label, "[donation]'s label is the publication's"
+
+
+def test_mailer_warns_at_start_of_a_language_without_its_appeal(tmp_path: Path) -> None:
+    result = run_mailer(tmp_path, "subscribers", "list", MAILER_PUBLICATION_LANGUAGES="en,fa-AF,ar")
+    assert result.returncode == 0, result.stderr
+    assert "warning: [publication] languages has ar without an appeal" in result.stderr
+    assert "fa-AF" not in result.stderr, "the shipped config has the Dari appeal"
