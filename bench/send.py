@@ -2,10 +2,11 @@
 of a fresh SQLite file, through Postfix's smtp-sink (a C server that discards mail), next
 to smtp-source (a C client) pushing messages of the same size into the same sink: the
 ceiling. Also a naive per-recipient render-and-connect sender, the same send with DKIM,
-and the peak memory of a send at two list sizes. Prints a table and the targets.
+the send in two editions (half the readers in fa-AF) against one, and the peak memory of
+a send at two list sizes. Prints a table and the targets.
 
     .venv/bin/python bench/send.py [N] [--connections C] [--rss-sizes 10000,100000]
-                                       [--skip-rss] [--naive 300]
+                                       [--skip-rss] [--skip-editions] [--naive 300]
 
 Needs Postfix's smtp-sink and smtp-source (apt-get install postfix); installs nothing.
 """
