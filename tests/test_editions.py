@@ -220,6 +220,8 @@ def test_the_desk_shows_and_tests_each_languages_edition(engine, settings, smtp,
         ]  # fmt: skip
         sent_page = client.get(send_page, params={"lang": "nb"}).text
         assert "lang=&#34;nb&#34;" in sent_page
+        online = client.get(f"/issues/article-{article.id}", params={"lang": "fa-AF"})
+        assert '<html lang="fa-AF" dir="rtl"' in online.text
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -245,3 +247,29 @@ def test_the_command_line_previews_an_edition_and_counts_each(engine, settings, 
     assert "  en        1 sent, 0 to go" in status.stdout
     assert "  fa-AF     3 sent, 0 to go" in status.stdout
     assert "  nb        2 sent, 0 to go" in status.stdout
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_held_issue_goes_out_in_every_edition_as_the_article_is_now(
+    engine, settings, smtp, tmp_path
+):
+    """The relay refused the message itself; the editor fixes the article and resumes:
+    every edition is rendered again, and each reader gets the fixed one in theirs."""
+    from mailer.issues import find_issue_by_id
+    from mailer.models import ARTICLES
+
+    addresses = readers(engine, tmp_path)
+    article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
+    issue = runs.article_send(engine, settings, article).issue
+    smtp.refuse_data = "554 5.7.1 Message rejected as spam"
+    with pytest.raises(runs.IssueHeld):
+        runs.send_article(engine, settings, issue)
+    with engine.begin() as connection:
+        connection.execute(ARTICLES.update().values(title="Fixed: the talks in Moscow"))
+    smtp.refuse_data = None
+    run = runs.resume_issue(engine, settings, find_issue_by_id(engine, issue.id))
+    assert run.report.sent == len(READS)
+    got = {r.rcpt_tos[0]: (lang_of(r)[0], r.message["subject"]) for r in smtp.received}
+    assert got[addresses[1]] == ("fa-AF", "Fixed: the talks in Moscow")
+    assert got[addresses[3]] == ("nb", "Fixed: the talks in Moscow")
+    assert len(got) == len(READS) == len(smtp.received)
