@@ -188,12 +188,13 @@ def prepare_editions(engine: Engine, settings: Settings, issue: Issue) -> Editio
     it is queued: all of them again while the issue is open, only those it lacks once
     it has started (a reader of a new language since), the others frozen."""
     publication = settings.publication
-    articles = issue_articles(engine, issue)
+    articles, stored = issue_articles(engine, issue), _stored_variants(engine, issue)
+    if not articles:  # the articles are gone: the editions it has go out as they are
+        return EditionPlan(publication, (), {publication.language: None, **stored})
     who = audience(publication, articles)
     query = select_core(SUBSCRIBERS.c.languages).distinct().where(recipients_filter(issue.kind))
     with engine.connect() as connection:
         values = connection.execute(query if who is None else query.where(who)).scalars().all()
-    stored = _stored_variants(engine, issue)
     wanted = set(needed_editions(values, publication, articles)) - {publication.language}
     if issue.status not in OPEN_STATUSES:
         wanted -= set(stored)
