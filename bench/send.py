@@ -2,10 +2,11 @@
 of a fresh SQLite file, through Postfix's smtp-sink (a C server that discards mail), next
 to smtp-source (a C client) pushing messages of the same size into the same sink: the
 ceiling. Also a naive per-recipient render-and-connect sender, the same send with DKIM,
-and the peak memory of a send at two list sizes. Prints a table and the targets.
+the send in two editions (half the readers in fa-AF) against one, and the peak memory of
+a send at two list sizes. Prints a table and the targets.
 
     .venv/bin/python bench/send.py [N] [--connections C] [--rss-sizes 10000,100000]
-                                       [--skip-rss] [--naive 300]
+                                       [--skip-rss] [--skip-editions] [--naive 300]
 
 Needs Postfix's smtp-sink and smtp-source (apt-get install postfix); installs nothing.
 """
@@ -240,16 +241,22 @@ def run_measured(
 
 
 def make_mailing(
-    folder: Path, size: int, smtp_port: int, connections: int, database_url: str | None = None
+    folder: Path,
+    size: int,
+    smtp_port: int,
+    connections: int,
+    database_url: str | None = None,
+    second_language: str | None = None,
 ) -> Mailing:
     """A fresh database (a SQLite file, or the PostgreSQL database at `database_url`,
-    emptied), `size` active subscribers, the sample article and its issue."""
+    emptied), `size` active subscribers, the sample article and its issue; with
+    `second_language`, every second reader reads that language first (their edition)."""
     folder.mkdir(parents=True, exist_ok=True)
     if database_url:
         empty_postgres(database_url)
     settings = make_settings(folder, smtp_port, database_url, smtp={"max_connections": connections})
     engine = open_database(settings.database.url)
-    add_subscribers(engine, size)
+    add_subscribers(engine, size, second_language)
     article = ingest_file(engine, settings, SAMPLE_ARTICLE).article
     article_issue(engine, settings, article)
     engine.dispose()
@@ -260,7 +267,7 @@ def make_mailing(
 DONOR_PERCENT = 0
 
 
-def add_subscribers(engine: Engine, count: int) -> None:
+def add_subscribers(engine: Engine, count: int, second_language: str | None = None) -> None:
     # Core executemany in chunks: import_csv validates each address and would take
     # longer than the send itself at 100,000.
     now = utcnow()
@@ -276,6 +283,7 @@ def add_subscribers(engine: Engine, count: int) -> None:
                     "created_at": now,
                     "confirmed_at": now,
                     "donor_until": donor_until if i % 100 < DONOR_PERCENT else None,
+                    "languages": second_language if i % 2 else None,
                 }
                 for i in range(first, min(first + chunk, count))
             ]
@@ -338,11 +346,18 @@ def send_env(
 
 
 def mailer_send(
-    mailing: Mailing, sink: Sink, label: str, dkim: dict[str, str] | None = None
+    mailing: Mailing,
+    sink: Sink,
+    label: str,
+    dkim: dict[str, str] | None = None,
+    languages: str = "",
 ) -> Row:
     """`mailer send --article ID --yes` in its own process, as an editor runs it: from
-    the enqueue to the last outcome recorded, with the process start and the render."""
+    the enqueue to the last outcome recorded, with the process start and the render;
+    with `languages`, the publication's ([publication] languages)."""
     env = send_env(mailing, sink, mailing.settings.smtp.max_connections, dkim)
+    if languages:
+        env["MAILER_PUBLICATION_LANGUAGES"] = languages
     command = [sys.executable, "-m", "mailer", "send", "--article", str(mailing.article.id)]
     note(f"{label}: {plural(mailing.size, 'message')}")
     before = sink.counts()
@@ -466,8 +481,19 @@ def summary(rows: dict[str, Row], rss_sizes: list[int]) -> str:
             verdict("mailer/naive", mailer / rows["naive"].rate, ">=100"),
             verdict(f"RSS{b}/RSS{a}", growth, "<=1.3"),
             verdict(f"RSS at {b}", large.total_mb if large else None, "<200", " MB"),
+            verdict("two editions/one (time)", editions_ratio(rows), "<=1.1"),
         ]
     )
+
+
+def editions_ratio(rows: dict[str, Row]) -> float | None:
+    """The time of the send in two editions over that in one, the two sends of each
+    (before and after) added up: other work on the machine weighs on both alike."""
+    one = [rows[k].seconds for k in ("mailer", "one_language") if k in rows]
+    two = [rows[k].seconds for k in ("two_languages", "two_languages_2") if k in rows]
+    if not one or not two:
+        return None
+    return (sum(two) / len(two)) / (sum(one) / len(one))
 
 
 # --- main -----------------------------------------------------------------------------
@@ -490,6 +516,10 @@ def arguments() -> argparse.Namespace:
         help="list sizes whose send's peak RSS is compared",
     )  # fmt: skip
     parser.add_argument("--skip-rss", action="store_true", help="leave out the RSS sends")
+    parser.add_argument(
+        "--skip-editions", action="store_true",
+        help="leave out the sends in two editions (half the readers fa-AF) and one again",
+    )  # fmt: skip
     parser.add_argument(
         "--donors", type=int, default=0, metavar="PERCENT",
         help="readers who are donors (they get the thanks variant), in %% of the list",
@@ -547,6 +577,16 @@ def main() -> None:
             note(f"one message: {size:,} bytes")
             rows["ceiling"] = ceiling(source_tool, sink, n, connections, size)
             rows["mailer"] = mailer_send(mailing, sink, f"mailer send{label}")
+            plain = mailing
+            if not args.skip_editions:
+                # one language and two, back to back: one, two, two, one
+                two = f"mailer send{label}, 2 editions (half fa-AF)"
+                for key in ("two_languages", "two_languages_2"):
+                    mailing = make_mailing(folder / key, n, sink.port, connections, None, "fa-AF")
+                    rows[key] = mailer_send(mailing, sink, two, languages="en,fa-AF")
+                mailing = make_mailing(folder / "one_language", n, sink.port, connections)
+                rows["one_language"] = mailer_send(mailing, sink, f"mailer send{label}, again")
+            mailing = plain
             rows["naive"] = naive(mailing, sink, args.naive)
             mailing = make_mailing(folder / "dkim", n, sink.port, connections)
             dkim = dkim_settings(folder)

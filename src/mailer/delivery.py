@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 from mailer.backoff import Backoff
 from mailer.db import open_database
 from mailer.errors import DeliveryError
-from mailer.issues import as_rendered, find_issue_by_id
-from mailer.messages import MessageBuilder, Recipient
+from mailer.issues import as_rendered, find_issue_by_id, find_variant, prepare_editions
+from mailer.messages import EditionBuilders, MessageBuilder, Recipient
 from mailer.models import Issue, IssueStatus, utcnow
 from mailer.outbox import Outbox
 from mailer.processes import (
@@ -80,14 +80,16 @@ def deliver(
     messages on the wire are recorded); a service sets `stop` instead."""
     outbox = Outbox(engine, issue, settings.delivery, clock=clock)
     if enqueue:
-        outbox.enqueue()
+        outbox.enqueue(editions=prepare_editions(engine, settings, issue))
     # the content as stored once queued: what every sender of the issue sends
     issue = find_issue_by_id(engine, outbox.issue_id)
     if retry_deferred_now:
         outbox.retry_deferred_now()
 
     def send_here(connections: int) -> tuple[dict[str, int], int]:
-        report = _send_share(outbox, settings, issue, connections, progress, wait_for_others, stop)
+        report = _send_share(
+            engine, outbox, settings, issue, connections, progress, wait_for_others, stop
+        )
         return report.counts, report.bounced
 
     count = processes or process_count(settings, outbox.open_deliveries())
@@ -118,12 +120,13 @@ def send_in_helper(
     engine = open_database(settings.database.url)
     issue = find_issue_by_id(engine, issue_id)
     outbox = Outbox(engine, issue, settings.delivery)
-    report = _send_share(outbox, settings, issue, connections, progress)
+    report = _send_share(engine, outbox, settings, issue, connections, progress)
     _raise_if_held(engine, issue_id, report, outbox)
     return report.bounced
 
 
 def _send_share(
+    engine: Engine,
     outbox: Outbox,
     settings: Settings,
     issue: Issue,
@@ -133,7 +136,7 @@ def _send_share(
     stop: threading.Event | None = None,
 ) -> SendReport:
     """The issue as stored, sent from this process over `connections` connections."""
-    builder = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id, issue_kind=issue.kind)
+    builder = edition_builders(engine, settings, issue)
     smtp = settings.smtp
     return send_issue(
         outbox,
@@ -148,6 +151,19 @@ def _send_share(
         progress=progress,
         stop=stop,
     )
+
+
+def edition_builders(engine: Engine, settings: Settings, issue: Issue) -> EditionBuilders:
+    """The builders of the issue's editions as stored: its own now, a variant's when a
+    delivery of it is first claimed."""
+
+    def builder(rendered: RenderedIssue) -> MessageBuilder:
+        return MessageBuilder(settings, rendered, issue_id=issue.id, issue_kind=issue.kind)
+
+    def load(variant_id: int) -> MessageBuilder:
+        return builder(as_rendered(find_variant(engine, variant_id), issue.reference))
+
+    return EditionBuilders(builder(as_rendered(issue)), load)
 
 
 def _raise_if_held(engine: Engine, issue_id: int, report: SendReport, outbox: Outbox) -> None:

@@ -18,9 +18,19 @@ from mailer import editors
 from mailer.beats import SCHEDULER, is_stopped, last_beat
 from mailer.digest import next_digest_at, plan_digest
 from mailer.errors import MailerError
-from mailer.issues import OPEN_STATUSES, as_rendered, find_issue, issue_goal
+from mailer.i18n import supported
+from mailer.issues import OPEN_STATUSES, as_rendered, find_issue, issue_goal, variants_of
 from mailer.messages import data_uri, with_image_sources
-from mailer.models import EDITORS, ISSUES, SUBSCRIBERS, Article, AuditAction, AuditEvent, Issue
+from mailer.models import (
+    EDITORS,
+    ISSUES,
+    SUBSCRIBERS,
+    Article,
+    AuditAction,
+    AuditEvent,
+    Issue,
+    IssueVariant,
+)
 from mailer.models import IssueStatus as Status
 from mailer.render import render_digest_issue
 from mailer.runs import readers
@@ -155,30 +165,45 @@ class DigestPreview:
     issue: Issue | None  # this week's digest issue, if it was made
     html: str  # the email as readers would see it ("" with no article)
     text: str
+    language: str = ""  # the edition shown: its readers' language
+    languages: tuple[str, ...] = ()  # the publication's: the editions one may look at
 
     @property
     def started(self) -> bool:
         return self.issue is not None and self.issue.status not in OPEN_STATUSES
 
 
-def digest_preview(engine: Engine, settings: Settings, now: datetime) -> DigestPreview:
-    """This week's digest as it would go now, or as it went if it has started."""
-    zone = settings.publication.timezone
+def digest_preview(
+    engine: Engine, settings: Settings, now: datetime, language: str | None = None
+) -> DigestPreview:
+    """This week's digest as it would go now, or as it went if it has started; with
+    `language`, the whole edition of readers of that language."""
+    publication = settings.publication
+    zone, offered = publication.timezone, publication.languages
+    language = supported(language or "", offered) or publication.language
     plan = plan_digest(engine, zone, now)
     issue = find_issue(engine, plan.key)
     next_at = next_digest_at(settings.schedule.digest_cron, zone, now)
     count = readers(engine, "digest")
     if issue is not None and issue.status not in OPEN_STATUSES:
         carried = _articles(engine, issue.article_id_list)
+        variant = next((v for v in variants_of(engine, issue.id or 0).values()
+                        if v.key == language), None)  # fmt: skip
+        shown_issue: Issue | IssueVariant = variant or issue
         # the appeal's codes from data: URIs, as in every preview (cid: means nothing here)
-        shown_html = with_image_sources(issue.html, as_rendered(issue).images, data_uri)
-        return DigestPreview(plan.week, carried, count, next_at, issue, shown_html, issue.text)
+        shown_html = with_image_sources(shown_issue.html, as_rendered(issue).images, data_uri)
+        shown_as = language if variant is not None else publication.language
+        return DigestPreview(plan.week, carried, count, next_at, issue, shown_html,
+                             shown_issue.text, shown_as, offered)  # fmt: skip
     if not plan.articles:
-        return DigestPreview(plan.week, [], count, next_at, issue, "", "")
+        return DigestPreview(plan.week, [], count, next_at, issue, "", "", language, offered)
     goal = issue_goal(engine, settings)
-    shown = render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until, goal)
+    shown = render_digest_issue(
+        settings, plan.articles, plan.week, plan.since, plan.until, goal, language
+    )
     shown_html = with_image_sources(shown.html, shown.images, data_uri)
-    return DigestPreview(plan.week, plan.articles, count, next_at, issue, shown_html, shown.text)
+    return DigestPreview(plan.week, plan.articles, count, next_at, issue, shown_html,
+                         shown.text, language, offered)  # fmt: skip
 
 
 def _articles(engine: Engine, ids: list[int]) -> list[Article]:

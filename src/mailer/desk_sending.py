@@ -17,6 +17,7 @@ from sqlalchemy import Engine, func, select
 from mailer import runs
 from mailer.articles import find_article
 from mailer.errors import MailerError
+from mailer.i18n import supported
 from mailer.issues import (
     OPEN_STATUSES,
     article_issue,
@@ -25,6 +26,7 @@ from mailer.issues import (
     find_issue,
     find_issue_by_id,
     issue_goal,
+    variants_of,
 )
 from mailer.messages import preview
 from mailer.models import (
@@ -34,6 +36,7 @@ from mailer.models import (
     DeliveryStatus,
     Issue,
     IssueStatus,
+    IssueVariant,
     SubscriberStatus,
     UTCDateTime,
 )
@@ -69,6 +72,8 @@ class SendPage:
     readers: int  # active readers who get every article
     thanks_html: str = ""  # the donors' copy, as a sample donor gets it (empty: none)
     thanks_text: str = ""
+    language: str = ""  # the edition shown: its readers' language
+    languages: tuple[str, ...] = ()  # the publication's: the editions one may look at
 
     @property
     def open(self) -> bool:
@@ -87,18 +92,28 @@ def _article(engine: Engine, article_id: int) -> Article | None:
         return None
 
 
-def send_page(engine: Engine, settings: Settings, article_id: int) -> SendPage | None:
-    """What the article's send page shows, or None for no such article. Nothing is
-    written: the email is rendered for the page, not stored."""
+def send_page(
+    engine: Engine, settings: Settings, article_id: int, language: str | None = None
+) -> SendPage | None:
+    """What the article's send page shows (with `language`, the edition of readers of
+    that language), or None for no such article. Nothing is written: the email is
+    rendered for the page, not stored."""
     article = _article(engine, article_id)
     if article is None:
         return None
+    publication = settings.publication
+    language = supported(language or "", publication.languages) or publication.language
+    own = language == publication.language
     issue = find_issue(engine, issue_key(article_id))
-    if issue is not None and issue.status not in OPEN_STATUSES:
-        rendered = as_rendered(issue)  # started: the content every reader gets
+    started = issue is not None and issue.status not in OPEN_STATUSES
+    edition = _edition_sent(engine, issue, language) if issue and started and not own else None
+    if issue is not None and started and (own or edition is not None):
+        # started: the content its readers get
+        rendered = as_rendered(edition or issue, issue.reference)
     else:
-        edits = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
-        rendered = render_article_issue(settings, article, *edits, issue_goal(engine, settings))
+        edits = (issue.edited_subject, issue.edited_preheader) if issue and own else (None, None)
+        goal = issue_goal(engine, settings)
+        rendered = render_article_issue(settings, article, *edits, goal, language)
     return SendPage(
         article,
         issue,
@@ -108,7 +123,15 @@ def send_page(engine: Engine, settings: Settings, article_id: int) -> SendPage |
         runs.readers(engine, "article"),
         preview(settings, rendered, donor=True) if rendered.thanks_html else "",
         preview(settings, rendered, text=True, donor=True) if rendered.thanks_text else "",
+        language,
+        publication.languages,
     )
+
+
+def _edition_sent(engine: Engine, issue: Issue, language: str) -> IssueVariant | None:
+    """The started issue's edition in `language`, if it has one."""
+    found = variants_of(engine, issue.id or 0).values()
+    return next((variant for variant in found if variant.key == language), None)
 
 
 def _edit(value: str, own: str, limit: int, what: str) -> str | None:
@@ -157,18 +180,33 @@ def addresses_for_test(raw: str) -> list[str]:
 
 
 def send_test_copies(
-    engine: Engine, settings: Settings, article_id: int, raw: str, donor: bool = False
+    engine: Engine,
+    settings: Settings,
+    article_id: int,
+    raw: str,
+    donor: bool = False,
+    language: str | None = None,
 ) -> list[str]:
     """A test copy of the article as the issue would go now (with the editor's subject
-    and preheader) to each address typed, the donors' copy with `donor`; the addresses
-    it went to."""
+    and preheader) to each address typed, the donors' copy with `donor`, the edition of
+    readers of `language` with it (one of the publication's); the addresses it went to."""
     addresses = addresses_for_test(raw)
+    offered = settings.publication.languages
+    if language and supported(language, offered) is None:
+        raise DeskSendError(f"{language!r} is not one of the publication's: {', '.join(offered)}.")
+    language = supported(language, offered) if language else None
     article = find_article(engine, article_id)
     issue = find_issue(engine, issue_key(article_id))
     subject, preheader = (issue.edited_subject, issue.edited_preheader) if issue else (None, None)
     for address in addresses:
         runs.send_test_copy(
-            settings, article, address, subject=subject, preheader=preheader, donor=donor
+            settings,
+            article,
+            address,
+            subject=subject,
+            preheader=preheader,
+            donor=donor,
+            language=language,
         )
     return addresses
 

@@ -14,16 +14,28 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import select as select_core
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from mailer.db import session_scope
+from mailer.db import insert_new, session_scope
 from mailer.digest import DigestPlan
+from mailer.editions import Edition, EditionPlan, audience, edition_by_key, needed_editions
 from mailer.errors import MailerError
 from mailer.goal import Goal, current_goal
-from mailer.models import ISSUE_LINKS, ISSUES, Article, Issue, IssueStatus
+from mailer.models import (
+    ISSUE_LINKS,
+    ISSUE_VARIANTS,
+    ISSUES,
+    SUBSCRIBERS,
+    Article,
+    Issue,
+    IssueStatus,
+    IssueVariant,
+)
 from mailer.render import InlineImage, RenderedIssue, render_article_issue, render_digest_issue
 from mailer.settings import Settings
+from mailer.subscribers import recipients_filter
 
 # Issues whose content may still change: rendered again whenever they are asked for.
 OPEN_STATUSES = (IssueStatus.DRAFT, IssueStatus.SCHEDULED, IssueStatus.CANCELLED)
@@ -143,10 +155,7 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
     what it objected to. Any other issue is returned as it is."""
     if issue.status != IssueStatus.HELD:
         return issue
-    with session_scope(engine) as session:
-        ids = issue.article_id_list
-        found = {a.id: a for a in session.exec(select(Article).where(col(Article.id).in_(ids)))}
-    articles = [found[i] for i in ids if i in found]
+    articles = issue_articles(engine, issue)
     if not articles:
         return issue  # the articles are gone: it goes out as it was
     if issue.kind == "digest" and issue.period_start and issue.period_end:
@@ -159,7 +168,130 @@ def refresh_held(engine: Engine, settings: Settings, issue: Issue) -> Issue:
         edits = issue.edited_subject, issue.edited_preheader
         rendered = render_article_issue(settings, articles[0], *edits, issue_goal(engine, settings))
     _update_open(engine, issue.id or 0, _content(rendered), rendered, (IssueStatus.HELD,))
+    _render_variants(engine, settings, issue, articles, set(_stored_variants(engine, issue)))
     return find_issue_by_id(engine, issue.id or 0)
+
+
+def issue_articles(engine: Engine, issue: Issue) -> list[Article]:
+    """The issue's articles still stored, in the order it shows them."""
+    with session_scope(engine) as session:
+        ids = issue.article_id_list
+        found = {a.id: a for a in session.exec(select(Article).where(col(Article.id).in_(ids)))}
+    return [found[i] for i in ids if i in found]
+
+
+# --- editions: the issue in its readers' languages (editions.py) ----------------------
+
+
+def prepare_editions(engine: Engine, settings: Settings, issue: Issue) -> EditionPlan:
+    """The issue's editions for its readers as they are now, rendered and stored before
+    it is queued: all of them again while the issue is open, only those it lacks once
+    it has started (a reader of a new language since), the others frozen."""
+    publication = settings.publication
+    articles, stored = issue_articles(engine, issue), _stored_variants(engine, issue)
+    if not articles:  # the articles are gone: the editions it has go out as they are
+        return EditionPlan(publication, (), {publication.language: None, **stored})
+    who = audience(publication, articles)
+    query = select_core(SUBSCRIBERS.c.languages).distinct().where(recipients_filter(issue.kind))
+    with engine.connect() as connection:
+        values = connection.execute(query if who is None else query.where(who)).scalars().all()
+    wanted = set(needed_editions(values, publication, articles)) - {publication.language}
+    if issue.status not in OPEN_STATUSES:
+        wanted -= set(stored)
+    if wanted:
+        _render_variants(engine, settings, issue, articles, wanted)
+        stored = _stored_variants(engine, issue)
+    variants = {publication.language: None, **stored}
+    return EditionPlan(publication, tuple(articles), variants, who)
+
+
+def _stored_variants(engine: Engine, issue: Issue) -> dict[str, int | None]:
+    v = ISSUE_VARIANTS.c
+    with engine.connect() as connection:
+        rows = connection.execute(select_core(v.key, v.id).where(v.issue_id == issue.id))
+        return {key: variant_id for key, variant_id in rows}
+
+
+def _render_variants(
+    engine: Engine, settings: Settings, issue: Issue, articles: list[Article], keys: set[str]
+) -> None:
+    """Render and store these editions of the issue: new ones added, stored ones
+    rendered again only while the issue is open or held (never once it goes out)."""
+    publication, goal = settings.publication, issue_goal(engine, settings)
+    for key in sorted(keys):
+        edition = edition_by_key(key, publication, articles)
+        shown = [a for a in articles if (a.id or 0) in edition.article_ids]
+        rendered = _render_edition(settings, issue, edition, shown, goal)
+        _store_variant(engine, issue.id or 0, edition, rendered)
+
+
+def _render_edition(
+    settings: Settings, issue: Issue, edition: Edition, shown: list[Article], goal: Goal | None
+) -> RenderedIssue:
+    """One edition: in its language, without the desk's subject and preheader (those
+    are the publication's edition's)."""
+    if issue.kind == "digest" and issue.period_start and issue.period_end:
+        week = issue.key.removeprefix("digest:")
+        since, until = issue.period_start, issue.period_end
+        return render_digest_issue(settings, shown, week, since, until, goal, edition.language)
+    return render_article_issue(settings, shown[0], goal=goal, language=edition.language)
+
+
+_CHANGEABLE = (*OPEN_STATUSES, IssueStatus.HELD)
+
+
+def _store_variant(
+    engine: Engine, issue_id: int, edition: Edition, rendered: RenderedIssue
+) -> None:
+    content = _content(rendered)
+    del content["reference"]  # the issue's, the same in every edition
+    v = ISSUE_VARIANTS.c
+    values = {**content, "language": edition.language, "article_ids": ",".join(
+        str(i) for i in edition.article_ids)}  # fmt: skip
+    changeable = select_core(ISSUES.c.id).where(
+        ISSUES.c.id == issue_id, ISSUES.c.status.in_(_CHANGEABLE)
+    )
+    with engine.begin() as connection:
+        new = insert_new(engine, ISSUE_VARIANTS).values(
+            issue_id=issue_id, key=edition.key, **values
+        )
+        added = connection.execute(new.on_conflict_do_nothing()).rowcount
+        if not added:
+            connection.execute(
+                update(ISSUE_VARIANTS)
+                .where(v.issue_id == issue_id, v.key == edition.key, changeable.exists())
+                .values(**values)
+            )
+        _add_links(connection, issue_id, rendered)
+
+
+def _add_links(connection: Connection, issue_id: int, rendered: RenderedIssue) -> None:
+    """An edition's counted links the issue does not count yet (the appeal's are the
+    same in every language)."""
+    known = select_core(ISSUE_LINKS.c.link_id).where(ISSUE_LINKS.c.issue_id == issue_id)
+    have = set(connection.execute(known).scalars())
+    rows = [
+        {"issue_id": issue_id, "link_id": link.link_id, "url": link.url,
+         "appeal": link.appeal, "clicks": 0}
+        for link in rendered.links if link.link_id not in have
+    ]  # fmt: skip
+    if rows:
+        connection.execute(insert(ISSUE_LINKS), rows)
+
+
+def find_variant(engine: Engine, variant_id: int) -> IssueVariant:
+    with session_scope(engine) as session:
+        variant = session.get(IssueVariant, variant_id)
+    if variant is None:
+        raise MailerError(f"no edition with id {variant_id}: was the database changed by hand?")
+    return variant
+
+
+def variants_of(engine: Engine, issue_id: int) -> dict[int, IssueVariant]:
+    """The issue's stored editions other than its own, by id."""
+    with session_scope(engine) as session:
+        query = select(IssueVariant).where(IssueVariant.issue_id == issue_id)
+        return {variant.id or 0: variant for variant in session.exec(query).all()}
 
 
 def _content(rendered: RenderedIssue) -> dict[str, object]:
@@ -288,8 +420,9 @@ def due_issues(engine: Engine, now: datetime) -> list[Issue]:
         return list(session.exec(query).all())
 
 
-def as_rendered(issue: Issue) -> RenderedIssue:
-    """The issue as stored, ready to build messages from (its links are not needed)."""
+def as_rendered(issue: Issue | IssueVariant, reference: str | None = None) -> RenderedIssue:
+    """The issue (or one of its editions, with the issue's `reference`) as stored, ready
+    to build messages from (its links are not needed)."""
     images = tuple(
         InlineImage(image["name"], image["cid"], base64.b64decode(image["png"]))
         for image in json.loads(issue.images or "[]")
@@ -299,7 +432,7 @@ def as_rendered(issue: Issue) -> RenderedIssue:
         issue.preheader,
         issue.html,
         issue.text,
-        issue.reference or "",
+        (issue.reference if isinstance(issue, Issue) else reference) or "",
         images,
         thanks_html=issue.thanks_html or "",
         thanks_text=issue.thanks_text or "",

@@ -13,7 +13,7 @@ import hmac
 import html
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
@@ -171,6 +171,30 @@ class MessageBuilder:
             # the body ends with the closing boundary: no empty lines to drop at its end
             data = self.signer.sign(data, b"".join([*relaxed, self.closing]))
         return OutgoingMessage(message_id, sender, recipient.email, data)
+
+
+class EditionBuilders:
+    """The builders of one issue's editions: its own, and each variant's (`load`, by id),
+    made once each when a claimed batch first holds one, by the send loop's coordinator
+    (the one thread that reads the database): a message costs the same in any edition."""
+
+    def __init__(
+        self, own: MessageBuilder, load: Callable[[int], MessageBuilder] | None = None
+    ) -> None:
+        self.own, self.load, self.domain = own, load, own.domain
+        self.variants: dict[int, MessageBuilder] = {}
+
+    def prepare(self, variant_ids: Iterable[int | None]) -> None:
+        for variant_id in variant_ids:
+            if variant_id is not None and variant_id not in self.variants:
+                self.variants[variant_id] = self.load(variant_id) if self.load else self.own
+
+    def build(
+        self, recipient: Recipient, delivery_id: int | None = None, variant_id: int | None = None
+    ) -> OutgoingMessage:
+        """The reader's message from their edition (prepared before)."""
+        builder = self.own if variant_id is None else self.variants[variant_id]
+        return builder.build(recipient, delivery_id)
 
 
 def with_return_path(settings: Settings, message: OutgoingMessage, mail_id: int) -> OutgoingMessage:

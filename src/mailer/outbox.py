@@ -8,11 +8,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
     Engine,
+    Integer,
     and_,
     bindparam,
     case,
@@ -25,6 +27,7 @@ from sqlalchemy import (
 )
 
 from mailer.db import insert_new
+from mailer.editions import EditionPlan, reader_groups
 from mailer.messages import Recipient
 from mailer.models import (
     DELIVERIES,
@@ -39,13 +42,13 @@ from mailer.models import (
 )
 from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
+from mailer.strikes import HARD_FAILURES as HARD_FAILURES
+from mailer.strikes import failing_for_good
 from mailer.subscribers import recipients_filter
 
 QUEUED, SENDING, SENT = DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.SENT
 DEFERRED, FAILED, SKIPPED = DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED
 BATCH_SIZE = 100
-# An address whose last this many deliveries all failed for good is suppressed.
-HARD_FAILURES = 3
 d, s = DELIVERIES.c, SUBSCRIBERS.c
 RECIPIENT = (s.id, s.email, s.name, s.public_id, d.donor)  # a Recipient's fields, in order
 
@@ -58,6 +61,7 @@ class Claimed:
     recipient: Recipient
     subscriber_status: str
     lease_until: datetime
+    variant_id: int | None = None  # the issue's edition it gets (None: the issue's own)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,10 @@ class Outcome:
     blames_reader: bool = False  # a failure that counts against the reader
     refused: bool = False  # a failure that is a policy refusal of this recipient
     at: datetime | None = None  # when the server answered; else when it is recorded
+
+
+def _recipient(fields: Sequence[Any]) -> Recipient:
+    return Recipient(*fields)  # RECIPIENT's columns, in order
 
 
 class Outbox:
@@ -98,7 +106,7 @@ class Outbox:
         self._connection: Connection | None = None  # see _transaction
         self._deferred_due = True  # until a claim finds no more due deferred rows
         self._claimed_rows = (
-            select(d.id, d.attempts, d.first_attempt_at, s.status, *RECIPIENT)
+            select(d.id, d.attempts, d.first_attempt_at, s.status, d.variant_id, *RECIPIENT)
             .join(SUBSCRIBERS, s.id == d.subscriber_id)
             .where(d.id.in_(bindparam("ids", expanding=True)))
             .order_by(d.id)
@@ -125,10 +133,13 @@ class Outbox:
             )
         )
 
-    def pending_recipients(self) -> int:
-        """Eligible subscribers not yet recorded as sent, failed or skipped for this issue."""
+    def pending_recipients(self, audience: ColumnElement[bool] | None = None) -> int:
+        """Eligible subscribers (of `audience`, editions.audience) not yet recorded as
+        sent, failed or skipped for this issue."""
         done = select(d.subscriber_id).where(self.of_issue, d.status.in_((SENT, FAILED, SKIPPED)))
         query = select(func.count()).where(recipients_filter(self.kind), s.id.not_in(done))
+        if audience is not None:
+            query = query.where(audience)
         with self.engine.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -155,30 +166,35 @@ class Outbox:
         with self.engine.connect() as connection:
             return connection.execute(query).scalar_one()  # type: ignore[no-any-return]
 
-    def enqueue(self, only_from: tuple[str, ...] | None = None) -> bool:
+    def enqueue(
+        self, only_from: tuple[str, ...] | None = None, editions: EditionPlan | None = None
+    ) -> bool:
         """Start the issue: a queued row for every eligible subscriber not already in the
-        outbox, in one statement; (issue, subscriber) is unique, so enqueueing twice adds
-        nothing. With only_from, only an issue still in one of those states is started
-        (a scheduled one, not cancelled meanwhile): False when it was not."""
+        outbox, in one statement per edition (with `editions`, each reader's variant, and
+        by language only its readers); (issue, subscriber) is unique, so enqueueing twice
+        adds nothing. With only_from, only an issue still in one of those states is
+        started (a scheduled one, not cancelled meanwhile): False when it was not."""
         started = update(ISSUES).where(ISSUES.c.id == self.issue_id)
         if only_from is not None:
             started = started.where(ISSUES.c.status.in_(only_from))
         already = select(d.subscriber_id).where(self.of_issue)
         # a donor now gets the thanks, whatever their status becomes before it goes out
         donor = func.coalesce(s.donor_until > self.clock(), false())
-        eligible = select(s.id, literal(self.issue_id), donor).where(
-            recipients_filter(self.kind), s.id.not_in(already)
-        )
-        new_rows = insert_new(self.engine, DELIVERIES)
-        statement = new_rows.from_select(["subscriber_id", "issue_id", "donor"], eligible)
+        eligible = and_(recipients_filter(self.kind), s.id.not_in(already))
+        columns = ["subscriber_id", "issue_id", "donor", "variant_id"]
         with self.engine.begin() as connection:
             # first, so the issue's row is locked against a cancel until this commits; an
             # editor sending a held issue again resumes it
             started = started.values(status=IssueStatus.SENDING, held_reason=None)
             if connection.execute(started).rowcount == 0:
                 return False
-            # another sender enqueueing the same issue at once may add some rows first
-            connection.execute(statement.on_conflict_do_nothing())
+            for variant, who in reader_groups(connection, editions, eligible):
+                rows = select(s.id, literal(self.issue_id), donor, literal(variant, Integer))
+                statement = insert_new(self.engine, DELIVERIES).from_select(
+                    columns, rows.where(who)
+                )
+                # another sender enqueueing the same issue at once may add some rows first
+                connection.execute(statement.on_conflict_do_nothing())
         return True
 
     def retry_deferred_now(self) -> None:
@@ -283,7 +299,7 @@ class Outbox:
                 if len(claimed) == limit:
                     break
             rows = connection.execute(self._claimed_rows, {"ids": claimed}).all()
-        return [Claimed(r[0], r[1], r[2], Recipient(*r[4:]), r[3], lease) for r in rows]
+        return [Claimed(r[0], r[1], r[2], _recipient(r[5:]), r[3], lease, r[4]) for r in rows]
 
     def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]:
         """Extend the lease on rows this sender holds; returns those it still holds (a
@@ -328,7 +344,7 @@ class Outbox:
         with self._transaction() as connection:
             connection.execute(self._record_outcome, rows)
             if failed:
-                struck_out = self._failing_for_good(connection, failed)
+                struck_out = failing_for_good(connection, failed)
                 bounced += struck_out
             if bounced:
                 connection.execute(
@@ -337,37 +353,6 @@ class Outbox:
                     .values(status=SubscriberStatus.BOUNCED)
                 )
         return struck_out
-
-    @staticmethod
-    def _failing_for_good(connection: Connection, subscriber_ids: list[int]) -> list[int]:
-        """Subscribers whose last HARD_FAILURES deliveries, over as many issues, all
-        failed for a reason that blames the reader: the address is dead even if no
-        server said "no such user". A failure that blames nobody (a policy refusal)
-        neither counts nor breaks the run."""
-        settled = (
-            select(
-                d.subscriber_id,
-                d.status,
-                func.row_number()
-                .over(partition_by=d.subscriber_id, order_by=d.id.desc())
-                .label("recent"),
-            )
-            .where(
-                d.subscriber_id.in_(subscriber_ids),
-                or_(d.status == SENT, and_(d.status == FAILED, d.blames_reader.is_(True))),
-            )
-            .subquery()
-        )
-        query = (
-            select(settled.c.subscriber_id)
-            .where(settled.c.recent <= HARD_FAILURES)
-            .group_by(settled.c.subscriber_id)
-            .having(
-                func.count() == HARD_FAILURES,
-                func.sum(case((settled.c.status == FAILED, 1), else_=0)) == HARD_FAILURES,
-            )
-        )
-        return list(connection.execute(query).scalars())
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select
@@ -13,6 +13,7 @@ from mailer.errors import MailerError
 from mailer.models import (
     DELIVERIES,
     ISSUE_LINKS,
+    ISSUE_VARIANTS,
     SUBSCRIBERS,
     DeliveryStatus,
     Issue,
@@ -48,6 +49,9 @@ class IssueReport:
     problems: list[Problem]
     rate: float | None = None  # messages a second, first to last sent
     links: tuple[LinkClicks, ...] = ()  # the appeal's first, then the others in order
+    # counts per state of each edition, by its language (None: the issue's own, in the
+    # publication's language)
+    editions: dict[str | None, dict[str, int]] = field(default_factory=dict)
 
 
 def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -66,8 +70,9 @@ def issue_counts(engine: Engine, issue_ids: list[int]) -> dict[int, dict[str, in
 def list_issues(engine: Engine, limit: int = 20) -> list[IssueReport]:
     with Session(engine) as session:
         issues = session.exec(select_rows(Issue).order_by(col(Issue.id).desc()).limit(limit)).all()
-    counts = issue_counts(engine, [i.id for i in issues if i.id is not None])
-    return [IssueReport(i, counts[i.id or 0], []) for i in issues]
+    ids = [i.id for i in issues if i.id is not None]
+    counts, editions = issue_counts(engine, ids), edition_counts(engine, ids)
+    return [IssueReport(i, counts[i.id or 0], [], editions=editions[i.id or 0]) for i in issues]
 
 
 def issue_report(engine: Engine, issue_id: int) -> IssueReport:
@@ -104,7 +109,28 @@ def issue_report(engine: Engine, issue_id: int) -> IssueReport:
     seconds = (last - first).total_seconds() if sent > 1 else 0
     rate = (sent - 1) / seconds if seconds > 0 else None
     counts = issue_counts(engine, [issue_id])[issue_id]
-    return IssueReport(issue, counts, problems, rate, link_clicks(engine, issue_id))
+    clicks, editions = link_clicks(engine, issue_id), edition_counts(engine, [issue_id])
+    return IssueReport(issue, counts, problems, rate, clicks, editions[issue_id])
+
+
+Editions = dict[str | None, dict[str, int]]
+
+
+def edition_counts(engine: Engine, issue_ids: list[int]) -> dict[int, Editions]:
+    """Counts per state of each issue's editions, by language (None: the issue's own)."""
+    v = ISSUE_VARIANTS.c
+    query = (
+        select(d.issue_id, v.language, d.status, func.count())
+        .select_from(DELIVERIES.outerjoin(ISSUE_VARIANTS, v.id == d.variant_id))
+        .where(d.issue_id.in_(issue_ids))
+        .group_by(d.issue_id, v.language, d.status)
+    )
+    editions: dict[int, Editions] = {i: {} for i in issue_ids}
+    with engine.connect() as connection:
+        for issue_id, language, status, count in connection.execute(query):
+            counts = editions[issue_id].setdefault(language, dict.fromkeys(DeliveryStatus.ALL, 0))
+            counts[status] += count
+    return editions
 
 
 def link_clicks(engine: Engine, issue_id: int) -> tuple[LinkClicks, ...]:

@@ -25,6 +25,7 @@ from mailer.delivery import IssueHeld as IssueHeld  # raised to the front doors
 from mailer.delivery import SendReport as SendReport  # in the reports
 from mailer.delivery import deliver
 from mailer.digest import DigestPlan, plan_digest
+from mailer.editions import audience, audience_count
 from mailer.errors import MailerError
 from mailer.events import event
 from mailer.issues import (
@@ -35,6 +36,7 @@ from mailer.issues import (
     due_issues,
     find_issue,
     find_issue_by_id,
+    prepare_editions,
     refresh_held,
     schedule_issue,
     unfinished_issues,
@@ -107,8 +109,11 @@ def article_send(
             f"resumes it, once that is put right, with: mailer send --issue {issue.id}"
         )
     issue = refresh_held(engine, settings, issue)
-    pending = Outbox(engine, issue, settings.delivery).pending_recipients()
-    return ArticleSend(issue, pending, count_recipients(engine, "article"))
+    who = audience(settings.publication, [article])  # by language, its language's readers
+    pending = Outbox(engine, issue, settings.delivery).pending_recipients(who)
+    return ArticleSend(
+        issue, pending, audience_count(engine, "article", settings.publication, [article])
+    )
 
 
 def send_article(
@@ -162,12 +167,16 @@ def send_test_copy(
     subject: str | None = None,
     preheader: str | None = None,
     donor: bool = False,
+    language: str | None = None,
 ) -> TestCopy:
     """One copy of the article as it is now, marked [Test], to one address; recorded
-    nowhere. `subject` and `preheader`: an editor's, as the issue keeps them; `donor`:
-    the donors' copy."""
+    nowhere. `subject` and `preheader`: an editor's, as the issue keeps them (the
+    publication's edition's only); `donor`: the donors' copy; `language`: the edition of
+    readers of that language (None: the publication's)."""
     address = normalise_address(address)
-    rendered = render_article_issue(settings, article, subject, preheader)
+    if language not in (None, settings.publication.language):
+        subject = preheader = None
+    rendered = render_article_issue(settings, article, subject, preheader, language=language)
     reply = delivery.send_test_copy(settings, rendered, address, donor)
     return TestCopy(address, reply)
 
@@ -186,9 +195,11 @@ def dry_run(engine: Engine, settings: Settings, article: Article) -> DryRun:
         subject = render_article_issue(settings, article).subject
     else:
         subject = issue.subject
+    publication = settings.publication
     if issue is None:
-        return DryRun(subject, count_recipients(engine, "article"))
-    return DryRun(subject, Outbox(engine, issue, settings.delivery).pending_recipients())
+        return DryRun(subject, audience_count(engine, "article", publication, [article]))
+    who = audience(publication, [article])
+    return DryRun(subject, Outbox(engine, issue, settings.delivery).pending_recipients(who))
 
 
 # --- resuming ----------------------------------------------------------------------
@@ -286,7 +297,8 @@ def start_due_issues(
         article = find_article(engine, due.article_id_list[0])
         issue = article_issue(engine, settings, article)
         outbox = Outbox(engine, issue, settings.delivery)
-        if not outbox.enqueue(only_from=(IssueStatus.SCHEDULED,)):
+        editions = prepare_editions(engine, settings, issue)
+        if not outbox.enqueue(only_from=(IssueStatus.SCHEDULED,), editions=editions):
             continue  # cancelled, or started by another process a moment ago
         event("issue-started", issue=issue.id, scheduled_at=due.scheduled_at, subject=issue.subject)
         try:
@@ -362,7 +374,8 @@ def send_digest(
         issue = digest_issue(engine, settings, plan)
         # started only if nobody started it meanwhile; an interrupted digest is finished
         # for those it was queued for, never queued again
-        Outbox(engine, issue, settings.delivery).enqueue(only_from=OPEN_STATUSES)
+        editions = prepare_editions(engine, settings, issue)
+        Outbox(engine, issue, settings.delivery).enqueue(OPEN_STATUSES, editions)
         issue = find_issue(engine, plan.key)
     assert issue is not None
     if issue.status == IssueStatus.SENT:
@@ -387,7 +400,8 @@ def start_digest_now(engine: Engine, settings: Settings, now: datetime) -> Diges
         if not plan.articles:
             return DigestRun(DigestOutcome.EMPTY, plan)
         issue = digest_issue(engine, settings, plan)
-        if Outbox(engine, issue, settings.delivery).enqueue(only_from=OPEN_STATUSES):
+        editions = prepare_editions(engine, settings, issue)
+        if Outbox(engine, issue, settings.delivery).enqueue(OPEN_STATUSES, editions):
             return DigestRun(DigestOutcome.SENT, plan, find_issue(engine, plan.key))
         issue = find_issue(engine, plan.key)  # another sender started it a moment ago
     assert issue is not None

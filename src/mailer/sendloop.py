@@ -23,7 +23,7 @@ from typing import Protocol
 
 from mailer.backoff import Backoff
 from mailer.errors import DeliveryError
-from mailer.messages import MessageBuilder
+from mailer.messages import EditionBuilders, MessageBuilder
 from mailer.models import SubscriberStatus
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outcome
 from mailer.processes import stop_on_signals
@@ -89,7 +89,7 @@ class SendReport:
 
 def send_issue(
     outbox: Store,
-    builder: MessageBuilder,
+    builder: MessageBuilder | EditionBuilders,
     connect: Callable[[], Transport],
     *,
     connections: int = 1,
@@ -112,6 +112,8 @@ def send_issue(
     if retry_deferred_now:
         outbox.retry_deferred_now()
     backoff = backoff or Backoff.of(DeliverySettings())
+    if isinstance(builder, MessageBuilder):  # one edition
+        builder = EditionBuilders(builder)
     run = _Run(outbox, builder, throttle or Throttle(), backoff, longest_send, progress)
     if stop is not None:
         run.interrupted = stop
@@ -146,7 +148,7 @@ class _Lost(Exception):
 @dataclass
 class _Run:
     outbox: Store
-    builder: MessageBuilder
+    builder: EditionBuilders
     throttle: Throttle
     backoff: Backoff
     longest_send: float
@@ -210,6 +212,7 @@ class _Run:
 
     def _claim(self) -> bool:
         batch = self.outbox.claim()
+        self.builder.prepare({claimed.variant_id for claimed in batch})
         with self.lock:
             for claimed in batch:
                 self.leases[claimed.delivery_id] = claimed.lease_until
@@ -393,7 +396,7 @@ class _Run:
         if self.stopping.is_set():
             raise _Lost  # stopped while waiting for its turn: it stays queued
         self._hold(claimed)
-        message = self.builder.build(claimed.recipient, claimed.delivery_id)
+        message = self.builder.build(claimed.recipient, claimed.delivery_id, claimed.variant_id)
         try:
             reply = transport.send(message.sender, message.recipient, message.data)
         except ConnectionFailure:

@@ -14,6 +14,7 @@ from mailer.cli.output import iso_time, local, plural, say
 from mailer.db import open_database
 from mailer.digest import DigestPlan, plan_digest
 from mailer.errors import MailerError
+from mailer.i18n import supported
 from mailer.messages import preview as sample_view
 from mailer.models import utcnow
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
@@ -105,6 +106,11 @@ def articles_list(ctx: typer.Context) -> None:
         say(f"{a.id:>5}  {day}  {a.title}")
 
 
+LANGUAGE_OPTION = typer.Option(
+    None, help="The edition of readers of this language, one of [publication] languages."
+)
+
+
 def preview(
     ctx: typer.Context,
     article: int | None = typer.Option(None, help="Article id."),
@@ -112,23 +118,44 @@ def preview(
     digest: bool = typer.Option(False, "--digest", help="This week's digest, as it would go now."),
     out: Path | None = typer.Option(None, help="Write the HTML to this file."),
     text: bool = typer.Option(False, help="Print the plain-text part instead."),
+    language: str | None = LANGUAGE_OPTION,
 ) -> None:
-    """Show the email as a reader will get it."""
+    """Show the email as a reader will get it (in their language's edition)."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
+    language = language_choice(settings, language)
     if digest:
         plan = plan_digest(engine, settings.publication.timezone, utcnow())
         if not plan.articles:
             raise MailerError(f"no article is new since {local(plan.since, settings)}: no digest")
-        rendered = digest_rendering(settings, plan)
+        rendered = digest_rendering(settings, plan, language)
     else:
         chosen = find_article(engine, article_choice(article, latest))
-        rendered = render_article_issue(settings, chosen)
+        rendered = render_article_issue(settings, chosen, language=language)
     show(settings, rendered, out, text)
 
 
-def digest_rendering(settings: Settings, plan: DigestPlan) -> RenderedIssue:
-    return render_digest_issue(settings, plan.articles, plan.week, plan.since, plan.until)
+def digest_rendering(
+    settings: Settings, plan: DigestPlan, language: str | None = None
+) -> RenderedIssue:
+    return render_digest_issue(
+        settings, plan.articles, plan.week, plan.since, plan.until, language=language
+    )
+
+
+def language_choice(settings: Settings, language: str | None) -> str | None:
+    """The publication's spelling of a --language given (None: the publication's own)."""
+    if language is None:
+        return None
+    offered = settings.publication.languages
+    found = supported(language, offered)
+    if found is None:
+        raise typer.BadParameter(
+            f"{language!r} is not one of the publication's languages ({', '.join(offered)}); "
+            "add it to [publication] languages first",
+            param_hint="--language",
+        )
+    return found
 
 
 def show(settings: Settings, rendered: RenderedIssue, out: Path | None, text: bool) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from mailer import runs
 from mailer.cli.app import settings_of
-from mailer.cli.articles import digest_rendering, show
+from mailer.cli.articles import LANGUAGE_OPTION, digest_rendering, language_choice, show
 from mailer.cli.output import (
     confirm,
     local,
@@ -40,11 +40,13 @@ def digest(
     send: bool = typer.Option(False, "--send", help="Send it (else show what it would hold)."),
     out: Path | None = typer.Option(None, help="Also write its HTML to this file."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    language: str | None = LANGUAGE_OPTION,
 ) -> None:
     """This week's digest: every article since the previous one, to every subscriber who
     gets it. One per ISO week however often it is run, so it can go in cron."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
+    language = language_choice(settings, language)
     now = utcnow()
     start = None if since is None else since_time(since, now, settings.publication.timezone)
     plan = plan_digest(engine, settings.publication.timezone, now, start)
@@ -63,7 +65,7 @@ def digest(
         day = local(article.published_at, settings)[:10] if article.published_at else "-"
         say(f"  {article.id:>5}  {day}  {article.title}")
     if out is not None:
-        show(settings, digest_rendering(settings, plan), out, text=False)
+        show(settings, digest_rendering(settings, plan, language), out, text=False)
     readers = runs.readers(engine, "digest")
     if not send:
         say(f"It would go to {plural(readers, 'subscriber')}. Send it with: mailer digest --send")
@@ -134,6 +136,7 @@ def status(
             if r.issue.status == IssueStatus.HELD:
                 counts += f"\n      held: the relay refused it: {r.issue.held_reason}"
             say(f"{r.issue.id:>4}  {r.issue.status:<9} {r.issue.subject}\n      {counts}")
+            say_editions(r, settings, "      ")
         cron = settings.schedule.digest_cron
         upcoming = next_digest_at(cron, settings.publication.timezone, utcnow())
         if upcoming is not None:
@@ -152,6 +155,7 @@ def status(
         )
     for state, count in report.counts.items():
         say(f"  {state:<9} {count}")
+    say_editions(report, settings, "  ")
     if report.rate is not None:
         say(f"  rate      {report.rate:.1f} messages/s")
     for p in report.problems:
@@ -160,6 +164,20 @@ def status(
         )
         say(f"  {p.status} x{p.count} (e.g. {p.example}){retry}: {p.reply}")
     say_clicks(report)
+
+
+def say_editions(report: IssueReport, settings: Settings, indent: str) -> None:
+    """With editions in several languages, a line for each: its readers queued and sent."""
+    if len(report.editions) < 2:
+        return
+    own = settings.publication.language
+    for language, counts in sorted(report.editions.items(), key=lambda e: (e[0] is not None, e)):
+        waiting = sum(counts[s] for s in ("queued", "sending", "deferred"))
+        others = ", ".join(
+            f"{k} {v}" for k, v in counts.items() if v and k in ("failed", "skipped")
+        )
+        say(f"{indent}{language or own:<9} {counts['sent']} sent, {waiting} to go"
+            + (f", {others}" if others else ""))  # fmt: skip
 
 
 def say_clicks(report: IssueReport) -> None:

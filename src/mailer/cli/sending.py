@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from mailer import runs
 from mailer.articles import find_article
 from mailer.cli.app import settings_of
-from mailer.cli.articles import article_choice
+from mailer.cli.articles import article_choice, language_choice
 from mailer.cli.output import confirm, iso_time, local, plural, print_report, say, sending
 from mailer.db import open_database
 from mailer.errors import MailerError
@@ -29,6 +29,11 @@ def send(
     test_to: str | None = typer.Option(None, help="Send one test copy to this address only."),
     as_donor: bool = typer.Option(
         False, help="With --test-to: the donors' copy (the thanks in place of the appeal)."
+    ),
+    language: str | None = typer.Option(
+        None,
+        help="With --test-to: the edition of readers of this language (one of "
+        "[publication] languages).",
     ),
     dry_run: bool = typer.Option(False, help="Render and count; send nothing."),
     resume: bool = typer.Option(
@@ -76,7 +81,8 @@ def send(
         _schedule(engine, settings, chosen, iso_time(at, settings.publication.timezone, "--at"))
         return
     if test_to is not None:
-        copy = runs.send_test_copy(settings, chosen, test_to, donor=as_donor)
+        language = language_choice(settings, language)
+        copy = runs.send_test_copy(settings, chosen, test_to, donor=as_donor, language=language)
         say(f"Test copy sent to {copy.address} ({copy.reply}). It is not recorded as a delivery.")
         return
     if dry_run:

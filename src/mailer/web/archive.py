@@ -32,10 +32,11 @@ def home(site: SiteDep) -> HTMLResponse:
 
 
 @router.get(links.ISSUE_PATH)
-def read_online(slug: str, site: SiteDep) -> HTMLResponse:
-    """An issue as it was sent, for everyone: the reader's address and links, filled
-    per recipient in the emails, are left out here."""
-    page = online_page(site.engine, site.settings, slug)
+def read_online(slug: str, site: SiteDep, lang: str | None = None) -> HTMLResponse:
+    """An issue as it was sent, for everyone (with ?lang=fa-AF, as readers of that
+    language got it): the reader's address and links, filled per recipient in the
+    emails, are left out here."""
+    page = online_page(site.engine, site.settings, slug, lang)
     if page is None:
         return site.pages("message.html", 404, **NOT_FOUND)
     return HTMLResponse(page)

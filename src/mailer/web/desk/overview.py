@@ -44,7 +44,10 @@ async def digest_page(request: Request) -> Response:
     signed = await desk.signed_in(request)
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
-    preview = await run_in_threadpool(digest_preview, desk.engine, desk.settings, utcnow())
+    language = request.query_params.get("lang", "")
+    preview = await run_in_threadpool(
+        digest_preview, desk.engine, desk.settings, utcnow(), language
+    )
     sent = request.query_params.get("sent", "")
     page = desk.signed_in_page(
         signed,
@@ -53,6 +56,7 @@ async def digest_page(request: Request) -> Response:
         confirming=request.query_params.get("confirm") == "1",
         note=SENT_NOTES.get(sent, ""),
         send_path=links.DESK_DIGEST_SEND_PATH,
+        editions_by_language=desk.settings.publication.editions == "by-language",
     )
     page.headers["content-security-policy"] = PREVIEW_POLICY
     return page

@@ -46,10 +46,14 @@ async def issue_report_page(request: Request, issue_id: int) -> Response:
     desk, signed, report = found
     going = await run_in_threadpool(progress, desk.engine, issue_id, utcnow())
     left = await run_in_threadpool(readers_who_left, desk.engine, issue_id)
+    own = desk.settings.publication.language
+    # the publication's edition (the issue's own, None) first, then the others by language
+    editions = sorted(report.editions.items(), key=lambda e: (e[0] is not None, e[0] or ""))
     return desk.signed_in_page(
         signed,
         "issue.html",
         report=report,
+        editions=[(language or own, counts) for language, counts in editions],
         going=going,
         left=left,
         csv_path=links.path(links.DESK_ISSUE_CSV_PATH, issue_id=str(issue_id)),

@@ -7,6 +7,7 @@ desk's sender, so the send runs in `mailer serve`, not in the request."""
 from __future__ import annotations
 
 from importlib import resources
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -52,7 +53,10 @@ async def _page(
     **values: object,
 ) -> Response:
     """The article's send page (or its confirmation step), with a notice or an error."""
-    page = await run_in_threadpool(desk_sending.send_page, desk.engine, desk.settings, article_id)
+    language = str(values.pop("language", "") or "")
+    page = await run_in_threadpool(
+        desk_sending.send_page, desk.engine, desk.settings, article_id, language
+    )
     if page is None:
         return desk.sessions.write(desk.pages("message.html", 404, **NO_ARTICLE), signed.session)
     values = {"test_to": signed.editor.email, "when": "", "notice": "", "error": "", **values}
@@ -85,16 +89,18 @@ async def _record(
 
 
 @router.get(links.DESK_ARTICLE_SEND_PATH, response_class=HTMLResponse)
-async def send_page(request: Request, article_id: int, tested: str = "") -> Response:
+async def send_page(
+    request: Request, article_id: int, tested: str = "", lang: str = ""
+) -> Response:
+    """The send page; with ?lang=fa-AF, the edition of readers of that language."""
     desk = desk_of(request)
     signed = await desk.signed_in(request)
     if signed is None:
         return desk.redirect(links.DESK_LOGIN_PATH)
     if tested.isdigit() and len(tested) <= 2:  # after a test copy went out
-        return await _page(
-            desk, signed, article_id, notice=f"Sent a test to {_count(int(tested))}."
-        )
-    return await _page(desk, signed, article_id)
+        notice = f"Sent a test to {_count(int(tested))}."
+        return await _page(desk, signed, article_id, notice=notice, language=lang)
+    return await _page(desk, signed, article_id, language=lang)
 
 
 @router.get(links.DESK_ARTICLE_CONFIRM_PATH, response_class=HTMLResponse)
@@ -136,18 +142,27 @@ async def send_test(request: Request, article_id: int) -> Response:
     desk, signed, fields = posted
     typed = fields.get("addresses", "")
     donors = fields.get("copy") == "donors"
+    language = fields.get("language", "")
     try:
         sent = await run_in_threadpool(
-            desk_sending.send_test_copies, desk.engine, desk.settings, article_id, typed, donors
+            desk_sending.send_test_copies,
+            desk.engine,
+            desk.settings,
+            article_id,
+            typed,
+            donors,
+            language,
         )
     except MailerError as exc:
-        return await _page(desk, signed, article_id, status=400, error=str(exc), test_to=typed)
+        error = str(exc)
+        return await _page(desk, signed, article_id, status=400, error=error, test_to=typed)
     copy = " (the donors' copy)" if donors else ""
-    detail = _count(len(sent)) + copy
+    detail = _count(len(sent)) + copy + (f" in {language}" if language else "")
     await _record(desk, signed, AuditAction.TEST_SENT, f"article {article_id}", detail)
     # post/redirect/get: reloading the page the editor lands on sends nothing again
     send_path = links.path(links.DESK_ARTICLE_SEND_PATH, article_id=str(article_id))
-    return desk.sessions.write(desk.redirect(f"{send_path}?tested={len(sent)}"), signed.session)
+    query = urlencode({"tested": len(sent), **({"lang": language} if language else {})})
+    return desk.sessions.write(desk.redirect(f"{send_path}?{query}"), signed.session)
 
 
 def _count(addresses: int) -> str:
