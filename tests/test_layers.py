@@ -109,6 +109,7 @@ OUTSIDE = {
     "testing.imap",
     "testing.certs",
     "testing.databases",
+    "testing.commands",
 }  # the tests' helpers: they may use anything, and nothing uses them
 
 MAX_LINES = 450
