@@ -15,7 +15,8 @@ from mailer import runs
 from mailer.articles import ingest_file
 from mailer.cli.articles import language_choice
 from mailer.demo import SAMPLE_ARTICLE
-from mailer.models import DELIVERIES, ISSUE_VARIANTS, Article, utcnow
+from mailer.links import issue_url
+from mailer.models import DELIVERIES, ISSUE_LINKS, ISSUE_VARIANTS, Article, utcnow
 from mailer.outbox import Outbox
 from mailer.report import issue_report
 from mailer.settings import Settings
@@ -146,6 +147,40 @@ def test_digest_by_language_one_variant_per_combination(engine, settings, smtp, 
     assert fa.title in bodies[addresses[1]] and english.title not in bodies[addresses[1]]
     assert english.title in bodies[addresses[2]] and fa.title in bodies[addresses[2]]
     assert fa.title in bodies[addresses[5]] and english.title not in bodies[addresses[5]]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_every_link_counted_leads_where_the_readers_edition_pointed(
+    engine, settings, smtp, tmp_path
+):
+    """With every link counted, an edition's links keep the ids the issue gave the same
+    addresses and get new ones for its own: a Dari reader's "read online" leads to the
+    Dari page, an English reader's to the English one."""
+    settings = by_language(settings).replace(tracking={"count_clicks": "all"})
+    addresses = readers(engine, tmp_path)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE subscriber SET frequency = 'weekly'"))
+    ingest_file(engine, settings, SAMPLE_ARTICLE)
+    persian(engine, settings, tmp_path, "Budget")
+    now = utcnow() + timedelta(minutes=1)
+    run = runs.send_digest(engine, settings, now, since=now - timedelta(days=7))
+    assert run.issue is not None and run.issue.reference
+    k = ISSUE_LINKS.c
+    with engine.connect() as connection:
+        query = select(k.link_id, k.url).where(k.issue_id == run.issue.id)
+        targets = dict(connection.execute(query).all())
+    counted = re.compile(rf"/r/{re.escape(run.issue.reference)}/(\w+)")
+    reached = {
+        r.rcpt_tos[0]: {
+            targets[i] for i in counted.findall(r.message.get_body(("html",)).get_content())
+        }
+        for r in smtp.received
+    }
+    base = settings.publication.base_url
+    online = {lang: issue_url(base, run.issue.key, lang) for lang in (None, "fa-AF")}
+    assert online[None] in reached[addresses[0]] and online["fa-AF"] not in reached[addresses[0]]
+    for dari in (addresses[1], addresses[2], addresses[5]):
+        assert online["fa-AF"] in reached[dari] and online[None] not in reached[dari]
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from mailer.donation import DonationBlock
 from mailer.links import CLICK_PATH, click_url, prefix
+from mailer.models import ISSUE_LINKS
 
 
 class CountClicks(StrEnum):
@@ -53,12 +57,17 @@ class LinkCounter:
     base_url: str
     reference: str
     links: list[CountedLink]
+    # the ids the issue gave its other links already, by address: another edition of it
+    # keeps them, so one id leads to one address in every language
+    counted: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def for_issue(cls, mode: str, base_url: str, reference: str) -> LinkCounter:
+    def for_issue(
+        cls, mode: str, base_url: str, reference: str, counted: Mapping[str, str] | None = None
+    ) -> LinkCounter:
         # without a reference (or an address to count at) there is nothing to count under
         counting = CountClicks(mode) if reference and base_url else CountClicks.OFF
-        return cls(counting, base_url, reference, [])
+        return cls(counting, base_url, reference, [], counted or {})
 
     def appeal(self, block: DonationBlock) -> DonationBlock:
         """The block with its links counted (its QR codes still lead straight there)."""
@@ -80,7 +89,8 @@ class LinkCounter:
         if self.mode != CountClicks.ALL:
             return html_part, text_part
         counted = self.base_url + prefix(CLICK_PATH)
-        ids = {link.url: link.link_id for link in self.links}
+        ids = {**self.counted, **{link.url: link.link_id for link in self.links}}
+        numbers = [int(i) for i in ids.values() if i.isdigit()]
 
         def href(match: re.Match[str]) -> str:
             target = html.unescape(match[2])
@@ -88,7 +98,8 @@ class LinkCounter:
             if scheme not in ("http", "https") or target.startswith(counted):
                 return match[0]
             if target not in ids:
-                ids[target] = str(1 + sum(not link.appeal for link in self.links))
+                numbers.append(1 + max(numbers, default=0))
+                ids[target] = str(numbers[-1])
                 self.links.append(CountedLink(ids[target], target, appeal=False))
             url = click_url(self.base_url, self.reference, ids[target])
             return match[1] + html.escape(url) + match[3]
@@ -105,3 +116,33 @@ class LinkCounter:
             return found
 
         return _HREF.sub(href, html_part), _TEXT_URL.sub(text_url, text_part)
+
+
+# The counted links as the issue_link table keeps them, per issue.
+def store_links(connection: Connection, issue_id: int, links: Sequence[CountedLink]) -> None:
+    """The issue's counted links as rendered, in place of any it had (none has been
+    followed yet: the issue has not gone out)."""
+    connection.execute(delete(ISSUE_LINKS).where(ISSUE_LINKS.c.issue_id == issue_id))
+    add_links(connection, issue_id, links)
+
+
+def add_links(connection: Connection, issue_id: int, links: Sequence[CountedLink]) -> None:
+    """Counted links the issue does not count yet (an edition's: the appeal's and those
+    it shares with the issue's own edition are counted already)."""
+    known = select(ISSUE_LINKS.c.link_id).where(ISSUE_LINKS.c.issue_id == issue_id)
+    have = set(connection.execute(known).scalars())
+    rows = [
+        {"issue_id": issue_id, "link_id": link.link_id, "url": link.url,
+         "appeal": link.appeal, "clicks": 0}
+        for link in links if link.link_id not in have
+    ]  # fmt: skip
+    if rows:
+        connection.execute(insert(ISSUE_LINKS), rows)
+
+
+def counted_links(engine: Engine, issue_id: int) -> dict[str, str]:
+    """The issue's counted links other than the appeal's: their ids by address."""
+    k = ISSUE_LINKS.c
+    query = select(k.url, k.link_id).where(k.issue_id == issue_id, k.appeal.is_(False))
+    with engine.connect() as connection:
+        return {url: link_id for url, link_id in connection.execute(query)}

@@ -13,18 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Engine, update
 from sqlalchemy import select as select_core
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from mailer.clicks import add_links, counted_links, store_links
 from mailer.db import insert_new, session_scope
 from mailer.digest import DigestPlan
 from mailer.editions import Edition, EditionPlan, audience, edition_by_key, needed_editions
 from mailer.errors import MailerError
 from mailer.goal import Goal, current_goal
 from mailer.models import (
-    ISSUE_LINKS,
     ISSUE_VARIANTS,
     ISSUES,
     SUBSCRIBERS,
@@ -139,7 +139,7 @@ def _keyed_issue(
                 made = Issue(key=key, **content)  # type: ignore[arg-type]
                 session.add(made)
                 session.flush()
-                _store_links(session.connection(), made.id or 0, rendered)
+                store_links(session.connection(), made.id or 0, rendered.links)
         except IntegrityError:
             pass  # another process created it first: theirs is as good
     else:
@@ -221,20 +221,30 @@ def _render_variants(
     for key in sorted(keys):
         edition = edition_by_key(key, publication, articles)
         shown = [a for a in articles if (a.id or 0) in edition.article_ids]
-        rendered = _render_edition(settings, issue, edition, shown, goal)
+        counted = counted_links(engine, issue.id or 0)
+        rendered = _render_edition(settings, issue, edition, shown, goal, counted)
         _store_variant(engine, issue.id or 0, edition, rendered)
 
 
 def _render_edition(
-    settings: Settings, issue: Issue, edition: Edition, shown: list[Article], goal: Goal | None
+    settings: Settings,
+    issue: Issue,
+    edition: Edition,
+    shown: list[Article],
+    goal: Goal | None,
+    counted: dict[str, str],
 ) -> RenderedIssue:
     """One edition: in its language, without the desk's subject and preheader (those
     are the publication's edition's)."""
     if issue.kind == "digest" and issue.period_start and issue.period_end:
         week = issue.key.removeprefix("digest:")
         since, until = issue.period_start, issue.period_end
-        return render_digest_issue(settings, shown, week, since, until, goal, edition.language)
-    return render_article_issue(settings, shown[0], goal=goal, language=edition.language)
+        return render_digest_issue(
+            settings, shown, week, since, until, goal, edition.language, counted
+        )
+    return render_article_issue(
+        settings, shown[0], goal=goal, language=edition.language, counted=counted
+    )
 
 
 _CHANGEABLE = (*OPEN_STATUSES, IssueStatus.HELD)
@@ -262,21 +272,7 @@ def _store_variant(
                 .where(v.issue_id == issue_id, v.key == edition.key, changeable.exists())
                 .values(**values)
             )
-        _add_links(connection, issue_id, rendered)
-
-
-def _add_links(connection: Connection, issue_id: int, rendered: RenderedIssue) -> None:
-    """An edition's counted links the issue does not count yet (the appeal's are the
-    same in every language)."""
-    known = select_core(ISSUE_LINKS.c.link_id).where(ISSUE_LINKS.c.issue_id == issue_id)
-    have = set(connection.execute(known).scalars())
-    rows = [
-        {"issue_id": issue_id, "link_id": link.link_id, "url": link.url,
-         "appeal": link.appeal, "clicks": 0}
-        for link in rendered.links if link.link_id not in have
-    ]  # fmt: skip
-    if rows:
-        connection.execute(insert(ISSUE_LINKS), rows)
+        add_links(connection, issue_id, rendered.links)
 
 
 def find_variant(engine: Engine, variant_id: int) -> IssueVariant:
@@ -328,20 +324,7 @@ def _update_open(
             .values(**content)
         )
         if changed.rowcount:
-            _store_links(connection, issue_id, rendered)
-
-
-def _store_links(connection: Connection, issue_id: int, rendered: RenderedIssue) -> None:
-    """The issue's counted links as rendered, in place of any it had (none has been
-    followed yet: the issue has not gone out)."""
-    connection.execute(delete(ISSUE_LINKS).where(ISSUE_LINKS.c.issue_id == issue_id))
-    if rendered.links:
-        rows = [
-            {"issue_id": issue_id, "link_id": link.link_id, "url": link.url,
-             "appeal": link.appeal, "clicks": 0}
-            for link in rendered.links
-        ]  # fmt: skip
-        connection.execute(insert(ISSUE_LINKS), rows)
+            store_links(connection, issue_id, rendered.links)
 
 
 def edit_issue(engine: Engine, issue_id: int, subject: str | None, preheader: str | None) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 import zoneinfo
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, partial
@@ -251,11 +252,13 @@ def render_article_issue(
     preheader: str | None = None,
     goal: Goal | None = None,
     language: str | None = None,
+    counted: Mapping[str, str] | None = None,
 ) -> RenderedIssue:
     """The single-article issue: the article, then the donation appeal once (with the
     goal's progress, when given), then the footer. `subject` and `preheader`, when given,
     are an editor's in place of the article's title and summary. `language`: the readers'
-    the email is for (None: the publication's)."""
+    the email is for (None: the publication's). `counted`: the issue's counted links so
+    far by address, whose ids another edition of it keeps (clicks.LinkCounter)."""
     language = language or settings.publication.language
     view = article_view(article, language)
     subject = view.title if subject is None else subject
@@ -267,7 +270,8 @@ def render_article_issue(
         **email_context(settings, subject, preheader, online, reference, goal, language),
         "article": view,
     }
-    return _render(settings, "article", context, subject, preheader, reference, language)
+    parts = (subject, preheader, reference, language)
+    return _render(settings, "article", context, *parts, counted)
 
 
 def render_digest_issue(
@@ -278,10 +282,11 @@ def render_digest_issue(
     until: datetime,
     goal: Goal | None = None,
     language: str | None = None,
+    counted: Mapping[str, str] | None = None,
 ) -> RenderedIssue:
     """The weekly digest: each article's title, date, summary and a link to read it (the
     whole text when it has no address to link to), newest first; then the appeal once.
-    `language`: the readers' the email is for (None: the publication's)."""
+    `language` and `counted` as for render_article_issue."""
     language = language or settings.publication.language
     views = [article_view(article, language) for article in articles]
     subject = _digest_subject(settings, views, language)
@@ -299,7 +304,8 @@ def render_digest_issue(
         **email_context(settings, subject, preheader[:150], online, reference, goal, language),
         "digest": digest,
     }
-    return _render(settings, "digest", context, subject, preheader[:150], reference, language)
+    parts = (subject, preheader[:150], reference, language)
+    return _render(settings, "digest", context, *parts, counted)
 
 
 def _digest_subject(settings: Settings, views: list[ArticleView], language: str) -> str:
@@ -374,9 +380,10 @@ def _render(
     preheader: str,
     reference: str,
     language: str,
+    counted: Mapping[str, str] | None = None,
 ) -> RenderedIssue:
     counter = LinkCounter.for_issue(
-        settings.tracking.count_clicks, settings.publication.base_url, reference
+        settings.tracking.count_clicks, settings.publication.base_url, reference, counted
     )
     block = context["donation"]
     appeal = counter.appeal(block) if isinstance(block, DonationBlock) else None
