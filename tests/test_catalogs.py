@@ -46,9 +46,7 @@ def _catalog(language: str, domain: str) -> dict[str, object]:
     with (LOCALE / language / "LC_MESSAGES" / f"{domain}.po").open("rb") as handle:
         catalog = read_po(handle)
     return {
-        (m.id if isinstance(m.id, str) else m.id[0]): m
-        for m in catalog
-        if m.id and not m.fuzzy
+        (m.id if isinstance(m.id, str) else m.id[0]): m for m in catalog if m.id and not m.fuzzy
     }
 
 
