@@ -86,7 +86,9 @@ def import_upload(
         path = Path(folder) / shown
         path.write_bytes(data)
         try:
-            report = import_csv(engine, path, purge_key=settings.purge_key)
+            report = import_csv(
+                engine, path, purge_key=settings.purge_key, languages=settings.publication.languages
+            )
         except SubscriberError as exc:
             raise SubscriberError(str(exc).replace(str(path), shown)) from None
     detail = (
