@@ -45,8 +45,12 @@ def _extracted(domain: str) -> dict[str, str]:
 def _catalog(language: str, domain: str) -> dict[str, object]:
     with (LOCALE / language / "LC_MESSAGES" / f"{domain}.po").open("rb") as handle:
         catalog = read_po(handle)
+    # a plural entry is found by its singular and by its plural msgid, as extracted
     return {
-        (m.id if isinstance(m.id, str) else m.id[0]): m for m in catalog if m.id and not m.fuzzy
+        msgid: m
+        for m in catalog
+        if m.id and not m.fuzzy
+        for msgid in ((m.id,) if isinstance(m.id, str) else m.id)
     }
 
 

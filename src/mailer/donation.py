@@ -5,11 +5,12 @@ the settings (account number mod 11, IBAN and BIC via schwifty)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mailer.qrcodes import QrCode, appeal_codes
-from mailer.settings import Donation
+from mailer.settings import Donation, Settings
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,24 @@ class DonationBlock:
     url: str  # the donate button's page, carrying the reference (empty: no button)
     vipps_url: str  # the "Give with Vipps" button's link, carrying the reference
     codes: tuple[QrCode, ...] = ()
+    # the buttons' labels from the config ("": the catalog's "Donate", "Give with Vipps")
+    donate_label: str = ""
+    vipps_label: str = ""
 
 
-def donation_block(donation: Donation, reference: str, domain: str) -> DonationBlock | None:
+def _same(text: str) -> str:
+    return text
+
+
+def donation_block(
+    donation: Donation,
+    reference: str,
+    domain: str,
+    gettext: Callable[[str], str] = _same,
+) -> DonationBlock | None:
     """The block to append to every issue, or None when nothing is configured. `domain`
-    ends the Content-IDs of its QR codes."""
+    ends the Content-IDs of its QR codes; `gettext` is the reader's catalog, for what the
+    codes say (`donation` is already in the reader's language: Donation.in_language)."""
     parameter = donation.url_reference_parameter
     vipps_url = with_query(donation.vipps_link, "reference", vipps_reference(reference))
     block = DonationBlock(
@@ -45,10 +59,38 @@ def donation_block(donation: Donation, reference: str, domain: str) -> DonationB
         reference=reference,
         url=with_query(donation.url, parameter, reference),
         vipps_url=vipps_url,
-        codes=appeal_codes(donation, reference, vipps_url, domain),
+        codes=appeal_codes(donation, reference, vipps_url, domain, gettext),
+        donate_label=donation.donate_label,
+        vipps_label=donation.vipps_label,
     )
-    shown = {k: v for k, v in vars(block).items() if k != "reference"}
+    labels = {"reference", "donate_label", "vipps_label"}
+    shown = {k: v for k, v in vars(block).items() if k not in labels}
     return block if any(shown.values()) else None
+
+
+def appeal_language_warning(settings: Settings) -> str | None:
+    """Which of [publication] languages have no appeal of their own ([donation.languages.X]):
+    their readers get the publication's, in a language they may not read. None when each
+    has one, or when there is no appeal to translate."""
+    donation, publication = settings.donation, settings.publication
+    texts = (donation.heading, donation.appeal, donation.thanks_heading, donation.thanks_text)
+    if not any(texts):
+        return None
+    own = publication.language.lower()
+    given = {tag.lower() for tag in donation.languages}
+    missing = [
+        tag
+        for tag in publication.languages
+        if tag.lower() != own and not {tag.lower(), tag.split("-")[0].lower()} & given
+    ]
+    if not missing:
+        return None
+    return (
+        f"[publication] languages has {', '.join(missing)} without an appeal of its own: "
+        f"those readers get the [donation] appeal in {publication.language}; add "
+        f"[donation.languages.{missing[0]}] with heading, appeal, thanks_heading and "
+        "thanks_text to config/mailer.toml"
+    )
 
 
 def vipps_reference(reference: str) -> str:

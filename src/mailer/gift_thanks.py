@@ -20,8 +20,8 @@ from sqlalchemy import Connection, Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mailer.gifts.parsed import exponent_of
-from mailer.goal import format_amount
-from mailer.links import home_url
+from mailer.goal import format_amount, money
+from mailer.i18n import own_language
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
     GIFTS,
@@ -33,17 +33,8 @@ from mailer.models import (
     queued_mail,
     utcnow,
 )
-from mailer.render import (
-    EMAIL,
-    PREFERENCES_URL,
-    UNSUBSCRIBE_URL,
-    RenderedIssue,
-    environment,
-    inline_css,
-    one_line,
-)
+from mailer.render import RenderedIssue, email_context, one_line, render_pair, translator
 from mailer.settings import Settings
-from mailer.sources.language import is_rtl
 
 MAILS = TRANSACTIONAL_MAILS
 
@@ -61,6 +52,19 @@ class ThankedGift:
         whole, part = divmod(self.amount_minor, 10**exponent)
         shown = format_amount(Decimal(whole))
         return f"{self.currency} {shown}" + (f".{part:0{exponent}}" if part else "")
+
+    def amount_in(self, language: str) -> str:
+        """The amount as readers of `language` write it ("NOK 1,500", "1 500 kr")."""
+        exact = Decimal(self.amount_minor).scaleb(-exponent_of(self.currency))
+        return money(exact, self.currency, language)
+
+
+@dataclass(frozen=True)
+class ShownGift:
+    """A gift as the thank-you shows it: its amount in the reader's way, its day."""
+
+    amount: str
+    received_on: date
 
 
 def thank_new_gifts(engine: Engine, settings: Settings, now: datetime | None = None) -> int:
@@ -151,47 +155,48 @@ def thanks_mail(
     )
     with engine.connect() as connection:
         gifts = [ThankedGift(*row) for row in connection.execute(query)]
+        languages = connection.execute(
+            select(SUBSCRIBERS.c.languages).where(SUBSCRIBERS.c.id == recipient.subscriber_id)
+        ).scalar()
     if not gifts:
         return None
-    return partial(_message, settings, recipient, tuple(gifts))
+    language = own_language(languages, settings.publication.language)
+    return partial(_message, settings, recipient, tuple(gifts), language)
 
 
 def _message(
-    settings: Settings, recipient: Recipient, gifts: tuple[ThankedGift, ...]
+    settings: Settings, recipient: Recipient, gifts: tuple[ThankedGift, ...], language: str
 ) -> OutgoingMessage:
-    rendered = render_gift_thanks(settings, recipient.name, gifts)
+    rendered = render_gift_thanks(settings, recipient.name, gifts, language)
     return MessageBuilder(settings, rendered).build(recipient)
 
 
 def render_gift_thanks(
-    settings: Settings, name: str | None, gifts: tuple[ThankedGift, ...]
+    settings: Settings,
+    name: str | None,
+    gifts: tuple[ThankedGift, ...],
+    language: str | None = None,
 ) -> RenderedIssue:
     """The thank-you: the newsletter's look, each gift's amount and date, the thanks, no
     appeal; the footer of a subscriber's mail (their preferences and unsubscribe links,
-    filled in by the message builder)."""
-    publication = settings.publication
-    subject = f"Thank you for your gift to {one_line(publication.name)}"
-    preheader = " and ".join(gift.amount for gift in gifts) + ": it reached us."
+    filled in by the message builder). In the reader's `language` (None: the
+    publication's), the thanks' heading from its [donation.languages] texts."""
+    language = language or settings.publication.language
+    t = translator(settings, language)
+    values = {"name": one_line(settings.publication.name)}
+    subject = t.gettext("Thank you for your gift to %(name)s") % values
+    shown = tuple(ShownGift(gift.amount_in(language), gift.received_on) for gift in gifts)
+    amounts = " · ".join(gift.amount for gift in shown)
+    preheader = t.ngettext(
+        "%(amounts)s: your gift reached us.", "%(amounts)s: your gifts reached us.", len(shown)
+    ) % {"amounts": amounts}
+    heading = settings.donation.in_language(language).thanks_heading
     context = {
-        "publication": {
-            "name": publication.name,
-            "home_url": home_url(settings),
-            "postal_address": publication.postal_address,
-            "language": publication.language,
-            "dir": "rtl" if is_rtl(publication.language) else "ltr",
-        },
-        "issue": {"subject": subject, "preheader": preheader, "view_online_url": None},
+        **email_context(settings, subject, preheader, language=language),
         "donation": None,
-        "recipient": {
-            "email": EMAIL,
-            "unsubscribe_url": UNSUBSCRIBE_URL,
-            "preferences_url": PREFERENCES_URL,
-        },
         "name": name and one_line(name),
-        "heading": settings.donation.thanks_heading or "Thank you for your gift",
-        "gifts": gifts,
+        "heading": heading or t.gettext("Thank you for your gift"),
+        "gifts": shown,
     }
-    env = environment(settings)
-    html = inline_css(env.get_template("email/gift_thanks.html").render(context))
-    text = env.get_template("email/gift_thanks.txt").render(context)
+    html, text = render_pair(settings, "email/gift_thanks", context, language)
     return RenderedIssue(subject=subject, preheader=preheader, html=html, text=text)

@@ -8,14 +8,19 @@ and rates and the goal are read as decimals."""
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+from babel.lists import format_list
+from babel.numbers import format_currency, format_percent, get_decimal_symbol
+from babel.support import Translations
 from sqlalchemy import Engine, func, select
 
 from mailer.gifts.parsed import exponent_of
+from mailer.i18n import babel_locale, local_day, native_digits
 from mailer.models import GIFTS, utcnow
 from mailer.sections_donation import Donation
 
@@ -44,6 +49,10 @@ class Goal:
     percent: int  # of the goal raised, rounded down; may pass 100
     period: str  # "this month", "this quarter", "from 1 November to 31 December 2026"
     others: tuple[Remainder, ...] = ()  # in currencies without a rate, by currency
+    # the period as [donation] goal_period gives it, and its days, for readers' labels
+    setting: str = "month"
+    first: date | None = None
+    last: date | None = None
 
     @property
     def bar(self) -> int:
@@ -107,10 +116,16 @@ def current_goal(
     )
     with engine.connect() as connection:
         sums = {currency: int(total) for currency, total in connection.execute(query)}
-    return goal_of(donation, sums, period)
+    return goal_of(donation, sums, period, first, last)
 
 
-def goal_of(donation: Donation, sums: dict[str, int], period: str) -> Goal:
+def goal_of(
+    donation: Donation,
+    sums: dict[str, int],
+    period: str,
+    first: date | None = None,
+    last: date | None = None,
+) -> Goal:
     """The goal from the sums of the period's gifts per currency (minor units)."""
     currency = donation.goal_currency
     rates = {code.upper(): Decimal(str(rate)) for code, rate in donation.goal_rates.items()}
@@ -125,4 +140,56 @@ def goal_of(donation: Donation, sums: dict[str, int], period: str) -> Goal:
             others.append(Remainder(code, amount))
     goal = Decimal(str(donation.goal_amount))
     percent = int((raised * 100 / goal).to_integral_value(rounding=ROUND_FLOOR))
-    return Goal(currency, raised, goal, percent, period, tuple(others))
+    setting = donation.goal_period
+    return Goal(currency, raised, goal, percent, period, tuple(others), setting, first, last)
+
+
+@dataclass(frozen=True)
+class GoalText:
+    """The goal as a reader of one language reads it (partials/goal.html|txt)."""
+
+    label: str  # "NOK 41,250 of NOK 60,000 this month", in native digits where used
+    percent: str  # "71%", "71 %" (nb)
+    more: str  # "and EUR 120 more", or ""
+    bar: int
+
+
+def money(amount: Decimal, currency: str, language: str) -> str:
+    """An amount with its currency as `language` writes it (CLDR), without the zeros of
+    a part of a unit when there is none ("NOK 1,500", "1 500 kr", "€12.50")."""
+    locale = babel_locale(language)
+    text = format_currency(amount, currency, locale=locale, numbering_system="default")
+    if amount == amount.to_integral_value():
+        point = re.escape(get_decimal_symbol(locale, numbering_system="default"))
+        text = re.sub(point + r"0+(?!\d)", "", text)
+    # CLDR's currency spacing, which Babel leaves out: "NOK 120", not "NOK120"
+    text = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", "\xa0", text)
+    return native_digits(text, language)
+
+
+def goal_text(goal: Goal, translations: Translations, language: str) -> GoalText:
+    """The goal's label in the reader's words, its amounts and days written their way;
+    the whole units only, as `label` (progress is never overstated)."""
+    t = translations
+
+    def whole(amount: Decimal, currency: str) -> str:
+        return money(amount.to_integral_value(rounding=ROUND_FLOOR), currency, language)
+
+    values = {"raised": whole(goal.raised, goal.currency), "goal": whole(goal.goal, goal.currency)}
+    if goal.setting == "month":
+        label = t.gettext("%(raised)s of %(goal)s this month") % values
+    elif goal.setting == "quarter":
+        label = t.gettext("%(raised)s of %(goal)s this quarter") % values
+    else:
+        zone = zoneinfo.ZoneInfo("UTC")  # plain days: no time zone to move them by
+        values["first"] = local_day(goal.first, language, zone)
+        values["last"] = local_day(goal.last, language, zone)
+        label = t.gettext("%(raised)s of %(goal)s from %(first)s to %(last)s") % values
+    more = ""
+    if goal.others:
+        listed = [whole(other.amount, other.currency) for other in goal.others]
+        amounts = format_list(listed, style="unit", locale=babel_locale(language))
+        more = t.gettext("and %(amounts)s more") % {"amounts": amounts}
+    locale = babel_locale(language)
+    share = format_percent(Decimal(goal.percent) / 100, locale=locale, numbering_system="default")
+    return GoalText(label, native_digits(share, language), more, goal.bar)

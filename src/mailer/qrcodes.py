@@ -5,6 +5,7 @@ in a transfer. Each says what it is for and carries its details as text too."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -70,12 +71,22 @@ def png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def appeal_codes(
-    donation: Donation, reference: str, vipps_url: str, domain: str
+    donation: Donation,
+    reference: str,
+    vipps_url: str,
+    domain: str,
+    gettext: Callable[[str], str] = _same,
 ) -> tuple[QrCode, ...]:
     """The codes the appeal shows: Vipps when there is a Vipps link, EPC when the
-    account holder, IBAN and BIC are all known. `domain` ends each Content-ID."""
+    account holder, IBAN and BIC are all known. `domain` ends each Content-ID; `gettext`
+    is the reader's catalog, for what the codes say."""
     codes = []
+    link = gettext("Link")
     if vipps_url:
         codes.append(
             QrCode(
@@ -83,22 +94,22 @@ def appeal_codes(
                 payload=vipps_url,
                 png=png(vipps_url),
                 cid=f"vipps.{reference or 'appeal'}@{domain}",
-                alt="QR code: give with Vipps",
-                caption="Scan with your phone's camera to give with Vipps.",
-                details=(("Vipps", donation.vipps), ("Link", vipps_url))
+                alt=gettext("QR code: give with Vipps"),
+                caption=gettext("Scan with your phone's camera to give with Vipps."),
+                details=(("Vipps", donation.vipps), (link, vipps_url))
                 if donation.vipps
-                else (("Link", vipps_url),),
+                else ((link, vipps_url),),
             )
         )
     if donation.iban and donation.bic and donation.account_holder:
         payload = epc_payload(donation, reference)
         amount = f"€{donation.suggested_amount_eur:g}" if donation.suggested_amount_eur else ""
         details = [
-            ("Account holder", donation.account_holder),
+            (gettext("Account holder"), donation.account_holder),
             ("IBAN", donation.iban),
             ("BIC", donation.bic),
-            ("Reference", reference),
-            ("Amount", amount),
+            (gettext("Reference"), reference),
+            (gettext("Amount"), amount),
         ]
         codes.append(
             QrCode(
@@ -106,8 +117,8 @@ def appeal_codes(
                 payload=payload,
                 png=png(payload),
                 cid=f"epc.{reference or 'appeal'}@{domain}",
-                alt="QR code: a bank transfer in euros (EPC QR code, GiroCode)",
-                caption="Scan in your banking app to fill in a transfer in euros.",
+                alt=gettext("QR code: a bank transfer in euros (EPC QR code, GiroCode)"),
+                caption=gettext("Scan in your banking app to fill in a transfer in euros."),
                 details=tuple((label, value) for label, value in details if value),
             )
         )

@@ -19,7 +19,7 @@ from mailer.clicks import CountedLink, LinkCounter
 from mailer.donation import DonationBlock, donation_block
 from mailer.donor_copy import thanks_block
 from mailer.errors import MailerError
-from mailer.goal import Goal
+from mailer.goal import Goal, goal_text
 from mailer.i18n import (
     catalog_dirs,
     direction,
@@ -192,7 +192,7 @@ def _defuse_placeholders(text: str) -> str:
     return text.replace("__MAILER_", "_\u200b_MAILER_")
 
 
-def _context(
+def email_context(
     settings: Settings,
     subject: str,
     preheader: str,
@@ -201,10 +201,12 @@ def _context(
     goal: Goal | None = None,
     language: str | None = None,
 ) -> dict[str, object]:
-    """What every email template is given. `language` is the reader's (None: the
-    publication's): the whole email is in it, laid out in its direction."""
+    """What every email template is given (issues, the welcome series, the thanks).
+    `language` is the reader's (None: the publication's): the whole email is in it, laid
+    out in its direction, with the appeal's words for it and its labels from its catalog."""
     publication = settings.publication
     language = language or publication.language
+    t = translator(settings, language)
     return {
         "publication": {
             "name": publication.name,
@@ -225,8 +227,10 @@ def _context(
             settings.donation.in_language(language),
             reference,
             publication.from_address.rpartition("@")[2],
+            t.gettext,
         ),
-        "goal": goal,  # the progress bar in the appeal (goal.py), when there is a goal
+        # the progress bar in the appeal (goal.py), when there is a goal
+        "goal": goal_text(goal, t, language) if goal is not None else None,
         "thanks": None,  # the donors' copy's block (_render renders that copy)
         "recipient": {
             "email": EMAIL,
@@ -256,7 +260,7 @@ def render_article_issue(
     prefix = settings.donation.reference_prefix
     reference = article_reference(prefix, article.id or 0, article.ingested_at or utcnow())
     context = {
-        **_context(settings, subject, preheader, online, reference, goal, language),
+        **email_context(settings, subject, preheader, online, reference, goal, language),
         "article": view,
     }
     return _render(settings, "article", context, subject, preheader, reference, language)
@@ -276,9 +280,7 @@ def render_digest_issue(
     `language`: the readers' the email is for (None: the publication's)."""
     language = language or settings.publication.language
     views = [article_view(article, language) for article in articles]
-    name = one_line(settings.publication.name)
-    more = f", and {len(views) - 1} more" if len(views) > 1 else ""
-    subject = f"{name} this week: {views[0].title}{more}"
+    subject = _digest_subject(settings, views, language)
     preheader = " · ".join(view.title for view in views[1:4]) or one_line(views[0].summary)
     online = _online(settings, f"digest:{week}", language)
     zone = zoneinfo.ZoneInfo(settings.publication.timezone)
@@ -290,10 +292,28 @@ def render_digest_issue(
     digest = {"week": week, "period": period, "articles": views}
     reference = digest_reference(settings.donation.reference_prefix, week)
     context = {
-        **_context(settings, subject, preheader[:150], online, reference, goal, language),
+        **email_context(settings, subject, preheader[:150], online, reference, goal, language),
         "digest": digest,
     }
     return _render(settings, "digest", context, subject, preheader[:150], reference, language)
+
+
+def _digest_subject(settings: Settings, views: list[ArticleView], language: str) -> str:
+    """ "Dawat Media Center this week: <the newest title>, and 3 more", in `language`."""
+    t = translator(settings, language)
+    values = {"name": one_line(settings.publication.name), "title": views[0].title}
+    others = len(views) - 1
+    if not others:
+        return t.gettext("%(name)s this week: %(title)s") % values
+    values["count"] = local_number(others, language)
+    return (
+        t.ngettext(
+            "%(name)s this week: %(title)s, and %(count)s more",
+            "%(name)s this week: %(title)s, and %(count)s more",
+            others,
+        )
+        % values
+    )
 
 
 def render_confirmation(
@@ -305,18 +325,28 @@ def render_confirmation(
 ) -> RenderedIssue:
     """The double opt-in email: the newsletter's look, one link, no appeal, no placeholders
     (it goes to one address, rendered for it), in the reader's `language`."""
-    subject = f"Confirm your subscription to {one_line(settings.publication.name)}"
+    t = translator(settings, language)
+    name = one_line(settings.publication.name)
+    subject = t.gettext("Confirm your subscription to %(name)s") % {"name": name}
+    preheader = t.gettext("One click and you are subscribed.")
     context = {
-        **_context(settings, subject, "One click and you are subscribed.", language=language),
+        **email_context(settings, subject, preheader, language=language),
         "donation": None,
         "recipient": {"email": address, "unsubscribe_url": None, "preferences_url": None},
         "name": name,
         "confirm_url": confirm_url,
     }
-    env = environment(settings, language)
-    html = inline_css(env.get_template("email/confirm.html").render(context))
-    text = env.get_template("email/confirm.txt").render(context)
+    html, text = render_pair(settings, "email/confirm", context, language)
     return RenderedIssue(subject=subject, preheader="", html=html, text=text)
+
+
+def render_pair(
+    settings: Settings, template: str, context: dict[str, object], language: str | None
+) -> tuple[str, str]:
+    """`template`.html (inlined) and `template`.txt rendered for readers of `language`."""
+    env = environment(settings, language)
+    html = inline_css(env.get_template(f"{template}.html").render(context))
+    return html, env.get_template(f"{template}.txt").render(context)
 
 
 def _render(
@@ -338,7 +368,7 @@ def _render(
     html, text = _render_parts(settings, name, context, language)
     html, text = counter.every_link(html, text)
     thanks_html = thanks_text = ""
-    thanks = thanks_block(settings.donation, appeal)
+    thanks = thanks_block(settings.donation.in_language(language), appeal)
     if thanks is not None:
         # the same links, counted as the appeal's: the counter already holds them
         with_thanks = {**context, "thanks": thanks}

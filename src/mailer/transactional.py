@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mailer.errors import MailerError, SubscriberError
 from mailer.gift_thanks import thanks_mail
+from mailer.i18n import own_language
 from mailer.links import confirm_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient, with_return_path
 from mailer.models import (
@@ -111,6 +112,7 @@ class _Claimed:
     public_id: str | None = None  # what the link names (tokens.py)
     editor_id: int | None = None  # a mail to an editor (MailKind.PASSWORD_RESET)
     step: str | None = None  # a follow-up's name (MailKind.FOLLOW_UP)
+    languages: str | None = None  # the reader's (subscriber.languages), once the row exists
 
 
 def send_queued(
@@ -251,10 +253,11 @@ def _build(settings: Settings, claimed: _Claimed) -> OutgoingMessage:
     """The message, made now: the link's token dates from the sending, not the queueing.
     It carries nothing a stranger typed into the form but the address: the name waits
     until the reader confirms, so nobody can put words in a signed mail from the newsroom
-    to somebody else's inbox."""
+    to somebody else's inbox. It is in the language the reader chose (their row's)."""
     assert claimed.subscriber_id is not None and claimed.public_id is not None
     url = confirm_url(settings, claimed.public_id)
-    rendered = render_confirmation(settings, claimed.email, None, url)
+    language = own_language(claimed.languages, settings.publication.language)
+    rendered = render_confirmation(settings, claimed.email, None, url, language)
     builder = MessageBuilder(settings, rendered)
     recipient = Recipient(claimed.subscriber_id, claimed.email, None, claimed.public_id)
     return builder.build(recipient)
@@ -357,6 +360,7 @@ _CLAIMED = select(
     SUBSCRIBERS.c.public_id,
     MAILS.c.editor_id,
     MAILS.c.step,
+    SUBSCRIBERS.c.languages,
 ).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
 
 
@@ -399,6 +403,7 @@ def _make_request(engine: Engine, settings: Settings, claimed: _Claimed) -> _Cla
         name=subscriber.name,
         status=subscriber.status,
         public_id=subscriber.public_id,
+        languages=subscriber.languages,
     )
 
 

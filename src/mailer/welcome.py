@@ -23,9 +23,10 @@ from functools import partial
 from sqlalchemy import ColumnElement, Connection, Engine, Exists, Select, func, select
 from sqlalchemy.exc import IntegrityError
 
-from mailer.donation import donation_block
+from mailer.donation import DonationBlock
 from mailer.errors import ConfigError
-from mailer.links import home_url, issue_url
+from mailer.i18n import own_language
+from mailer.links import issue_url
 from mailer.messages import MessageBuilder, OutgoingMessage, Recipient
 from mailer.models import (
     ISSUES,
@@ -40,31 +41,38 @@ from mailer.models import (
 )
 from mailer.references import welcome_reference
 from mailer.render import (
-    EMAIL,
-    PREFERENCES_URL,
-    UNSUBSCRIBE_URL,
     InlineImage,
     RenderedIssue,
-    environment,
-    inline_css,
+    email_context,
     one_line,
+    render_pair,
     template_dirs,
+    translator,
 )
 from mailer.sections_readers import FollowUp
 from mailer.settings import Settings
-from mailer.sources.language import is_rtl
 
 MAILS = TRANSACTIONAL_MAILS
 KINDS = (MailKind.WELCOME, MailKind.FOLLOW_UP)
 FOLLOW_UP_TEMPLATES = "email/welcome"  # <template>.html and .txt, one pair per follow-up
 
+
+def N_(message: str) -> str:
+    """Marks a message for the catalogs; it is translated where it is used."""
+    return message
+
+
 # What each frequency (subscribers.FREQUENCIES) brings, in the reader's words.
 RECEIVES = {
-    "every": "every article as soon as we publish it, and a digest of the week's articles "
-    "once a week",
-    "articles": "every article as soon as we publish it, without the weekly digest",
-    "weekly": "one digest a week of the articles we published that week",
+    "every": N_(
+        "every article as soon as we publish it, and a digest of the week's articles once a week"
+    ),
+    "articles": N_("every article as soon as we publish it, without the weekly digest"),
+    "weekly": N_("one digest a week of the articles we published that week"),
 }
+# The follow-ups' subjects config/mailer.toml suggests: [welcome] follow_ups' subjects
+# are looked up in the catalogs too, so a newsroom's own locale/ can translate its own.
+SUGGESTED_SUBJECTS = (N_("Who we are"), N_("How we are funded"))
 
 Build = Callable[[], OutgoingMessage]
 
@@ -184,10 +192,9 @@ def welcome_mail(
         if follow_up is None:
             return f"follow-up {step!r} is no longer in [welcome] follow_ups"
     with engine.connect() as connection:
-        frequency, confirmed_at = connection.execute(
-            select(SUBSCRIBERS.c.frequency, SUBSCRIBERS.c.confirmed_at).where(
-                SUBSCRIBERS.c.id == recipient.subscriber_id
-            )
+        s = SUBSCRIBERS.c
+        frequency, confirmed_at, languages = connection.execute(
+            select(s.frequency, s.confirmed_at, s.languages).where(s.id == recipient.subscriber_id)
         ).one()
         latest = connection.execute(
             select(ISSUES.c.key, ISSUES.c.subject)
@@ -195,8 +202,11 @@ def welcome_mail(
             .order_by(ISSUES.c.sent_at.desc(), ISSUES.c.id.desc())
             .limit(1)
         ).first()
-    reader = Reader(recipient.name, frequency, confirmed_at)
-    issue = (issue_url(settings.publication.base_url, latest[0]), latest[1]) if latest else None
+    publication = settings.publication
+    language = own_language(languages, publication.language)
+    reader = Reader(recipient.name, frequency, confirmed_at, language)
+    own = None if language == publication.language else language
+    issue = (issue_url(publication.base_url, latest[0], own), latest[1]) if latest else None
     return partial(_message, settings, recipient, reader, issue, follow_up)
 
 
@@ -207,6 +217,7 @@ class Reader:
     name: str | None
     frequency: str
     confirmed_at: datetime | None
+    language: str | None = None  # the one they read first (None: the publication's)
 
 
 def _message(
@@ -230,39 +241,27 @@ def render_welcome(
     reader will receive and how often, the latest issue online (`latest`: its address
     and subject), the appeal with the welcome's reference and its QR codes, and a
     subscriber's footer (their preferences and unsubscribe links, filled in by the
-    message builder)."""
-    publication, donation = settings.publication, settings.donation
-    name = one_line(publication.name)
-    subject = one_line(follow_up.subject) if follow_up else f"Welcome to {name}"
-    preheader = "What you will get from us, how often, and how we are funded."
+    message builder). All of it in the reader's language, the appeal too."""
+    language = reader.language or settings.publication.language
+    t = translator(settings, language)
+    name = one_line(settings.publication.name)
+    if follow_up:
+        subject = t.gettext(one_line(follow_up.subject))
+    else:
+        subject = t.gettext("Welcome to %(name)s") % {"name": name}
+    preheader = t.gettext("What you will get from us, how often, and how we are funded.")
     year = (reader.confirmed_at or utcnow()).year
-    reference = welcome_reference(donation.reference_prefix, year)
-    block = donation_block(donation, reference, publication.from_address.rpartition("@")[2])
+    reference = welcome_reference(settings.donation.reference_prefix, year)
     context = {
-        "publication": {
-            "name": publication.name,
-            "home_url": home_url(settings),
-            "postal_address": publication.postal_address,
-            "language": publication.language,
-            "dir": "rtl" if is_rtl(publication.language) else "ltr",
-        },
-        "issue": {"subject": subject, "preheader": preheader, "view_online_url": None},
-        "donation": block,
-        "thanks": None,
-        "recipient": {
-            "email": EMAIL,
-            "unsubscribe_url": UNSUBSCRIBE_URL,
-            "preferences_url": PREFERENCES_URL,
-        },
+        **email_context(settings, subject, preheader, reference=reference, language=language),
         "name": reader.name and one_line(reader.name),
-        "receives": RECEIVES.get(reader.frequency, RECEIVES["every"]),
+        "receives": t.gettext(RECEIVES.get(reader.frequency, RECEIVES["every"])),
         "latest": {"url": latest[0], "subject": latest[1]} if latest else None,
     }
     template = f"{FOLLOW_UP_TEMPLATES}/{follow_up.template}" if follow_up else "email/welcome"
-    env = environment(settings)
-    html = inline_css(env.get_template(f"{template}.html").render(context))
-    text = env.get_template(f"{template}.txt").render(context)
-    codes = block.codes if block is not None else ()
+    html, text = render_pair(settings, template, context, language)
+    block = context["donation"]
+    codes = block.codes if isinstance(block, DonationBlock) else ()
     images = tuple(InlineImage(code.name, code.cid, code.png) for code in codes)
     return RenderedIssue(subject, preheader, html, text, reference, images)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from mailer.donation import appeal_language_warning
 from mailer.settings import Settings, load_settings
 from mailer.welcome import check_follow_up_templates
 
@@ -65,3 +66,6 @@ def load(
     warning = settings.donation.vipps_link_warning
     if warning:
         typer.echo(f"warning: {warning}", err=True)
+    appeal = appeal_language_warning(settings)  # readers who would get an appeal in English
+    if appeal:
+        typer.echo(f"warning: {appeal}", err=True)
