@@ -72,6 +72,7 @@ def test_the_sign_up_page_is_in_the_language_asked_for(site):
     assert html_language(norwegian) == ("nb", "ltr") and "E-postadresse" in norwegian.text
     pashto = page(f"{url}/subscribe", lang="ps")
     assert html_language(pashto) == ("ps", "rtl") and "د بریښنالیک پته" in pashto.text
+    assert dari.headers["vary"] == "Accept-Language", "caches keep each language apart"
     german = page(f"{url}/subscribe", "de-DE, de;q=0.8", lang="xx")
     assert html_language(german) == ("en", "ltr") and "Email address" in german.text
     # the switcher: every language, named in itself
@@ -166,8 +167,9 @@ def test_a_csv_language_column_comes_in_and_goes_out(engine, tmp_path: Path):
     with out.open("w", newline="") as handle:
         export_csv(engine, handle)
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("email,name,status,frequency,language,")
-    assert lines[1].startswith('ana@example.org,,active,every,"fa-AF,en",')
+    assert lines[0].startswith("email,name,status,frequency,") and lines[0].endswith(",language")
+    assert lines[1].startswith("ana@example.org,,active,every,")
+    assert lines[1].endswith(',"fa-AF,en"') and lines[2].endswith(",")
 
 
 @SQLITE
@@ -187,3 +189,31 @@ def test_subscribers_add_takes_the_languages_and_show_tells_them(engine, setting
     assert re.search(r"Languages:\s+ps, fa-AF", shown.stdout), shown.stdout
     wrong = mailer("subscribers", "add", "x@example.org", "--language", "fa-AF,sv")
     assert wrong.returncode != 0 and "does not publish in sv" in wrong.stderr + wrong.stdout
+
+
+@SQLITE
+def test_an_admin_adds_a_reader_with_their_languages_at_the_desk(engine, several):
+    from deskclient import PASSWORD, Desk, csrf_of, sign_in
+    from mailer import editors
+    from mailer.models import EditorRole
+
+    editors.add_editor(engine, "ann@newsroom.example", PASSWORD, EditorRole.ADMIN)
+    with served(several, engine) as (url, running), Desk(url, running).client() as client:
+        sign_in(client, "ann@newsroom.example")
+        form = client.get("/desk/subscribers/add")
+        assert 'name="languages"' in form.text and "Any of en, nb, fa-AF, ps" in form.text
+        fields = {"csrf": csrf_of(form), "frequency": "every", "consent": "given"}
+        added = client.post(
+            "/desk/subscribers/add",
+            data=fields | {"email": "gul@example.org", "languages": "ps, en"},
+        )
+        assert added.status_code == 303
+        shown = client.get(added.headers["location"]).text
+        assert "<dt>Languages</dt><dd>ps, en</dd>" in shown
+        wrong = client.post(
+            "/desk/subscribers/add", data=fields | {"email": "x@example.org", "languages": "sv"}
+        )
+        assert wrong.status_code == 422 and "does not publish in sv" in wrong.text
+        assert 'value="sv"' in wrong.text, "the form as it was typed"
+    stored = {s.email: s.languages for s in list_subscribers(engine)}
+    assert stored == {"gul@example.org": "ps,en"}

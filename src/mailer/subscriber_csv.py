@@ -38,10 +38,10 @@ EXPORT_COLUMNS = (
     "name",
     "status",
     "frequency",
-    "language",
     "created_at",
     "confirmed_at",
     "unsubscribed_at",
+    "language",  # last: a column added later, where scripts reading by position miss it
 )
 
 

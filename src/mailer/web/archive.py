@@ -65,7 +65,7 @@ def issues_feed(request: Request, site: SiteDep) -> Response:
         page_url=links.archive_url(publication.base_url, shown),
         language=language,
     )
-    return Response(feed, media_type=ATOM_TYPE)
+    return Response(feed, media_type=ATOM_TYPE, headers={"vary": "Accept-Language"})
 
 
 @router.get(links.ISSUE_PATH)

@@ -116,7 +116,10 @@ class Pages:
     def __call__(
         self, name: str, status: int = 200, language: str | None = None, /, **values: object
     ) -> HTMLResponse:
-        return HTMLResponse(self.render(name, language, **values), status_code=status)
+        response = HTMLResponse(self.render(name, language, **values), status_code=status)
+        if len(self.languages) > 1:  # the browser's Accept-Language may choose the page
+            response.headers["vary"] = "Accept-Language"
+        return response
 
     def notice(
         self, notice: Notice, status: int = 200, language: str | None = None
