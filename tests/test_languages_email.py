@@ -31,7 +31,7 @@ from mailer.models import SUBSCRIBERS, Article, MailKind, queued_mail, utcnow
 from mailer.render import RenderedIssue, render_article_issue, render_digest_issue, translator
 from mailer.settings import Settings
 from mailer.subscribers import add_subscriber
-from mailer.testing import RecordingHandler, make_settings, smtp_server
+from mailer.testing import RecordingHandler, make_settings, run_mailer, smtp_server
 from mailer.transactional import queue_confirmation, send_queued
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +40,13 @@ SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PUBLISHED = datetime(2025, 10, 7, 23, 30, tzinfo=UTC)  # 8 October in Oslo
 # the goal's NOK 41,250 raised, as each language writes it (CLDR, native digits)
 RAISED = {"en": "NOK 41,250", "nb": "41 250 kr", "fa-AF": "NOK ۴۱٬۲۵۰", "ps": "NOK ۴۱٬۲۵۰"}
+# the digest's week, both ends in the order of the language's long date
+PERIOD = {
+    "en": "6 October – 12 October 2025",
+    "nb": "6. oktober – 12. oktober 2025",
+    "fa-AF": "۶ اکتوبر – ۱۲ اکتوبر ۲۰۲۵",
+    "ps": "۶ اکتوبر – ۱۲ اکتوبر ۲۰۲۵",
+}
 PAYMENT = ("0530 2294668", "NO15 0530 2294 668", "DNBANOKKXXX", "557320")
 
 
@@ -129,10 +136,11 @@ def test_an_issue_and_a_digest_reach_each_reader_in_their_language(
     goal = goal_of(settings.donation, {"NOK": 4_125_000}, "this month")
     first, second = article(41, "Kabul"), article(42, "Herat")
     issue = render_article_issue(settings, first, goal=goal, language=language)
-    since, until = datetime(2025, 10, 6, tzinfo=UTC), datetime(2025, 10, 12, 22, tzinfo=UTC)
+    since, until = datetime(2025, 10, 6, tzinfo=UTC), datetime(2025, 10, 12, 20, tzinfo=UTC)
     digest = render_digest_issue(
         settings, [second, first], "2025-W41", since, until, goal=goal, language=language
     )
+    assert PERIOD[language] in digest.html and PERIOD[language] in digest.text
     appeal = settings.donation.in_language(language)
     t = translator(settings, language)
     day = i18n.local_day(PUBLISHED, language, ZoneInfo("Europe/Oslo"))
@@ -290,3 +298,22 @@ def test_a_dari_email_on_a_phone_is_mirrored_and_fits(
     # the masthead and the appeal's heading start on the right
     assert shown["mastheadRight"] < 30 < shown["mastheadLeft"]
     assert shown["headingRight"] < 2 < shown["headingLeft"]
+
+
+def test_the_buttons_labels_from_the_config_win_over_the_catalogs(
+    readers_settings: Settings,
+) -> None:
+    settings = readers_settings.replace(donation={"vipps_label": "Vipps now"})
+    html = render_article_issue(settings, article(41, "Kabul"), language="en").html
+    assert ">Vipps now</a>" in html and "Give with Vipps" not in html
+    dari = render_article_issue(readers_settings, article(41, "Kabul"), language="fa-AF").html
+    assert ">با Vipps کمک کنید</a>" in dari, "the catalog's, where the config gives none"
+    english_label = render_article_issue(settings, article(41, "Kabul"), language="fa-AF").html
+    assert ">با Vipps کمک کنید</a>" in english_label, "[donation]'s label is the publication's"
+
+
+def test_mailer_warns_at_start_of_a_language_without_its_appeal(tmp_path: Path) -> None:
+    result = run_mailer(tmp_path, "subscribers", "list", MAILER_PUBLICATION_LANGUAGES="en,fa-AF,ar")
+    assert result.returncode == 0, result.stderr
+    assert "warning: [publication] languages has ar without an appeal" in result.stderr
+    assert "fa-AF" not in result.stderr, "the shipped config has the Dari appeal"

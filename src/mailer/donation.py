@@ -68,6 +68,19 @@ def donation_block(
     return block if any(shown.values()) else None
 
 
+def appeal_in(donation: Donation, language: str, publication_language: str) -> Donation:
+    """The appeal for readers of `language` (Donation.in_language), whose buttons' labels
+    are that language's own ([donation.languages.X]) or else the catalog's: [donation]'s
+    labels are in the publication's language, and a catalog's translation reads better
+    than a label in a language the reader may not read."""
+    texts = donation.in_language(language)
+    if language.lower() == publication_language.lower():
+        return texts
+    own = donation.languages.get(language) or donation.languages.get(language.split("-")[0])
+    labels = {"donate_label": own.donate_label, "vipps_label": own.vipps_label} if own else {}
+    return texts.model_copy(update=labels or {"donate_label": "", "vipps_label": ""})
+
+
 def appeal_language_warning(settings: Settings) -> str | None:
     """Which of [publication] languages have no appeal of their own ([donation.languages.X]):
     their readers get the publication's, in a language they may not read. None when each

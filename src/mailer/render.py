@@ -5,6 +5,7 @@ plain string replacement, so nothing per recipient pays for templating or CSS in
 from __future__ import annotations
 
 import logging
+import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,15 +13,17 @@ from functools import cache, partial
 from pathlib import Path
 
 import jinja2
+from babel.dates import format_date
 from babel.support import Translations
 from markupsafe import Markup
 
 from mailer.clicks import CountedLink, LinkCounter
-from mailer.donation import DonationBlock, donation_block
+from mailer.donation import DonationBlock, appeal_in, donation_block
 from mailer.donor_copy import thanks_block
 from mailer.errors import MailerError
 from mailer.goal import Goal, goal_text
 from mailer.i18n import (
+    babel_locale,
     catalog_dirs,
     direction,
     is_rtl,
@@ -28,6 +31,7 @@ from mailer.i18n import (
     local_day,
     local_day_month,
     local_number,
+    native_digits,
     translations,
 )
 from mailer.links import home_url, issue_url
@@ -224,7 +228,7 @@ def email_context(
             "reference": reference,
         },
         "donation": donation_block(
-            settings.donation.in_language(language),
+            appeal_in(settings.donation, language, publication.language),
             reference,
             publication.from_address.rpartition("@")[2],
             t.gettext,
@@ -287,7 +291,7 @@ def render_digest_issue(
     first, last = since.astimezone(zone), until.astimezone(zone)
     start = local_day(first, language, zone)
     if first.year == last.year:
-        start = local_day_month(first, language, zone)
+        start = _day_month(first, language, zone)
     period = f"{start} – {local_day(last, language, zone)}"
     digest = {"week": week, "period": period, "articles": views}
     reference = digest_reference(settings.donation.reference_prefix, week)
@@ -314,6 +318,19 @@ def _digest_subject(settings: Settings, views: list[ArticleView], language: str)
         )
         % values
     )
+
+
+def _day_month(value: datetime, language: str, zone: zoneinfo.ZoneInfo) -> str:
+    """A period's first day without its year, in the order of the language's long date
+    ("6 October", "6. oktober", "۶ اکتوبر"), so both ends of the period read alike: CLDR's
+    own day-and-month pattern puts the month first in some (Dari, Pashto)."""
+    pattern = babel_locale(language).date_formats["long"].pattern
+    # the year, with a word of its own after it (Russian's) and the commas around it
+    without_year = re.sub(r"[\s,،]*\by+\b(\s*'[^']*'\.?)?[\s,،]*", " ", pattern).strip()
+    if "y" in without_year or "d" not in without_year:
+        return local_day_month(value, language, zone)
+    day = format_date(value.astimezone(zone).date(), without_year, locale=babel_locale(language))
+    return native_digits(day, language)
 
 
 def render_confirmation(
