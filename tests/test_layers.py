@@ -62,6 +62,8 @@ LAYERS = {
     "messages": PIPELINE,
     "subscribers": PIPELINE,
     "subscriber_csv": PIPELINE,
+    "reader_languages": PIPELINE,
+    "public_archive": PIPELINE,  # issue 17: the archive of sent issues per language
     "smtp": PIPELINE,
     "outbox": PIPELINE,
     "strikes": PIPELINE,

@@ -134,6 +134,8 @@ def test_the_links_and_the_routes_are_made_from_the_same_paths(tmp_path):
             links.UNSUBSCRIBE_PATH,
             links.ISSUE_PATH,
             links.ISSUE_IMAGE_PATH,
+            links.ARCHIVE_PATH,  # issue 17: archive
+            links.ARCHIVE_FEED_PATH,
             links.HEALTH_PATH,
             links.CLICK_PATH,
         }

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from mailer.editors import record
 from mailer.errors import SubscriberError
 from mailer.models import AuditAction, Subscriber, SubscriberStatus
+from mailer.reader_languages import checked_languages
 from mailer.roster import Search, matching_subscribers, subscriber_by_id
 from mailer.settings import Settings
 from mailer.subscriber_csv import ImportReport, import_csv, write_csv
@@ -50,16 +51,19 @@ def add_reader(
     frequency: str,
     *,
     confirmed: bool,
+    languages: str = "",
 ) -> Added:
     """One reader added as `mailer subscribers add` adds them: active when they have
     already agreed (`confirmed`), else pending, and then (unlike the command, which
     leaves that to the reader) sent a confirmation link through the transactional queue.
     SubscriberError says what is wrong (an address that is not one, on the list already,
-    erased at the reader's request)."""
+    erased at the reader's request, a language the publication does not publish in).
+    `languages`: those they read, their own first ("fa-AF,en"; empty: the publication's)."""
     address, name, frequency = checked_request(email, name, frequency)
+    read = checked_languages(languages, settings.publication.languages)
     subscriber = add_subscriber(
         engine, address, name, confirmed=confirmed, frequency=frequency,
-        purge_key=settings.purge_key,
+        purge_key=settings.purge_key, languages=read,
     )  # fmt: skip
     assert subscriber.id is not None
     queued = False
@@ -86,7 +90,9 @@ def import_upload(
         path = Path(folder) / shown
         path.write_bytes(data)
         try:
-            report = import_csv(engine, path, purge_key=settings.purge_key)
+            report = import_csv(
+                engine, path, purge_key=settings.purge_key, languages=settings.publication.languages
+            )
         except SubscriberError as exc:
             raise SubscriberError(str(exc).replace(str(path), shown)) from None
     detail = (

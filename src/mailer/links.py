@@ -80,6 +80,9 @@ DESK_AUDIT_PATH = "/desk/audit"
 # issue 15: donations (the desk's page of what each issue raised, and its import, admins only)
 DESK_DONATIONS_PATH = "/desk/donations"
 DESK_DONATIONS_IMPORT_PATH = "/desk/donations/import"
+# issue 17: archive. The sent issues, per language (?lang=X), and their Atom feed
+ARCHIVE_PATH = "/issues"
+ARCHIVE_FEED_PATH = "/issues.atom"
 # counting what works (issue 14, the counted links): a link an issue counts, which
 # `mailer serve` redirects to its target; it names the issue and the link, never a reader
 CLICK_PATH = "/r/{reference}/{link_id}"
@@ -115,6 +118,13 @@ def issue_url(base_url: str, key: str, language: str | None = None) -> str:
     """Where anyone reads the issue with this key online; with `language`, as readers
     of that language got it (?lang=fa-AF; None: the publication's own)."""
     url = base_url + path(ISSUE_PATH, slug=issue_slug(key))
+    return f"{url}?{urlencode({'lang': language})}" if language else url
+
+
+def archive_url(base_url: str, language: str | None = None, feed: bool = False) -> str:
+    """The archive of sent issues (issue 17), or its Atom feed, for readers of `language`
+    (None: the publication's own)."""
+    url = base_url + (ARCHIVE_FEED_PATH if feed else ARCHIVE_PATH)
     return f"{url}?{urlencode({'lang': language})}" if language else url
 
 

@@ -12,7 +12,7 @@ gone, lives here; the counter (in memory, per serving process) with the caller."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -20,12 +20,15 @@ from sqlalchemy import Engine
 
 from mailer.errors import SubscriberError
 from mailer.models import Subscriber, SubscriberStatus
+from mailer.reader_languages import KEEP, Keep, checked_languages, with_languages
 from mailer.settings import Settings
 from mailer.subscribers import (
     FREQUENCIES,
     checked_request,
+    clean_name,
     confirm_subscription,
     find_subscriber,
+    normalise_address,
     renew_request,
     resolve,
     unsubscribe,
@@ -48,17 +51,52 @@ def any_address(_address: str) -> bool:
 
 @dataclass(frozen=True)
 class SignUpRequest:
-    """A sign-up's fields, checked and normalised."""
+    """A sign-up's fields, checked and normalised (`languages` as stored)."""
 
     email: str
     name: str | None
     frequency: str
+    languages: str | None = None
 
 
-def check_request(email: str, name: str | None, frequency: str) -> SignUpRequest:
+class Field(StrEnum):
+    """The field of the sign-up form a refusal is about, for the page to say so."""
+
+    EMAIL = "email"
+    NAME = "name"
+    FREQUENCY = "frequency"
+    LANGUAGES = "languages"
+
+
+class SignUpRefused(SubscriberError):
+    def __init__(self, field: Field, reason: str):
+        super().__init__(reason)
+        self.field = field
+
+
+def check_request(
+    email: str,
+    name: str | None,
+    frequency: str,
+    languages: Sequence[str] = (),
+    offered: tuple[str, ...] = ("en",),
+) -> SignUpRequest:
     """The sign-up form's fields, checked whoever the address belongs to (nothing is
-    looked up); SubscriberError says what is wrong, for the form to show."""
-    return SignUpRequest(*checked_request(email, name, frequency))
+    looked up); SignUpRefused says which field is wrong and why. `languages`: those the
+    reader reads, their own first, each one of `offered` (the publication's)."""
+    checks: tuple[tuple[Field, Callable[[], object]], ...] = (
+        (Field.EMAIL, lambda: normalise_address(email)),
+        (Field.NAME, lambda: clean_name(name)),
+        (Field.LANGUAGES, lambda: checked_languages(languages, offered)),
+        (Field.FREQUENCY, lambda: checked_request(email, name, frequency)),
+    )
+    for field, check in checks:
+        try:
+            check()
+        except SubscriberError as exc:
+            raise SignUpRefused(field, str(exc)) from None
+    chosen = checked_languages(languages, offered)
+    return SignUpRequest(*checked_request(email, name, frequency), chosen)
 
 
 def queue_request(engine: Engine, request: SignUpRequest, may_mail: MayMail = any_address) -> bool:
@@ -67,7 +105,8 @@ def queue_request(engine: Engine, request: SignUpRequest, may_mail: MayMail = an
     (nothing queued; the caller answers as if it had been)."""
     if not may_mail(request.email):
         return False
-    queue_sign_up(engine, request.email, request.name, request.frequency)
+    frequency = with_languages(request.frequency, request.languages)
+    queue_sign_up(engine, request.email, request.name, frequency)
     return True
 
 
@@ -168,9 +207,11 @@ def save_preferences(
     name: str | None,
     frequency: str | None,
     donor: bool | None = None,
+    languages: Sequence[str] | None = None,
 ) -> LinkResult:
     """The preferences form: SAVED, REFUSED (the subscriber as stored, for the form
-    again) or INVALID. `donor`: "I already support you" ticked or not (None: not asked)."""
+    again) or INVALID. `donor`: "I already support you" ticked or not (None: not asked);
+    `languages`: those the reader reads, their own first (None: not asked)."""
     try:
         subscriber_id = reader_of(engine, settings, PREFERENCES, token)
         subscriber = find_subscriber(engine, subscriber_id)
@@ -179,8 +220,12 @@ def save_preferences(
     if frequency not in FREQUENCIES:  # only a hand-made form does that
         return LinkResult(Outcome.REFUSED, subscriber)
     try:
-        saved = update_preferences(engine, subscriber_id, name, frequency)
-    except SubscriberError:  # a name too long: the form again, as it was
+        offered = settings.publication.languages
+        chosen: str | Keep | None = (
+            KEEP if languages is None else checked_languages(languages, offered)
+        )
+        saved = update_preferences(engine, subscriber_id, name, frequency, chosen)
+    except SubscriberError:  # a name too long, no language: the form again, as it was
         return LinkResult(Outcome.REFUSED, subscriber)
     if donor is not None:
         saved = reader_says_donor(engine, settings, subscriber_id, donor)

@@ -18,7 +18,9 @@ from sqlalchemy import Engine, select
 
 from mailer.db import insert_new, with_retries
 from mailer.errors import SubscriberError
+from mailer.i18n import parse_languages
 from mailer.models import SUBSCRIBERS, Subscriber, SubscriberStatus, new_public_id
+from mailer.reader_languages import checked_languages
 from mailer.subscribers import (
     FREQUENCIES,
     erased_markers,
@@ -28,7 +30,9 @@ from mailer.subscribers import (
     refusal_of,
 )
 
-IMPORT_COLUMNS = ("email", "name", "status", "frequency")
+# language: the languages the reader reads, their own first ("fa-AF,en"; empty: the
+# publication's language), as `subscribers add --language` takes them
+IMPORT_COLUMNS = ("email", "name", "status", "frequency", "language")
 EXPORT_COLUMNS = (
     "email",
     "name",
@@ -37,6 +41,7 @@ EXPORT_COLUMNS = (
     "created_at",
     "confirmed_at",
     "unsubscribed_at",
+    "language",  # last: a column added later, where scripts reading by position miss it
 )
 
 
@@ -60,15 +65,17 @@ def import_csv(
     purge_key: str = "",
     progress: Callable[[ImportReport], None] | None = None,
     batch_size: int = IMPORT_BATCH,
+    languages: tuple[str, ...] = (),
 ) -> ImportReport:
-    """Add every good row of a CSV file (header: email[,name][,status][,frequency]) and
+    """Add every good row of a CSV file (header: email[,name][,status][,frequency]
+    [,language]; `languages`: the publication's, which a row's language must be among) and
     report each rejected row with its line number and reason. A file that is not UTF-8
     CSV with an email column is refused whole and changes nothing. The whole file is
     checked first; then the rows go in, in short transactions of `batch_size`, with
     `progress` told after each. An address on the list already (or erased) is skipped,
     so the same file imported again after an interruption adds the rest, nothing twice."""
     rows, report = _read_csv(path)
-    good = _checked_rows(rows, report)
+    good = _checked_rows(rows, report, languages)
     report.to_add = len(good)
     if progress is not None:
         progress(report)
@@ -83,13 +90,13 @@ def import_csv(
 
 
 def _checked_rows(
-    rows: list[tuple[int, dict[str, str]]], report: ImportReport
+    rows: list[tuple[int, dict[str, str]]], report: ImportReport, languages: tuple[str, ...]
 ) -> list[tuple[int, dict[str, Any]]]:
     """The rows to add, as column values; a bad or repeated row goes to the report."""
     good: dict[str, tuple[int, dict[str, Any]]] = {}
     for line, values in rows:
         try:
-            row = _row_values(values)
+            row = _row_values(values, languages)
         except SubscriberError as exc:
             report.rejected.append((line, str(exc)))
             continue
@@ -174,7 +181,7 @@ def _read_csv(path: Path) -> tuple[list[tuple[int, dict[str, str]]], ImportRepor
     return rows, report
 
 
-def _row_values(values: dict[str, str]) -> dict[str, Any]:
+def _row_values(values: dict[str, str], languages: tuple[str, ...]) -> dict[str, Any]:
     status = values.get("status", "").strip().lower() or SubscriberStatus.ACTIVE
     if status not in SubscriberStatus.ALL:
         raise SubscriberError(f"unknown status {status!r} (use {', '.join(SubscriberStatus.ALL)})")
@@ -183,7 +190,18 @@ def _row_values(values: dict[str, str]) -> dict[str, Any]:
         raise SubscriberError(f"unknown frequency {frequency!r} (use every, weekly or articles)")
     name = unneutralised(values["name"]) if values.get("name") else None
     address = normalise_address(unneutralised(values["email"]))
-    return new_values(address, name, status, frequency)
+    return new_values(address, name, status, frequency, _languages(values, languages))
+
+
+def _languages(values: dict[str, str], offered: tuple[str, ...]) -> str | None:
+    """A row's languages as stored; without `offered`, any well-formed tags."""
+    read = values.get("language", "").strip()
+    if offered:
+        return checked_languages(read, offered)
+    try:
+        return ",".join(parse_languages(read)) or None
+    except ValueError as exc:
+        raise SubscriberError(str(exc)) from None
 
 
 def export_csv(engine: Engine, out: TextIO, status: str | None = None) -> int:
@@ -201,10 +219,14 @@ def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
     for subscriber in subscribers:
         if subscriber.email.startswith("erased:"):
             continue
-        row = [getattr(subscriber, column) for column in EXPORT_COLUMNS]
+        row = [getattr(subscriber, _FIELDS.get(column, column)) for column in EXPORT_COLUMNS]
         writer.writerow([_cell(v) for v in row])
         count += 1
     return count
+
+
+# a column whose field is named otherwise
+_FIELDS = {"language": "languages"}
 
 
 def _cell(value: object) -> str:

@@ -32,6 +32,7 @@ from mailer.models import (
     utcnow,
 )
 from mailer.models import TRANSACTIONAL_MAILS as MAILS
+from mailer.reader_languages import KEEP, Keep, split_languages
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -144,25 +145,23 @@ def add_subscriber(
     confirmed: bool = False,
     frequency: str = "every",
     purge_key: str = "",
+    languages: str | None = None,
 ) -> Subscriber:
     """Add a subscriber; refused if on the list already or erased (`purge_key`: the key
-    of the erased addresses' markers, Settings.purge_key)."""
+    of the erased addresses' markers, Settings.purge_key); `languages` as stored."""
     address = normalise_address(email)
     with session_scope(engine) as session:
         found = _existing(session, address, purge_key)
         if found is not None:
             raise SubscriberError(f"{address} is {_refusal(found)}")
-        subscriber = _new(address, name, SubscriberStatus.ACTIVE if confirmed else None, frequency)
+        status = SubscriberStatus.ACTIVE if confirmed else None
+        subscriber = Subscriber(**new_values(address, name, status, frequency, languages))
         session.add(subscriber)
         return subscriber
 
 
-def _new(address: str, name: str | None, status: str | None, frequency: str) -> Subscriber:
-    return Subscriber(**new_values(address, name, status, frequency))
-
-
 def new_values(
-    address: str, name: str | None, status: str | None, frequency: str
+    address: str, name: str | None, status: str | None, frequency: str, languages: str | None = None
 ) -> dict[str, Any]:
     status = status or SubscriberStatus.PENDING
     now = utcnow()
@@ -171,6 +170,7 @@ def new_values(
         "name": clean_name(name),
         "status": status,
         "frequency": frequency,
+        "languages": languages,
         "created_at": now,
         "confirmed_at": now if status == SubscriberStatus.ACTIVE else None,
         "unsubscribed_at": now if status == SubscriberStatus.UNSUBSCRIBED else None,
@@ -296,8 +296,9 @@ RESEND_AFTER = timedelta(minutes=10)
 
 def checked_request(email: str, name: str | None, frequency: str) -> tuple[str, str | None, str]:
     """A sign-up's address, name and frequency, checked and normalised, whoever the
-    address belongs to; SubscriberError says what is wrong with them."""
-    if frequency not in FREQUENCIES:
+    address belongs to; SubscriberError says what is wrong with them. The frequency of
+    a sign-up from the site may carry the reader's languages (reader_languages.py)."""
+    if split_languages(frequency)[0] not in FREQUENCIES:
         raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     return normalise_address(email), clean_name(name), frequency
 
@@ -309,12 +310,13 @@ def request_subscription(
     confirmation link should go to now, or None (already active, erased at their
     request, or sent a link less than RESEND_AFTER ago). Raises SubscriberError for an
     address that is not one."""
-    address, name, frequency = checked_request(email, name, frequency)
+    address, name, chosen = checked_request(email, name, frequency)
+    frequency, languages = split_languages(chosen)
     now = utcnow()
     with session_scope(engine) as session:
         found = _existing(session, address, purge_key)
         if found is None:
-            subscriber = _new(address, name, None, frequency)
+            subscriber = Subscriber(**new_values(address, name, None, frequency, languages))
             subscriber.confirmation_sent_at = now
             session.add(subscriber)
             return subscriber
@@ -327,6 +329,7 @@ def request_subscription(
         found.status = SubscriberStatus.PENDING
         found.name = clean_name(name) or found.name
         found.frequency = frequency
+        found.languages = languages or found.languages
         found.confirmation_sent_at = now
         session.add(found)
         return found
@@ -373,9 +376,13 @@ def confirm_subscription(
 
 
 def update_preferences(
-    engine: Engine, subscriber_id: int, name: str | None, frequency: str
+    engine: Engine,
+    subscriber_id: int,
+    name: str | None,
+    frequency: str,
+    languages: str | Keep | None = KEEP,
 ) -> Subscriber:
-    """A subscriber's own choices, from their preferences page."""
+    """A subscriber's own choices, from their preferences page (KEEP: not asked)."""
     if frequency not in FREQUENCIES:
         raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     name = clean_name(name)
@@ -387,6 +394,8 @@ def update_preferences(
             raise SubscriberError(f"subscriber {subscriber_id} is not subscribed")
         subscriber.name = name
         subscriber.frequency = frequency
+        if not isinstance(languages, Keep):
+            subscriber.languages = languages
         session.add(subscriber)
         return subscriber
 

@@ -18,6 +18,7 @@ from rich.progress import Progress, TextColumn
 
 from mailer.bounce_processing import ReaderFacts
 from mailer.errors import MailerError
+from mailer.i18n import reader_languages
 from mailer.models import DeliveryStatus
 from mailer.runs import IssueHeld, SendReport
 from mailer.settings import Settings
@@ -181,7 +182,9 @@ def print_reader(facts: ReaderFacts, settings: Settings) -> None:
         score += f" (last point {when(reader.bounce_score_at)})"
     for label, value in (
         ("Address", reader.email), ("Name", reader.name or "-"), ("Status", reader.status),
-        ("Frequency", reader.frequency), ("Signed up", when(reader.created_at)),
+        ("Frequency", reader.frequency),
+        ("Languages", ", ".join(reader_languages(reader.languages, settings.publication.language))),
+        ("Signed up", when(reader.created_at)),
         ("Confirmed", when(reader.confirmed_at)), ("Unsubscribed", when(reader.unsubscribed_at)),
         ("Donor", donor), ("Bounce score", score),
     ):  # fmt: skip

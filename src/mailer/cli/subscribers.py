@@ -16,6 +16,7 @@ from mailer.cli.app import settings_of
 from mailer.cli.output import import_progress, local, plural, print_reader, say
 from mailer.db import open_database
 from mailer.models import SubscriberStatus
+from mailer.reader_languages import checked_languages
 
 
 def subscribers_add(
@@ -24,9 +25,15 @@ def subscribers_add(
     name: str | None = typer.Option(None, help="The subscriber's name."),
     confirmed: bool = typer.Option(False, help="They have already agreed: add as active."),
     weekly: bool = typer.Option(False, help="Weekly digest instead of every article."),
+    language: str | None = typer.Option(
+        None,
+        help="The languages they read, their own first (fa-AF,en); "
+        "default: the publication's language.",
+    ),
 ) -> None:
     """Add a subscriber (pending until confirmed, unless --confirmed)."""
     settings = settings_of(ctx)
+    languages = checked_languages(language, settings.publication.languages)
     engine = open_database(settings.database.url)
     subscriber = subs.add_subscriber(
         engine,
@@ -35,6 +42,7 @@ def subscribers_add(
         confirmed=confirmed,
         frequency="weekly" if weekly else "every",
         purge_key=settings.purge_key,
+        languages=languages,
     )
     say(f"Added {subscriber.email} ({subscriber.status}).")
     if subscriber.status == SubscriberStatus.PENDING:
@@ -44,12 +52,16 @@ def subscribers_add(
 def subscribers_list(
     ctx: typer.Context, status: str | None = typer.Option(None, help="Only this status.")
 ) -> None:
-    """List subscribers in the order they joined."""
-    engine = open_database(settings_of(ctx).database.url)
+    """List subscribers in the order they joined (with the languages they read, when the
+    publication has several)."""
+    settings = settings_of(ctx)
+    engine = open_database(settings.database.url)
+    several = len(settings.publication.languages) > 1
     count = 0
     for s in subs.list_subscribers(engine, status):
         joined = s.created_at.date().isoformat() if s.created_at else ""
-        say(f"{s.id:>6}  {s.status:<12} {s.frequency:<6} {joined}  {s.email}  {s.name or ''}")
+        read = f"{s.languages or settings.publication.language:<11} " if several else ""
+        say(f"{s.id:>6}  {s.status:<12} {s.frequency:<6} {read}{joined}  {s.email}  {s.name or ''}")
         count += 1
     say(f"{count} subscriber{'s' if count != 1 else ''}")
 
@@ -85,12 +97,16 @@ def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
 
 
 def subscribers_import(ctx: typer.Context, file: Path) -> None:
-    """Import a CSV file with a header row: email[,name][,status][,frequency]."""
+    """Import a CSV file with a header row: email[,name][,status][,frequency][,language]."""
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     with import_progress() as progress:
         report = subscriber_csv.import_csv(
-            engine, file, purge_key=settings.purge_key, progress=progress
+            engine,
+            file,
+            purge_key=settings.purge_key,
+            progress=progress,
+            languages=settings.publication.languages,
         )
     for line, reason in report.rejected:
         typer.echo(f"line {line}: rejected: {reason}", err=True)

@@ -42,7 +42,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def _refuse_cross_site(request: Request, _exc: Exception) -> HTMLResponse:
-    return site_of(request).pages("message.html", 403, **REFUSED)
+    pages = site_of(request).pages
+    return pages.notice(REFUSED, 403, pages.for_request(request))
 
 
 def create_app(settings: Settings, engine: Engine) -> FastAPI:
@@ -52,9 +53,10 @@ def create_app(settings: Settings, engine: Engine) -> FastAPI:
     site = Site.start(settings, engine)
     app.state.site = site
     app.add_exception_handler(CrossSite, _refuse_cross_site)
-    too_large = site.pages.render("message.html", **TOO_LARGE)
+    # before the request is read: in the publication's language
+    too_large = site.pages.notice(TOO_LARGE).body
     wider = ((links.DESK_PATH + "/", DESK_FORM_BYTES),) if settings.desk.enabled else ()
-    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=too_large.encode(), wider=wider)
+    app.add_middleware(BodyLimit, limit=FORM_BYTES, page=bytes(too_large), wider=wider)
     for router in (subscription, reader, archive, redirect):
         app.include_router(router)
     if settings.desk.enabled:

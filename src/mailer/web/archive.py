@@ -1,18 +1,19 @@
 """Issues as they were sent, for everyone to read online: the archive at the site's
-home (every email's masthead links there), each issue's page and the images it shows
-(the appeal's QR codes); and the health check."""
+home (every email's masthead links there) and at /issues, per language, with its Atom
+feed; each issue's page and the images it shows (the appeal's QR codes); and the
+health check."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from mailer import links
-from mailer.issues import sent_issues
+from mailer.public_archive import ATOM_TYPE, archive, atom_feed
 from mailer.read_online import online_image, online_page
-from mailer.web.site import NOT_FOUND, SiteDep
+from mailer.web.site import N_, NOT_FOUND, Site, SiteDep
 
 router = APIRouter()
 
@@ -22,13 +23,49 @@ ARCHIVE_SIZE = 50
 
 
 @router.get(links.HOME_PATH)
-def home(site: SiteDep) -> HTMLResponse:
+def home(request: Request, site: SiteDep) -> HTMLResponse:
     """The publication's archive: how to subscribe, and the issues it has sent, newest
     first, each linked to its page. Nothing about any reader."""
-    issues = sent_issues(site.engine, ARCHIVE_SIZE)
-    base_url = site.settings.publication.base_url
-    urls = {issue.key: links.issue_url(base_url, issue.key) for issue in issues}
-    return site.pages("archive.html", issues=issues, urls=urls)
+    return _archive_page(request, site)
+
+
+@router.get(links.ARCHIVE_PATH)
+def issues(request: Request, site: SiteDep) -> HTMLResponse:
+    """The archive again, at its own address: per language (?lang=), newest first."""
+    return _archive_page(request, site)
+
+
+def _archive_page(request: Request, site: Site) -> HTMLResponse:
+    language = site.pages.for_request(request)
+    listed = archive(site.engine, site.settings, language, ARCHIVE_SIZE)
+    feed = links.archive_url("", _shown(site, language), feed=True)
+    return site.pages("archive.html", 200, language, issues=listed, feed=feed, switcher=True)
+
+
+def _shown(site: Site, language: str) -> str | None:
+    """The language a link names: none for the publication's own."""
+    return None if language == site.settings.publication.language else language
+
+
+FEED_TITLE = N_("%(publication)s: the newsletters")
+
+
+@router.get(links.ARCHIVE_FEED_PATH)
+def issues_feed(request: Request, site: SiteDep) -> Response:
+    """The archive as an Atom feed, for feed readers and for sites that show it."""
+    language = site.pages.for_request(request)
+    publication = site.settings.publication
+    shown = _shown(site, language)
+    title = site.pages.translate(language, FEED_TITLE) % {"publication": publication.name}
+    feed = atom_feed(
+        archive(site.engine, site.settings, language, ARCHIVE_SIZE),
+        title=title,
+        author=publication.name,
+        feed_url=links.archive_url(publication.base_url, shown, feed=True),
+        page_url=links.archive_url(publication.base_url, shown),
+        language=language,
+    )
+    return Response(feed, media_type=ATOM_TYPE, headers={"vary": "Accept-Language"})
 
 
 @router.get(links.ISSUE_PATH)

@@ -27,6 +27,7 @@ from mailer.desk_subscribers import (
     unsubscribe_reader,
 )
 from mailer.errors import SubscriberError
+from mailer.i18n import reader_languages
 from mailer.models import SubscriberStatus
 from mailer.roster import Search
 from mailer.subscribers import FREQUENCIES
@@ -139,7 +140,7 @@ async def export_page(request: Request) -> Response:
 
 def _add_form(desk: Desk, signed: SignedIn, status: int = 200, **values: object) -> Response:
     fields = {"email": "", "reader_name": "", "frequency": "every", "consent": "", "error": "",
-              **values}  # fmt: skip
+              "reader_languages": "", **values}  # fmt: skip
     page = desk.signed_in_page(
         signed, "subscriber_add.html", frequencies=FREQUENCIES,
         add_path=links.DESK_SUBSCRIBER_ADD_PATH, **fields,
@@ -165,20 +166,22 @@ async def add(request: Request) -> Response:
         return signed
     email, name = sent.get("email", "").strip(), sent.get("name", "").strip()
     frequency, consent = sent.get("frequency", "every"), sent.get("consent", "")
+    read = sent.get("languages", "").strip()
     if consent not in ("given", "ask"):
         error = "Say whether they have already agreed, or should be sent a confirmation link."
         return _add_form(desk, signed, 422, email=email, reader_name=name, frequency=frequency,
-                         error=error)  # fmt: skip
+                         reader_languages=read, error=error)  # fmt: skip
     try:
         added = await run_in_threadpool(
             lambda: add_reader(
                 desk.engine, desk.settings, signed.editor.id, email, name or None, frequency,
-                confirmed=consent == "given",
+                confirmed=consent == "given", languages=read,
             )
         )  # fmt: skip
     except SubscriberError as exc:
         return _add_form(desk, signed, 422, email=email, reader_name=name, frequency=frequency,
-                         consent=consent, error=f"Not added: {exc}.")  # fmt: skip
+                         consent=consent, reader_languages=read,
+                         error=f"Not added: {exc}.")  # fmt: skip
     done = "confirming" if consent == "ask" else "added"
     return desk.sessions.write(
         desk.redirect(_reader_path(added.subscriber.id, done)), signed.session
@@ -243,7 +246,9 @@ async def subscriber_page(request: Request, subscriber_id: int) -> Response:
         record=record,
         erased=is_erased(record.subscriber),
         done=DONE.get(request.query_params.get("done", ""), ""),
-        language=desk.settings.publication.language,
+        language=", ".join(
+            reader_languages(record.subscriber.languages, desk.settings.publication.language)
+        ),
         soft_limit=desk.settings.bounces.soft_limit,
         unsubscribe_path=links.path(
             links.DESK_SUBSCRIBER_UNSUBSCRIBE_PATH, subscriber_id=str(subscriber_id)
