@@ -17,11 +17,11 @@ from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import SubscriberError
 from mailer.issues import article_issue
 from mailer.models import utcnow
+from mailer.replies import redacted_reply
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import (
     add_subscriber,
     confirm_subscription,
-    redacted_reply,
     request_subscription,
 )
 from mailer.testing import TEST_SECRET_KEY, run_mailer

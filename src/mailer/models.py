@@ -255,6 +255,8 @@ class TransactionalMail(SQLModel, table=True):
     last_reply: str | None = None
     # which mail of a series it is (a follow-up's name), when its kind has several
     step: str | None = None
+    # a sign-up's languages as the form gave them, until the sender makes the request
+    languages: str | None = None
 
 
 class PolledSource(SQLModel, table=True):

@@ -10,10 +10,6 @@ from collections.abc import Iterable
 from mailer.errors import SubscriberError
 from mailer.i18n import parse_languages, supported
 
-# A sign-up waits in the mail queue until the sender makes it (transactional.py): its
-# languages ride with its frequency in that row's one text field, "every;fa-AF,en".
-_JOIN = ";"
-
 
 def checked_languages(value: str | Iterable[str] | None, offered: tuple[str, ...]) -> str | None:
     """`value` ("fa-AF, en"; its first is the reader's own) as stored: each tag one of
@@ -32,17 +28,6 @@ def checked_languages(value: str | Iterable[str] | None, offered: tuple[str, ...
         )
     chosen = tuple(dict.fromkeys(supported(tag, offered) or tag for tag in tags))
     return None if chosen in ((), offered[:1]) else ",".join(chosen)
-
-
-def with_languages(frequency: str, languages: str | None) -> str:
-    """A queued sign-up's frequency field, carrying the reader's languages too."""
-    return f"{frequency}{_JOIN}{languages}" if languages else frequency
-
-
-def split_languages(field: str) -> tuple[str, str | None]:
-    """A queued sign-up's frequency field as (frequency, languages or None)."""
-    frequency, _, languages = field.partition(_JOIN)
-    return frequency, languages or None
 
 
 class Keep:

@@ -242,3 +242,13 @@ def _decide(stage: Stage, code: int, enhanced: str, reply: str) -> Verdict:
         if rule.matches(stage, code, enhanced, reply):
             return rule.verdict
     return Verdict.DEFERRED
+
+
+_REPLY_CODE = re.compile(r"\s*(\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?)")
+
+
+def redacted_reply(reply: str) -> str:
+    """An SMTP reply without its text: the codes say what happened, the text may name
+    the reader."""
+    code = _REPLY_CODE.match(reply)
+    return f"{code[1] if code else ''} (reply erased with the subscriber)".lstrip()

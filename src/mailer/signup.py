@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from mailer.errors import SubscriberError
 from mailer.models import Subscriber, SubscriberStatus
-from mailer.reader_languages import KEEP, Keep, checked_languages, with_languages
+from mailer.reader_languages import KEEP, Keep, checked_languages
 from mailer.settings import Settings
 from mailer.subscribers import (
     FREQUENCIES,
@@ -105,8 +105,7 @@ def queue_request(engine: Engine, request: SignUpRequest, may_mail: MayMail = an
     (nothing queued; the caller answers as if it had been)."""
     if not may_mail(request.email):
         return False
-    frequency = with_languages(request.frequency, request.languages)
-    queue_sign_up(engine, request.email, request.name, frequency)
+    queue_sign_up(engine, request.email, request.name, request.frequency, request.languages)
     return True
 
 

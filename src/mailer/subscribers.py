@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -32,7 +31,8 @@ from mailer.models import (
     utcnow,
 )
 from mailer.models import TRANSACTIONAL_MAILS as MAILS
-from mailer.reader_languages import KEEP, Keep, split_languages
+from mailer.reader_languages import KEEP, Keep
+from mailer.replies import redacted_reply
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -280,38 +280,32 @@ def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str
     )
 
 
-_REPLY_CODE = re.compile(r"\s*(\d{3}(?:[ -]\d\.\d{1,3}\.\d{1,3})?)")
-
-
-def redacted_reply(reply: str) -> str:
-    """An SMTP reply without its text: the codes say what happened, the text may name
-    the reader."""
-    code = _REPLY_CODE.match(reply)
-    return f"{code[1] if code else ''} (reply erased with the subscriber)".lstrip()
-
-
 # A pending address gets a fresh confirmation link at most this often.
 RESEND_AFTER = timedelta(minutes=10)
 
 
 def checked_request(email: str, name: str | None, frequency: str) -> tuple[str, str | None, str]:
     """A sign-up's address, name and frequency, checked and normalised, whoever the
-    address belongs to; SubscriberError says what is wrong with them. The frequency of
-    a sign-up from the site may carry the reader's languages (reader_languages.py)."""
-    if split_languages(frequency)[0] not in FREQUENCIES:
+    address belongs to; SubscriberError says what is wrong with them."""
+    if frequency not in FREQUENCIES:
         raise SubscriberError(f"frequency must be every, weekly or articles, not {frequency!r}")
     return normalise_address(email), clean_name(name), frequency
 
 
 def request_subscription(
-    engine: Engine, email: str, name: str | None, frequency: str, *, purge_key: str = ""
+    engine: Engine,
+    email: str,
+    name: str | None,
+    frequency: str,
+    languages: str | None = None,
+    *,
+    purge_key: str = "",
 ) -> Subscriber | None:
     """Someone asks, on the site, for `email` to be subscribed: the subscriber a
     confirmation link should go to now, or None (already active, erased at their
     request, or sent a link less than RESEND_AFTER ago). Raises SubscriberError for an
     address that is not one."""
-    address, name, chosen = checked_request(email, name, frequency)
-    frequency, languages = split_languages(chosen)
+    address, name, frequency = checked_request(email, name, frequency)
     now = utcnow()
     with session_scope(engine) as session:
         found = _existing(session, address, purge_key)

@@ -59,17 +59,17 @@ POLL_SECONDS = 5.0
 MAILS = TRANSACTIONAL_MAILS
 
 
-def queue_sign_up(engine: Engine, email: str, name: str | None, frequency: str) -> None:
+def queue_sign_up(
+    engine: Engine, email: str, name: str | None, frequency: str, languages: str | None = None
+) -> None:
     """Record a sign-up from the form, checked (SubscriberError) but not looked up: the
     same work, and so the same time, whether the address is new, pending, subscribed or
     erased. The sender makes the request (`request_subscription`) and sends the link if
-    one is due."""
+    one is due. `languages`: as stored (reader_languages.checked_languages)."""
     address, name, frequency = checked_request(email, name, frequency)
-    now = utcnow()
+    form = {"email": address, "name": name, "frequency": frequency, "languages": languages}
     with engine.begin() as connection:
-        connection.execute(
-            queued_mail(MailKind.CONFIRMATION, now, email=address, name=name, frequency=frequency)
-        )
+        connection.execute(queued_mail(MailKind.CONFIRMATION, utcnow(), **form))
 
 
 def queue_confirmation(engine: Engine, subscriber_id: int) -> bool:
@@ -360,7 +360,7 @@ _CLAIMED = select(
     SUBSCRIBERS.c.public_id,
     MAILS.c.editor_id,
     MAILS.c.step,
-    SUBSCRIBERS.c.languages,
+    func.coalesce(SUBSCRIBERS.c.languages, MAILS.c.languages),
 ).outerjoin(SUBSCRIBERS, SUBSCRIBERS.c.id == MAILS.c.subscriber_id)
 
 
@@ -374,6 +374,7 @@ def _make_request(engine: Engine, settings: Settings, claimed: _Claimed) -> _Cla
             claimed.email,
             claimed.name,
             claimed.frequency or "every",
+            claimed.languages,
             purge_key=settings.purge_key,
         )
     except SubscriberError as exc:  # checked when queued: only a changed rule gets here
@@ -388,7 +389,7 @@ def _make_request(engine: Engine, settings: Settings, claimed: _Claimed) -> _Cla
             if subscriber is None:
                 connection.execute(delete(MAILS).where(mail))
                 return None
-            cleared = {"email": None, "name": None, "frequency": None}
+            cleared = {"email": None, "name": None, "frequency": None, "languages": None}
             connection.execute(
                 update(MAILS).where(mail).values(subscriber_id=subscriber.id, **cleared)
             )
