@@ -4,7 +4,9 @@ library's EmailMessage building the same message: parsed back, they must say the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import email
+import email.header
 import email.policy
 import html
 import os
@@ -262,3 +264,32 @@ def test_a_preview_shows_the_codes_from_data_uris(builder, tmp_path):
     uri = next(src for src in sources(shown) if src.startswith("data:"))
     assert uri.startswith("data:image/png;base64,")
     assert base64.b64decode(uri.partition(",")[2]) == code.png
+
+
+SUBJECTS = [
+    "شورای شهر کابل بودجهٔ مکتب‌ها را دو برابر کرد و سهم شفاخانه‌ها را نیز بیشتر ساخت",
+    "د کابل ښاروالۍ د راتلونکي کال بودیجه تصویب کړه او ښوونځیو ته یې ډېره برخه ورکړه",
+    "Bystyret i Kabul doblet budsjettet til skolene – og sykehusene får også mer i år",
+    "Moscow talks – “Format” and the long road to a ceasefire that everybody says they want",
+]
+
+
+@pytest.mark.parametrize("subject", SUBJECTS, ids=["dari", "pashto", "nb", "en"])
+def test_a_long_subject_in_any_language_reads_back_with_every_space(builder, subject, tmp_path):
+    """Folded over several lines as encoded words, a subject keeps every space: each is
+    inside an encoded word, since readers drop the white space between two of them."""
+    rendered = dataclasses.replace(builder.rendered, subject=subject)
+    built = MessageBuilder(make_settings(tmp_path), rendered, issue_id=7).build(READERS[0])
+    head = built.data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    lines = head.split("\r\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("Subject:"))
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith(" "))
+    assert all(len(line) <= 76 for line in lines[start:end])
+    folded = " ".join(line.strip() for line in lines[start:end]).removeprefix("Subject: ")
+    strict = "".join(
+        part.decode(charset or "ascii") if isinstance(part, bytes) else part
+        for part, charset in email.header.decode_header(folded)
+    )  # RFC 2047 as mail clients read it
+    assert strict == subject
+    parsed = email.message_from_bytes(built.data, policy=email.policy.default)
+    assert str(parsed["Subject"]) == subject

@@ -302,11 +302,29 @@ def _qp(text: str) -> bytes:
 
 
 def _header(name: str, value: str) -> bytes:
-    """One header, folded at 76 columns and RFC 2047-encoded where it is not ASCII."""
-    if value.isascii() and len(name) + len(value) < 74:
+    """One header, folded at 76 columns and RFC 2047-encoded where it is not ASCII.
+
+    Text that is not ASCII is encoded here, each space inside an encoded word: Python's
+    folder puts the space where it splits a long one between two encoded words, where
+    readers drop it (RFC 2047 6.2), and a Persian subject lost a space in every fold."""
+    if not value.isascii():  # the first word shares its line with the name
+        first = (76 - len(name) - 2 - len("=?utf-8?b??=")) // 4 * 3
+        return _folded(name, _encoded_words(value, first))
+    if len(name) + len(value) < 74:
         return f"{name}: {value}\r\n".encode("ascii")
     folded: str = WIRE.header_factory(name, value).fold(policy=WIRE)
     return folded.encode("ascii")
+
+
+def _folded(name: str, words: list[str]) -> bytes:
+    """`name: ` and the words, a line folded before a word that would pass 76 columns."""
+    lines, line = [], f"{name}:"
+    for word in words:
+        if len(line) + 1 + len(word) > 76 and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += " " + word
+    return "\r\n".join([*lines, line]).encode("ascii") + b"\r\n"
 
 
 def address_header(name: str, display_name: str | None, address: str) -> bytes:
@@ -319,14 +337,7 @@ def address_header(name: str, display_name: str | None, address: str) -> bytes:
     non-ASCII name holding specials into a partly encoded one, and the comma and the
     angle brackets come out bare (a second address)."""
     shown = " ".join(without_controls(display_name or "").split())
-    words = [*_phrase(shown), f"<{address}>"] if shown else [address]
-    lines, line = [], f"{name}:"
-    for word in words:
-        if len(line) + 1 + len(word) > 76 and line.strip() and not line.endswith(":"):
-            lines.append(line)
-            line = ""
-        line += " " + word
-    return "\r\n".join([*lines, line]).encode("ascii") + b"\r\n"
+    return _folded(name, [*_phrase(shown), f"<{address}>"] if shown else [address])
 
 
 # RFC 5322 specials (and white space): a name holding one is quoted
@@ -348,15 +359,17 @@ def _phrase(name: str) -> list[str]:
     return _encoded_words(name)
 
 
-def _encoded_words(name: str) -> list[str]:
+def _encoded_words(name: str, first: int = 45) -> list[str]:
     """RFC 2047 base64 encoded words of whole characters, each short enough for a line.
     A reader joins adjacent ones without the white space between them, so each word but
-    the first starts, where it can, with a space of the name."""
-    chunks, chunk = [], b""
+    the first starts, where it can, with a space of the text. The first holds at most
+    `first` bytes of it."""
+    chunks: list[bytes] = []
+    chunk = b""
     for piece in re.split(r"(?= )", name):
         for char in piece if len(piece.encode("utf-8")) > _CHUNK else [piece]:
             data = char.encode("utf-8")
-            if chunk and len(chunk) + len(data) > _CHUNK:
+            if chunk and len(chunk) + len(data) > (_CHUNK if chunks else first):
                 chunks.append(chunk)
                 chunk = b""
             chunk += data
