@@ -246,6 +246,9 @@ def test_the_desk_shows_and_tests_each_languages_edition(engine, settings, smtp,
         assert lang_of(smtp.received[0]) == ("ps", "rtl")
         assert smtp.received[0].message["subject"].startswith("[Test]")
         readers(engine, tmp_path)
+        digest = client.get("/desk/digest", params={"lang": "ps"}).text
+        assert "the ps edition" in digest and "lang=&#34;ps&#34;" in digest
+        assert '<option value="ps" selected>' in digest
         issue = runs.article_send(engine, settings, article).issue
         runs.send_article(engine, settings, issue)
         report = client.get(f"/desk/issues/{issue.id}").text

@@ -9,18 +9,16 @@ import re
 import shutil
 from email.header import decode_header, make_header
 from email.message import EmailMessage
-from pathlib import Path
 
 import lxml.html
 import pytest
-from babel.messages.pofile import read_po
 
 from mailer.render import translator
 from mailer.subscribers import list_subscribers
 from mailer.testing import served
+from test_languages_email import ENGLISH
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = ("en", "nb", "fa-AF", "ps")
 ADDRESS = "nasrin@example.org"
 
@@ -32,26 +30,11 @@ MEASURE = """() => ({
 })"""
 
 
-def english_chrome() -> set[str]:
-    """The pieces of four letters or more of the email catalog's messages (placeholders
-    taken out): what an English email says around its values."""
-    with (ROOT / "locale" / "email.pot").open("rb") as handle:
-        catalog = read_po(handle)
-    pieces = set()
-    for message in catalog:
-        for msgid in (message.id,) if isinstance(message.id, str) else message.id or ():
-            for piece in re.split(r"%\(\w+\)s", msgid):
-                piece = piece.strip(" ,.:;()")
-                if len(re.findall(r"[A-Za-z]", piece)) >= 4:
-                    pieces.add(piece)
-    return pieces
-
-
 def english_left(text: str, *values: str) -> list[str]:
     text = re.sub(r"https?://\S+", " ", " ".join(text.split()))
     for value in values:
         text = text.replace(value, " ")
-    return sorted(p for p in english_chrome() if re.search(rf"\b{re.escape(p)}\b", text))
+    return sorted(p for p in ENGLISH if re.search(rf"\b{re.escape(p)}\b", text))
 
 
 def link_in(message: EmailMessage, route: str) -> str:
