@@ -5,10 +5,12 @@ a refused recipient leaves the connection ready for the next message."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import smtplib
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -17,11 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
+from mailer import smtp
 from mailer.catcher import free_port
 from mailer.settings import Smtp
 from mailer.smtp import PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.testing import RecordingHandler, smtp_server
+from mailer.testing.certs import self_signed
 
 SENDER = "news@example.org"
 # a line starting with a dot, to be stuffed; CRLF throughout, as messages.py builds it
@@ -29,7 +35,7 @@ MESSAGE = b"From: news@example.org\r\nSubject: Hello\r\n\r\nFirst line\r\n.dotte
 
 
 def _smtp(port: int, **settings: Any) -> Smtp:
-    return Smtp(host="127.0.0.1", port=port, security="none", **settings)
+    return Smtp(**{"host": "127.0.0.1", "port": port, "security": "none", **settings})
 
 
 def _normalised(transcript: list[bytes]) -> list[bytes]:
@@ -126,6 +132,46 @@ def test_a_refused_recipient_is_reset_and_the_next_message_goes_on_the_same_conn
     first = [b"MAIL", b"RCPT", b"DATA"] if pipelining else [b"MAIL", b"RCPT"]
     assert commands[: len(first) + 2] == [*first, b"RSET", b"MAIL"]
     assert [r.rcpt_tos for r in handler.received] == [["here@example.org"]]
+
+
+def _editor_only(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+    return AuthResult(success=(data.login, data.password) == (b"editor", b"secret"))
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_the_wire_sends_pipelined_over_tls_and_starttls_after_a_login(
+    security, tmp_path, monkeypatch
+):
+    """smtplib greets, shakes hands and logs in; the wire then speaks through the TLS
+    socket it leaves."""
+    certificate = self_signed(tmp_path, "relay", ("127.0.0.1",))
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(*certificate)
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # as a system trusts a CA
+    smtp._tls_context.cache_clear()
+    monkeypatch.setattr(smtp, "_tls_context", functools.cache(smtp._tls_context.__wrapped__))
+    handler = Together(pipelining=True)
+    tls: dict[str, Any] = {"tls_context": server_side}
+    if security == "tls":  # aiosmtpd does not count its implicit TLS as TLS for AUTH
+        tls = {"ssl_context": server_side, "auth_require_tls": False}
+    login = {"username": "editor", "password": "secret"}
+    controller = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        ready_timeout=30,
+        authenticator=_editor_only,
+        **tls,
+    )
+    controller.start()
+    try:
+        with SMTPTransport(_smtp(controller.port, security=security, **login)) as transport:
+            for n in range(2):
+                assert transport.send(SENDER, f"r{n}@example.org", MESSAGE).startswith("250")
+    finally:
+        controller.stop()
+    assert handler.together == [True, True]
+    assert [r.rcpt_tos for r in handler.received] == [["r0@example.org"], ["r1@example.org"]]
 
 
 # -- Postfix's smtp-sink: a C server that advertises PIPELINING ---------------------------
