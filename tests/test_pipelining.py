@@ -138,6 +138,34 @@ def _editor_only(server: Any, session: Any, envelope: Any, mechanism: str, data:
     return AuthResult(success=(data.login, data.password) == (b"editor", b"secret"))
 
 
+class TakesDataAnyway(RecordingHandler):
+    """Refuses gone@example.org at RCPT, yet keeps it: its DATA gets a 354."""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, *args: Any) -> str:
+        if args[0] == "gone@example.org":
+            envelope.rcpt_tos.append(args[0])
+            return "550 5.1.1 User unknown"
+        return await super().handle_RCPT(server, session, envelope, *args)
+
+
+def test_a_data_taken_after_a_refused_recipient_is_ended_with_a_lone_dot():
+    """RFC 2920 3.1: the message is not sent; the transaction ends empty, then RSET."""
+    handler = TakesDataAnyway(pipelining=True, transcript=[])
+    with smtp_server(handler) as (_, server), SMTPTransport(_smtp(server.port)) as transport:
+        with pytest.raises(PermanentFailure, match="User unknown"):
+            transport.send(SENDER, "gone@example.org", MESSAGE)
+        assert transport.send(SENDER, "here@example.org", MESSAGE).startswith("250")
+    assert handler.transcript is not None and handler.transcript[4:7] == [
+        b".\r\n",
+        b"RSET\r\n",
+        b"MAIL FROM:<news@example.org>\r\n",
+    ]
+    assert [(r.rcpt_tos, r.data) for r in handler.received] == [
+        (["gone@example.org"], b""),
+        (["here@example.org"], MESSAGE),
+    ]
+
+
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_the_wire_sends_pipelined_over_tls_and_starttls_after_a_login(
     security, tmp_path, monkeypatch

@@ -1,6 +1,8 @@
 """SMTP transport: one connection, reused across messages, in the configured security
 mode. It sends one message and says what happened: a dropped connection or a time-out
-is temporary; what a reply means is decided by the table in replies.py."""
+is temporary; what a reply means is decided by the table in replies.py. smtplib opens
+and greets the connection; the messages go over smtpwire.Wire, pipelined (RFC 2920)
+where the server advertises PIPELINING."""
 
 from __future__ import annotations
 
