@@ -4,7 +4,11 @@ turn away, against several connections at once. Every reader ends with exactly o
 database agrees with what the server received.
 
 Random faults are seeded: the seed is printed and named in the assertion messages;
-FAULTS_SEED=<seed> replays a run."""
+FAULTS_SEED=<seed> replays a run.
+
+The servers advertise PIPELINING (RFC 2920), so every test goes over the client's
+pipelined path; those marked BOTH_WAYS (a drop in DATA, a stall, refusals, the limits on
+messages and connections) run over the one-command-at-a-time path as well."""
 
 from __future__ import annotations
 
@@ -27,7 +31,14 @@ from mailer.errors import DeliveryError
 from mailer.models import Delivery, Issue, Subscriber
 from mailer.outbox import HARD_FAILURES
 from mailer.settings import Settings
-from mailer.testing import FlakyHandler, RecordingHandler, import_readers, new_issue, smtp_server
+from mailer.testing import (
+    FlakyHandler,
+    RecordingHandler,
+    import_readers,
+    new_issue,
+    relay,
+    smtp_server,
+)
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -40,6 +51,18 @@ class FakeClock:
 
     def now(self) -> datetime:
         return self.time
+
+
+@pytest.fixture(autouse=True, params=[True], ids=["pipelined"])
+def pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether the test servers advertise PIPELINING (read at each EHLO)."""
+    monkeypatch.setattr(relay, "ADVERTISE_PIPELINING", request.param)
+    return bool(request.param)
+
+
+BOTH_WAYS = pytest.mark.parametrize(
+    "pipelining", [True, False], ids=["pipelined", "one at a time"], indirect=True
+)
 
 
 @pytest.fixture
@@ -214,6 +237,7 @@ def _retry_on_schedule(
 # -- 2. connections dropped during DATA --------------------------------------------------
 
 
+@BOTH_WAYS
 def test_a_connection_dropped_during_data_is_retried_and_each_reader_gets_one_copy(
     engine, settings, tmp_path, smtp, seed
 ):
@@ -249,6 +273,7 @@ def test_a_connection_dropped_during_data_is_retried_and_each_reader_gets_one_co
 # -- 3. a server that stalls past the time-out -------------------------------------------
 
 
+@BOTH_WAYS
 def test_a_server_stalling_past_the_timeout_defers_only_the_stalled(
     engine, settings, tmp_path, smtp, seed
 ):
@@ -277,6 +302,7 @@ SPAM = "554 5.7.1 Message rejected as spam"
 DISABLED = "550 5.2.1 Mailbox disabled, not accepting messages"
 
 
+@BOTH_WAYS
 def test_unknown_users_bounce_and_policy_refusals_do_not(engine, settings, tmp_path, smtp):
     addresses = import_readers(engine, tmp_path, 40)
     unknown, refused = addresses[3:40:8], addresses[5:40:16]
@@ -337,6 +363,7 @@ def test_repeated_hard_failures_bounce_an_address_without_a_5_1_1(engine, settin
 # -- 5. a limit on messages per connection -----------------------------------------------
 
 
+@BOTH_WAYS
 def test_max_messages_per_connection_opens_fresh_connections(engine, settings, tmp_path, smtp):
     addresses = import_readers(engine, tmp_path, 5)
     issue = new_issue(engine, settings, tmp_path)
@@ -349,6 +376,7 @@ def test_max_messages_per_connection_opens_fresh_connections(engine, settings, t
 # -- 6. a server that allows fewer connections than asked for ----------------------------
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize("turn_away_at", ["greeting", "ehlo"])
 def test_connections_beyond_the_servers_limit_are_given_up_and_the_rest_send_it_all(
     engine, settings, tmp_path, turn_away_at

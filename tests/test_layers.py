@@ -65,6 +65,7 @@ LAYERS = {
     "reader_languages": PIPELINE,
     "public_archive": PIPELINE,  # issue 17: the archive of sent issues per language
     "smtp": PIPELINE,
+    "smtpwire": PIPELINE,
     "outbox": PIPELINE,
     "strikes": PIPELINE,
     "backoff": PIPELINE,

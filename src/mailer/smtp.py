@@ -1,6 +1,8 @@
 """SMTP transport: one connection, reused across messages, in the configured security
 mode. It sends one message and says what happened: a dropped connection or a time-out
-is temporary; what a reply means is decided by the table in replies.py."""
+is temporary; what a reply means is decided by the table in replies.py. smtplib opens
+and greets the connection; the messages go over smtpwire.Wire, pipelined (RFC 2920)
+where the server advertises PIPELINING."""
 
 from __future__ import annotations
 
@@ -13,11 +15,8 @@ from types import TracebackType
 from mailer.errors import DeliveryError
 from mailer.replies import Stage, Verdict, classify
 from mailer.settings import SMTP_DATA_TIMEOUT, Smtp
+from mailer.smtpwire import KEPT, Wire
 
-# smtplib refuses a reply line longer than this; a relay may still have accepted the
-# message (a 250 with a long queue id or diagnostics): read it, and keep the start.
-_MAXLINE = 8192
-_KEPT = 1000  # characters of a reply kept for the record
 # a VERP envelope sender ([bounces] address, tokens.verp_address): +, a kind letter and
 # 18 or more characters of lower-case base32 before the @
 _VERP_SENDER = re.compile(r"\+[dtu][a-z2-7]{18,39}@")
@@ -62,15 +61,17 @@ class ContentRefused(DeliveryError):
 class _Refused(Exception):
     """A reply other than the one hoped for, at a stage of the transaction."""
 
-    def __init__(self, stage: Stage, code: int, message: bytes | str):
+    def __init__(self, stage: Stage, code: int, message: bytes | str, closing: bool = False):
         super().__init__(stage, code)
         self.stage, self.code, self.reply = stage, code, _reply(code, message)
+        # 421: the server is closing the connection; or it went while we read on
+        self.closing = closing or code == 421
 
 
 def _reply(code: int, message: bytes | str) -> str:
     text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
     reply = f"{code} {' '.join(text.split())}"
-    return reply if len(reply) <= _KEPT else reply[: _KEPT - 1] + "…"
+    return reply if len(reply) <= KEPT else reply[: KEPT - 1] + "…"
 
 
 def _refuses_return_path(refused: _Refused, sender: str) -> bool:
@@ -87,43 +88,6 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def _command(connection: smtplib.SMTP, verb: str, argument: str = "") -> tuple[int, bytes]:
-    connection.putcmd(verb, argument)  # refuses CR and LF in the line
-    return _getreply(connection)
-
-
-def _getreply(connection: smtplib.SMTP) -> tuple[int, bytes]:
-    """smtplib's getreply, except that a line longer than its limit is cut short rather
-    than refused with a made-up "500 Line too long": the relay's code still counts."""
-    if connection.file is None:
-        assert connection.sock is not None
-        connection.file = connection.sock.makefile("rb")
-    lines: list[bytes] = []
-    while True:
-        line = _readline(connection)
-        if sum(map(len, lines)) < _KEPT:
-            lines.append(line[4:].strip(b" \t\r\n"))
-        try:
-            code = int(line[:3])
-        except ValueError:
-            return -1, b"\n".join(lines)
-        if line[3:4] != b"-":
-            return code, b"\n".join(lines)
-
-
-def _readline(connection: smtplib.SMTP) -> bytes:
-    """One line of a reply: the first _MAXLINE bytes of it, the rest read and dropped."""
-    assert connection.file is not None
-    line: bytes = connection.file.readline(_MAXLINE + 1)
-    rest = line
-    while len(rest) > _MAXLINE and not rest.endswith(b"\n"):
-        rest = connection.file.readline(_MAXLINE + 1)
-    if not line or not rest:
-        connection.close()
-        raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
-    return line
-
-
 class SMTPTransport:
     """Sends messages over one SMTP connection, opened on first use, reopened after a
     drop and renewed after max_messages_per_connection messages; use it as a context
@@ -132,7 +96,7 @@ class SMTPTransport:
     def __init__(self, settings: Smtp, local_hostname: str = "localhost"):
         self.settings = settings
         self.local_hostname = local_hostname
-        self._connection: smtplib.SMTP | None = None
+        self._wire: Wire | None = None
         self._messages = 0  # on the current connection
 
     @property
@@ -149,18 +113,14 @@ class SMTPTransport:
 
     def open(self) -> None:
         """Connect now rather than on the first message (raises ConnectionFailure)."""
-        if self._connection is None:
-            self._connection = self._connect()
+        if self._wire is None:
+            self._wire = Wire(self._connect())
             self._messages = 0
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            connection.quit()
-        except (smtplib.SMTPException, OSError):
-            connection.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.quit()
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
@@ -225,15 +185,15 @@ class SMTPTransport:
         ContentRefused when the relay refuses the message itself; DeliveryError when it
         refuses our sender or login, which concerns every message."""
         self.open()
-        assert self._connection is not None
+        assert self._wire is not None
         self._messages += 1
         try:
-            reply = self._transaction(self._connection, sender, recipient, data)
+            reply = self._transaction(self._wire, sender, recipient, data)
         except _Refused as refused:
             failure = self._failure(refused, sender)
-            self._reset(closing=refused.code == 421)
+            self._reset(closing=refused.closing)
             raise failure from None
-        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+        except OSError as exc:
             self._drop()
             raise TemporaryFailure(f"connection to {self.address} lost: {exc}") from None
         else:
@@ -273,35 +233,32 @@ class SMTPTransport:
             )
         return PermanentFailure(reply, verdict)
 
-    def _transaction(
-        self, connection: smtplib.SMTP, sender: str, recipient: str, data: bytes
-    ) -> str:
-        # MAIL and RCPT by hand: smtplib parses both addresses again for every message
-        # (a fifth of its time), and ours are checked and normalised when stored
-        code, message = _command(connection, "mail", f"FROM:<{sender}>")
-        if code != 250:
-            raise _Refused(Stage.MAIL, code, message)
-        code, message = _command(connection, "rcpt", f"TO:<{recipient}>")
-        if code not in (250, 251):
-            raise _Refused(Stage.RCPT, code, message)
-        code, message = self._data(connection, data)
+    def _transaction(self, wire: Wire, sender: str, recipient: str, data: bytes) -> str:
+        # MAIL and RCPT as they are: smtplib would parse both addresses again for every
+        # message, and ours are checked and normalised when stored
+        commands = _commands(sender, recipient)
+        if wire.pipelining:
+            wire.write(b"".join(commands))
+            _pipelined_replies(wire)
+        else:
+            for command, (stage, accepted) in zip(commands, _EXPECTED, strict=True):
+                code, message = wire.command(command)
+                if code not in accepted:
+                    raise _Refused(stage, code, message)
+        code, message = self._data(wire, data)
         if 200 <= code < 300:  # delivered, whatever else the reply says
             return _reply(code, message)
         raise _Refused(Stage.DATA, code, message)
 
-    def _data(self, connection: smtplib.SMTP, data: bytes) -> tuple[int, bytes]:
-        """DATA, with dot-stuffing by bytes.replace rather than smtplib's regex: the
-        message is CRLF throughout and starts with a header, never with a dot."""
-        code, message = _command(connection, "data")
-        if code != 354:
-            raise _Refused(Stage.DATA, code, message)
+    def _data(self, wire: Wire, data: bytes) -> tuple[int, bytes]:
+        """The message after DATA's 354, with dot-stuffing by bytes.replace: the message
+        is CRLF throughout and starts with a header, never with a dot. The reply after
+        the final dot may take the server long (SMTP_DATA_TIMEOUT)."""
         ending = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
-        if connection.sock is not None:
-            connection.sock.settimeout(max(self.settings.timeout, SMTP_DATA_TIMEOUT))
-        connection.send(data.replace(b"\r\n.", b"\r\n..") + ending)
-        reply = _getreply(connection)
-        if connection.sock is not None:
-            connection.sock.settimeout(self.settings.timeout)
+        wire.settimeout(max(self.settings.timeout, SMTP_DATA_TIMEOUT))
+        wire.write(data.replace(b"\r\n.", b"\r\n..") + ending)
+        reply = wire.reply()
+        wire.settimeout(self.settings.timeout)
         return reply
 
     def _reset(self, closing: bool) -> None:
@@ -310,12 +267,58 @@ class SMTPTransport:
             self._drop()  # 421: the server is closing the connection
             return
         try:
-            assert self._connection is not None
-            self._connection.rset()
-        except (smtplib.SMTPException, OSError):
+            assert self._wire is not None
+            self._wire.command(b"RSET\r\n")
+        except OSError:
             self._drop()
 
     def _drop(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        wire, self._wire = self._wire, None
+        if wire is not None:
+            wire.close()
+
+
+# each command of a transaction up to the message, and the replies that let it go on
+_EXPECTED = ((Stage.MAIL, (250,)), (Stage.RCPT, (250, 251)), (Stage.DATA, (354,)))
+_STAGES = [stage for stage, _ in _EXPECTED]
+
+
+def _commands(sender: str, recipient: str) -> tuple[bytes, bytes, bytes]:
+    if "\r" in sender or "\n" in sender or "\r" in recipient or "\n" in recipient:
+        raise ValueError("command and arguments contain prohibited newline characters")
+    return (
+        f"MAIL FROM:<{sender}>\r\n".encode("ascii"),
+        f"RCPT TO:<{recipient}>\r\n".encode("ascii"),
+        b"DATA\r\n",
+    )
+
+
+def _pipelined_replies(wire: Wire) -> None:
+    """The replies to MAIL, RCPT and DATA written together (RFC 2920). The first refusal
+    is what counts; the replies after it are read all the same so the next command's
+    reply is its own, and a DATA a server took without a recipient ends with a lone
+    dot. A 421, or the line going, after a refusal: the connection is done."""
+    refused: _Refused | None = None
+    for stage, accepted in _EXPECTED:
+        code, message = wire.reply()
+        if code not in accepted:
+            refused = _Refused(stage, code, message)
+            break
+    if refused is None:
+        return
+    if not refused.closing:
+        try:
+            _rest_of_refused(wire, refused)
+        except OSError:
+            refused.closing = True
+    raise refused
+
+
+def _rest_of_refused(wire: Wire, refused: _Refused) -> None:
+    for stage, _ in _EXPECTED[_STAGES.index(refused.stage) + 1 :]:
+        code, _message = wire.reply()
+        if code == 421:
+            refused.closing = True
+            return
+        if stage == Stage.DATA and code == 354:  # RFC 2920 3.1: taken with nobody to send to
+            wire.command(b".\r\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import random
 import threading
 import time
@@ -19,6 +20,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailer.catcher import free_port
+
+# Whether test servers advertise PIPELINING (RFC 2920) unless a handler says otherwise:
+# on, so every test exercises the client's pipelined path; MAILER_TEST_PIPELINING=0 runs
+# a suite over the one-command-at-a-time path instead.
+ADVERTISE_PIPELINING = os.environ.get("MAILER_TEST_PIPELINING", "1") != "0"
 
 
 @dataclass
@@ -49,7 +55,11 @@ class RecordingHandler:
     `max_sessions` turns away sessions beyond that many open at once with a 421, at the
     greeting (as Postfix and Exim do) or, with `turn_away_at="ehlo"`, in reply to EHLO,
     and hangs up; `sessions`, `peak_sessions` and `turned_away` count them (kept by the
-    server smtp_server starts)."""
+    server smtp_server starts).
+
+    `pipelining` says whether EHLO advertises PIPELINING (None: ADVERTISE_PIPELINING,
+    looked up at each EHLO); `transcript`, given a list, gets every line the client
+    sends, commands and message alike, as received."""
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
@@ -71,12 +81,17 @@ class RecordingHandler:
     peak_sessions: int = 0
     turned_away: int = 0
     port: int = 0  # set when the server starts
+    pipelining: bool | None = None
+    transcript: list[bytes] | None = None
 
     async def handle_EHLO(
         self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
     ) -> list[str]:
         self.connections += 1
         session.host_name = hostname
+        advertise = ADVERTISE_PIPELINING if self.pipelining is None else self.pipelining
+        if advertise:  # aiosmtpd takes pipelined commands, but does not say so
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
         return responses
 
     async def handle_MAIL(
@@ -201,6 +216,19 @@ class _Server(SMTP):
                 transport.close()
                 return
         super().connection_made(transport)
+        if handler.transcript is not None:
+            self._record_lines(handler.transcript)
+
+    def _record_lines(self, transcript: list[bytes]) -> None:
+        reader = self._reader
+        read = reader.readuntil
+
+        async def readuntil(separator: bytes = b"\n") -> bytes:
+            line = await read(separator)
+            transcript.append(line)
+            return line
+
+        reader.readuntil = readuntil  # type: ignore[method-assign,assignment]
 
     def connection_lost(self, error: Exception | None) -> None:
         self.handler.sessions -= 1
