@@ -220,6 +220,33 @@ def test_send_asks_first_then_sends_and_reports(mailer, smtp):
     assert "no article with id 7" in mailer.fails("send", "--article", "7", "--yes")
 
 
+# What a send has no use for: the site, the scheduler, the sources' readers, DNS checks.
+NOT_FOR_A_SEND = ("fastapi", "uvicorn", "apscheduler.schedulers", "feedparser", "httpx", "dns")
+SEND_LISTING_MODULES = """
+import runpy, sys
+sys.argv = ["mailer", "send", "--latest", "--yes"]
+try:
+    runpy.run_module("mailer", run_name="__main__")
+finally:
+    print("modules:", " ".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def test_a_send_starts_without_the_site_scheduler_or_sources(mailer, smtp):
+    """`mailer send` in a process of its own loads none of the other commands' stacks:
+    they cost a second of start-up."""
+    mailer.ok("ingest", str(SAMPLE_ARTICLE))
+    mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
+    done = subprocess.run(
+        [sys.executable, "-c", SEND_LISTING_MODULES],
+        cwd=mailer.cwd, env=mailer.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "Sent 1, deferred 0, failed 0" in done.stdout, done.stderr
+    assert len(smtp.received) == 1
+    loaded = set(done.stderr.rpartition("modules: ")[2].split())
+    assert "sqlalchemy" in loaded and [name for name in NOT_FOR_A_SEND if name in loaded] == []
+
+
 def test_a_test_copy_goes_to_one_address_and_is_not_recorded(mailer, smtp):
     mailer.ok("ingest", str(SAMPLE_ARTICLE))
     mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")

@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
@@ -17,18 +18,11 @@ from mailer.donation import payment_numbers
 from mailer.errors import MailerError
 from mailer.models import Article, AuditAction, AuditEvent, PolledSource, utcnow
 from mailer.settings import Settings
-from mailer.sources import FEED_SUFFIXES, ArticleDraft, read_article, read_bytes, read_source
-from mailer.sources.blocks import (
-    block_text,
-    body_blocks,
-    join_blocks,
-    left_out_json,
-    left_out_of,
-    put_back,
-    take_out,
-)
-from mailer.sources.cleanup import Boilerplate
-from mailer.sources.reach import Reach
+
+if TYPE_CHECKING:  # the readers (lxml, httpx, feedparser...) load when something is read
+    from mailer.sources import ArticleDraft
+    from mailer.sources.cleanup import Boilerplate
+    from mailer.sources.reach import Reach
 
 
 @dataclass(frozen=True)
@@ -40,6 +34,8 @@ class IngestResult:
 
 def boilerplate(settings: Settings) -> Boilerplate:
     """The newsroom's boilerplate rules: configured patterns and its own donation appeal."""
+    from mailer.sources.cleanup import Boilerplate
+
     donation = settings.donation
     return Boilerplate(
         patterns=settings.sources.boilerplate_patterns,
@@ -73,6 +69,9 @@ def ingest_source(
     read; a feed entry that cannot be read is reported and the others are kept. `reach`
     says where a fetch may connect (default: `Reach.of` the URL, with [sources]
     allow_private_addresses)."""
+    from mailer.sources import FEED_SUFFIXES, read_source
+    from mailer.sources.reach import Reach
+
     if not location.startswith(("http://", "https://")):
         path = Path(location)
         if path.suffix.lower() not in FEED_SUFFIXES:
@@ -129,6 +128,8 @@ def ingest_file(
     url: str | None = None,
     published: datetime | None = None,
 ) -> IngestResult:
+    from mailer.sources import read_article
+
     rules = boilerplate(settings)
     zone = settings.publication.timezone
     draft = read_article(path, rules, title=title, url=url, published=published, timezone=zone)
@@ -147,6 +148,8 @@ def ingest_bytes(
 ) -> IngestResult:
     """The article in `data`, a .txt, .md or .html file called `name` (an upload, a
     pasted text), stored or updated as `ingest_file` does. Raises SourceError."""
+    from mailer.sources import read_bytes
+
     zone = settings.publication.timezone
     draft = read_bytes(data, name, boilerplate(settings), timezone=zone, title=title)
     return store(engine, draft)
@@ -183,6 +186,8 @@ def store(engine: Engine, draft: ArticleDraft) -> IngestResult:
 
 
 def _store(engine: Engine, draft: ArticleDraft) -> IngestResult:
+    from mailer.sources.blocks import left_out_json
+
     existing = _stored(engine, draft)
     with session_scope(engine) as session:
         if existing is None:
@@ -279,6 +284,8 @@ def search_articles(engine: Engine, search: str, offset: int, limit: int) -> lis
 def put_back_block(engine: Engine, article_id: int, index: int, expected: str) -> str:
     """Put left-out block `index` back in the body, at its place; its text. `expected`
     is `block_key` of that block as the editor saw it: the page must not be stale."""
+    from mailer.sources.blocks import body_blocks, join_blocks, left_out_json, left_out_of, put_back
+
     with session_scope(engine) as session:
         article = _article(session, article_id)
         blocks, left_out = body_blocks(article.body_html), left_out_of(article.left_out)
@@ -293,6 +300,15 @@ def put_back_block(engine: Engine, article_id: int, index: int, expected: str) -
 
 def take_out_block(engine: Engine, article_id: int, index: int, expected: str) -> str:
     """Move body block `index` to what is left out, keeping its place; its text."""
+    from mailer.sources.blocks import (
+        block_text,
+        body_blocks,
+        join_blocks,
+        left_out_json,
+        left_out_of,
+        take_out,
+    )
+
     with session_scope(engine) as session:
         article = _article(session, article_id)
         blocks, left_out = body_blocks(article.body_html), left_out_of(article.left_out)

@@ -149,6 +149,7 @@ def inline_css(html: str) -> str:
     queries stay in the <style> tag, with their !important (premailer strips it by default)."""
     from premailer import Premailer  # slow to import; only rendering needs it
 
+    _without_css_validation()
     inlined: str = Premailer(
         html,
         strip_important=False,
@@ -158,6 +159,18 @@ def inline_css(html: str) -> str:
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
     return inlined
+
+
+@cache
+def _without_css_validation() -> None:
+    """No validation of CSS values, as disable_validation asks: premailer still has
+    cssutils validate each tag's own style attribute, which compiles cssutils' grammar
+    of every property met (a tenth of a second at a process's first render) only to log
+    the verdict, at a level nobody sees. With no profiles, nothing is compiled; the
+    output is the same."""
+    import cssutils
+
+    cssutils.profile.removeProfile(all=True)
 
 
 def article_view(article: Article, publication_language: str = "en") -> ArticleView:

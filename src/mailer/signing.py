@@ -14,10 +14,6 @@ import re
 import time
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from mailer.errors import MailerError
 from mailer.settings import Dkim
 
@@ -42,6 +38,11 @@ _WSP_RUN = re.compile(rb" [ \t]+|\t[ \t]*")
 
 class Signer:
     def __init__(self, settings: Dkim):
+        # cryptography loads here, with a key to sign with: a send without DKIM never does
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         self.domain = settings.domain.encode("ascii")
         self.selector = settings.selector.encode("ascii")
         # sign() hashes its own header unfolded, which is what a verifier reads only while
@@ -64,6 +65,9 @@ class Signer:
         """The message (CRLF line ends) with its DKIM-Signature header in front. A caller
         that has the body's relaxed form at hand (the message builder prepares most of
         it once per issue) passes it, sparing a pass over the whole body."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         head, _, body = message.partition(b"\r\n\r\n")
         fields = {}  # relaxed value by lowercase name; the last of a name is signed
         for field in _NEW_FIELD.split(head):
@@ -128,6 +132,9 @@ def generate_key(path: Path, selector: str, domain: str, bits: int = 2048) -> st
     TXT record that publishes its public half."""
     if path.exists():
         raise MailerError(f"{path} exists already; pick another selector or path")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     pem = key.private_bytes(
         serialization.Encoding.PEM,

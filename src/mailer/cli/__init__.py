@@ -3,14 +3,16 @@
 message on stderr and exit status 1; bad usage exits 2.
 
 The commands live by group in this package; they are registered here, in the order
-`mailer --help` lists them."""
+`mailer --help` lists them.
+
+Each command module imports its engine inside the command that runs it: `mailer send`
+loads neither the web site, nor the sources, nor the scheduler."""
 
 from __future__ import annotations
 
 import sys
 
 import typer
-from sqlalchemy.exc import DBAPIError
 
 from mailer.cli import (
     articles,
@@ -80,9 +82,23 @@ def main() -> None:
     except MailerError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    except DBAPIError as exc:  # locked, unreachable or not a mailer database
-        typer.echo(f"error: the database said: {exc.orig}", err=True)
-        sys.exit(1)
     except OSError as exc:  # a file or folder the user named cannot be read or written
         typer.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
         sys.exit(1)
+    except Exception as exc:
+        said = _database_said(exc)
+        if said is None:
+            raise
+        typer.echo(f"error: the database said: {said}", err=True)
+        sys.exit(1)
+
+
+def _database_said(exc: Exception) -> object | None:
+    """What the database driver said, for an error SQLAlchemy raised from it (locked,
+    unreachable or not a mailer database); None for any other error. A command that
+    never loaded SQLAlchemy cannot have had one, so `--help` does not load it either."""
+    loaded = sys.modules.get("sqlalchemy.exc")
+    if loaded is None or not isinstance(exc, loaded.DBAPIError):
+        return None
+    said: object = exc.orig
+    return said

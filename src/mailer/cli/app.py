@@ -4,12 +4,12 @@ loads them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mailer.donation import appeal_language_warning
-from mailer.settings import Settings, load_settings
-from mailer.welcome import check_follow_up_templates
+if TYPE_CHECKING:
+    from mailer.settings import Settings
 
 app = typer.Typer(
     help="Newsletter and donation-appeal mailer.",
@@ -61,6 +61,10 @@ def load(
         None, "--config", help="Config file (default: config/mailer.toml or $MAILER_CONFIG)."
     ),
 ) -> None:
+    from mailer.donation import appeal_language_warning
+    from mailer.settings import load_settings
+    from mailer.welcome import check_follow_up_templates
+
     ctx.obj = settings = load_settings(config)
     check_follow_up_templates(settings)  # where templates are known: a missing one stops here
     warning = settings.donation.vipps_link_warning

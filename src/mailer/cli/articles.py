@@ -5,20 +5,19 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mailer.articles import IngestResult, find_article, ingest_source, list_articles
 from mailer.cli.app import settings_of
 from mailer.cli.output import iso_time, local, plural, say
-from mailer.db import open_database
-from mailer.digest import DigestPlan, plan_digest
 from mailer.errors import MailerError
-from mailer.i18n import supported
-from mailer.messages import preview as sample_view
-from mailer.models import utcnow
-from mailer.render import RenderedIssue, render_article_issue, render_digest_issue
-from mailer.settings import Settings
+
+if TYPE_CHECKING:
+    from mailer.articles import IngestResult
+    from mailer.digest import DigestPlan
+    from mailer.render import RenderedIssue
+    from mailer.settings import Settings
 
 
 def ingest(
@@ -46,6 +45,9 @@ def ingest(
     ),
 ) -> None:
     """Bring in articles: from a file, a web page, or every entry of a feed."""
+    from mailer.articles import ingest_source
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     when = None if published is None else iso_time(published, settings.publication.timezone)
@@ -100,6 +102,9 @@ def _ingested(result: IngestResult, source: str) -> None:
 
 def articles_list(ctx: typer.Context) -> None:
     """List articles, newest first."""
+    from mailer.articles import list_articles
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     for a in list_articles(engine):
         day = a.published_at.date().isoformat() if a.published_at else "-"
@@ -121,6 +126,12 @@ def preview(
     language: str | None = LANGUAGE_OPTION,
 ) -> None:
     """Show the email as a reader will get it (in their language's edition)."""
+    from mailer.articles import find_article
+    from mailer.db import open_database
+    from mailer.digest import plan_digest
+    from mailer.models import utcnow
+    from mailer.render import render_article_issue
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     language = language_choice(settings, language)
@@ -138,6 +149,8 @@ def preview(
 def digest_rendering(
     settings: Settings, plan: DigestPlan, language: str | None = None
 ) -> RenderedIssue:
+    from mailer.render import render_digest_issue
+
     return render_digest_issue(
         settings, plan.articles, plan.week, plan.since, plan.until, language=language
     )
@@ -147,6 +160,8 @@ def language_choice(settings: Settings, language: str | None) -> str | None:
     """The publication's spelling of a --language given (None: the publication's own)."""
     if language is None:
         return None
+    from mailer.i18n import supported
+
     offered = settings.publication.languages
     found = supported(language, offered)
     if found is None:
@@ -159,6 +174,8 @@ def language_choice(settings: Settings, language: str | None) -> str | None:
 
 
 def show(settings: Settings, rendered: RenderedIssue, out: Path | None, text: bool) -> None:
+    from mailer.messages import preview as sample_view
+
     filled = sample_view(settings, rendered, text)
     if out is None:
         typer.echo(filled)

@@ -4,12 +4,15 @@ PROBLEM, with what to change, and exits 1 when anything is a PROBLEM."""
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import typer
 
 from mailer.cli.app import settings_of
 from mailer.cli.output import plural, say
-from mailer.doctor import Diagnosis, Finding, diagnose, dns_server
+
+if TYPE_CHECKING:
+    from mailer.doctor import Diagnosis, Finding
 
 
 def doctor(
@@ -26,6 +29,8 @@ def doctor(
     DKIM (the published key is [dkim]'s), DMARC (a record, and a check that passes aligned
     with the From domain), that bounces can arrive, and the relay's TLS. Says what to fix;
     exit status 1 when something is a PROBLEM."""
+    from mailer.doctor import diagnose, dns_server
+
     settings = settings_of(ctx)
     found = diagnose(settings, dns_server(dns) if dns else None)
     print_diagnosis(found)

@@ -4,14 +4,16 @@ plain CSV) and report what each issue raised."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from mailer import fundraising
 from mailer.cli.app import settings_of
 from mailer.cli.output import plural, say
-from mailer.db import open_database
-from mailer.fundraising import GiftSource, GiftTally, money
+from mailer.gifts.parsed import GiftSource  # light: typer reads it for --format's choices
+
+if TYPE_CHECKING:
+    from mailer.fundraising import GiftTally, Sums
 
 
 def donations_import(
@@ -24,6 +26,9 @@ def donations_import(
     """Import the gifts in a bank statement (ISO 20022 camt.053/054), a Vipps settlement
     report (CSV) or a plain CSV (date,amount,currency,reference,email,name). A gift
     imported before counts once; a file with an error imports nothing."""
+    from mailer import fundraising
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     done = fundraising.import_gifts(engine, settings, file, format)
@@ -45,6 +50,9 @@ def donations_import(
 def donations_report(ctx: typer.Context) -> None:
     """What each issue raised (gifts, sum per currency, the appeal links' clicks), per
     month, and what is attributed to no issue."""
+    from mailer import fundraising
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     shown = fundraising.gifts_report(engine)
     print_report(shown)
@@ -68,6 +76,8 @@ def print_report(shown: GiftTally) -> None:
         say("  no gifts imported yet (mailer donations import FILE)")
 
 
-def _sums(sums: fundraising.Sums) -> str:
+def _sums(sums: Sums) -> str:
+    from mailer.fundraising import money
+
     amounts = ", ".join(money(minor, currency) for currency, minor in sorted(sums.amounts.items()))
     return f"{plural(sums.gifts, 'gift')}" + (f", {amounts}" if amounts else "")

@@ -7,12 +7,9 @@ import sys
 
 import typer
 
-from mailer import editors
 from mailer.cli.app import settings_of
 from mailer.cli.output import say
-from mailer.db import open_database
 from mailer.errors import EditorError
-from mailer.models import EditorRole
 
 PASSWORD_STDIN = typer.Option(
     False, "--password-stdin", help="Read the password from standard input (for scripts)."
@@ -37,6 +34,10 @@ def editors_add(
     password_stdin: bool = PASSWORD_STDIN,
 ) -> None:
     """Add an editor (or with --admin, an admin) who signs in at /desk."""
+    from mailer import editors
+    from mailer.db import open_database
+    from mailer.models import EditorRole
+
     engine = open_database(settings_of(ctx).database.url)
     editors.editor_address(email)  # a bad address is refused before a password is asked
     role = EditorRole.ADMIN if admin else EditorRole.EDITOR
@@ -46,6 +47,9 @@ def editors_add(
 
 def editors_list(ctx: typer.Context) -> None:
     """List the desk's accounts."""
+    from mailer import editors
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     found = editors.list_editors(engine)
     for editor in found:
@@ -55,6 +59,9 @@ def editors_list(ctx: typer.Context) -> None:
 
 def editors_remove(ctx: typer.Context, email: str) -> None:
     """Remove an account; anyone signed in with it is signed out at once."""
+    from mailer import editors
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     editor = editors.remove_editor(engine, email)
     say(f"Removed {editor.email}.")
@@ -64,6 +71,9 @@ def editors_reset(ctx: typer.Context, email: str, password_stdin: bool = PASSWOR
     """Give an account a new password and turn its second factor off (for an editor who
     lost their phone: they turn it on again at /desk/account); sessions with the old
     password end."""
+    from mailer import editors
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     editors.editor_address(email)
     editor = editors.reset_password(engine, email, _password(password_stdin))

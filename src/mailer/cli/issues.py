@@ -6,11 +6,10 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
 
-from mailer import runs
 from mailer.cli.app import settings_of
 from mailer.cli.articles import LANGUAGE_OPTION, digest_rendering, language_choice, show
 from mailer.cli.output import (
@@ -22,12 +21,14 @@ from mailer.cli.output import (
     say,
     since_time,
 )
-from mailer.db import open_database
-from mailer.digest import DigestPlan, next_digest_at, plan_digest
-from mailer.issues import find_issue
-from mailer.models import Issue, IssueStatus, utcnow
-from mailer.report import IssueReport, issue_report, list_issues
-from mailer.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mailer.digest import DigestPlan
+    from mailer.models import Issue
+    from mailer.report import IssueReport
+    from mailer.settings import Settings
 
 
 def digest(
@@ -44,6 +45,12 @@ def digest(
 ) -> None:
     """This week's digest: every article since the previous one, to every subscriber who
     gets it. One per ISO week however often it is run, so it can go in cron."""
+    from mailer import runs
+    from mailer.db import open_database
+    from mailer.digest import plan_digest
+    from mailer.issues import find_issue
+    from mailer.models import IssueStatus, utcnow
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     language = language_choice(settings, language)
@@ -79,6 +86,9 @@ def _digest_started(
     engine: Engine, settings: Settings, issue: Issue, plan: DigestPlan, send: bool, yes: bool
 ) -> None:
     """This week's digest exists: sent already, or to be finished."""
+    from mailer import runs
+    from mailer.models import IssueStatus, utcnow
+
     if issue.status == IssueStatus.SENT:
         sent = local(issue.sent_at, settings) if issue.sent_at else "already"
         say(f"The digest for {plan.week} went out ({sent}): issue {issue.id}. One a week.")
@@ -102,6 +112,8 @@ def _digest_started(
 def _send_digest(
     engine: Engine, settings: Settings, now: datetime, since: datetime | None, total: int
 ) -> None:
+    from mailer import runs
+
     try:
         with progress_reporter(total) as progress:
             run = runs.send_digest(
@@ -123,6 +135,11 @@ def status(
     ctx: typer.Context, issue: int | None = typer.Argument(None, help="One issue in detail.")
 ) -> None:
     """Deliveries per state for each issue, what is scheduled, and the errors."""
+    from mailer.db import open_database
+    from mailer.digest import next_digest_at
+    from mailer.models import IssueStatus, utcnow
+    from mailer.report import issue_report, list_issues
+
     engine = open_database(settings_of(ctx).database.url)
     settings = settings_of(ctx)
     if issue is None:

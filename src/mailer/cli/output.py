@@ -11,18 +11,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.progress import Progress, TextColumn
 
-from mailer.bounce_processing import ReaderFacts
 from mailer.errors import MailerError
-from mailer.i18n import reader_languages
-from mailer.models import DeliveryStatus
-from mailer.runs import IssueHeld, SendReport
-from mailer.settings import Settings
-from mailer.subscriber_csv import ImportReport
+
+if TYPE_CHECKING:  # the commands that print these have loaded them
+    from mailer.bounce_processing import ReaderFacts
+    from mailer.runs import SendReport
+    from mailer.settings import Settings
+    from mailer.subscriber_csv import ImportReport
 
 
 def say(message: str = "") -> None:
@@ -80,6 +80,8 @@ def progress_reporter(
     counts: Counter[str] = Counter()
     started = time.monotonic()
     if bar and sys.stderr.isatty():
+        from rich.progress import Progress, TextColumn
+
         columns = [*Progress.get_default_columns(), TextColumn("{task.fields[summary]}")]
         with Progress(*columns, transient=True) as shown:
             task = shown.add_task("Sending", total=total, summary="")
@@ -104,6 +106,8 @@ def progress_reporter(
 
 
 def _summary(counts: Counter[str], started: float) -> str:
+    from mailer.models import DeliveryStatus
+
     rate = counts[DeliveryStatus.SENT] / max(time.monotonic() - started, 1e-6)
     return (
         f"{counts[DeliveryStatus.SENT]} sent, {counts[DeliveryStatus.FAILED]} failed, "
@@ -115,6 +119,8 @@ def _summary(counts: Counter[str], started: float) -> str:
 def sending(again: str, total: int, bar: bool = True) -> Iterator[Callable[[str], None]]:
     """The progress of a send; Ctrl-C stops it with what to run to go on, and a relay
     that refuses the issue has what was sent reported before the error."""
+    from mailer.runs import IssueHeld
+
     try:
         with progress_reporter(total, bar=bar) as progress:
             yield progress
@@ -127,6 +133,8 @@ def sending(again: str, total: int, bar: bool = True) -> Iterator[Callable[[str]
 
 
 def print_report(report: SendReport, again: str, next_attempt: datetime | None = None) -> None:
+    from mailer.models import DeliveryStatus
+
     c = report.counts
     say(
         f"Sent {c.get(DeliveryStatus.SENT, 0)}, deferred {c.get(DeliveryStatus.DEFERRED, 0)}, "
@@ -145,6 +153,8 @@ def print_report(report: SendReport, again: str, next_attempt: datetime | None =
 def import_progress(every: float = 5.0) -> Iterator[Callable[[ImportReport], None]]:
     """The rows going in: a bar on a terminal, otherwise a plain line every few seconds."""
     if sys.stderr.isatty():
+        from rich.progress import Progress
+
         with Progress(*Progress.get_default_columns(), transient=True) as shown:
             task = shown.add_task("Importing", total=None)
 
@@ -171,6 +181,8 @@ def import_progress(every: float = 5.0) -> Iterator[Callable[[ImportReport], Non
 def print_reader(facts: ReaderFacts, settings: Settings) -> None:
     """`mailer subscribers show`: the reader's state, consent and donor status, their
     bounce score, and what came back about them by mail, latest first."""
+    from mailer.i18n import reader_languages
+
     reader, limit = facts.subscriber, settings.bounces.soft_limit
 
     def when(at: datetime | None) -> str:

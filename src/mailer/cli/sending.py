@@ -5,21 +5,21 @@ case in mailer.runs and prints its report."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import typer
-from sqlalchemy import Engine
 
-from mailer import runs
-from mailer.articles import find_article
 from mailer.cli.app import settings_of
 from mailer.cli.articles import article_choice, language_choice
 from mailer.cli.output import confirm, iso_time, local, plural, print_report, say, sending
-from mailer.db import open_database
 from mailer.errors import MailerError
-from mailer.issues import held_issues, unfinished_issues
-from mailer.models import Article, IssueStatus, utcnow
-from mailer.runs import IssueHeld
-from mailer.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from mailer import runs
+    from mailer.models import Article
+    from mailer.settings import Settings
 
 
 def send(
@@ -64,6 +64,10 @@ def send(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> None:
     """Send an article to every subscriber who gets every article."""
+    from mailer import runs
+    from mailer.articles import find_article
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     if cancel is not None:
@@ -118,6 +122,9 @@ def send(
 
 
 def _schedule(engine: Engine, settings: Settings, article: Article, when: datetime) -> None:
+    from mailer import runs
+    from mailer.models import utcnow
+
     if when <= utcnow():
         raise MailerError(
             f"--at {local(when, settings)} is in the past; leave --at out to send now"
@@ -133,6 +140,11 @@ def _schedule(engine: Engine, settings: Settings, article: Article, when: dateti
 def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
     """--resume / --worker without an article: scheduled issues now due, then every
     issue being sent."""
+    from mailer import runs
+    from mailer.issues import held_issues, unfinished_issues
+    from mailer.models import utcnow
+    from mailer.runs import IssueHeld
+
     again = "mailer send --resume"
     if not worker:
         _send_transactional(engine, settings)
@@ -166,6 +178,8 @@ def _finish_started(engine: Engine, settings: Settings, worker: bool) -> None:
 
 
 def _print_resumed(run: runs.IssueRun, again: str) -> None:
+    from mailer import runs
+
     if run.outcome == runs.RunOutcome.BUSY:
         rows = plural(run.held_elsewhere, "delivery", "deliveries")
         say(f"Another send is at work on it ({rows} held until {run.held_until:%H:%M:%S} UTC).")
@@ -186,6 +200,9 @@ def _send_transactional(engine: Engine, settings: Settings) -> None:
 
 def _resume_issue(engine: Engine, settings: Settings, issue_id: int, yes: bool) -> None:
     """--issue: an editor finishes one issue, a held one included."""
+    from mailer import runs
+    from mailer.models import IssueStatus
+
     issue = runs.resumable_issue(engine, issue_id)
     open_rows = runs.open_deliveries(engine, settings, issue)
     say(f"Issue {issue.id}: “{issue.subject}”: {plural(open_rows, 'delivery', 'deliveries')} open.")

@@ -4,20 +4,19 @@ subscriber site, the scheduled service, and DKIM keys."""
 from __future__ import annotations
 
 import time
-from email import message_from_bytes, policy
 from pathlib import Path
 
 import typer
 
-from mailer.catcher import start_catcher
 from mailer.cli.app import settings_of
 from mailer.cli.output import say
-from mailer.db import open_database
-from mailer.settings import masked_url
 
 
 def init(ctx: typer.Context) -> None:
     """Create the database, or upgrade an older one in place."""
+    from mailer.db import open_database
+    from mailer.settings import masked_url
+
     settings = settings_of(ctx)
     open_database(settings.database.url)
     say(f"Database ready: {masked_url(settings.database.url)}")
@@ -53,6 +52,8 @@ def catcher(
     maildir: Path = typer.Option(Path("var/maildir"), help="Maildir to store messages in."),
 ) -> None:
     """A local SMTP server that stores every message it receives and delivers nothing."""
+    from mailer.catcher import start_catcher
+
     controller = start_catcher(maildir, host, port, on_message=_announce)
     say(f"Catching mail on {host}:{port}, storing it in {maildir}/ (Ctrl-C to stop)")
     try:
@@ -65,6 +66,8 @@ def catcher(
 
 
 def _announce(recipients: list[str], content: bytes) -> None:
+    from email import message_from_bytes, policy
+
     message = message_from_bytes(content, policy=policy.default)
     say(f"stored: to {', '.join(recipients)}: {message['Subject']}")
 
@@ -79,6 +82,7 @@ def serve(
     Put it behind your web server at [publication] base_url."""
     import uvicorn
 
+    from mailer.db import open_database
     from mailer.web import create_app
 
     settings = settings_of(ctx)
@@ -93,6 +97,7 @@ def scheduler(ctx: typer.Context) -> None:
     """The scheduled service: the weekly digest at [schedule] digest_cron, issues
     scheduled with `send --at`, retries when due, and new articles from
     [schedule] watch_dir. Logs one line per event; SIGTERM or Ctrl-C stops it cleanly."""
+    from mailer.db import open_database
     from mailer.events import log_to_stdout
     from mailer.scheduler import run_service
 

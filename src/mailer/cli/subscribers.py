@@ -9,14 +9,8 @@ from pathlib import Path
 
 import typer
 
-from mailer import subscriber_csv, supporting
-from mailer import subscribers as subs
-from mailer.bounce_processing import reader_facts
 from mailer.cli.app import settings_of
 from mailer.cli.output import import_progress, local, plural, print_reader, say
-from mailer.db import open_database
-from mailer.models import SubscriberStatus
-from mailer.reader_languages import checked_languages
 
 
 def subscribers_add(
@@ -32,6 +26,11 @@ def subscribers_add(
     ),
 ) -> None:
     """Add a subscriber (pending until confirmed, unless --confirmed)."""
+    from mailer import subscribers as subs
+    from mailer.db import open_database
+    from mailer.models import SubscriberStatus
+    from mailer.reader_languages import checked_languages
+
     settings = settings_of(ctx)
     languages = checked_languages(language, settings.publication.languages)
     engine = open_database(settings.database.url)
@@ -54,6 +53,9 @@ def subscribers_list(
 ) -> None:
     """List subscribers in the order they joined (with the languages they read, when the
     publication has several)."""
+    from mailer import subscribers as subs
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     several = len(settings.publication.languages) > 1
@@ -72,6 +74,9 @@ def subscribers_remove(
     purge: bool = typer.Option(False, help="Also erase their address and name."),
 ) -> None:
     """Unsubscribe an address; --purge erases their personal data."""
+    from mailer import subscribers as subs
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     subs.remove_subscriber(engine, email, purge=purge, purge_key=settings.purge_key)
@@ -82,6 +87,9 @@ def subscribers_remove(
 def subscribers_show(ctx: typer.Context, email: str) -> None:
     """One reader: status, frequency, dates, donor status, bounce score, and the bounces
     and complaints that came back about them."""
+    from mailer.bounce_processing import reader_facts
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     print_reader(reader_facts(engine, email), settings)
@@ -90,6 +98,9 @@ def subscribers_show(ctx: typer.Context, email: str) -> None:
 def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
     """Make a bounced address active again (its mailbox works again, or it was bounced
     wrongly); its past failures no longer count and its bounce score starts again."""
+    from mailer import subscribers as subs
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     subscriber = subs.reactivate(engine, email)
@@ -98,6 +109,9 @@ def subscribers_reactivate(ctx: typer.Context, email: str) -> None:
 
 def subscribers_import(ctx: typer.Context, file: Path) -> None:
     """Import a CSV file with a header row: email[,name][,status][,frequency][,language]."""
+    from mailer import subscriber_csv
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     engine = open_database(settings.database.url)
     with import_progress() as progress:
@@ -130,6 +144,9 @@ def subscribers_export(
     ctx: typer.Context, file: Path | None = typer.Argument(None, help="Default: standard output.")
 ) -> None:
     """Export subscribers as CSV (importable again)."""
+    from mailer import subscriber_csv
+    from mailer.db import open_database
+
     engine = open_database(settings_of(ctx).database.url)
     if file is None:
         subscriber_csv.export_csv(engine, sys.stdout)
@@ -149,6 +166,9 @@ def subscribers_donor(
 ) -> None:
     """Count a reader as a donor: the issues queued for them meanwhile thank them instead
     of asking them to give. --off takes it back."""
+    from mailer import supporting
+    from mailer.db import open_database
+
     settings = settings_of(ctx)
     try:
         day = date.fromisoformat(until) if until else None
