@@ -42,6 +42,7 @@ from mailer.models import (
 )
 from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
+from mailer.store_sql import OutcomeRow, OutcomeWriter, picked
 from mailer.strikes import HARD_FAILURES as HARD_FAILURES
 from mailer.strikes import failing_for_good
 from mailer.subscribers import recipients_filter
@@ -111,27 +112,7 @@ class Outbox:
             .where(d.id.in_(bindparam("ids", expanding=True)))
             .order_by(d.id)
         )
-        # built once: it runs for every few messages, and building it costs more than
-        # running it
-        mine = and_(d.id == bindparam("b_id"), d.status == SENDING, d.claimed_by == self.token)
-        self._record_outcome = (
-            update(DELIVERIES)
-            .where(mine)
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                smtp_response=bindparam("b_reply"),
-                blames_reader=bindparam("b_blames"),
-                message_id=bindparam("b_message_id"),
-                sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
-                next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
-                first_attempt_at=func.coalesce(
-                    d.first_attempt_at, bindparam("b_now", type_=UTCDateTime())
-                ),
-                claimed_by=None,
-                lease_until=None,
-            )
-        )
+        self._outcomes = OutcomeWriter(engine.dialect, self.token)
 
     def pending_recipients(self, audience: ColumnElement[bool] | None = None) -> int:
         """Eligible subscribers (of `audience`, editions.audience) not yet recorded as
@@ -286,7 +267,7 @@ class Outbox:
                 got = (
                     connection.execute(
                         update(DELIVERIES)
-                        .where(d.id.in_(ids.scalar_subquery()), kind)
+                        .where(picked(ids, self.engine.dialect), kind)
                         .values(status=SENDING, claimed_by=self.token, lease_until=lease)
                         .returning(d.id)
                     )
@@ -320,18 +301,18 @@ class Outbox:
         holds the row; suppress the addresses that bounced. Returns the subscribers
         bounced for failing HARD_FAILURES times running (see requeue)."""
         now = self.clock()
-        rows = [
-            {
-                "b_id": o.claimed.delivery_id,
-                "b_status": o.status,
-                "b_attempts": o.claimed.attempts + (o.status != SKIPPED),
-                "b_reply": o.reply,
-                "b_blames": o.blames_reader if o.status == FAILED else None,
-                "b_message_id": o.message_id,
-                "b_sent_at": (o.at or now) if o.status == SENT else None,
-                "b_next": o.next_attempt_at,
-                "b_now": o.at or now,
-            }
+        rows: list[OutcomeRow] = [
+            (
+                o.status,
+                o.claimed.attempts + (o.status != SKIPPED),
+                o.reply,
+                o.blames_reader if o.status == FAILED else None,
+                o.message_id,
+                (o.at or now) if o.status == SENT else None,
+                o.next_attempt_at,
+                o.at or now,
+                o.claimed.delivery_id,
+            )
             for o in outcomes
         ]
         failed = [
@@ -342,7 +323,7 @@ class Outbox:
         bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
         struck_out: list[int] = []
         with self._transaction() as connection:
-            connection.execute(self._record_outcome, rows)
+            self._outcomes.write(connection, rows)
             if failed:
                 struck_out = failing_for_good(connection, failed)
                 bounced += struck_out
