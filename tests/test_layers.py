@@ -68,6 +68,7 @@ LAYERS = {
     "smtpwire": PIPELINE,
     "outbox": PIPELINE,
     "strikes": PIPELINE,
+    "store_sql": PIPELINE,  # issue 18: the outbox's statements per dialect, on the DBAPI
     "backoff": PIPELINE,
     "sendloop": PIPELINE,
     "delivery": PIPELINE,

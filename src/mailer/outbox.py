@@ -42,13 +42,19 @@ from mailer.models import (
 )
 from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
+from mailer.store_sql import OutcomeRow, OutcomeWriter, picked
 from mailer.strikes import HARD_FAILURES as HARD_FAILURES
 from mailer.strikes import failing_for_good
 from mailer.subscribers import recipients_filter
 
 QUEUED, SENDING, SENT = DeliveryStatus.QUEUED, DeliveryStatus.SENDING, DeliveryStatus.SENT
 DEFERRED, FAILED, SKIPPED = DeliveryStatus.DEFERRED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED
-BATCH_SIZE = 100
+# Rows per claim: the first claim of a run takes BATCH_SIZE, so senders that start
+# together each get a share of a small issue; later ones LARGE_BATCH. A claim costs a
+# transaction and its statements whatever its size: at 100 rows claims took 7% of a
+# send's CPU, at 400 under 4% (bench/README.md, issue 18). Rows claimed and not sent
+# are only leased: a killed sender's wait for its lease, never go out twice.
+BATCH_SIZE, LARGE_BATCH = 100, 400
 d, s = DELIVERIES.c, SUBSCRIBERS.c
 RECIPIENT = (s.id, s.email, s.name, s.public_id, d.donor)  # a Recipient's fields, in order
 
@@ -105,33 +111,14 @@ class Outbox:
         self.of_issue = d.issue_id == issue.id
         self._connection: Connection | None = None  # see _transaction
         self._deferred_due = True  # until a claim finds no more due deferred rows
+        self._batch = BATCH_SIZE  # the next claim's rows (see LARGE_BATCH)
         self._claimed_rows = (
             select(d.id, d.attempts, d.first_attempt_at, s.status, d.variant_id, *RECIPIENT)
             .join(SUBSCRIBERS, s.id == d.subscriber_id)
             .where(d.id.in_(bindparam("ids", expanding=True)))
             .order_by(d.id)
         )
-        # built once: it runs for every few messages, and building it costs more than
-        # running it
-        mine = and_(d.id == bindparam("b_id"), d.status == SENDING, d.claimed_by == self.token)
-        self._record_outcome = (
-            update(DELIVERIES)
-            .where(mine)
-            .values(
-                status=bindparam("b_status"),
-                attempts=bindparam("b_attempts"),
-                smtp_response=bindparam("b_reply"),
-                blames_reader=bindparam("b_blames"),
-                message_id=bindparam("b_message_id"),
-                sent_at=bindparam("b_sent_at", type_=UTCDateTime()),
-                next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
-                first_attempt_at=func.coalesce(
-                    d.first_attempt_at, bindparam("b_now", type_=UTCDateTime())
-                ),
-                claimed_by=None,
-                lease_until=None,
-            )
-        )
+        self._outcomes = OutcomeWriter(engine.dialect, self.token)
 
     def pending_recipients(self, audience: ColumnElement[bool] | None = None) -> int:
         """Eligible subscribers (of `audience`, editions.audience) not yet recorded as
@@ -262,10 +249,12 @@ class Outbox:
             )
         return resumed.rowcount == 1
 
-    def claim(self, limit: int = BATCH_SIZE) -> list[Claimed]:
+    def claim(self, limit: int | None = None) -> list[Claimed]:
         """Reserve the next batch with a lease: first rows of a sender whose lease ran out
         (it crashed), then rows deferred until this run began (what it defers waits for
         a later run), then queued rows, each kind in id order."""
+        if limit is None:
+            limit, self._batch = self._batch, LARGE_BATCH
         now = self.clock()
         lease = now + timedelta(seconds=self.settings.lease_seconds)
         kinds = [(SENDING, and_(d.status == SENDING, d.lease_until < now))]
@@ -286,7 +275,7 @@ class Outbox:
                 got = (
                     connection.execute(
                         update(DELIVERIES)
-                        .where(d.id.in_(ids.scalar_subquery()), kind)
+                        .where(picked(ids, self.engine.dialect), kind)
                         .values(status=SENDING, claimed_by=self.token, lease_until=lease)
                         .returning(d.id)
                     )
@@ -320,18 +309,18 @@ class Outbox:
         holds the row; suppress the addresses that bounced. Returns the subscribers
         bounced for failing HARD_FAILURES times running (see requeue)."""
         now = self.clock()
-        rows = [
-            {
-                "b_id": o.claimed.delivery_id,
-                "b_status": o.status,
-                "b_attempts": o.claimed.attempts + (o.status != SKIPPED),
-                "b_reply": o.reply,
-                "b_blames": o.blames_reader if o.status == FAILED else None,
-                "b_message_id": o.message_id,
-                "b_sent_at": (o.at or now) if o.status == SENT else None,
-                "b_next": o.next_attempt_at,
-                "b_now": o.at or now,
-            }
+        rows: list[OutcomeRow] = [
+            (
+                o.status,
+                o.claimed.attempts + (o.status != SKIPPED),
+                o.reply,
+                o.blames_reader if o.status == FAILED else None,
+                o.message_id,
+                (o.at or now) if o.status == SENT else None,
+                o.next_attempt_at,
+                o.at or now,
+                o.claimed.delivery_id,
+            )
             for o in outcomes
         ]
         failed = [
@@ -342,7 +331,7 @@ class Outbox:
         bounced = [o.claimed.recipient.subscriber_id for o in outcomes if o.bounce]
         struck_out: list[int] = []
         with self._transaction() as connection:
-            connection.execute(self._record_outcome, rows)
+            self._outcomes.write(connection, rows)
             if failed:
                 struck_out = failing_for_good(connection, failed)
                 bounced += struck_out

@@ -1,0 +1,73 @@
+"""The outbox's hot statements, per dialect: how a claim picks its rows, and the outcomes
+of a batch written with one `executemany` on the raw DBAPI cursor (sqlite3 or psycopg 3,
+which pipelines it). A send records an outcome for every message; through SQLAlchemy's
+per-row parameter handling that cost a quarter of the send's CPU (bench/README.md).
+Only outbox.py uses this module: SQL stays behind the store."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Dialect, Select, any_, func
+
+from mailer.models import DELIVERIES, DeliveryStatus, UTCDateTime
+
+d = DELIVERIES.c
+
+# One outcome, in the order of OutcomeWriter's placeholders (see Outbox.record).
+OutcomeRow = tuple[
+    str,  # status
+    int,  # attempts
+    str,  # the server's reply
+    bool | None,  # blames the reader (failures only)
+    str | None,  # Message-ID (sent only)
+    datetime | None,  # sent at
+    datetime | None,  # next attempt at (deferred only)
+    datetime,  # when it was tried: the first attempt's time if there was none
+    int,  # the delivery's id
+]
+
+
+def picked(ids: Select[Any], dialect: Dialect) -> ColumnElement[bool]:
+    """`delivery.id` among the rows `ids` picks (LIMIT, and on PostgreSQL FOR UPDATE SKIP
+    LOCKED). PostgreSQL gets `= ANY(ARRAY(...))`, an init plan run exactly once: as an
+    `IN (subquery)` the planner may run it again inside the UPDATE (seen with statistics
+    of an empty table), each run locking more rows, and a claim of 3 took 40."""
+    if dialect.name == "postgresql":
+        return d.id == any_(func.array(ids.scalar_subquery()))
+    return d.id.in_(ids.scalar_subquery())
+
+
+class OutcomeWriter:
+    """Writes a batch of outcomes, each only while `token` still holds the row (status
+    sending, claimed by it), clearing the claim; variant_id and donor stay as they are."""
+
+    def __init__(self, dialect: Dialect, token: str):
+        mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self._sql = (
+            f"UPDATE {DELIVERIES.name} SET status = {mark}, attempts = {mark}, "
+            f"smtp_response = {mark}, blames_reader = {mark}, message_id = {mark}, "
+            f"sent_at = {mark}, next_attempt_at = {mark}, "
+            f"first_attempt_at = COALESCE(first_attempt_at, {mark}), "
+            "claimed_by = NULL, lease_until = NULL "
+            f"WHERE id = {mark} AND status = {mark} AND claimed_by = {mark}"
+        )
+        self._mine = (str(DeliveryStatus.SENDING), token)
+        # datetimes as SQLAlchemy binds them (SQLite keeps text, compared as text)
+        stamp = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
+        self._stamp: Callable[[datetime | None], Any] = stamp or (lambda value: value)
+
+    def write(self, connection: Connection, rows: Sequence[OutcomeRow]) -> None:
+        """In `connection`'s transaction, on its DBAPI connection."""
+        stamp, mine = self._stamp, self._mine
+        params = [
+            (str(row[0]), *row[1:5], stamp(row[5]), stamp(row[6]), stamp(row[7]), row[8], *mine)
+            for row in rows
+        ]
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self._sql, params)
+        finally:
+            cursor.close()
