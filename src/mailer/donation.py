@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from mailer.qrcodes import QrCode, appeal_codes
+from mailer.qrcodes import QrCode, appeal_codes, untranslated
 from mailer.settings import Donation, Settings
 
 
@@ -32,15 +32,11 @@ class DonationBlock:
     vipps_label: str = ""
 
 
-def _same(text: str) -> str:
-    return text
-
-
 def donation_block(
     donation: Donation,
     reference: str,
     domain: str,
-    gettext: Callable[[str], str] = _same,
+    gettext: Callable[[str], str] = untranslated,
 ) -> DonationBlock | None:
     """The block to append to every issue, or None when nothing is configured. `domain`
     ends the Content-IDs of its QR codes; `gettext` is the reader's catalog, for what the

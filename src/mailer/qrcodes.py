@@ -71,7 +71,8 @@ def png(payload: str) -> bytes:
     return buffer.getvalue()
 
 
-def _same(text: str) -> str:
+def untranslated(text: str) -> str:
+    """The gettext of no catalog: the English as written."""
     return text
 
 
@@ -80,7 +81,7 @@ def appeal_codes(
     reference: str,
     vipps_url: str,
     domain: str,
-    gettext: Callable[[str], str] = _same,
+    gettext: Callable[[str], str] = untranslated,
 ) -> tuple[QrCode, ...]:
     """The codes the appeal shows: Vipps when there is a Vipps link, EPC when the
     account holder, IBAN and BIC are all known. `domain` ends each Content-ID; `gettext`
