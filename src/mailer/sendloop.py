@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from mailer.backoff import Backoff
 from mailer.errors import DeliveryError
@@ -51,6 +51,14 @@ class Transport(Protocol):
     def send(self, sender: str, recipient: str, data: bytes) -> str: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Gated(Protocol):
+    """A transport that calls before_final_dot, when set, with a message written but for
+    its final dot (SMTPTransport): what it raises abandons the message."""
+
+    before_final_dot: Callable[[], None] | None
 
 
 class Store(Protocol):
@@ -357,6 +365,13 @@ class _Run:
     def sender(self, connect: Callable[[], Transport]) -> None:
         transport = connect()
         end: BaseException | None = None
+        # The last outcome handed to the coordinator, until it is on record. A transport
+        # that can wait for it before the next message's final dot writes that message
+        # meanwhile; with any other, the next message waits for it here.
+        previous: threading.Event | None = None
+        gated = isinstance(transport, Gated)
+        if isinstance(transport, Gated):
+            transport.before_final_dot = lambda: self._before_final_dot(previous)
         try:  # connects on its first message: a small send opens only what it uses
             while (claimed := self._take()) is not None:
                 try:
@@ -366,15 +381,24 @@ class _Run:
                     raise
                 except _Lost:
                     continue
-                recorded = threading.Event()
-                self.events.put((outcome, recorded))
-                while not recorded.wait(0.5) and not self.stopping.is_set():
+                previous = threading.Event()
+                self.events.put((outcome, previous))
+                while not gated and not previous.wait(0.5) and not self.stopping.is_set():
                     pass  # the next message waits until this one is on record
         except BaseException as exc:  # handed to the coordinator
             end = exc
         finally:
             transport.close()
             self.events.put(end)
+
+    def _before_final_dot(self, previous: threading.Event | None) -> None:
+        """A message is written but for its final dot: it goes once the message before it
+        on this connection is on record, and not at all once the run is stopping (it
+        stays queued)."""
+        while previous is not None and not previous.wait(0.5) and not self.stopping.is_set():
+            pass
+        if self.stopping.is_set():
+            raise _Lost
 
     def _take(self) -> Claimed | None:
         claimed = self.work.get()

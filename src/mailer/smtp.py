@@ -10,6 +10,7 @@ import functools
 import re
 import smtplib
 import ssl
+from collections.abc import Callable
 from types import TracebackType
 
 from mailer.errors import DeliveryError
@@ -98,6 +99,12 @@ class SMTPTransport:
         self.local_hostname = local_hostname
         self._wire: Wire | None = None
         self._messages = 0  # on the current connection
+        # Called with the whole message written but its final dot not yet: the send loop
+        # waits there for the previous message's outcome to be on record, so the
+        # database lags the server by one message at most while the body is on its way.
+        # Whatever it raises abandons the message: the connection is dropped mid-DATA,
+        # which a server takes as no message.
+        self.before_final_dot: Callable[[], None] | None = None
 
     @property
     def address(self) -> str:
@@ -256,7 +263,17 @@ class SMTPTransport:
         the final dot may take the server long (SMTP_DATA_TIMEOUT)."""
         ending = b".\r\n" if data.endswith(b"\r\n") else b"\r\n.\r\n"
         wire.settimeout(max(self.settings.timeout, SMTP_DATA_TIMEOUT))
-        wire.write(data.replace(b"\r\n.", b"\r\n..") + ending)
+        stuffed = data.replace(b"\r\n.", b"\r\n..")
+        if self.before_final_dot is None:
+            wire.write(stuffed + ending)
+        else:
+            wire.write(stuffed)
+            try:
+                self.before_final_dot()
+            except BaseException:
+                self._drop()
+                raise
+            wire.write(ending)
         reply = wire.reply()
         wire.settimeout(self.settings.timeout)
         return reply
