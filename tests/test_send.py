@@ -3,9 +3,12 @@ read back as received and as recorded."""
 
 from __future__ import annotations
 
+import queue
 import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
@@ -335,6 +338,39 @@ def test_stopping_mid_send_hands_the_rest_back(engine, settings, article, smtp):
     ]  # fmt: skip
     assert send(engine, settings, article).sent == 2
     assert len(smtp.received) == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_message_ends_only_once_the_one_before_it_is_on_record(engine, settings, article, smtp):
+    """The next message is on its way while the outcome of the one before it is being
+    committed, but its final dot waits for that commit: the database lags the server by
+    one message per connection at most, as before, without the connection standing idle."""
+    recording, go_on, dots = threading.Event(), threading.Event(), queue.SimpleQueue[int]()
+
+    class SlowRecords(Outbox):
+        def record(self, outcomes: list[Outcome]) -> list[int]:
+            recording.set()
+            assert go_on.wait(10)
+            return super().record(outcomes)
+
+    class Watched(SMTPTransport):
+        def _data(self, wire: Any, data: bytes) -> tuple[int, bytes]:
+            dots.put(len(smtp.received))  # written but for the final dot: how many arrived
+            return super()._data(wire, data)
+
+    issue = article_issue(engine, settings, article)
+    outbox = SlowRecords(engine, issue, settings.delivery)
+    outbox.enqueue()
+    builder = MessageBuilder(settings, as_rendered(issue))
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(send_issue, outbox, builder, lambda: Watched(settings.smtp))
+        assert dots.get(timeout=10) == 0
+        assert recording.wait(10), "the first outcome is being recorded"
+        assert dots.get(timeout=10) == 1, "the second message is being written meanwhile"
+        assert len(smtp.received) == 1, "... and waits at its final dot"
+        go_on.set()
+        assert run.result(timeout=30).sent == 3
+    assert sorted(m.rcpt_tos[0] for m in smtp.received) == ACTIVE
 
 
 def test_the_schema_the_migrations_build_is_the_models(engine):
