@@ -62,3 +62,31 @@ def test_the_outbox_is_a_store(engine, settings):
         session.refresh(issue)
     store: Store = Outbox(engine, issue, settings.delivery)  # checked by mypy too
     assert store.claim() == [] and store.finish()
+
+
+FORK_OR_SPAWN = """
+import sys, threading
+from sqlalchemy import text
+from mailer.db import create_db_engine
+from mailer.processes import start_method
+url = sys.argv[1]
+engine = create_db_engine(url)
+print(start_method(url))
+with engine.connect() as connection:
+    connection.execute(text("select 1"))
+print(start_method(url))  # the pool keeps the connection, and the file open
+engine.dispose()
+print(start_method(url))
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+print(start_method(url))
+"""
+
+
+def test_helper_processes_are_forked_only_where_it_is_safe(tmp_path):
+    """Forked (at once, with everything imported) with no other thread and no SQLite
+    file open; spawned (a fresh interpreter) otherwise."""
+    url = f"sqlite:///{tmp_path / 'mailer.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_OR_SPAWN, url], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["fork", "spawn", "fork", "spawn"]

@@ -101,7 +101,7 @@ def deliver(
         else:
             shares = share(connections, count)
             counts, bounced = with_helpers(
-                settings, issue.id, shares, progress, send_here, send_in_helper
+                settings, issue.id, shares, progress, send_here, send_in_helper, engine.dispose
             )
     except DeliveryError:
         if held_reason(engine, issue.id) is None:

@@ -23,6 +23,7 @@ import queue
 import secrets
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import DeliveryError, MailerError
@@ -70,11 +72,18 @@ def with_helpers(
     progress: Callable[[str], None] | None,
     send_here: Callable[[int], tuple[dict[str, int], int]],
     helper_send: HelperSend,
+    close_database: Callable[[], None],
 ) -> tuple[dict[str, int], int]:
     """Run send_here over this process's connections (the first share) while helper
     processes run helper_send over the others; the counts and bounces of all. Helpers
-    report their outcomes, for the progress display."""
-    context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+    report their outcomes, for the progress display. close_database closes this
+    process's pooled connections, so that a helper can be forked (see start_method)."""
+    close_database()
+    context: multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
+    if start_method(settings.database.url) == "fork":
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("spawn")
     results: Queue[Any] = context.Queue()
     helpers = [
         context.Process(
@@ -104,6 +113,38 @@ def with_helpers(
     if relay.errors:
         raise DeliveryError("; ".join(sorted(set(relay.errors))))
     return counts, bounced + relay.bounced
+
+
+def start_method(database_url: str) -> str:
+    """How to start a helper: "fork" where it is safe, so the helper starts at once with
+    everything imported and loaded, else "spawn", a fresh interpreter that imports it all
+    again (a second here). Safe means Linux, no other thread running (a fork copies only
+    the thread that forks: a lock another thread held would stay held in the helper),
+    and no file of the SQLite database open in this process (SQLite's rule: its
+    locking goes wrong in a child that inherits an open connection)."""
+    if sys.platform != "linux" or threading.active_count() > 1:
+        return "spawn"
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and _opened(Path(url.database or "")):
+        return "spawn"
+    return "fork"
+
+
+def _opened(database: Path) -> bool:
+    """Does this process hold the SQLite file, its WAL or its shared memory open? Yes
+    when that cannot be told."""
+    names = {str(database.resolve()) + suffix for suffix in ("", "-wal", "-shm", "-journal")}
+    try:
+        links = list(Path("/proc/self/fd").iterdir())
+    except OSError:
+        return True
+    for link in links:
+        try:
+            if os.readlink(link) in names:
+                return True
+        except OSError:
+            continue  # closed since it was listed (the listing's own)
+    return False
 
 
 class _Relay(threading.Thread):

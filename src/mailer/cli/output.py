@@ -83,12 +83,19 @@ def progress_reporter(
         from rich.progress import Progress, TextColumn
 
         columns = [*Progress.get_default_columns(), TextColumn("{task.fields[summary]}")]
-        with Progress(*columns, transient=True) as shown:
+        # refreshed by the send itself, not by rich's thread: a process without other
+        # threads can fork its helper processes (processes.start_method)
+        with Progress(*columns, transient=True, auto_refresh=False) as shown:
             task = shown.add_task("Sending", total=total, summary="")
+            refreshed = started
 
             def advance_bar(status: str) -> None:
+                nonlocal refreshed
                 counts[status] += 1
                 shown.update(task, advance=1, summary=_summary(counts, started))
+                if time.monotonic() - refreshed >= 0.1:
+                    refreshed = time.monotonic()
+                    shown.refresh()
 
             yield advance_bar
         return
