@@ -71,6 +71,7 @@ LAYERS = {
     "store_sql": PIPELINE,  # issue 18: the outbox's statements per dialect, on the DBAPI
     "backoff": PIPELINE,
     "sendloop": PIPELINE,
+    "seams": PIPELINE,
     "delivery": PIPELINE,
     "processes": PIPELINE,
     "transactional": PIPELINE,
@@ -122,7 +123,7 @@ MAX_CLI_LINES = 300
 # The engine's ways in: only the use cases (and the engine itself) build an Outbox or
 # start a send.
 ENGINE_ENTRIES = {"outbox": {"Outbox"}, "delivery": {"deliver", "send_test_copy"}}
-ENGINE = {"outbox", "delivery", "sendloop", "processes"}
+ENGINE = {"outbox", "delivery", "sendloop", "seams", "processes"}
 USE_CASE_MODULES = {"runs"}
 
 

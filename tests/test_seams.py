@@ -13,7 +13,7 @@ from mailer.backoff import Backoff
 from mailer.models import Issue
 from mailer.outbox import Outbox
 from mailer.processes import HERE, is_dead_here, sender_token
-from mailer.sendloop import Store
+from mailer.seams import Store
 from mailer.settings import Delivery
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

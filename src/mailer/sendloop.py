@@ -16,10 +16,9 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 from mailer.backoff import Backoff
 from mailer.errors import DeliveryError
@@ -28,6 +27,7 @@ from mailer.models import SubscriberStatus
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outcome
 from mailer.processes import stop_on_signals
 from mailer.replies import Verdict, ran_out, same_words
+from mailer.seams import Gated, Store, Transport
 from mailer.settings import Delivery as DeliverySettings
 from mailer.smtp import ConnectionFailure, ContentRefused, PermanentFailure, TemporaryFailure
 from mailer.throttle import Throttle
@@ -42,44 +42,6 @@ _POLL_SECONDS = 2.0
 # refusing us, not them, and the issue is held like a refusal of the message, those
 # recipients queued again and counted against nobody.
 REFUSALS_IN_A_ROW = 10
-
-
-class Transport(Protocol):
-    """Sends one message; raises smtp's failures (TemporaryFailure, PermanentFailure,
-    ConnectionFailure, ContentRefused). SMTPTransport is the real one."""
-
-    def send(self, sender: str, recipient: str, data: bytes) -> str: ...
-
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class Gated(Protocol):
-    """A transport that calls before_final_dot, when set, with a message written but for
-    its final dot (SMTPTransport): what it raises abandons the message."""
-
-    before_final_dot: Callable[[], None] | None
-
-
-class Store(Protocol):
-    """What the send loop needs from the database, for one issue: batches claimed with a
-    lease, outcomes recorded, the issue held or finished. Outbox is the real one."""
-
-    clock: Callable[[], datetime]
-
-    def claim(self) -> list[Claimed]: ...
-    def renew(self, delivery_ids: list[int]) -> tuple[list[int], datetime]: ...
-    def record(self, outcomes: list[Outcome]) -> list[int]: ...
-    def requeue(self, recorded: list[Claimed], struck_out: Sequence[int] = ()) -> None: ...
-    def release(self) -> None: ...
-    def finish(self) -> bool: ...
-    def hold(self, reply: str) -> None: ...
-    def reclaim_from_the_dead(self) -> int: ...
-    def retry_deferred_now(self) -> None: ...
-    def claimable(self) -> bool: ...
-    def held_elsewhere(self) -> tuple[int, datetime | None]: ...
-    def sent_deliveries(self) -> int: ...
-    def failed_deliveries(self) -> int: ...
 
 
 @dataclass
