@@ -204,9 +204,10 @@ def test_keys_of_odd_sizes_make_a_well_formed_header(tmp_path, bits):
     assert dkim.verify(signed, dnsfunc=dns_for((path, record)))
 
 
-def test_the_builders_prepared_relaxed_body_is_the_bodys_relaxed_form(tmp_path, monkeypatch):
+def test_the_builders_prepared_relaxed_forms_are_the_messages(tmp_path, monkeypatch):
     """The builder hands the signer a body form assembled from pieces prepared once per
-    issue; it must be what canonicalising the whole body gives."""
+    issue, and the header's fields likewise: they must be what canonicalising the whole
+    body and header gives."""
     from mailer import signing
 
     key = tmp_path / "k.pem"
@@ -216,15 +217,20 @@ def test_the_builders_prepared_relaxed_body_is_the_bodys_relaxed_form(tmp_path, 
     article = read_article(SAMPLE_ARTICLE, boilerplate(settings))
     rendered = render_article_issue(settings, Article(**article.__dict__, ingested_at=utcnow()))
     builder = MessageBuilder(settings, rendered, issue_id=7)
-    given: list[bytes] = []
+    given: list[tuple[bytes, bytes, dict[bytes, bytes]]] = []
     original = signing.Signer.sign
 
-    def sign(self, message: bytes, relaxed_body: bytes | None = None) -> bytes:
-        given.append(relaxed_body or b"")
-        return original(self, message, relaxed_body)
+    def sign(self, message: bytes, relaxed_body: bytes, fields: dict[bytes, bytes]) -> bytes:
+        given.append((message, relaxed_body, fields))
+        return original(self, message, relaxed_body, fields)
 
     monkeypatch.setattr(signing.Signer, "sign", sign)
     for recipient in (Recipient(1, "ana@example.org", "Ana  Lee"), Recipient(2, "b@example.org")):
         data = builder.build(recipient).data
         body = data.split(b"\r\n\r\n", 1)[1]  # after the (signed) headers
-        assert given.pop() == signing._relaxed_body(body)
+        message, relaxed_body, fields = given.pop()
+        assert relaxed_body == signing._relaxed_body(body)
+        # ... and so the header's fields, the shared ones prepared once per issue
+        head = message.split(b"\r\n\r\n", 1)[0]
+        assert fields == signing.relaxed_fields(head + b"\r\n")
+        assert list(fields) == list(signing.relaxed_fields(head + b"\r\n"))

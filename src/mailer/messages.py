@@ -30,7 +30,7 @@ from mailer.render import (
     one_line,
 )
 from mailer.settings import Settings
-from mailer.signing import Signer, relaxed_lines
+from mailer.signing import Signer, relaxed_fields, relaxed_lines
 from mailer.subscribers import without_controls
 from mailer.tokens import VERP_DELIVERY, VERP_MAIL, VERP_UNSUBSCRIBE, VerpMaker, verp_address
 
@@ -118,6 +118,7 @@ class MessageBuilder:
         self.shared_headers = address_header("From", publication.sender_name, self.sender) + (
             b"".join(_header(name, value) for name, value in shared if value)
         )
+        self.shared_fields = relaxed_fields(self.shared_headers)  # as DKIM signs them
 
     def message_id(self, subscriber_id: int) -> str:
         """The same for every attempt at one delivery, so a copy sent again after a crash
@@ -169,7 +170,9 @@ class MessageBuilder:
         )
         if self.signer is not None and relaxed is not None:
             # the body ends with the closing boundary: no empty lines to drop at its end
-            data = self.signer.sign(data, b"".join([*relaxed, self.closing]))
+            # the shared header's fields relaxed once per builder, the reader's now
+            fields = {**self.shared_fields, **relaxed_fields(b"".join(own))}
+            data = self.signer.sign(data, b"".join([*relaxed, self.closing]), fields)
         return OutgoingMessage(message_id, sender, recipient.email, data)
 
 

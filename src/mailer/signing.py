@@ -61,19 +61,22 @@ class Signer:
             raise MailerError(f"cannot sign with the DKIM key {path}: it is not an RSA key")
         self.key = key
 
-    def sign(self, message: bytes, relaxed_body: bytes | None = None) -> bytes:
+    def sign(
+        self,
+        message: bytes,
+        relaxed_body: bytes | None = None,
+        fields: dict[bytes, bytes] | None = None,
+    ) -> bytes:
         """The message (CRLF line ends) with its DKIM-Signature header in front. A caller
         that has the body's relaxed form at hand (the message builder prepares most of
-        it once per issue) passes it, sparing a pass over the whole body."""
+        it once per issue) passes it, sparing a pass over the whole body; and so with
+        the header's fields (relaxed_fields of the whole header)."""
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import padding
 
         head, _, body = message.partition(b"\r\n\r\n")
-        fields = {}  # relaxed value by lowercase name; the last of a name is signed
-        for field in _NEW_FIELD.split(head):
-            name, _, value = field.partition(b":")
-            value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
-            fields[name.rstrip(b" \t").lower()] = value
+        if fields is None:
+            fields = relaxed_fields(head + b"\r\n")
         signed = b"".join(b"%s:%s\r\n" % (name, fields[name]) for name in _NAMES if name in fields)
         if relaxed_body is None:
             relaxed_body = _relaxed_body(body)
@@ -91,6 +94,17 @@ class Signer:
         )
         header = _fold(tags + base64.b64encode(signature))
         return b"DKIM-Signature: " + header + message
+
+
+def relaxed_fields(lines: bytes) -> dict[bytes, bytes]:
+    """Header lines (each ending in CRLF) in relaxed form (RFC 6376 3.4.2): the value by
+    lowercase name, the last of a name where there are several, as it is signed."""
+    fields = {}
+    for field in _NEW_FIELD.split(lines.removesuffix(b"\r\n")):
+        name, _, value = field.partition(b":")
+        value = _WSP_RUN.sub(b" ", value.replace(b"\r\n", b"")).strip(b" ")
+        fields[name.rstrip(b" \t").lower()] = value
+    return fields
 
 
 def relaxed_lines(lines: bytes) -> bytes:
