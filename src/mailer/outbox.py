@@ -42,7 +42,7 @@ from mailer.models import (
 )
 from mailer.processes import is_dead_here, sender_token
 from mailer.settings import Delivery as DeliverySettings
-from mailer.store_sql import OutcomeRow, OutcomeWriter, picked
+from mailer.store_sql import OutcomeRow, OutcomeWriter, WriterLock, picked
 from mailer.strikes import HARD_FAILURES as HARD_FAILURES
 from mailer.strikes import failing_for_good
 from mailer.subscribers import recipients_filter
@@ -110,6 +110,7 @@ class Outbox:
         self.settings = settings
         self.of_issue = d.issue_id == issue.id
         self._connection: Connection | None = None  # see _transaction
+        self._writers = WriterLock(engine.url)  # taken by _transaction
         self._deferred_due = True  # until a claim finds no more due deferred rows
         self._batch = BATCH_SIZE  # the next claim's rows (see LARGE_BATCH)
         self._claimed_rows = (
@@ -349,7 +350,7 @@ class Outbox:
         times a second, and a pool check-out and reset each time cost more than they do."""
         if self._connection is None:
             self._connection = self.engine.connect()
-        with self._connection.begin():
+        with self._writers.held(), self._connection.begin():
             yield self._connection
 
     def requeue(self, recorded: list[Claimed], struck_out: Sequence[int] = ()) -> None:
