@@ -63,10 +63,12 @@ def load(
 ) -> None:
     from mailer.donation import appeal_language_warning
     from mailer.settings import load_settings
-    from mailer.welcome import check_follow_up_templates
 
     ctx.obj = settings = load_settings(config)
-    check_follow_up_templates(settings)  # where templates are known: a missing one stops here
+    if settings.welcome.follow_ups:  # mailer.welcome loads the mail-building stack
+        from mailer.welcome import check_follow_up_templates
+
+        check_follow_up_templates(settings)  # where templates are known: a missing one stops
     warning = settings.donation.vipps_link_warning
     if warning:
         typer.echo(f"warning: {warning}", err=True)
