@@ -251,6 +251,22 @@ def test_a_send_starts_without_the_site_scheduler_or_sources(mailer, smtp):
     assert "sqlalchemy" in loaded and [name for name in NOT_FOR_A_SEND if name in loaded] == []
 
 
+def test_the_cycle_collector_is_back_on_after_a_command_that_failed_at_start(
+    tmp_path, monkeypatch, capsys
+):
+    """main() pauses Python's cycle collector while a command starts; a caller of main()
+    in-process (a test) has it on again, whatever the command did."""
+    import gc
+
+    from mailer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mailer", "--config", str(tmp_path / "no.toml"), "status"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 1 and "no.toml does not exist" in capsys.readouterr().err
+    assert gc.isenabled()
+
+
 def test_a_test_copy_goes_to_one_address_and_is_not_recorded(mailer, smtp):
     mailer.ok("ingest", str(SAMPLE_ARTICLE))
     mailer.ok("subscribers", "add", "ana@example.org", "--confirmed")
