@@ -221,10 +221,11 @@ def test_send_asks_first_then_sends_and_reports(mailer, smtp):
 
 
 # What a send has no use for: the site, the scheduler, the sources' readers, DNS checks,
-# and on SQLite PostgreSQL's dialect (with its asyncpg module).
+# on SQLite PostgreSQL's dialect (with its asyncpg module), and in one process the
+# machinery of several.
 NOT_FOR_A_SEND = (
     *("fastapi", "uvicorn", "apscheduler.schedulers", "feedparser", "httpx", "dns"),
-    "sqlalchemy.dialects.postgresql",
+    *("sqlalchemy.dialects.postgresql", "multiprocessing", "ctypes"),
 )
 SEND_LISTING_MODULES = """
 import runpy, sys
