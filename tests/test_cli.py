@@ -220,8 +220,13 @@ def test_send_asks_first_then_sends_and_reports(mailer, smtp):
     assert "no article with id 7" in mailer.fails("send", "--article", "7", "--yes")
 
 
-# What a send has no use for: the site, the scheduler, the sources' readers, DNS checks.
-NOT_FOR_A_SEND = ("fastapi", "uvicorn", "apscheduler.schedulers", "feedparser", "httpx", "dns")
+# What a send has no use for: the site, the scheduler, the sources' readers, DNS checks,
+# on SQLite PostgreSQL's dialect (with its asyncpg module), and in one process the
+# machinery of several.
+NOT_FOR_A_SEND = (
+    *("fastapi", "uvicorn", "apscheduler.schedulers", "feedparser", "httpx", "dns"),
+    *("sqlalchemy.dialects.postgresql", "multiprocessing", "ctypes"),
+)
 SEND_LISTING_MODULES = """
 import runpy, sys
 sys.argv = ["mailer", "send", "--latest", "--yes"]
@@ -245,6 +250,22 @@ def test_a_send_starts_without_the_site_scheduler_or_sources(mailer, smtp):
     assert len(smtp.received) == 1
     loaded = set(done.stderr.rpartition("modules: ")[2].split())
     assert "sqlalchemy" in loaded and [name for name in NOT_FOR_A_SEND if name in loaded] == []
+
+
+def test_the_cycle_collector_is_back_on_after_a_command_that_failed_at_start(
+    tmp_path, monkeypatch, capsys
+):
+    """main() pauses Python's cycle collector while a command starts; a caller of main()
+    in-process (a test) has it on again, whatever the command did."""
+    import gc
+
+    from mailer.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mailer", "--config", str(tmp_path / "no.toml"), "status"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 1 and "no.toml does not exist" in capsys.readouterr().err
+    assert gc.isenabled()
 
 
 def test_a_test_copy_goes_to_one_address_and_is_not_recorded(mailer, smtp):

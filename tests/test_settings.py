@@ -121,6 +121,20 @@ def test_schema_revision_is_the_newest_migration(tmp_path):
     open_database(f"sqlite:///{tmp_path / 'new.db'}")  # a second open changes nothing
 
 
+def test_the_models_partial_index_has_its_where_on_each_database(engine):
+    """Declared for the engine's dialect when it is made, not at import (which would load
+    PostgreSQL's dialect on SQLite): DDL from the models builds the index the migration
+    built, at most one open mail per subscriber and kind, not one for good."""
+    from sqlalchemy.schema import CreateIndex
+
+    from mailer.models import PARTIAL_INDEXES
+
+    (index,) = PARTIAL_INDEXES
+    ddl = str(CreateIndex(index).compile(engine))
+    assert ddl.startswith("CREATE UNIQUE INDEX ux_transactional_mail_open")
+    assert ddl.endswith("WHERE status IN ('queued', 'sending')")
+
+
 def test_base_url_becomes_ascii_and_may_not_carry_a_query():
     settings = load_settings(
         environ={"MAILER_PUBLICATION_BASE_URL": "https://bücher.example/nyheter/"}

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, Table, create_engine, event, inspect, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlmodel import Session
 
 from mailer.errors import MailerError
+from mailer.models import declare_partial_indexes
 from mailer.settings import masked_url
 
 T = TypeVar("T")
@@ -36,6 +36,7 @@ def create_db_engine(url: str) -> Engine:
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise MailerError(f"database.url = {shown!r}: mailer runs on sqlite:// or postgresql://")
+    declare_partial_indexes(backend)  # its dialect is loaded by create_engine anyway
     if backend == "postgresql":
         try:
             return create_engine(url, pool_pre_ping=True)
@@ -158,7 +159,12 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 def insert_new(engine: Engine, table: Table) -> Any:
     """INSERT that can skip rows already there (`.on_conflict_do_nothing()`), in the
-    dialect's own words."""
+    dialect's own words. Each dialect's package is imported here, when its engine is
+    in use (and loaded by then): at the top, SQLite's commands would load PostgreSQL's."""
     if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
         return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
     return sqlite.insert(table)

@@ -15,9 +15,7 @@ helper process runs."""
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import multiprocessing
 import os
 import queue
 import secrets
@@ -28,15 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from multiprocessing.queues import Queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from mailer.errors import DeliveryError, MailerError
 from mailer.settings import Settings
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
 
 # A process costs about a second to start (imports): worth it from this many messages.
 MESSAGES_PER_PROCESS = 5000
@@ -78,6 +78,8 @@ def with_helpers(
     processes run helper_send over the others; the counts and bounces of all. Helpers
     report their outcomes, for the progress display. close_database closes this
     process's pooled connections, so that a helper can be forked (see start_method)."""
+    import multiprocessing  # here: a send in one process does not load it
+
     close_database()
     context: multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
     if start_method(settings.database.url) == "fork":
@@ -227,6 +229,8 @@ class _Tally:
 
 def _die_with_parent() -> None:
     """Ask Linux to kill this process when its parent dies (prctl PR_SET_PDEATHSIG)."""
+    import ctypes  # here, in the helper process that needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG

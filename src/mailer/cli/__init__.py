@@ -10,6 +10,7 @@ loads neither the web site, nor the sources, nor the scheduler."""
 
 from __future__ import annotations
 
+import gc
 import sys
 
 import typer
@@ -32,6 +33,7 @@ from mailer.cli.app import (
     dkim_app,
     donations_app,
     editors_app,
+    pause_collector,
     subscribers_app,
 )
 from mailer.errors import MailerError
@@ -74,6 +76,7 @@ bounces_app.command("fetch")(bounces.bounces_fetch)
 
 
 def main() -> None:
+    pause_collector()  # until the command's start-up is over (app.resume_collector)
     try:
         app()
     except KeyboardInterrupt:  # before or after a send: nothing is left half-done
@@ -91,6 +94,8 @@ def main() -> None:
             raise
         typer.echo(f"error: the database said: {said}", err=True)
         sys.exit(1)
+    finally:  # a command that ended before its start-up was over (or main() in a test)
+        gc.enable()
 
 
 def _database_said(exc: Exception) -> object | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from mailer.cli.app import settings_of
+from mailer.cli.app import resume_collector, settings_of
 from mailer.cli.articles import article_choice, language_choice
 from mailer.cli.output import confirm, iso_time, local, plural, print_report, say, sending
 from mailer.errors import MailerError
@@ -75,9 +75,11 @@ def send(
         say(f"Cancelled issue {cancel}: “{cancelled.subject}”. Nothing of it was sent.")
         return
     if issue_id is not None:
+        resume_collector()
         _resume_issue(engine, settings, issue_id, yes)
         return
     if (resume or worker) and article is None and not latest:
+        resume_collector()
         _finish_started(engine, settings, worker)
         return
     chosen = find_article(engine, article_choice(article, latest))
@@ -95,6 +97,7 @@ def send(
         say("Nothing was sent.")
         return
     prepared = runs.article_send(engine, settings, chosen, worker=worker)
+    resume_collector()  # rendered: the rest is the send's own
     issue, pending = prepared.issue, prepared.pending
     say(f"Issue {issue.id}: “{issue.subject}”")
     if pending == 0 and not worker:
