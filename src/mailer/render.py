@@ -18,6 +18,7 @@ from babel.dates import format_date
 from babel.support import Translations
 from markupsafe import Markup
 
+from mailer.caches import template_bytecode_cache
 from mailer.clicks import CountedLink, LinkCounter
 from mailer.donation import DonationBlock, appeal_in, donation_block
 from mailer.donor_copy import thanks_block
@@ -118,6 +119,8 @@ def _environment(
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
+        # compiled once per machine rather than once per process (caches.py)
+        bytecode_cache=template_bytecode_cache(f"{language} {timezone}"),
     )
     # {% trans %} blocks are one line of text however the template wraps them
     env.policies["ext.i18n.trimmed"] = True
