@@ -25,3 +25,15 @@ def test_paragraphs_wrap_at_the_width_and_an_element_left_open_is_closed_by_its_
     )
     assert html_to_text("<div><p>one <em>two</div><p>three</p>") == "one two\n\nthree"
     assert html_to_text("  ") == ""
+
+
+def test_a_loose_lists_paragraphs_and_a_list_inside_an_item_are_kept():
+    """Markdown writes a list with blank lines between its items as <li><p>: the text part
+    dropped those items whole."""
+    html = (
+        "<ul><li><p>First, in a paragraph</p><p>and its second</p></li>"
+        "<li>Second<ul><li>a</li><li><p>b</p></li></ul></li></ul>"
+    )
+    assert html_to_text(html) == (
+        "- First, in a paragraph and its second\n\n- Second\n  - a\n  - b"
+    )

@@ -7,6 +7,7 @@ every send's first render."""
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -68,13 +69,13 @@ def html_to_text(html: str, width: int = WIDTH) -> str:
 
 def _collect_blocks(element: _Element, blocks: list[str], width: int) -> None:
     """The outermost blocks, in document order (a block's own blocks are its text)."""
+    blocks.extend(_block_text(block, width) for block in _outer_blocks(element))
+
+
+def _outer_blocks(element: _Element) -> Iterator[_Element]:
     for child in element.content:
-        if isinstance(child, str):
-            continue
-        if child.tag in BLOCKS:
-            blocks.append(_block_text(child, width))
-        else:
-            _collect_blocks(child, blocks, width)
+        if isinstance(child, _Element):
+            yield from [child] if child.tag in BLOCKS else _outer_blocks(child)
 
 
 def _block_text(element: _Element, width: int) -> str:
@@ -91,7 +92,25 @@ def _block_text(element: _Element, width: int) -> str:
         )
         body = inner or textwrap.fill(text, width - 2)
         return "\n".join(f"> {line}".rstrip() for line in body.splitlines())
-    prefix = "- " if element.tag == "li" else ""
+    if element.tag == "li":
+        return _list_item(element, width)
+    return _fill(text, width)
+
+
+def _list_item(element: _Element, width: int) -> str:
+    """A list item: its text with that of the paragraphs inside it (a loose Markdown
+    list's <li><p>), then the items of a list inside it, indented under it."""
+    words, items = [_inline_text(element)], []
+    for block in _outer_blocks(element):
+        if block.tag == "li":
+            items.append(textwrap.indent(_list_item(block, width - 2), "  "))
+        elif block.tag != "hr":
+            words.append(_inline_text(block))
+    first = _fill(" ".join(" ".join(words).split()), width, "- ")
+    return "\n".join(([first] if first else []) + items)
+
+
+def _fill(text: str, width: int, prefix: str = "") -> str:
     return textwrap.fill(
         text,
         width,
