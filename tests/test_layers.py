@@ -39,6 +39,7 @@ LAYERS = {
     "throttle": FOUNDATION,
     "signing": FOUNDATION,
     "textpart": FOUNDATION,
+    "caches": FOUNDATION,
     "samples": FOUNDATION,
     "beats": FOUNDATION,
     "waking": FOUNDATION,

@@ -39,9 +39,10 @@ class CountedLink:
     appeal: bool  # one of the donation block's
 
 
-# An href attribute inside a tag: lxml (premailer's serialiser) writes every attribute in
-# double quotes and escapes "<", ">" and '"' within, so text that merely looks like one
-# never matches. Outlook's <v:roundrect href> in a conditional comment matches too.
+# An href attribute inside a tag: css-inline's serialiser (html5ever's) writes every
+# attribute in double quotes and escapes '"' within, and "<" in text, so text or an
+# attribute's value that merely looks like one never matches. Outlook's <v:roundrect
+# href> in a conditional comment matches too.
 _HREF = re.compile(r'(<[A-Za-z][^<>]*?\shref=")([^"]*)(")')
 # A URL in the text part; what ends a sentence around it is tried off it (below).
 _TEXT_URL = re.compile(r"https?://[^\s<>\"]+")
