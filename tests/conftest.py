@@ -46,6 +46,16 @@ BACKENDS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The compiled templates (caches.py) of this run's processes in a folder of the run,
+    not the user's ~/.cache: tests render from newsroom templates in throwaway folders."""
+    folder = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture
 def smtp() -> Iterator[RecordingHandler]:
     """A started SMTP server on 127.0.0.1 that records what it receives."""
