@@ -3,8 +3,12 @@ written on the raw DBAPI cursor exactly as SQLAlchemy wrote them."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import delete, select, text, update
 
 from mailer.models import DELIVERIES, SUBSCRIBERS
@@ -93,3 +97,29 @@ def test_outcomes_are_stored_as_sqlalchemy_stores_them(engine, settings, tmp_pat
     assert stored[lost.delivery_id][7] == "elsewhere:1:00000000"
     if engine.dialect.name == "sqlite":
         assert shapes == {"2026-11-30 11:00:00.123456", "2026-11-30 11:15:00.000000"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_senders_writes_wait_their_turn_at_the_writers_lock(engine, settings, tmp_path):
+    """On SQLite the writers of one file take turns by the lock file beside it: while
+    another sender holds it (another process; here another open of the file, which
+    flock keeps apart alike), an outcome waits, and is stored once it is let go."""
+    import_readers(engine, tmp_path, 1)
+    outbox = Outbox(engine, new_issue(engine, settings, tmp_path), settings.delivery)
+    outbox.enqueue()
+    (claimed,) = outbox.claim(limit=1)
+    other = os.open(f"{engine.url.database}.lock", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    recorded = threading.Event()
+    writer = threading.Thread(
+        target=lambda: (outbox.record([Outcome(claimed, SENT, "250 ok")]), recorded.set())
+    )
+    writer.start()
+    try:
+        assert not recorded.wait(0.3), "written while another sender held the lock"
+    finally:
+        os.close(other)  # lets go
+    assert recorded.wait(10)
+    writer.join()
+    with engine.connect() as connection:
+        assert connection.execute(select(c.status)).scalar_one() == SENT

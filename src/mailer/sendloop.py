@@ -331,9 +331,10 @@ class _Run:
         # that can wait for it before the next message's final dot writes that message
         # meanwhile; with any other, the next message waits for it here.
         previous: threading.Event | None = None
-        gated = isinstance(transport, Gated)
+        gated = False
         if isinstance(transport, Gated):
             transport.before_final_dot = lambda: self._before_final_dot(previous)
+            gated = True
         try:  # connects on its first message: a small send opens only what it uses
             while (claimed := self._take()) is not None:
                 try:
