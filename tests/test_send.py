@@ -373,6 +373,47 @@ def test_a_message_ends_only_once_the_one_before_it_is_on_record(engine, setting
     assert sorted(m.rcpt_tos[0] for m in smtp.received) == ACTIVE
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_message_held_at_its_final_dot_past_its_lease_is_not_ended(
+    engine, settings, article, smtp
+):
+    """A commit that stalls (a lock wait, a slow disk) holds the next message at its final
+    dot for longer than that row's lease: another sender may have taken the row over and
+    sent it meanwhile. Then the held message is dropped, not ended. Only the message whose
+    outcome was being committed goes twice, the one a crash there could repeat too."""
+    now = [utcnow()]
+    recording, go_on, dots = threading.Event(), threading.Event(), queue.SimpleQueue[int]()
+
+    class SlowFirstRecord(Outbox):
+        def record(self, outcomes: list[Outcome]) -> list[int]:
+            if not recording.is_set():
+                recording.set()
+                assert go_on.wait(10)
+            return super().record(outcomes)
+
+    class Watched(SMTPTransport):
+        def _data(self, wire: Any, data: bytes) -> tuple[int, bytes]:
+            dots.put(len(smtp.received))
+            return super()._data(wire, data)
+
+    issue = article_issue(engine, settings, article)
+    stalled = SlowFirstRecord(engine, issue, settings.delivery, clock=lambda: now[0])
+    stalled.enqueue()
+    builder = MessageBuilder(settings, as_rendered(issue))
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(send_issue, stalled, builder, lambda: Watched(settings.smtp))
+        assert recording.wait(10) and dots.get(timeout=10) == 0
+        assert dots.get(timeout=10) == 1, "the second message waits at its final dot"
+        # the commit stalls past the leases; another sender takes the rows over
+        now[0] += timedelta(seconds=settings.delivery.lease_seconds + 1)
+        other = Outbox(engine, issue, settings.delivery, clock=lambda: now[0])
+        assert send_issue(other, builder, lambda: SMTPTransport(settings.smtp)).sent == 3
+        go_on.set()
+        run.result(timeout=30)
+    first = smtp.received[0].rcpt_tos[0]
+    assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted([*ACTIVE, first])
+
+
 def test_the_schema_the_migrations_build_is_the_models(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

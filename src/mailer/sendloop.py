@@ -333,7 +333,7 @@ class _Run:
         previous: threading.Event | None = None
         gated = False
         if isinstance(transport, Gated):
-            transport.before_final_dot = lambda: self._before_final_dot(previous)
+            transport.before_final_dot = lambda: self._before_final_dot(previous, claimed)
             gated = True
         try:  # connects on its first message: a small send opens only what it uses
             while (claimed := self._take()) is not None:
@@ -354,14 +354,16 @@ class _Run:
             transport.close()
             self.events.put(end)
 
-    def _before_final_dot(self, previous: threading.Event | None) -> None:
+    def _before_final_dot(self, previous: threading.Event | None, claimed: Claimed) -> None:
         """A message is written but for its final dot: it goes once the message before it
         on this connection is on record, and not at all once the run is stopping (it
-        stays queued)."""
+        stays queued). That record may have taken long (a stalled commit), and nothing
+        renews leases meanwhile: the lease is looked at again, as before a message."""
         while previous is not None and not previous.wait(0.5) and not self.stopping.is_set():
             pass
         if self.stopping.is_set():
             raise _Lost
+        self._hold(claimed)
 
     def _take(self) -> Claimed | None:
         claimed = self.work.get()
