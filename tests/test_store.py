@@ -123,3 +123,28 @@ def test_a_senders_writes_wait_their_turn_at_the_writers_lock(engine, settings, 
     writer.join()
     with engine.connect() as connection:
         assert connection.execute(select(c.status)).scalar_one() == SENT
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_writers_lock_is_made_as_sqlite_makes_its_own_files(engine, settings, tmp_path):
+    """The lock file gets the database file's permissions (a database shared by the
+    desk's and the scheduler's users stays shared), and a lock file that cannot be
+    opened leaves the writes to SQLite's own locking: the outcome is stored all the same."""
+    import_readers(engine, tmp_path, 2)
+    outbox = Outbox(engine, new_issue(engine, settings, tmp_path), settings.delivery)
+    outbox.enqueue()
+    first, second = outbox.claim(limit=2)
+    database, lock = engine.url.database, f"{engine.url.database}.lock"
+    os.remove(lock)
+    os.chmod(database, 0o660)
+    umask = os.umask(0o077)
+    try:
+        outbox.record([Outcome(first, SENT, "250 ok")])
+    finally:
+        os.umask(umask)
+    assert os.stat(lock).st_mode & 0o777 == 0o660
+    os.remove(lock)
+    os.mkdir(lock)  # no file to lock: SQLite alone
+    outbox.record([Outcome(second, SENT, "250 ok")])
+    with engine.connect() as connection:
+        assert connection.execute(select(c.status)).scalars().all() == [SENT, SENT]

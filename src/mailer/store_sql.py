@@ -83,22 +83,58 @@ class WriterLock:
     fraction of that, and two processes recording outcomes lost a third of their
     commits to those sleeps (bench/README.md); the kernel wakes the next flock holder at
     once. Any other writer (the desk, the CLI) waits on SQLite as before. On PostgreSQL,
-    nothing: rows are locked one by one there."""
+    nothing: rows are locked one by one there.
+
+    The lock only spares those sleeps: SQLite's own locking keeps the writes apart. So a
+    writer that cannot open the lock file (a folder it may not write, a file another
+    user made) writes without it."""
 
     def __init__(self, url: URL):
         name = url.database or ""
         sqlite_file = url.get_backend_name() == "sqlite" and name not in ("", ":memory:")
-        self._path = name + ".lock" if sqlite_file else None
+        self._database = name if sqlite_file else None
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        if self._path is None:
+        lock = self._open()
+        if lock is None:
             yield
             return
-        # opened each time (a few microseconds): closing it lets go, whatever happens
-        lock = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(lock)
+            os.close(lock)  # lets go, whatever happened
+
+    def _open(self) -> int | None:
+        """The lock file, opened anew for each transaction (a few microseconds)."""
+        if self._database is None:
+            return None
+        path = self._database + ".lock"
+        try:
+            return os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return _new_lock_file(path, self._database)
+        except OSError:  # not ours to open: SQLite's locking alone
+            return None
+
+
+def _new_lock_file(path: str, database: str) -> int | None:
+    """A new lock file with the database file's permissions, as SQLite makes its -wal and
+    -shm files: whoever may write the database may take the lock."""
+    try:
+        mode = os.stat(database).st_mode & 0o777
+        lock = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:  # another writer made it just now
+        return _opened(path)
+    except OSError:
+        return None
+    os.fchmod(lock, mode)  # past the umask, as SQLite does
+    return lock
+
+
+def _opened(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDWR)
+    except OSError:
+        return None
