@@ -37,3 +37,16 @@ def test_a_loose_lists_paragraphs_and_a_list_inside_an_item_are_kept():
     assert html_to_text(html) == (
         "- First, in a paragraph and its second\n\n- Second\n  - a\n  - b"
     )
+
+
+def test_quotations_and_lists_nested_past_the_width_are_wrapped_not_refused():
+    """Each level takes two characters of the line: 36 levels of quotation used to leave
+    textwrap a width of zero, and the issue could not be rendered (ValueError)."""
+    words = "Deep words, every one of them kept."
+    quoted = html_to_text("<blockquote>" * 50 + f"<p>{words}</p>" + "</blockquote>" * 50)
+    lines = quoted.splitlines()
+    assert all(line.startswith("> " * 50) for line in lines)
+    assert " ".join(line.removeprefix("> " * 50) for line in lines) == words
+    listed = html_to_text("<ul><li>level" * 50 + "</li></ul>" * 50)
+    assert listed.splitlines()[-1] == "  " * 49 + "- level"
+    assert html_to_text("<ul><li>" * 50 + words + "</li></ul>" * 50).endswith("of them kept.")

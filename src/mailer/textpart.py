@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
 WIDTH = 72
+# A quotation or list nested deeper than the width allows is wrapped this wide, its
+# prefixes past the line's end, rather than refused
+NARROWEST = 20
 BLOCKS = {"p", "h2", "h3", "h4", "blockquote", "li", "figcaption", "hr"}
 # Elements that never have content or an end tag
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -86,11 +89,11 @@ def _block_text(element: _Element, width: int) -> str:
         return f"{text}\n{('=' if element.tag == 'h2' else '-') * min(len(text), width)}"
     if element.tag == "blockquote":
         inner = "\n\n".join(
-            _block_text(child, width - 2)
+            _block_text(child, max(width - 2, NARROWEST))
             for child in element.content
             if isinstance(child, _Element) and child.tag in BLOCKS
         )
-        body = inner or textwrap.fill(text, width - 2)
+        body = inner or textwrap.fill(text, max(width - 2, NARROWEST))
         return "\n".join(f"> {line}".rstrip() for line in body.splitlines())
     if element.tag == "li":
         return _list_item(element, width)
@@ -103,7 +106,7 @@ def _list_item(element: _Element, width: int) -> str:
     words, items = [_inline_text(element)], []
     for block in _outer_blocks(element):
         if block.tag == "li":
-            items.append(textwrap.indent(_list_item(block, width - 2), "  "))
+            items.append(textwrap.indent(_list_item(block, max(width - 2, NARROWEST)), "  "))
         elif block.tag != "hr":
             words.append(_inline_text(block))
     first = _fill(" ".join(" ".join(words).split()), width, "- ")
