@@ -331,6 +331,7 @@ class _Run:
         # that can wait for it before the next message's final dot writes that message
         # meanwhile; with any other, the next message waits for it here.
         previous: threading.Event | None = None
+        claimed: Claimed | None = None  # the message on its way
         gated = False
         if isinstance(transport, Gated):
             transport.before_final_dot = lambda: self._before_final_dot(previous, claimed)
@@ -354,7 +355,7 @@ class _Run:
             transport.close()
             self.events.put(end)
 
-    def _before_final_dot(self, previous: threading.Event | None, claimed: Claimed) -> None:
+    def _before_final_dot(self, previous: threading.Event | None, claimed: Claimed | None) -> None:
         """A message is written but for its final dot: it goes once the message before it
         on this connection is on record, and not at all once the run is stopping (it
         stays queued). That record may have taken long (a stalled commit), and nothing
@@ -363,7 +364,8 @@ class _Run:
             pass
         if self.stopping.is_set():
             raise _Lost
-        self._hold(claimed)
+        if claimed is not None:
+            self._hold(claimed)
 
     def _take(self) -> Claimed | None:
         claimed = self.work.get()
