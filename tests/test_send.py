@@ -3,9 +3,11 @@ read back as received and as recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -26,7 +28,8 @@ from mailer.settings import Settings
 from mailer.smtp import SMTPTransport
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import add_subscriber, remove_subscriber
-from mailer.testing import TEST_SECRET_KEY, smtp_server
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+from mailer.throttle import Throttle
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
 
 ACTIVE = ["ana@example.org", "bo@example.org", "cy@example.net"]
@@ -412,6 +415,77 @@ def test_a_message_held_at_its_final_dot_past_its_lease_is_not_ended(
         run.result(timeout=30)
     first = smtp.received[0].rcpt_tos[0]
     assert sorted(m.rcpt_tos[0] for m in smtp.received) == sorted([*ACTIVE, first])
+
+
+class HeldAtTheDot(RecordingHandler):
+    """Takes each message in, then answers its final dot only once the test lets it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: list[str] = []
+        self.answer: dict[str, threading.Event] = {a: threading.Event() for a in ACTIVE}
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        recipient = envelope.rcpt_tos[0]
+        self.waiting.append(recipient)
+        while not self.answer[recipient].is_set():
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_stop_records_every_message_the_server_took_before_the_senders_ended(
+    engine, settings, article
+):
+    """Stopped while two messages wait for their 250: the first is accepted and being
+    committed when the second is accepted and its sender ends. The run used to stop
+    recording once no sender was left, and the second went back to the queue, to be sent
+    again by the next run."""
+    recording, go_on = threading.Event(), threading.Event()
+
+    class SlowFirstRecord(Outbox):
+        def record(self, outcomes: list[Outcome]) -> list[int]:
+            if not recording.is_set():
+                recording.set()
+                assert go_on.wait(10)
+            return super().record(outcomes)
+
+    def senders_alive() -> bool:
+        return any(t.name.startswith("smtp-") for t in threading.enumerate())
+
+    def until(condition: Any) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline, "waited 10 s"
+            time.sleep(0.01)
+
+    issue = article_issue(engine, settings, article)
+    outbox = SlowFirstRecord(engine, issue, settings.delivery)
+    outbox.enqueue()
+    builder = MessageBuilder(settings, as_rendered(issue))
+    stop = threading.Event()
+    with smtp_server(HeldAtTheDot()) as (_controller, server), ThreadPoolExecutor(1) as pool:
+        relay = settings.replace(smtp={"port": server.port}).smtp
+        throttle = Throttle()  # stopped with the run: tells when it is stopping
+        run = pool.submit(
+            send_issue, outbox, builder, lambda: SMTPTransport(relay),
+            connections=2, stop=stop, throttle=throttle,
+        )  # fmt: skip
+        until(lambda: len(server.waiting) == 2)
+        stop.set()
+        until(throttle.stopped.is_set)
+        first, second = server.waiting
+        server.answer[first].set()
+        assert recording.wait(10), "the first is accepted and being committed"
+        server.answer[second].set()
+        until(lambda: not senders_alive())  # the second accepted too, and its sender gone
+        go_on.set()
+        with pytest.raises(KeyboardInterrupt):
+            run.result(timeout=30)
+    received = sorted(m.rcpt_tos[0] for m in server.received)
+    recorded = {email: row.status for email, row in deliveries(engine).items()}
+    assert received == sorted([first, second])
+    assert [recorded[address] for address in received] == ["sent", "sent"]
 
 
 def test_the_schema_the_migrations_build_is_the_models(engine):

@@ -316,11 +316,16 @@ class _Run:
         for _ in senders:
             self.work.put(None)
         while any(sender.is_alive() for sender in senders):
-            outcomes = [e for e in self._next_events(block=True) if isinstance(e, tuple)]
-            if outcomes:
-                self._record(outcomes)
-                if self.refusing:
-                    self._requeue([outcome for outcome, _ in outcomes])
+            self._record_late(self._next_events(block=True))
+        # and what the last of them handed over on their way out, while a commit ran
+        self._record_late(self._next_events(block=False))
+
+    def _record_late(self, events: list[_Event]) -> None:
+        outcomes = [event for event in events if isinstance(event, tuple)]
+        if outcomes:
+            self._record(outcomes)
+            if self.refusing:
+                self._requeue([outcome for outcome, _ in outcomes])
 
     # -- a sender: one thread, one connection ---------------------------------------
 
