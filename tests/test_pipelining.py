@@ -134,6 +134,54 @@ def test_a_refused_recipient_is_reset_and_the_next_message_goes_on_the_same_conn
     assert [r.rcpt_tos for r in handler.received] == [["here@example.org"]]
 
 
+@pytest.mark.parametrize(
+    "idle_reply", [None, "421 4.4.2 relay.example Error: timeout exceeded"], ids=["closed", "421"]
+)
+def test_a_connection_the_relay_closed_while_idle_is_replaced_before_the_next_message(
+    idle_reply,
+):
+    """A relay closes a connection left idle (Postfix after 300 s, saying 421 first): a
+    send held back by its hourly limit finds it so. The next message goes on a new
+    connection; it used to read the 421 as its own reply (the sender stopped) or be put
+    off for a lost connection, a message the relay never saw."""
+    handler = RecordingHandler(idle_timeout=0.5, idle_reply=idle_reply)
+    with smtp_server(handler) as (_, server), SMTPTransport(_smtp(server.port)) as transport:
+        assert transport.send(SENDER, "first@example.org", MESSAGE).startswith("250")
+        deadline = time.monotonic() + 10
+        while handler.sessions and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the relay has closed it
+        assert transport.send(SENDER, "second@example.org", MESSAGE).startswith("250")
+    assert handler.connections == 2
+    assert [r.rcpt_tos for r in handler.received] == [["first@example.org"], ["second@example.org"]]
+
+
+def test_a_relay_that_says_more_than_asked_gets_a_new_connection_not_a_reply_out_of_step():
+    """A reply line too many after a message: the next message would have read each
+    reply one step late (put off, with a 250 where 354 belongs), and RSET the 354, and
+    the one after that be written into a message body."""
+    handler = RecordingHandler(data_reply="250 2.0.0 Ok: queued\r\n250 2.0.0 and more")
+    with smtp_server(handler) as (_, server), SMTPTransport(_smtp(server.port)) as transport:
+        for n in range(3):
+            assert transport.send(SENDER, f"r{n}@example.org", MESSAGE).startswith("250 2.0.0 Ok")
+    assert [r.rcpt_tos for r in handler.received] == [[f"r{n}@example.org"] for n in range(3)]
+
+
+class RefusesReset(RecordingHandler):
+    async def handle_RSET(self, server: Any, session: Any, envelope: Any) -> str:
+        return "421 4.3.2 relay.example going down"
+
+
+def test_a_connection_whose_reset_was_refused_is_not_used_again():
+    """After a refused recipient the transaction is reset; a relay that does not answer
+    RSET with 250 is not in step with us (or going away): the next message starts anew."""
+    handler = RefusesReset(refuse={"gone@example.org": "550 5.1.1 User unknown"})
+    with smtp_server(handler) as (_, server), SMTPTransport(_smtp(server.port)) as transport:
+        with pytest.raises(PermanentFailure):
+            transport.send(SENDER, "gone@example.org", MESSAGE)
+        assert transport.send(SENDER, "here@example.org", MESSAGE).startswith("250")
+    assert handler.connections == 2
+
+
 def _editor_only(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
     return AuthResult(success=(data.login, data.password) == (b"editor", b"secret"))
 

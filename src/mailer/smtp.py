@@ -119,7 +119,10 @@ class SMTPTransport:
         self.close()
 
     def open(self) -> None:
-        """Connect now rather than on the first message (raises ConnectionFailure)."""
+        """Connect now rather than on the first message (raises ConnectionFailure); a
+        connection the server has closed meanwhile is replaced."""
+        if self._wire is not None and self._wire.hung_up():
+            self._drop()
         if self._wire is None:
             self._wire = Wire(self._connect())
             self._messages = 0
@@ -285,8 +288,10 @@ class SMTPTransport:
             return
         try:
             assert self._wire is not None
-            self._wire.command(b"RSET\r\n")
+            code, _ = self._wire.command(b"RSET\r\n")
         except OSError:
+            code = 0
+        if code != 250:  # not in step with the server: a new connection for the next
             self._drop()
 
     def _drop(self) -> None:

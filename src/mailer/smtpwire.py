@@ -9,6 +9,7 @@ short rather than refused with a made-up "500 Line too long": the relay's code c
 
 from __future__ import annotations
 
+import select
 import smtplib
 import socket
 
@@ -40,6 +41,15 @@ class Wire:
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._buffer = b""  # read and not yet taken: the start of the next reply
         self.pipelining = "pipelining" in greeted.esmtp_features
+        self._poll = select.poll()
+        self._poll.register(self._sock, select.POLLIN)
+
+    def hung_up(self) -> bool:
+        """Has the server spoken or closed while nothing was asked of it? A relay closes
+        a connection idle too long (Postfix after 300 s, with a 421 first): the next
+        command would read that 421, or a closed socket, as its own reply."""
+        pending = getattr(self._sock, "pending", None)  # TLS: decrypted, not yet read
+        return bool(self._buffer or (pending and pending()) or self._poll.poll(0))
 
     def write(self, data: bytes) -> None:
         self._sock.sendall(data)

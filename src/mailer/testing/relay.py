@@ -59,7 +59,11 @@ class RecordingHandler:
 
     `pipelining` says whether EHLO advertises PIPELINING (None: ADVERTISE_PIPELINING,
     looked up at each EHLO); `transcript`, given a list, gets every line the client
-    sends, commands and message alike, as received."""
+    sends, commands and message alike, as received.
+
+    `idle_timeout` closes a session idle that long, as a relay does (Postfix after 300 s),
+    saying `idle_reply` first if given (Postfix: "421 4.4.2 ... Error: timeout exceeded";
+    aiosmtpd says nothing)."""
 
     received: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)
@@ -83,6 +87,8 @@ class RecordingHandler:
     port: int = 0  # set when the server starts
     pipelining: bool | None = None
     transcript: list[bytes] | None = None
+    idle_timeout: float = 0.0  # 0: aiosmtpd's own (300 s)
+    idle_reply: str | None = None  # said before closing an idle session; None: nothing
 
     async def handle_EHLO(
         self, server: Any, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -219,6 +225,13 @@ class _Server(SMTP):
         if handler.transcript is not None:
             self._record_lines(handler.transcript)
 
+    def _timeout_cb(self) -> None:
+        if self.handler.idle_reply and self.transport is not None:
+            cast(asyncio.WriteTransport, self.transport).write(
+                f"{self.handler.idle_reply}\r\n".encode()
+            )
+        super()._timeout_cb()  # type: ignore[no-untyped-call]
+
     def _record_lines(self, transcript: list[bytes]) -> None:
         reader = self._reader
         read = reader.readuntil
@@ -258,8 +271,9 @@ def smtp_server(
     where it was); stopped afterwards."""
     handler = handler or RecordingHandler()
     # ready_timeout: aiosmtpd's 5 s can pass on a loaded machine before the thread is up
+    idle: dict[str, Any] = {"timeout": handler.idle_timeout} if handler.idle_timeout else {}
     controller = _Controller(
-        handler, hostname="127.0.0.1", port=port or free_port(), ready_timeout=30
+        handler, hostname="127.0.0.1", port=port or free_port(), ready_timeout=30, **idle
     )
     controller.start()
     handler.port = controller.port
