@@ -206,6 +206,34 @@ def test_the_digest_schedule_reads_weekdays_as_crontab_does(crontab, first_run):
     assert trigger.get_next_fire_time(None, saturday).strftime("%a %F %R") == first_run
 
 
+@pytest.mark.parametrize(
+    ("now", "due"),
+    [
+        (datetime(2026, 10, 25, 0, 40, tzinfo=UTC), "2026-10-25T02:30:00+02:00"),  # the first
+        (datetime(2026, 10, 25, 1, 40, tzinfo=UTC), "2026-10-25T02:30:00+01:00"),  # repeated
+    ],
+)
+def test_a_schedule_due_in_the_hour_the_clocks_repeat_is_found_once_each_time(now, due):
+    """The autumn night repeats 02:00-03:00 in Berlin: looking for a missed digest ten
+    minutes after the second 02:30 went round for ever (a second past the second 02:30,
+    counted in local time, is a second past the first)."""
+    import threading
+
+    from mailer.crontab import last_due
+
+    found: list[datetime | None] = []
+    looking = threading.Thread(
+        target=lambda: found.append(
+            last_due("30 2 * * sun", "Europe/Berlin", now, timedelta(minutes=30))
+        ),
+        daemon=True,  # left behind if it never ends
+    )
+    looking.start()
+    looking.join(10)
+    assert found, "still looking after 10 s"
+    assert found[0] is not None and found[0].isoformat() == due
+
+
 @pytest.mark.parametrize("crontab", ["0 8 * *", "0 25 * * mon", "0 8 * * 8", "0 8 * * someday"])
 def test_a_bad_digest_schedule_is_refused_at_start(tmp_path, crontab):
     from mailer.errors import ConfigError

@@ -5,7 +5,7 @@ schedule was last due. Below everything that schedules: settings validates
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
@@ -65,5 +65,7 @@ def last_due(expression: str, timezone: str, now: datetime, within: timedelta) -
     trigger = crontab_trigger(expression, timezone)
     due, start = None, now - within
     while (fire := trigger.get_next_fire_time(None, start)) is not None and fire <= now:
-        due, start = fire, fire + timedelta(seconds=1)
+        # the next second counted in UTC: in local time, a second past the repeated 02:30
+        # of an autumn night is a second past the first one, and the loop never ends
+        due, start = fire, fire.astimezone(UTC) + timedelta(seconds=1)
     return due
