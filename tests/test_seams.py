@@ -90,3 +90,33 @@ def test_helper_processes_are_forked_only_where_it_is_safe(tmp_path):
         [sys.executable, "-c", FORK_OR_SPAWN, url], capture_output=True, text=True, check=True
     )
     assert done.stdout.split() == ["fork", "spawn", "fork", "spawn"]
+
+
+HELPER_KILLED = """
+import os, signal, sys
+from pathlib import Path
+from mailer.errors import DeliveryError
+from mailer.processes import with_helpers
+from mailer.testing import make_settings
+
+def killed(settings, issue_id, connections, progress):
+    os.kill(os.getpid(), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+
+try:
+    with_helpers(
+        make_settings(Path(sys.argv[1])), 1, [1, 1], None,
+        lambda connections: ({"sent": 1}, 0), killed, lambda: None,
+    )
+except DeliveryError as exc:
+    print(exc)
+"""
+
+
+def test_a_helper_process_killed_without_a_word_ends_the_send_with_an_error(tmp_path):
+    """Its end never comes: the send used to wait for it for ever (a scheduler's send
+    too, whose helpers a relay that is down had stopped before they could report)."""
+    done = subprocess.run(
+        [sys.executable, "-c", HELPER_KILLED, str(tmp_path)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert done.stdout.strip() == "a sending process died (exit code -9)"

@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from mailer.errors import DeliveryError, MailerError
 from mailer.settings import Settings
 
 if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
     from multiprocessing.queues import Queue
 
 # A process costs about a second to start (imports): worth it from this many messages.
@@ -95,7 +96,7 @@ def with_helpers(
     ]
     for helper in helpers:
         helper.start()
-    relay = _Relay(results, progress, len(helpers))
+    relay = _Relay(results, progress, helpers)
     relay.start()
     try:
         counts, bounced = send_here(shares[0])
@@ -152,11 +153,17 @@ def _opened(database: Path) -> bool:
 class _Relay(threading.Thread):
     """Passes the helpers' outcomes on to the progress display and gathers their ends."""
 
-    def __init__(self, results: Queue[Any], progress: Callable[[str], None] | None, helpers: int):
+    def __init__(
+        self,
+        results: Queue[Any],
+        progress: Callable[[str], None] | None,
+        helpers: Sequence[BaseProcess],
+    ):
         super().__init__(daemon=True)
         self.results = results
         self.progress = progress
-        self.running = helpers
+        self.helpers = helpers
+        self.running = len(helpers)
         self.counts: dict[str, int] = {}
         self.bounced = 0
         self.errors: list[str] = []
@@ -164,17 +171,34 @@ class _Relay(threading.Thread):
     def run(self) -> None:
         while self.running:
             try:
-                kind, value = self.results.get(timeout=1.0)
+                self._take(*self.results.get(timeout=1.0))
             except queue.Empty:
-                continue
-            if kind == "outcomes":
-                self._add(value)
-                continue
+                self._count_the_silent_dead()
+
+    def _take(self, kind: str, value: Any) -> None:
+        if kind == "outcomes":
+            self._add(value)
+            return
+        self.running -= 1
+        if kind == "bounced":
+            self.bounced += value
+        elif kind == "error":
+            self.errors.append(value)
+
+    def _count_the_silent_dead(self) -> None:
+        """A helper killed outright (out of memory; or stopped by the parent before it
+        could take the stop calmly) never reports its end. What a helper put in the queue
+        is in it by the time it has exited: once that is read, a helper dead and not
+        reported is one of those, and its end an error."""
+        dead = [helper.exitcode for helper in self.helpers if helper.exitcode is not None]
+        while True:
+            try:
+                self._take(*self.results.get_nowait())
+            except queue.Empty:
+                break
+        for code in sorted(dead)[: len(dead) - (len(self.helpers) - self.running)]:
             self.running -= 1
-            if kind == "bounced":
-                self.bounced += value
-            elif kind == "error":
-                self.errors.append(value)
+            self.errors.append(f"a sending process died (exit code {code})")
 
     def _add(self, counts: dict[str, int]) -> None:
         for status, count in counts.items():
