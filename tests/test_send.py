@@ -4,6 +4,7 @@ read back as received and as recorded."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import re
 import threading
@@ -17,18 +18,18 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from mailer.articles import ingest_file
-from mailer.delivery import deliver, send_issue
+from mailer.delivery import SendReport, deliver, send_issue
 from mailer.demo import SAMPLE_ARTICLE
 from mailer.errors import DeliveryError
 from mailer.issues import article_issue, as_rendered
 from mailer.messages import MessageBuilder
 from mailer.models import Article, Delivery, Issue, Subscriber, utcnow
-from mailer.outbox import Outbox, Outcome
+from mailer.outbox import DEFERRED, SENT, Outbox, Outcome
 from mailer.settings import Settings
 from mailer.smtp import SMTPTransport
 from mailer.subscriber_csv import import_csv
 from mailer.subscribers import add_subscriber, remove_subscriber
-from mailer.testing import TEST_SECRET_KEY, RecordingHandler, smtp_server
+from mailer.testing import TEST_SECRET_KEY, RecordingHandler, import_readers, new_issue, smtp_server
 from mailer.throttle import Throttle
 from mailer.tokens import CONFIRM, UNSUBSCRIBE, TokenError, read_token
 
@@ -486,6 +487,45 @@ def test_a_stop_records_every_message_the_server_took_before_the_senders_ended(
     recorded = {email: row.status for email, row in deliveries(engine).items()}
     assert received == sorted([first, second])
     assert [recorded[address] for address in received] == ["sent", "sent"]
+
+
+def test_a_worker_takes_the_retries_another_sender_gave_back(engine, settings, tmp_path, smtp):
+    """A worker waits for the rows other senders hold. One of them is stopped and gives
+    its retries back, due already: the worker, whose first claim had found no retry due,
+    used to see rows it could claim, claim none of them, and go round for ever."""
+    import_readers(engine, tmp_path, 4)
+    issue = new_issue(engine, settings, tmp_path)
+    Outbox(engine, issue, settings.delivery).enqueue()
+    earlier = Outbox(engine, issue, settings.delivery)
+    first = earlier.claim()
+    due = utcnow() - timedelta(minutes=5)
+    earlier.record(
+        [Outcome(row, SENT, "250 ok") for row in first[:2]]
+        + [Outcome(row, DEFERRED, "451 later", next_attempt_at=due) for row in first[2:]]
+    )
+    other = Outbox(engine, issue, settings.delivery)
+    assert len(other.claim()) == 2  # the retries, held by another sender
+    worker = Outbox(engine, issue, settings.delivery)
+    builder = MessageBuilder(settings, as_rendered(issue))
+    reports: list[SendReport] = []
+
+    def work() -> None:
+        connect = functools.partial(SMTPTransport, settings.smtp)
+        report = send_issue(
+            worker, builder, connect, wait_for_others=True, retry_deferred_now=False
+        )
+        reports.append(report)
+
+    run = threading.Thread(target=work, daemon=True)  # daemon: left behind if it never ends
+    run.start()
+    time.sleep(0.5)  # the worker has claimed, found nothing, and waits for the others
+    other.release()  # that sender is stopped: its retries go back, due
+    run.join(20)
+    assert reports, "the worker still runs after 20 s"
+    assert reports[0].sent == 2
+    assert sorted(r for m in smtp.received for r in m.rcpt_tos) == sorted(
+        row.recipient.email for row in first[2:]
+    )
 
 
 def test_the_schema_the_migrations_build_is_the_models(engine):

@@ -221,10 +221,14 @@ class Outbox:
         )
 
     def claimable(self) -> bool:
-        """Is any row of the issue due now (see claim)?"""
+        """Is any row of the issue due now (see claim)? Retries another sender gave back
+        count too: the next claim looks for them again, though an earlier one of this
+        run found none."""
         query = select(d.id).where(self.of_issue, self._due(self.clock())).limit(1)
         with self.engine.connect() as connection:
-            return not self._held(connection) and connection.execute(query).first() is not None
+            due = not self._held(connection) and connection.execute(query).first() is not None
+        self._deferred_due = self._deferred_due or due
+        return due
 
     def _held(self, connection: Connection) -> bool:
         query = select(ISSUES.c.status).where(ISSUES.c.id == self.issue_id)
