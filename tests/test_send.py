@@ -528,6 +528,28 @@ def test_a_worker_takes_the_retries_another_sender_gave_back(engine, settings, t
     )
 
 
+def test_a_reader_who_leaves_while_a_throttled_send_waits_is_not_sent_it(
+    engine, settings, tmp_path, smtp
+):
+    """A throttled send claims its batch, then sends a message a second (an hourly limit:
+    one every few minutes). A reader who unsubscribes after the claim, before their turn,
+    is skipped: claimed while still active, they used to be sent the issue regardless."""
+    addresses = import_readers(engine, tmp_path, 4)
+    issue = new_issue(engine, settings, tmp_path)
+    slow = settings.replace(smtp={"max_connections": 1, "max_rate_per_second": 1})
+
+    def leave() -> None:
+        smtp.wait_for(addresses[0])  # the batch is claimed and on its way
+        remove_subscriber(engine, addresses[-1])
+
+    leaving = threading.Thread(target=leave)
+    leaving.start()
+    report = deliver(engine, slow, issue)
+    leaving.join()
+    assert sorted(r for m in smtp.received for r in m.rcpt_tos) == addresses[:-1]
+    assert report.counts == {"sent": 3, "skipped": 1}
+
+
 def test_the_schema_the_migrations_build_is_the_models(engine):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext

@@ -220,6 +220,17 @@ class Outbox:
             and_(d.status == SENDING, d.lease_until < now),
         )
 
+    def withdrawn(self, delivery_ids: Sequence[int]) -> dict[int, str]:
+        """Of these rows, those whose reader is no longer active (unsubscribed or erased,
+        bounced, since the claim): the reader's status by row."""
+        query = (
+            select(d.id, s.status)
+            .join(SUBSCRIBERS, s.id == d.subscriber_id)
+            .where(d.id.in_(delivery_ids), s.status != SubscriberStatus.ACTIVE)
+        )
+        with self.engine.connect() as connection:
+            return {row.id: row.status for row in connection.execute(query)}
+
     def claimable(self) -> bool:
         """Is any row of the issue due now (see claim)? Retries another sender gave back
         count too: the next claim looks for them again, though an earlier one of this

@@ -37,6 +37,9 @@ _TOO_FAST = re.compile(r"too many|rate limit|too fast", re.IGNORECASE)
 _GATHER_SECONDS = 0.002
 # How long a worker waits before looking again at rows another sender holds.
 _POLL_SECONDS = 2.0
+# How often the readers of rows claimed and not yet sent are looked at again: one who
+# leaves meanwhile (a throttled send's batch waits hours) is not sent the issue.
+_RECHECK_SECONDS = 1.0
 # So many recipients in a row refused at RCPT for a policy reason, or refused in the very
 # same words but for their addresses (and none accepted in between): the relay is
 # refusing us, not them, and the issue is held like a refusal of the message, those
@@ -133,6 +136,8 @@ class _Run:
     work: queue.SimpleQueue[Claimed | None] = field(default_factory=queue.SimpleQueue)
     events: queue.SimpleQueue[_Event] = field(default_factory=queue.SimpleQueue)
     leases: dict[int, datetime] = field(default_factory=dict)  # rows held -> lease end
+    withdrawn: dict[int, str] = field(default_factory=dict)  # rows -> reader's status now
+    rechecked: float = field(default_factory=time.monotonic)
     renew_after: datetime | None = None  # when the oldest lease needs renewing
     renewed: threading.Condition = field(default_factory=threading.Condition)
     queued: int = 0  # rows put in `work` and not yet taken
@@ -153,6 +158,7 @@ class _Run:
             if not exhausted and self.queued < 2 * senders:
                 exhausted = not self._claim()
             self._renew_if_due()
+            self._recheck_readers_if_due()
             if exhausted and not self.leases:
                 if not wait_for_others or not self._others_still_hold():
                     return
@@ -308,6 +314,14 @@ class _Run:
                 del self.leases[lost]
             self.renewed.notify_all()
 
+    def _recheck_readers_if_due(self) -> None:
+        """Rows whose reader left since the claim are skipped when their turn comes
+        (_left)."""
+        if not self.leases or time.monotonic() - self.rechecked < _RECHECK_SECONDS:
+            return
+        self.rechecked = time.monotonic()
+        self.withdrawn.update(self.outbox.withdrawn(list(self.leases)))
+
     def stop(self, senders: list[threading.Thread]) -> None:
         """Let the messages being sent finish and record them; what is still queued
         here stays claimed until the outbox releases it."""
@@ -386,11 +400,13 @@ class _Run:
         self.work.put(claimed)
 
     def _attempt(self, transport: Transport, claimed: Claimed) -> Outcome:
-        if claimed.subscriber_status != SubscriberStatus.ACTIVE:
-            return Outcome(claimed, SKIPPED, f"not sent: subscriber is {claimed.subscriber_status}")
+        if (skipped := self._left(claimed)) is not None:
+            return skipped
         self.throttle.wait()
         if self.stopping.is_set():
             raise _Lost  # stopped while waiting for its turn: it stays queued
+        if (skipped := self._left(claimed)) is not None:  # while it waited its turn
+            return skipped
         self._hold(claimed)
         message = self.builder.build(claimed.recipient, claimed.delivery_id, claimed.variant_id)
         try:
@@ -406,6 +422,13 @@ class _Run:
             )
         at = self.outbox.clock()  # outcomes are recorded in groups: keep each one's time
         return Outcome(claimed, SENT, reply, message_id=message.message_id, at=at)
+
+    def _left(self, claimed: Claimed) -> Outcome | None:
+        """Skipped: the reader is not active, as claimed or since (_recheck_readers_if_due)."""
+        status = self.withdrawn.get(claimed.delivery_id, claimed.subscriber_status)
+        if status == SubscriberStatus.ACTIVE:
+            return None
+        return Outcome(claimed, SKIPPED, f"not sent: subscriber is {status}")
 
     def _hold(self, claimed: Claimed) -> None:
         """Go ahead only while the lease covers the longest a send can take, so no other
