@@ -231,6 +231,26 @@ def test_a_relay_refusing_every_message_holds_the_issue_and_blames_nobody(
     assert stored(engine, issue).status == "sent" and stored(engine, issue).held_reason is None
 
 
+def test_a_hold_puts_back_the_relays_refusals_before_a_readers_own_too(
+    engine, settings, tmp_path, smtp
+):
+    """The relay refuses every reader in the same words, but one reader's own refusal
+    (a full mailbox) comes in between: the row starts again after it, and once it is
+    long enough the issue is held. Every reader the relay refused goes back in the
+    queue, those before the full mailbox too (they stayed failed, blamed for it)."""
+    addresses = import_readers(engine, tmp_path, 20)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse = {address: "550 Requested action not taken" for address in addresses}
+    full = addresses[5]
+    smtp.refuse[full] = "552 5.2.2 Mailbox full"
+    with pytest.raises(IssueHeld):
+        deliver(engine, settings.replace(smtp={"max_connections": 1}), issue)
+    by_reader = {email: row.status for email, row in rows(engine, issue).items()}
+    assert by_reader.pop(full) == "failed"
+    assert set(by_reader.values()) == {"queued"}
+    assert set(subscriber_status(engine).values()) == {"active"}
+
+
 def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settings, tmp_path, smtp):
     import_readers(engine, tmp_path, 3)
     issue = new_issue(engine, settings, tmp_path)

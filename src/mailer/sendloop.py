@@ -129,6 +129,7 @@ class _Run:
     report: SendReport = field(default_factory=SendReport)
     refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
     alike: list[Outcome] = field(default_factory=list)  # readers refused in the same words
+    since_sent: list[Outcome] = field(default_factory=list)  # every failure since a sent
     failures: list[Outcome] = field(default_factory=list)  # every failure of the run
     struck_out: set[int] = field(default_factory=set)  # subscribers bounced by strikes
     refusing: bool = False  # the relay refuses us: what it refuses now goes back too
@@ -247,17 +248,20 @@ class _Run:
         policy reason, or as readers in the same words (a relay that answers every RCPT
         "550 Rejected"): put them back in the queue, uncounted, and stop."""
         for outcome in outcomes:
-            words = _reader_refusal(outcome)
             if outcome.status == SENT:
                 self.refused.clear()
                 self.alike.clear()
-            elif outcome.status == FAILED and outcome.refused:
+                self.since_sent.clear()
+            if outcome.status != FAILED:
+                continue
+            self.since_sent.append(outcome)
+            if outcome.refused:
                 self.refused.append(outcome)
-            elif words is not None:
+            elif (words := _reader_refusal(outcome)) is not None:
                 if self.alike and _reader_refusal(self.alike[0]) != words:
                     self.alike.clear()  # another refusal: this reader's own, perhaps
                 self.alike.append(outcome)
-            if outcome.status == FAILED and not self.report.sent:  # else never looked at
+            if not self.report.sent:  # else never looked at
                 self.failures.append(outcome)
         for row in (self.refused, self.alike):
             if len(row) >= REFUSALS_IN_A_ROW:
@@ -282,11 +286,14 @@ class _Run:
         self._hold_refused(failures, why)
 
     def _hold_refused(self, outcomes: list[Outcome], reply: str) -> None:
+        """Hold the issue for the refusals in `outcomes`, and put back every failure
+        since the last message sent that is one of theirs: a reader's own refusal in
+        between broke the row, not what the relay does to everyone."""
         self.outbox.hold(reply)
         self.refusing = True
         words = (_reader_refusal(outcome) for outcome in outcomes)
         self.refusing_words = next((w for w in words if w is not None), None)
-        self._requeue(outcomes)
+        self._requeue(self.since_sent)
         raise ContentRefused(reply)
 
     def _requeue(self, outcomes: list[Outcome]) -> None:
