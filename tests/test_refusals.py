@@ -251,6 +251,17 @@ def test_a_hold_puts_back_the_relays_refusals_before_a_readers_own_too(
     assert set(subscriber_status(engine).values()) == {"active"}
 
 
+def test_a_send_held_in_a_helper_process_reports_what_went(engine, settings, tmp_path, smtp):
+    """The relay starts refusing the message after 10: whichever process meets it first
+    holds the issue, and the report still counts the 10 the relay took (it said 0)."""
+    import_readers(engine, tmp_path, 40)
+    issue = new_issue(engine, settings, tmp_path)
+    smtp.refuse_data, smtp.accept_first = SPAM, 10
+    with pytest.raises(IssueHeld) as held:
+        deliver(engine, settings.replace(smtp={"max_connections": 4}), issue, processes=2)
+    assert held.value.report.sent == len(smtp.received) == 10
+
+
 def test_the_cli_says_what_a_content_refusal_means_and_what_to_do(engine, settings, tmp_path, smtp):
     import_readers(engine, tmp_path, 3)
     issue = new_issue(engine, settings, tmp_path)

@@ -22,6 +22,7 @@ from mailer.messages import EditionBuilders, MessageBuilder, Recipient
 from mailer.models import Issue, IssueStatus, utcnow
 from mailer.outbox import Outbox
 from mailer.processes import (
+    HelpersFailed,
     process_count,
     share,
     with_helpers,
@@ -104,10 +105,14 @@ def deliver(
             counts, bounced = with_helpers(
                 settings, issue.id, shares, progress, send_here, send_in_helper, engine.dispose
             )
+    except HelpersFailed as failed:
+        if held_reason(engine, issue.id) is None:
+            raise
+        counts, bounced = failed.counts, failed.bounced  # a helper found it refused
     except DeliveryError:
         if held_reason(engine, issue.id) is None:
             raise
-        counts, bounced = {}, 0  # a helper process found it refused
+        counts, bounced = {}, 0
     report = SendReport(counts, bounced)
     _raise_if_held(engine, issue.id, report, outbox)
     return report

@@ -114,8 +114,17 @@ def with_helpers(
     for status, count in relay.counts.items():
         counts[status] = counts.get(status, 0) + count
     if relay.errors:
-        raise DeliveryError("; ".join(sorted(set(relay.errors))))
+        raise HelpersFailed("; ".join(sorted(set(relay.errors))), counts, bounced + relay.bounced)
     return counts, bounced + relay.bounced
+
+
+class HelpersFailed(DeliveryError):
+    """A helper process ended with an error (it found the issue held, say); with the
+    counts and bounces of all the processes, for a report that still says what went."""
+
+    def __init__(self, message: str, counts: dict[str, int], bounced: int):
+        super().__init__(message)
+        self.counts, self.bounced = counts, bounced
 
 
 def start_method(database_url: str) -> str:
