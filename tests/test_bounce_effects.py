@@ -433,3 +433,16 @@ def test_a_bounce_of_an_erased_readers_delivery_keeps_nothing(engine, settings, 
     report = apply(engine, settings, bounce(UNKNOWN, verp=(VERP_DELIVERY, delivery)))
     assert report.lines[0].reason.endswith(": erased, nothing kept")
     assert events(engine) == []
+
+
+def test_a_report_with_a_huge_message_id_or_a_nul_in_its_words_is_applied(engine, settings, ana):
+    """Anyone may mail the bounce address: a report quoting a Message-ID whose number
+    no integer column holds, or with a NUL in its words (PostgreSQL stores none), made
+    the database refuse the message, and a mailbox read oldest first never got past it."""
+    huge = "<99999999999999999999999.a@example.org>"
+    nul = Failure(Action.FAILED, ANA, "5.1.1", "smtp; 550 5.1.1 User\x00 unknown")
+    report = apply(engine, settings, bounce(nul, original_message_id=huge))
+    assert [line.kind for line in report.lines] == [LineKind.HARD]
+    assert reader(engine).status == "bounced"
+    [event] = events(engine)
+    assert event.reason == "smtp; 550 5.1.1 User unknown"

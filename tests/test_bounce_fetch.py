@@ -251,6 +251,31 @@ def test_a_fetch_that_stops_half_way_moves_only_what_was_applied(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_message_the_database_refuses_is_left_and_said_and_the_rest_applied(
+    mailbox, fetching, engine
+):
+    """A message that cannot be stored (here the database refuses its event, as a
+    trigger makes it) stays in the mailbox, said so, and every message after it is
+    applied and moved: it used to stop each fetch where it stood, oldest first."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refused BEFORE INSERT ON bounce_event "
+            "WHEN NEW.subscriber_id = (SELECT id FROM subscriber WHERE email = 'ana@example.org') "
+            "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )
+    mailbox.append(dsn(ANA, 1))
+    mailbox.append(dsn(BEN, 2))
+    for _ in range(2):  # and again: the refused one is read again, and refused again
+        fetched = fetch_bounces(engine, fetching)
+        kinds = [(line.recipient, line.kind) for line in fetched.report.lines]
+        assert kinds[0] == ("", "not applied")
+        assert "refused by the test" in fetched.report.lines[0].reason
+        assert mailbox.messages("INBOX") == [dsn(ANA, 1)]
+    assert (status_of(engine, ANA), status_of(engine, BEN)) == ("active", "bounced")
+    assert mailbox.messages("Processed") == [dsn(BEN, 2)]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_mailbox_that_refuses_the_login_changes_and_moves_nothing(mailbox, fetching, engine):
     mailbox.append(dsn(ANA))
     refused = fetching.replace(bounces={"imap_password": "wrong"})

@@ -53,7 +53,8 @@ def fetch_bounces(
                 # named by its place in the folder; its events' source: imap:FOLDER UID n
                 named = (f"UID {message.uid}", message.message)
                 process_message(engine, settings, named, mailbox.label, now or utcnow(), report)
-                applied.append(message.uid)
+                if named[0] not in report.not_applied:
+                    applied.append(message.uid)
         except BaseException:
             with suppress(ImapError):  # what was applied need not be read again
                 mailbox.move(applied)

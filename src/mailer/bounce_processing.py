@@ -21,10 +21,12 @@ from enum import StrEnum
 from pathlib import Path
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
 from mailer.bounces.findings import Action, Bounce, Failure
 from mailer.bounces.mailboxes import MailboxError
+from mailer.bounces.mime import one_line
 from mailer.bounces.parse import read_bounce
 from mailer.db import insert_new, session_scope, with_retries
 from mailer.errors import SubscriberError
@@ -51,6 +53,7 @@ class LineKind(StrEnum):
     COMPLAINT = BounceKind.COMPLAINT
     UNSUBSCRIBE = BounceKind.UNSUBSCRIBE
     IGNORED = "ignored"
+    NOT_APPLIED = "not applied"  # the database refused it: left where it was, said why
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class BounceReport:
     messages: int = 0
     bounced: int = 0  # readers this run marked bounced
     unsubscribed: int = 0  # readers this run unsubscribed (complaints, mails to unsubscribe)
+    not_applied: list[str] = field(default_factory=list)  # messages the database refused
 
     @property
     def counts(self) -> Counter[str]:
@@ -106,7 +110,14 @@ def process_message(
     name, data = message
     bounce = read_bounce(data, settings.bounces.address, settings.signing_keys)
     source = f"{source_label} {name}" if source_label else name
-    apply_bounce(engine, settings, bounce, name, source, now, report)
+    try:
+        apply_bounce(engine, settings, bounce, name, source, now, report)
+    except (OperationalError, InterfaceError):
+        raise  # the database is not there: the run stops, the next one tries again
+    except Exception as exc:  # this message alone: the others are applied all the same
+        why = f"could not be applied, left where it was: {type(exc).__name__}: {exc}"
+        report.lines.append(Line(name, "", LineKind.NOT_APPLIED, one_line(why)[:500]))
+        report.not_applied.append(name)
 
 
 def check_paths(paths: Iterable[Path]) -> None:
@@ -238,7 +249,9 @@ def _words(failure: Failure) -> str:
     return (words[:157] + "...") if len(words) > 160 else (words or "no status given")
 
 
-_MESSAGE_ID = re.compile(r"<?(\d+)\.[^@<>\s]*@")
+# an issue's id has at most 9 digits here: a longer number is no Message-ID of ours (and
+# too large for the database's integer, which refused the whole message)
+_MESSAGE_ID = re.compile(r"<?(\d{1,9})\.[^@<>\s]*@")
 
 
 def find_target(session: Session, bounce: Bounce, failure: Failure) -> Target | None:
@@ -269,6 +282,15 @@ def find_target(session: Session, bounce: Bounce, failure: Failure) -> Target | 
         if delivery_id is not None:
             return Target(found, int(issue[1]), delivery_id)
     return Target(found)
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _text(words: str) -> str:
+    """A report's words as stored: without control characters (PostgreSQL refuses a NUL
+    in text, and a report may encode one)."""
+    return _CONTROLS.sub("", words)
 
 
 def _address(recipient: str) -> str:
@@ -304,8 +326,8 @@ def _count(
             issue_id=target.issue_id,
             delivery_id=target.delivery_id,
             kind=kind,
-            status=failure.status[:20],
-            reason=(failure.diagnostic or failure.status)[:1000],
+            status=_text(failure.status)[:20],
+            reason=_text(failure.diagnostic or failure.status)[:1000],
             source=message.source[:500],
             message_key=bounce.key,
             occurred_at=_utc(bounce.date) if bounce.date else None,

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from mailer.beats import SCHEDULER, beat
 from mailer.bounce_fetching import fetch_bounces
+from mailer.bounce_processing import LineKind
 from mailer.crontab import crontab_trigger, last_due
 from mailer.digest import week_of
 from mailer.errors import MailerError
@@ -192,6 +193,9 @@ class Service:
                 moved_to=fetched.processed_folder,
                 moved=fetched.moved,
             )
+        for line in report.lines:
+            if line.kind == LineKind.NOT_APPLIED:  # left in the mailbox, read again next time
+                event("bounce-not-applied", logging.ERROR, message=line.source, error=line.reason)
 
     def transactional(self) -> None:
         """Confirmation links queued by the site and not sent yet (retries, or a site that
