@@ -446,3 +446,31 @@ def test_a_report_with_a_huge_message_id_or_a_nul_in_its_words_is_applied(engine
     assert reader(engine).status == "bounced"
     [event] = events(engine)
     assert event.reason == "smtp; 550 5.1.1 User unknown"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_late_bounce_of_an_erased_readers_mail_touches_nobody_else(engine, settings):
+    """A's confirmation went out, then A was erased; B's mail came next. A's late
+    bounce names A's mail by its number: on SQLite that number was B's once A's row was
+    deleted, and B was bounced."""
+    from sqlalchemy import update
+
+    from mailer.models import TRANSACTIONAL_MAILS
+    from mailer.subscribers import confirm_subscription, request_subscription
+    from mailer.tokens import VERP_MAIL
+    from mailer.transactional import queue_confirmation
+
+    a = request_subscription(engine, "a@example.org", None, "every")
+    assert a.id is not None and queue_confirmation(engine, a.id)
+    with engine.begin() as connection:
+        connection.execute(update(TRANSACTIONAL_MAILS).values(status="sent"))
+        sent = connection.execute(select(TRANSACTIONAL_MAILS.c.id)).scalar_one()
+    remove_subscriber(engine, "a@example.org", purge=True, purge_key=settings.purge_key)
+    b = request_subscription(engine, "b@example.org", None, "every")
+    assert b.id is not None
+    confirm_subscription(engine, b.id, "127.0.0.1")
+    assert queue_confirmation(engine, b.id)  # any later mail to B
+    late = Failure(Action.FAILED, "a@example.org", "5.1.1", "smtp; 550 5.1.1 User unknown")
+    report = apply(engine, settings, bounce(late, verp=(VERP_MAIL, sent)))
+    assert reader(engine, "b@example.org").status == "active"
+    assert report.bounced == 0

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, case, delete, func, or_, update
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope, with_retries
@@ -25,6 +25,7 @@ from mailer.models import (
     SUBSCRIBERS,
     Delivery,
     Issue,
+    MailStatus,
     Subscriber,
     SubscriberStatus,
     new_public_id,
@@ -260,7 +261,19 @@ def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str
     subscriber.name = None
     subscriber.consent_ip = None
     erase_donor_data(session, subscriber, address)
-    session.exec(delete(MAILS).where(_mail_to(subscriber.id, address)))  # queued mail
+    # their mails: what is queued is not sent, and nothing of them is kept; the rows stay,
+    # so that a mail's number, which a late bounce's address names, is never another's
+    # (SQLite gives a deleted row's number to the next one)
+    open_mail = MAILS.c.status.in_([MailStatus.QUEUED, MailStatus.SENDING])
+    session.exec(
+        update(MAILS)
+        .where(_mail_to(subscriber.id, address))
+        .values(
+            status=case((open_mail, MailStatus.SKIPPED), else_=MAILS.c.status),
+            subscriber_id=subscriber.id,
+            **dict.fromkeys(("email", "name", "frequency", "languages", "last_reply")),
+        )
+    )
     # what came back by mail about them: a report quotes the address
     session.exec(delete(BOUNCE_EVENTS).where(BOUNCE_EVENTS.c.subscriber_id == subscriber.id))
     replies = session.exec(
