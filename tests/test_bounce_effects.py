@@ -474,3 +474,28 @@ def test_a_late_bounce_of_an_erased_readers_mail_touches_nobody_else(engine, set
     report = apply(engine, settings, bounce(late, verp=(VERP_MAIL, sent)))
     assert reader(engine, "b@example.org").status == "active"
     assert report.bounced == 0
+
+
+def test_a_reader_back_after_bouncing_starts_with_a_clean_slate(engine, settings, ana, tmp_path):
+    """Bounced by soft bounces on five days, Ana subscribes again and confirms (her
+    mailbox works): the next soft bounce is one point, and an old failed delivery no
+    longer counts towards the failures in a row that bounce a reader."""
+    from mailer.subscribers import confirm_subscription, request_subscription
+
+    for day in range(5):
+        apply(engine, settings, bounce(FULL), DAY + timedelta(days=day))
+    assert reader(engine).status == "bounced"
+    issue = new_issue(engine, settings, tmp_path)
+    with Session(engine) as session:
+        session.add(
+            Delivery(issue_id=issue.id, subscriber_id=ana.id, status="failed", blames_reader=True)
+        )
+        session.commit()
+    again = request_subscription(engine, ANA, None, "every")
+    assert again is not None and again.id is not None
+    confirm_subscription(engine, again.id, "127.0.0.1")
+    apply(engine, settings, bounce(FULL), DAY + timedelta(days=6))
+    found = reader(engine)
+    assert (found.status, found.bounce_score) == ("active", 1)
+    with Session(engine) as session:
+        assert not any(d.blames_reader for d in session.exec(select(Delivery)).all())

@@ -22,6 +22,7 @@ from mailer.donors import erase_donor_data
 from mailer.errors import SubscriberError
 from mailer.models import (
     BOUNCE_EVENTS,
+    DELIVERIES,
     SUBSCRIBERS,
     Delivery,
     Issue,
@@ -364,7 +365,11 @@ def confirm_subscription(
     """The confirmation link was followed: a pending subscriber becomes active, with when
     and from where as the proof of consent, and `then` runs in the same transaction (the
     welcome mail is queued so). Anyone else is left as they are (an old link must not
-    bring back somebody who has left since)."""
+    bring back somebody who has left since).
+
+    A link followed is a mailbox that works: a reader back after bouncing starts with a
+    clean slate, as `reactivate` gives one (else a single soft bounce, or one failure,
+    would bounce them again at once)."""
     now = utcnow()
     with engine.begin() as connection:
         # the write first: two presses at once confirm (and welcome) once
@@ -375,8 +380,20 @@ def confirm_subscription(
         changed = connection.execute(
             update(SUBSCRIBERS)
             .where(*pending)
-            .values(status=SubscriberStatus.ACTIVE, confirmed_at=now, consent_ip=ip)
+            .values(
+                status=SubscriberStatus.ACTIVE,
+                confirmed_at=now,
+                consent_ip=ip,
+                bounce_score=0,
+                bounce_score_at=None,
+            )
         ).rowcount
+        if changed == 1:
+            blamed = (
+                DELIVERIES.c.subscriber_id == subscriber_id,
+                DELIVERIES.c.blames_reader.is_(True),
+            )
+            connection.execute(update(DELIVERIES).where(*blamed).values(blames_reader=False))
         if changed == 1 and then is not None:
             then(connection, subscriber_id, now)
     return find_subscriber(engine, subscriber_id)
