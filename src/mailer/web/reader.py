@@ -98,9 +98,19 @@ def unsubscribe_page(token: str, request: Request, site: SiteDep) -> HTMLRespons
 async def unsubscribe_now(token: str, request: Request, site: SiteDep) -> Response:
     """The button, or a mail client's RFC 8058 one-click POST: no cookie, no login;
     the same answer however often it comes."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    form = await _fields(request)
     checked = form_from_allowed_origin(request, site.settings.allowed_origins, token_page=True)
     return await run_in_threadpool(_unsubscribed, site, token, form, checked)
+
+
+async def _fields(request: Request) -> dict[str, list[str]]:
+    """A form's fields, url-encoded or multipart/form-data (RFC 8058 prefers the latter
+    for a one-click unsubscribe)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "multipart/form-data":
+        return parse_qs((await request.body()).decode("utf-8", "replace"))
+    async with request.form() as parsed:
+        return {name: [str(value) for value in parsed.getlist(name)] for name in parsed}
 
 
 def _unsubscribed(
