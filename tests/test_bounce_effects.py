@@ -25,6 +25,8 @@ from mailer import editors
 from mailer.bounce_processing import BounceReport, LineKind, apply_bounce, check_paths, process
 from mailer.bounces.findings import Action, Bounce, Failure
 from mailer.errors import MailerError, SubscriberError
+from mailer.issues import as_rendered
+from mailer.messages import MessageBuilder, message_id_tag
 from mailer.models import (
     AUDIT_EVENTS,
     BounceEvent,
@@ -139,7 +141,8 @@ def test_a_complaint_unsubscribes_the_reader_and_names_the_issue(engine, setting
     issue = new_issue(engine, settings, tmp_path)
     delivery = sent(engine, issue.id, ana.id)
     complaint = Failure(Action.COMPLAINT, ANA)
-    ours = f"<{issue.id}.x7k2@example.org>"  # the Message-ID of our message it quotes
+    tag = message_id_tag(settings.secret_key, issue.id, ana.id)
+    ours = f"<{issue.id}.{tag}@example.org>"  # the Message-ID of our message it quotes
     report = apply(engine, settings, bounce(complaint, original_message_id=ours))
     found = reader(engine)
     assert found.status == "unsubscribed" and found.unsubscribed_at is not None
@@ -499,3 +502,24 @@ def test_a_reader_back_after_bouncing_starts_with_a_clean_slate(engine, settings
     assert (found.status, found.bounce_score) == ("active", 1)
     with Session(engine) as session:
         assert not any(d.blames_reader for d in session.exec(select(Delivery)).all())
+
+
+def test_with_a_return_path_a_report_anybody_could_write_counts_against_nobody(
+    engine, settings, ana, tmp_path
+):
+    """With [bounces] address set every message goes out with a signed return path. A
+    report to the bounce address that carries neither it nor our Message-ID for the
+    reader it names could come from anybody who knows the address and a reader's: it
+    used to bounce (or, as a complaint, unsubscribe) that reader."""
+    verp = settings.replace(bounces={"address": "bounces@example.org"})
+    forged = apply(engine, verp, bounce(UNKNOWN, original_message_id="<1.forged@example.org>"))
+    assert reader(engine).status == "active" and events(engine) == []
+    assert "anybody could write" in forged.lines[0].reason
+    complaint = apply(engine, verp, bounce(Failure(Action.COMPLAINT, ANA)))
+    assert reader(engine).status == "active" and complaint.unsubscribed == 0
+
+    issue = new_issue(engine, settings, tmp_path)  # a report quoting our copy to Ana
+    sent(engine, issue.id, ana.id)
+    builder = MessageBuilder(verp, as_rendered(issue), issue_id=issue.id)
+    apply(engine, verp, bounce(UNKNOWN, original_message_id=builder.message_id(ana.id)))
+    assert reader(engine).status == "bounced"

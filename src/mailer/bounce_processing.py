@@ -11,6 +11,7 @@ message applied."""
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 from collections import Counter
@@ -30,6 +31,7 @@ from mailer.bounces.mime import one_line
 from mailer.bounces.parse import read_bounce
 from mailer.db import insert_new, session_scope, with_retries
 from mailer.errors import SubscriberError
+from mailer.messages import message_id_tag
 from mailer.models import (
     BOUNCE_EVENTS,
     BounceEvent,
@@ -193,11 +195,9 @@ def _apply_failure(
     kind = _kind(message.bounce, failure)
     if not isinstance(kind, BounceKind):
         return _line(message, failure, LineKind.IGNORED, kind)
-    target = find_target(session, message.bounce, failure)
-    if target is None:
-        who = f"{failure.recipient} is not a subscriber" if failure.recipient else "names no one"
-        why = f"{_words(failure)}: {who}, nothing changed"
-        return _line(message, failure, LineKind(kind), why)
+    target = find_target(session, settings, message.bounce, failure)
+    if not isinstance(target, Target):
+        return _line(message, failure, LineKind(kind), f"{_words(failure)}: {target}")
     if target.subscriber_id in seen:
         why = f"{_words(failure)}: the same reader again, counted once"
         return _line(message, failure, LineKind(kind), why)
@@ -251,14 +251,23 @@ def _words(failure: Failure) -> str:
 
 # an issue's id has at most 9 digits here: a longer number is no Message-ID of ours (and
 # too large for the database's integer, which refused the whole message)
-_MESSAGE_ID = re.compile(r"<?(\d{1,9})\.[^@<>\s]*@")
+# our Message-ID: <ISSUE.TAG@domain>, TAG keyed on the issue and the reader (messages.py);
+# an issue's id has at most 9 digits here: a longer number is no Message-ID of ours (and
+# too large for the database's integer, which refused the whole message)
+_MESSAGE_ID = re.compile(r"<?(\d{1,9})\.([0-9a-f]{20})@")
 
 
-def find_target(session: Session, bounce: Bounce, failure: Failure) -> Target | None:
+def find_target(
+    session: Session, settings: Settings, bounce: Bounce, failure: Failure
+) -> Target | str:
     """Whom a failure is about: the delivery or mail its VERP return path names (signed:
     it holds even when the report names a forwarded address), else the subscriber of the
-    address it names; the issue from the VERP delivery, or from our Message-ID
-    (<ISSUE.tag@domain>) when that reader has a delivery of it."""
+    address it names, with the issue and delivery when the report quotes our Message-ID
+    for that reader's copy; or why nobody.
+
+    With [bounces] address set, every message goes out with a signed return path, and a
+    report that carries neither it nor our Message-ID for the reader it names is one
+    anybody could write: it counts against nobody."""
     if bounce.verp:
         kind, number = bounce.verp
         if kind in (VERP_DELIVERY, VERP_UNSUBSCRIBE):
@@ -271,17 +280,35 @@ def find_target(session: Session, bounce: Bounce, failure: Failure) -> Target | 
                 return Target(mail.subscriber_id)
     address = _address(failure.recipient)
     found = session.exec(select(Subscriber.id).where(Subscriber.email == address)).first()
-    if not address or found is None:
-        return None
-    issue = _MESSAGE_ID.match(bounce.original_message_id.strip())
+    if not address:
+        return "names no one, nothing changed"
+    if found is None:
+        return f"{failure.recipient} is not a subscriber, nothing changed"
+    issue = _issue_quoted(bounce.original_message_id, found, settings.signing_keys)
     if issue is not None:
         query = select(Delivery.id).where(
-            Delivery.issue_id == int(issue[1]), Delivery.subscriber_id == found
+            Delivery.issue_id == issue, Delivery.subscriber_id == found
         )
         delivery_id = session.exec(query).first()
         if delivery_id is not None:
-            return Target(found, int(issue[1]), delivery_id)
+            return Target(found, issue, delivery_id)
+    if settings.bounces.address and issue is None:
+        return (
+            "neither our signed return path nor our Message-ID for that reader: "
+            "not counted (anybody could write such a report)"
+        )
     return Target(found)
+
+
+def _issue_quoted(message_id: str, subscriber_id: int, keys: list[str]) -> int | None:
+    """The issue whose copy to this reader `message_id` is, when it is ours (keyed)."""
+    quoted = _MESSAGE_ID.match(message_id.strip())
+    if quoted is None:
+        return None
+    issue, tag = int(quoted[1]), quoted[2]
+    if any(hmac.compare_digest(tag, message_id_tag(key, issue, subscriber_id)) for key in keys):
+        return issue
+    return None
 
 
 _CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")

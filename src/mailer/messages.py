@@ -434,3 +434,10 @@ def _feedback_id(issue_id: int | None, issue_kind: str, list_id: str) -> str:
 def _list_id(base_url: str) -> str:
     """RFC 2919 list identifier: stable across issues, in a domain the newsroom owns."""
     return f"newsletter.{(urlsplit(base_url).hostname or 'localhost').lower()}"
+
+
+def message_id_tag(key: str, issue_id: int, subscriber_id: int) -> str:
+    """The keyed part of MessageBuilder.message_id: a bounce that quotes it is about
+    that reader's copy of that issue, and nobody without the key can make it up."""
+    mac = hmac.new(key.encode(), f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256)
+    return mac.hexdigest()[:20]
