@@ -62,6 +62,7 @@ LAYERS = {
     "links": PIPELINE,
     "messages": PIPELINE,
     "subscribers": PIPELINE,
+    "erasure": PIPELINE,
     "subscriber_csv": PIPELINE,
     "reader_languages": PIPELINE,
     "public_archive": PIPELINE,  # issue 17: the archive of sent issues per language

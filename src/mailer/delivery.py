@@ -28,8 +28,8 @@ from mailer.processes import (
     with_helpers,
 )
 from mailer.render import RenderedIssue
-from mailer.seams import Store, Transport
-from mailer.sendloop import SendReport, send_issue
+from mailer.seams import SendReport, Store, Transport
+from mailer.sendloop import send_issue
 from mailer.settings import Settings
 from mailer.smtp import PermanentFailure, SMTPTransport, TemporaryFailure
 from mailer.throttle import Throttle

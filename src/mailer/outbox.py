@@ -41,6 +41,7 @@ from mailer.models import (
     utcnow,
 )
 from mailer.processes import is_dead_here, sender_token
+from mailer.replies import same_words
 from mailer.settings import Delivery as DeliverySettings
 from mailer.store_sql import OutcomeRow, OutcomeWriter, WriterLock, picked
 from mailer.strikes import HARD_FAILURES as HARD_FAILURES
@@ -83,6 +84,14 @@ class Outcome:
     blames_reader: bool = False  # a failure that counts against the reader
     refused: bool = False  # a failure that is a policy refusal of this recipient
     at: datetime | None = None  # when the server answered; else when it is recorded
+
+    @property
+    def reader_refusal(self) -> str | None:
+        """The words of a failure counted against the reader (a bounce aside), without
+        what names the reader: a relay refusing everyone refuses each in these words."""
+        if self.status != FAILED or not self.blames_reader or self.bounce:
+            return None
+        return same_words(self.reply, self.claimed.recipient.email)
 
 
 def _recipient(fields: Sequence[Any]) -> Recipient:

@@ -1,14 +1,16 @@
 """The send loop's two narrow seams (sendloop.py): the Store it claims from and records
 into, and the Transport it sends through. Outbox (outbox.py) and SMTPTransport (smtp.py)
-are the real ones; a test may put its own in their place."""
+are the real ones; a test may put its own in their place. And the SendReport a run
+gives back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from mailer.outbox import Claimed, Outcome
+from mailer.outbox import SENT, Claimed, Outcome
 
 
 class Transport(Protocol):
@@ -48,3 +50,16 @@ class Store(Protocol):
     def held_elsewhere(self) -> tuple[int, datetime | None]: ...
     def sent_deliveries(self) -> int: ...
     def failed_deliveries(self) -> int: ...
+
+
+@dataclass
+class SendReport:
+    counts: dict[str, int] = field(default_factory=dict)
+    bounced: int = 0
+
+    def add(self, status: str) -> None:
+        self.counts[status] = self.counts.get(status, 0) + 1
+
+    @property
+    def sent(self) -> int:
+        return self.counts.get(SENT, 0)

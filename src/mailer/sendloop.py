@@ -26,8 +26,8 @@ from mailer.messages import EditionBuilders, MessageBuilder
 from mailer.models import SubscriberStatus
 from mailer.outbox import DEFERRED, FAILED, SENT, SKIPPED, Claimed, Outcome
 from mailer.processes import stop_on_signals
-from mailer.replies import Verdict, ran_out, same_words
-from mailer.seams import Gated, Store, Transport
+from mailer.replies import Verdict, ran_out
+from mailer.seams import Gated, SendReport, Store, Transport
 from mailer.settings import Delivery as DeliverySettings
 from mailer.smtp import ConnectionFailure, ContentRefused, PermanentFailure, TemporaryFailure
 from mailer.throttle import Throttle
@@ -45,19 +45,6 @@ _RECHECK_SECONDS = 1.0
 # refusing us, not them, and the issue is held like a refusal of the message, those
 # recipients queued again and counted against nobody.
 REFUSALS_IN_A_ROW = 10
-
-
-@dataclass
-class SendReport:
-    counts: dict[str, int] = field(default_factory=dict)
-    bounced: int = 0
-
-    def add(self, status: str) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
-
-    @property
-    def sent(self) -> int:
-        return self.counts.get(SENT, 0)
 
 
 def send_issue(
@@ -257,8 +244,8 @@ class _Run:
             self.since_sent.append(outcome)
             if outcome.refused:
                 self.refused.append(outcome)
-            elif (words := _reader_refusal(outcome)) is not None:
-                if self.alike and _reader_refusal(self.alike[0]) != words:
+            elif (words := outcome.reader_refusal) is not None:
+                if self.alike and self.alike[0].reader_refusal != words:
                     self.alike.clear()  # another refusal: this reader's own, perhaps
                 self.alike.append(outcome)
             if not self.report.sent:  # else never looked at
@@ -273,7 +260,7 @@ class _Run:
         words (a small list, fewer than REFUSALS_IN_A_ROW), the relay refuses us, not
         them: hold the issue as for a refusal of the message, nobody counted."""
         failures = self.failures
-        words = {_reader_refusal(outcome) for outcome in failures if not outcome.refused}
+        words = {outcome.reader_refusal for outcome in failures if not outcome.refused}
         readers = sum(not outcome.refused for outcome in failures)
         if not failures or self.report.sent or None in words or len(words) > 1 or readers == 1:
             return
@@ -291,7 +278,7 @@ class _Run:
         between broke the row, not what the relay does to everyone."""
         self.outbox.hold(reply)
         self.refusing = True
-        words = (_reader_refusal(outcome) for outcome in outcomes)
+        words = (outcome.reader_refusal for outcome in outcomes)
         self.refusing_words = next((w for w in words if w is not None), None)
         self._requeue(self.since_sent)
         raise ContentRefused(reply)
@@ -301,7 +288,7 @@ class _Run:
         refusals, and readers refused in the words the relay refuses everyone with (an
         address that a strike bounced meanwhile is active again)."""
         words = self.refusing_words
-        ours = [o for o in outcomes if o.refused or (words and _reader_refusal(o) == words)]
+        ours = [o for o in outcomes if o.refused or (words and o.reader_refusal == words)]
         if ours:
             restore = {o.claimed.recipient.subscriber_id for o in ours} & self.struck_out
             self.outbox.requeue([outcome.claimed for outcome in ours], sorted(restore))
@@ -461,11 +448,3 @@ class _Run:
         if retry_at is None:  # put off for days: the table says whether by the mailbox
             return Outcome(claimed, FAILED, reply, blames_reader=ran_out(reply).blames_reader)
         return Outcome(claimed, DEFERRED, reply, next_attempt_at=retry_at)
-
-
-def _reader_refusal(outcome: Outcome) -> str | None:
-    """The words of a failure counted against the reader (a bounce aside), without what
-    names the reader: a relay refusing everyone refuses each in these same words."""
-    if outcome.status != FAILED or not outcome.blames_reader or outcome.bounce:
-        return None
-    return same_words(outcome.reply, outcome.claimed.recipient.email)

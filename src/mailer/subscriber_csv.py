@@ -17,13 +17,13 @@ from typing import Any, TextIO
 from sqlalchemy import Engine, select
 
 from mailer.db import insert_new, with_retries
+from mailer.erasure import erased_markers
 from mailer.errors import SubscriberError
 from mailer.i18n import parse_languages
 from mailer.models import SUBSCRIBERS, Subscriber, SubscriberStatus, new_public_id
 from mailer.reader_languages import checked_languages
 from mailer.subscribers import (
     FREQUENCIES,
-    erased_markers,
     list_subscribers,
     new_values,
     normalise_address,

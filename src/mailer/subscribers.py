@@ -6,35 +6,27 @@ lower-case, so the same reader never appears twice whatever the spelling."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import unicodedata
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Connection, Engine, and_, case, delete, func, or_, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, update
 from sqlmodel import Session, col, select
 
 from mailer.db import session_scope, with_retries
-from mailer.donors import erase_donor_data
+from mailer.erasure import erase, erased_markers
 from mailer.errors import SubscriberError
 from mailer.models import (
-    BOUNCE_EVENTS,
     DELIVERIES,
     SUBSCRIBERS,
     Delivery,
-    Issue,
-    MailStatus,
     Subscriber,
     SubscriberStatus,
-    new_public_id,
     utcnow,
 )
-from mailer.models import TRANSACTIONAL_MAILS as MAILS
 from mailer.reader_languages import KEEP, Keep
-from mailer.replies import redacted_reply
 
 # every article and the weekly digest; the digest only; every article without the digest
 FREQUENCIES = ("every", "weekly", "articles")
@@ -104,23 +96,6 @@ def _hidden(char: str) -> bool:
 
 
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def erased_marker(address: str, purge_key: str) -> str:
-    """What an erased subscriber's row keeps: a keyed hash that blocks re-adding. Keyed
-    (HMAC-SHA256 under the purge key, kept outside the database) so that hashing a list
-    of guessed addresses cannot tell who was on the list."""
-    return "erased:hmac:" + hmac.new(purge_key.encode(), address.encode(), "sha256").hexdigest()
-
-
-def _legacy_marker(address: str) -> str:
-    """The plain hash older versions left: still checked, it cannot be re-keyed."""
-    return "erased:" + hashlib.sha256(address.encode()).hexdigest()
-
-
-def erased_markers(address: str, purge_key: str) -> tuple[str, ...]:
-    legacy = _legacy_marker(address)
-    return (erased_marker(address, purge_key), legacy) if purge_key else (legacy,)
 
 
 def _existing(session: Session, address: str, purge_key: str = "") -> Subscriber | None:
@@ -244,54 +219,6 @@ def reactivate(engine: Engine, email: str) -> Subscriber:
             .values(blames_reader=False)
         )
         return subscriber
-
-
-def _mail_to(subscriber_id: int | None, address: str) -> ColumnElement[bool]:
-    return or_(MAILS.c.subscriber_id == subscriber_id, MAILS.c.email == address)
-
-
-def erase(session: Session, subscriber: Subscriber, address: str, purge_key: str) -> None:
-    """Erase a person from every table: their row keeps only the keyed marker that stops
-    the address coming back by mistake, and their deliveries keep the relay's status
-    code without its text (a reply quotes the address). Whatever else comes to store
-    personal data (an audit log, donors, bounce events) is erased here too, and in the
-    test that scans every table for the address."""
-    assert subscriber.id is not None
-    subscriber.email = erased_marker(address, purge_key)
-    subscriber.public_id = new_public_id()  # links already sent name nobody now
-    subscriber.name = None
-    subscriber.consent_ip = None
-    erase_donor_data(session, subscriber, address)
-    # their mails: what is queued is not sent, and nothing of them is kept; the rows stay,
-    # so that a mail's number, which a late bounce's address names, is never another's
-    # (SQLite gives a deleted row's number to the next one)
-    open_mail = MAILS.c.status.in_([MailStatus.QUEUED, MailStatus.SENDING])
-    session.exec(
-        update(MAILS)
-        .where(_mail_to(subscriber.id, address))
-        .values(
-            status=case((open_mail, MailStatus.SKIPPED), else_=MAILS.c.status),
-            subscriber_id=subscriber.id,
-            **dict.fromkeys(("email", "name", "frequency", "languages", "last_reply")),
-        )
-    )
-    # what came back by mail about them: a report quotes the address
-    session.exec(delete(BOUNCE_EVENTS).where(BOUNCE_EVENTS.c.subscriber_id == subscriber.id))
-    replies = session.exec(
-        select(Delivery).where(
-            Delivery.subscriber_id == subscriber.id, col(Delivery.smtp_response).is_not(None)
-        )
-    ).all()
-    for delivery in replies:
-        delivery.smtp_response = redacted_reply(delivery.smtp_response or "")
-        session.add(delivery)
-    # a relay's refusal that held an issue may quote the reader it was sending to
-    quoted = col(Issue.held_reason).contains(address)
-    session.exec(
-        update(Issue)
-        .where(quoted)
-        .values(held_reason=func.replace(Issue.held_reason, address, "[erased]"))
-    )
 
 
 # A pending address gets a fresh confirmation link at most this often.
