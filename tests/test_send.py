@@ -377,6 +377,21 @@ def test_a_message_ends_only_once_the_one_before_it_is_on_record(engine, setting
     assert sorted(m.rcpt_tos[0] for m in smtp.received) == ACTIVE
 
 
+class FirstRecordHeld(Outbox):
+    """An outbox whose first record waits for `go_on`, with `recording` set meanwhile:
+    a commit that stalls."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.recording, self.go_on = threading.Event(), threading.Event()
+
+    def record(self, outcomes: list[Outcome]) -> list[int]:
+        if not self.recording.is_set():
+            self.recording.set()
+            assert self.go_on.wait(10)
+        return super().record(outcomes)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_message_held_at_its_final_dot_past_its_lease_is_not_ended(
     engine, settings, article, smtp
@@ -386,14 +401,7 @@ def test_a_message_held_at_its_final_dot_past_its_lease_is_not_ended(
     sent it meanwhile. Then the held message is dropped, not ended. Only the message whose
     outcome was being committed goes twice, the one a crash there could repeat too."""
     now = [utcnow()]
-    recording, go_on, dots = threading.Event(), threading.Event(), queue.SimpleQueue[int]()
-
-    class SlowFirstRecord(Outbox):
-        def record(self, outcomes: list[Outcome]) -> list[int]:
-            if not recording.is_set():
-                recording.set()
-                assert go_on.wait(10)
-            return super().record(outcomes)
+    dots = queue.SimpleQueue[int]()
 
     class Watched(SMTPTransport):
         def _data(self, wire: Any, data: bytes) -> tuple[int, bytes]:
@@ -401,7 +409,8 @@ def test_a_message_held_at_its_final_dot_past_its_lease_is_not_ended(
             return super()._data(wire, data)
 
     issue = article_issue(engine, settings, article)
-    stalled = SlowFirstRecord(engine, issue, settings.delivery, clock=lambda: now[0])
+    stalled = FirstRecordHeld(engine, issue, settings.delivery, clock=lambda: now[0])
+    recording, go_on = stalled.recording, stalled.go_on
     stalled.enqueue()
     builder = MessageBuilder(settings, as_rendered(issue))
     with ThreadPoolExecutor(1) as pool:
@@ -442,14 +451,6 @@ def test_a_stop_records_every_message_the_server_took_before_the_senders_ended(
     committed when the second is accepted and its sender ends. The run used to stop
     recording once no sender was left, and the second went back to the queue, to be sent
     again by the next run."""
-    recording, go_on = threading.Event(), threading.Event()
-
-    class SlowFirstRecord(Outbox):
-        def record(self, outcomes: list[Outcome]) -> list[int]:
-            if not recording.is_set():
-                recording.set()
-                assert go_on.wait(10)
-            return super().record(outcomes)
 
     def senders_alive() -> bool:
         return any(t.name.startswith("smtp-") for t in threading.enumerate())
@@ -461,7 +462,8 @@ def test_a_stop_records_every_message_the_server_took_before_the_senders_ended(
             time.sleep(0.01)
 
     issue = article_issue(engine, settings, article)
-    outbox = SlowFirstRecord(engine, issue, settings.delivery)
+    outbox = FirstRecordHeld(engine, issue, settings.delivery)
+    recording, go_on = outbox.recording, outbox.go_on
     outbox.enqueue()
     builder = MessageBuilder(settings, as_rendered(issue))
     stop = threading.Event()
