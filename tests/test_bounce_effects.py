@@ -26,7 +26,7 @@ from mailer.bounce_processing import BounceReport, LineKind, apply_bounce, check
 from mailer.bounces.findings import Action, Bounce, Failure
 from mailer.errors import MailerError, SubscriberError
 from mailer.issues import as_rendered
-from mailer.messages import MessageBuilder, message_id_tag
+from mailer.messages import MessageBuilder
 from mailer.models import (
     AUDIT_EVENTS,
     BounceEvent,
@@ -141,8 +141,8 @@ def test_a_complaint_unsubscribes_the_reader_and_names_the_issue(engine, setting
     issue = new_issue(engine, settings, tmp_path)
     delivery = sent(engine, issue.id, ana.id)
     complaint = Failure(Action.COMPLAINT, ANA)
-    tag = message_id_tag(settings.secret_key, issue.id, ana.id)
-    ours = f"<{issue.id}.{tag}@example.org>"  # the Message-ID of our message it quotes
+    # the Message-ID of our message to Ana, which it quotes
+    ours = MessageBuilder(settings, as_rendered(issue), issue_id=issue.id).message_id(ana.id)
     report = apply(engine, settings, bounce(complaint, original_message_id=ours))
     found = reader(engine)
     assert found.status == "unsubscribed" and found.unsubscribed_at is not None

@@ -31,7 +31,7 @@ from mailer.bounces.mime import one_line
 from mailer.bounces.parse import read_bounce
 from mailer.db import insert_new, session_scope, with_retries
 from mailer.errors import SubscriberError
-from mailer.messages import message_id_tag
+from mailer.messages import id_mac, message_id_tag
 from mailer.models import (
     BOUNCE_EVENTS,
     BounceEvent,
@@ -306,7 +306,8 @@ def _issue_quoted(message_id: str, subscriber_id: int, keys: list[str]) -> int |
     if quoted is None:
         return None
     issue, tag = int(quoted[1]), quoted[2]
-    if any(hmac.compare_digest(tag, message_id_tag(key, issue, subscriber_id)) for key in keys):
+    ours = (message_id_tag(id_mac(key), issue, subscriber_id) for key in keys)
+    if any(hmac.compare_digest(tag, expected) for expected in ours):
         return issue
     return None
 

@@ -90,7 +90,7 @@ class MessageBuilder:
         # a reader's links (links.py): unsubscribe_url(public_id), preferences_url(public_id)
         self.unsubscribe_url = unsubscribe_links(settings)
         self.preferences_url = preferences_links(settings)
-        self._id_mac = hmac.new(self.secret_key.encode(), digestmod=hashlib.sha256)
+        self._id_mac = id_mac(self.secret_key)
         self.rendered = rendered
         self.signer = Signer(settings.dkim) if settings.dkim.enabled else None
         # with [bounces] address, a delivery's envelope sender and the List-Unsubscribe
@@ -125,9 +125,7 @@ class MessageBuilder:
         is recognisably the same message; keyed, so it does not reveal the reader's id."""
         if self.issue_id is None:  # a test copy
             return make_msgid(domain=self.domain)
-        mac = self._id_mac.copy()
-        mac.update(f"{self.issue_id}.{subscriber_id}".encode())
-        tag = mac.hexdigest()[:20]
+        tag = message_id_tag(self._id_mac, self.issue_id, subscriber_id)
         return f"<{self.issue_id}.{tag}@{self.domain}>"
 
     def build(self, recipient: Recipient, delivery_id: int | None = None) -> OutgoingMessage:
@@ -436,8 +434,15 @@ def _list_id(base_url: str) -> str:
     return f"newsletter.{(urlsplit(base_url).hostname or 'localhost').lower()}"
 
 
-def message_id_tag(key: str, issue_id: int, subscriber_id: int) -> str:
-    """The keyed part of MessageBuilder.message_id: a bounce that quotes it is about
-    that reader's copy of that issue, and nobody without the key can make it up."""
-    mac = hmac.new(key.encode(), f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256)
+def message_id_tag(keyed: hmac.HMAC, issue_id: int, subscriber_id: int) -> str:
+    """The keyed part of MessageBuilder.message_id (`keyed`: an HMAC-SHA256 of the secret
+    key, made once, copied per message): a bounce that quotes it is about that reader's
+    copy of that issue, and nobody without the key can make it up."""
+    mac = keyed.copy()
+    mac.update(f"{issue_id}.{subscriber_id}".encode())
     return mac.hexdigest()[:20]
+
+
+def id_mac(key: str) -> hmac.HMAC:
+    """The keyed HMAC message_id_tag copies."""
+    return hmac.new(key.encode(), digestmod=hashlib.sha256)

@@ -117,7 +117,6 @@ class _Run:
     refused: list[Outcome] = field(default_factory=list)  # in a row, since the last sent
     alike: list[Outcome] = field(default_factory=list)  # readers refused in the same words
     since_sent: list[Outcome] = field(default_factory=list)  # every failure since a sent
-    failures: list[Outcome] = field(default_factory=list)  # every failure of the run
     struck_out: set[int] = field(default_factory=set)  # subscribers bounced by strikes
     refusing: bool = False  # the relay refuses us: what it refuses now goes back too
     refusing_words: str | None = None  # ... and readers refused in these words
@@ -248,8 +247,6 @@ class _Run:
                 if self.alike and self.alike[0].reader_refusal != words:
                     self.alike.clear()  # another refusal: this reader's own, perhaps
                 self.alike.append(outcome)
-            if not self.report.sent:  # else never looked at
-                self.failures.append(outcome)
         for row in (self.refused, self.alike):
             if len(row) >= REFUSALS_IN_A_ROW:
                 self._hold_refused(row, f"{row[-1].reply} ({len(row)} recipients in a row)")
@@ -259,7 +256,7 @@ class _Run:
         failure was a policy refusal, or a refusal of two or more readers in the same
         words (a small list, fewer than REFUSALS_IN_A_ROW), the relay refuses us, not
         them: hold the issue as for a refusal of the message, nobody counted."""
-        failures = self.failures
+        failures = self.since_sent  # nothing was sent: every failure of the run
         words = {outcome.reader_refusal for outcome in failures if not outcome.refused}
         readers = sum(not outcome.refused for outcome in failures)
         if not failures or self.report.sent or None in words or len(words) > 1 or readers == 1:
